@@ -1,0 +1,97 @@
+"""Training throughput of rnnkit's recurrent layer against raw torch.nn.LSTM.
+
+The workload is a character language model: vocabulary 65, embedding 64, a 2-layer LSTM-256,
+sequences of 100 characters, batch 64, Adam, cross-entropy over every step. Each variant trains
+for a few steps in turn (interleaved, so machine noise hits every variant alike), and the median
+characters/s per variant is reported with its ratio to raw ``torch.nn.LSTM`` measured in the same
+process.
+
+    python bench/layers.py                    # defaults: 5 rounds of 6 timed steps each
+    python bench/layers.py --rounds 9 --steps 10 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from rnnkit.layers import RNN
+
+VOCAB, EMB, HID, LAYERS, SEQ, BATCH = 65, 64, 256, 2, 100, 64
+
+
+class CharModel(nn.Module):
+    def __init__(self, rnn: nn.Module, raw: bool):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, EMB)
+        self.rnn, self.raw = rnn, raw
+        self.head = nn.Linear(HID, VOCAB)
+
+    def forward(self, x):
+        h = self.emb(x)                              # (B, T, E)
+        h = self.rnn(h)[0] if self.raw else self.rnn(h)
+        return self.head(h)                          # (B, T, V)
+
+
+def variants() -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    return {
+        "raw torch.nn.LSTM": CharModel(nn.LSTM(EMB, HID, LAYERS, batch_first=True), raw=True),
+        "rnnkit fused": CharModel(RNN("lstm", EMB, HID, LAYERS), raw=False),
+        "rnnkit weight-drop 0.25 (fused)": CharModel(
+            RNN("lstm", EMB, HID, LAYERS, recurrent_dropout=0.25, recurrent_dropout_mode="weight_drop"), raw=False),
+        "rnnkit variational 0.25 (loop)": CharModel(
+            RNN("lstm", EMB, HID, LAYERS, recurrent_dropout=0.25, recurrent_dropout_mode="variational"), raw=False),
+        "rnnkit loop, no dropout": CharModel(RNN("lstm", EMB, HID, LAYERS, fused="never"), raw=False),
+    }
+
+
+def train_steps(model: nn.Module, opt, x, y, steps: int) -> float:
+    """Run ``steps`` training steps; return characters per second."""
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * x.numel() / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
+    ap.add_argument("--steps", type=int, default=6, help="timed training steps per variant and round (default: 6)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    models = variants()
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
+    y = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
+    for k, m in models.items():                      # warm-up: allocator, oneDNN primitives
+        train_steps(m, opts[k], x, y, 2)
+    rates: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(args.rounds):
+        for k, m in models.items():
+            rates[k].append(train_steps(m, opts[k], x, y, args.steps))
+
+    base = statistics.median(rates["raw torch.nn.LSTM"])
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}; {args.rounds} rounds x {args.steps} steps")
+    print(f"{'variant':34s} {'chars/s (median)':>17s} {'min':>8s} {'max':>8s} {'vs raw':>7s}")
+    for k, r in rates.items():
+        med = statistics.median(r)
+        print(f"{k:34s} {med:17,.0f} {min(r):8,.0f} {max(r):8,.0f} {med / base:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

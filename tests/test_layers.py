@@ -1,0 +1,295 @@
+"""The recurrent layer: fused vs loop, torch parity, masking, dropout masks, stateful carry, errors."""
+
+import itertools
+import warnings
+
+import pytest
+import torch
+
+from rnnkit.layers import RNN
+
+B, T, I, H = 3, 7, 4, 5
+
+
+def run(layer, x, fused, **kw):
+    """Forward + backward on one path; returns outputs, final states and all gradients."""
+    layer.zero_grad()
+    layer.fused = fused
+    xg = x.clone().requires_grad_()
+    out, states = layer(xg, **kw)
+    # a loss that weights every output and state differently, so every gradient path counts
+    loss = (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum()
+    loss = loss + sum((s ** 2).sum() for st in states for s in st)
+    loss.backward()
+    grads = [p.grad.clone() for p in layer.parameters()] + [xg.grad.clone()]
+    return out.detach(), [s.detach() for st in states for s in st], grads
+
+
+def assert_close_lists(a, b, atol=1e-5):
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        assert torch.allclose(u, v, atol=atol, rtol=1e-5), (u - v).abs().max()
+
+
+def padding_kwargs(kind):
+    lengths = torch.tensor([T, 4, 1])
+    if kind == "none":
+        return {}
+    if kind == "lengths":
+        return {"lengths": lengths}
+    if kind == "left_mask":
+        return {"mask": torch.arange(T).unsqueeze(0) >= (T - lengths).unsqueeze(1)}
+    raise AssertionError(kind)
+
+
+CONFIGS = list(itertools.product(
+    ["lstm", "gru", "rnn"],           # cells with a fused kernel
+    [1, 2],                           # num_layers
+    [False, True],                    # bidirectional
+    ["none", "lengths", "left_mask"],
+))
+
+
+@pytest.mark.parametrize("cell,layers,bidir,padding", CONFIGS)
+def test_loop_path_equals_fused_path(cell, layers, bidir, padding):
+    torch.manual_seed(0)
+    layer = RNN(cell, I, H, num_layers=layers, bidirectional=bidir, return_state=True)
+    x = torch.randn(B, T, I)
+    kw = padding_kwargs(padding)
+    assert layer.uses_fused()
+    fused = run(layer, x, "always", **kw)
+    loop = run(layer, x, "never", **kw)
+    for a, b in zip(fused, loop):
+        assert_close_lists(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b])
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum", "mul", "ave"])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_merge_modes_and_last_step_agree_between_paths(merge, return_sequences):
+    torch.manual_seed(1)
+    layer = RNN("gru", I, H, num_layers=2, bidirectional=True, merge_mode=merge,
+                return_sequences=return_sequences, return_state=True)
+    x = torch.randn(B, T, I)
+    kw = {"lengths": torch.tensor([T, 3, 5])}
+    fused, loop = run(layer, x, "always", **kw), run(layer, x, "never", **kw)
+    assert_close_lists([fused[0]], [loop[0]])
+    assert_close_lists(fused[2], loop[2])
+    out = fused[0]
+    assert out.shape[-1] == (2 * H if merge == "concat" else H)
+
+
+def test_merge_modes_by_definition():
+    torch.manual_seed(2)
+    x = torch.randn(B, T, I)
+    base = RNN("lstm", I, H, bidirectional=True, merge_mode="concat")
+    fw, bw = base(x).split(H, dim=-1)
+    for mode, expect in [("sum", fw + bw), ("mul", fw * bw), ("ave", (fw + bw) / 2)]:
+        layer = RNN("lstm", I, H, bidirectional=True, merge_mode=mode)
+        layer.load_state_dict(base.state_dict())
+        assert torch.allclose(layer(x), expect, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell,torch_cls,kw", [
+    ("lstm", torch.nn.LSTM, {}), ("gru", torch.nn.GRU, {}), ("rnn", torch.nn.RNN, {}),
+    ("rnn", torch.nn.RNN, {"activation": "relu"}),
+])
+def test_same_numbers_as_torch_modules(cell, torch_cls, kw):
+    torch.manual_seed(3)
+    ours = RNN(cell, I, H, num_layers=2, bidirectional=True, return_state=True, **kw)
+    ref_kw = {"nonlinearity": kw["activation"]} if kw else {}
+    ref = torch_cls(I, H, num_layers=2, bidirectional=True, batch_first=True, **ref_kw)
+    sd = {}
+    for layer, d in itertools.product(range(2), range(2)):
+        c = ours.cells[layer * 2 + d]
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            sd[f"{name}_l{layer}{'_reverse' if d else ''}"] = getattr(c, name)
+    ref.load_state_dict(sd)
+    x = torch.randn(B, T, I)
+    for fused in ("always", "never"):
+        ours.fused = fused
+        out, states = ours(x)
+        ref_out, ref_h = ref(x)
+        assert torch.allclose(out, ref_out, atol=1e-5)
+        h_n = ref_h[0] if cell == "lstm" else ref_h
+        assert torch.allclose(torch.stack([st[0] for st in states]), h_n, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell,kw", [("peephole", {}), ("jordan", {}), ("gru", {"reset_after": False}),
+                                      ("rnn", {"activation": "hard_sigmoid"})])
+def test_cells_without_fused_kernel_take_the_loop(cell, kw):
+    layer = RNN(cell, I, H, **kw)
+    assert not layer.uses_fused()
+    assert layer(torch.randn(B, T, I)).shape == (B, T, layer.output_size)
+    layer.fused = "always"
+    with pytest.raises(ValueError, match="fused='always': this configuration cannot use the fused kernel"):
+        layer(torch.randn(B, T, I))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "peephole", "jordan"])
+def test_masked_steps_leave_state_untouched(cell):
+    torch.manual_seed(4)
+    layer = RNN(cell, I, H, return_state=True)
+    x = torch.randn(1, T, I)
+    mask = torch.tensor([[True, False, True, True, False, False, True]])
+    out, states = layer(x, mask=mask)
+    # the same sequence with the masked steps removed gives the same final state ...
+    _, compact_states = layer(x[:, mask[0]])
+    for a, b in zip(states[0], compact_states[0]):
+        assert torch.allclose(a, b, atol=1e-6)
+    # ... and the masked steps output zeros while the valid steps match the compact run
+    assert torch.all(out[0, ~mask[0]] == 0)
+    compact_out = layer(x[:, mask[0]])[0]
+    assert torch.allclose(out[0, mask[0]], compact_out[0], atol=1e-6)
+
+
+def test_padding_values_never_change_outputs():
+    torch.manual_seed(5)
+    layer = RNN("lstm", I, H, bidirectional=True, return_sequences=False)
+    x = torch.randn(B, T, I)
+    lengths = torch.tensor([T, 2, 5])
+    noisy = x.clone()
+    for b, n in enumerate(lengths):
+        noisy[b, n:] = 1e3                          # garbage in the padding
+    for fused in ("always", "never"):
+        layer.fused = fused
+        assert torch.allclose(layer(x, lengths=lengths), layer(noisy, lengths=lengths), atol=1e-6)
+
+
+def test_left_and_right_padding_give_the_same_last_output():
+    torch.manual_seed(6)
+    layer = RNN("gru", I, H, num_layers=2, bidirectional=True, return_sequences=False)
+    lengths = torch.tensor([T, 3, 5])
+    right = torch.randn(B, T, I)
+    left = torch.zeros_like(right)
+    for b, n in enumerate(lengths):
+        left[b, T - n:] = right[b, :n]
+    left_mask = torch.arange(T).unsqueeze(0) >= (T - lengths).unsqueeze(1)
+    for fused in ("always", "never"):
+        layer.fused = fused
+        assert torch.allclose(layer(right, lengths=lengths), layer(left, mask=left_mask), atol=1e-5)
+
+
+def test_variational_dropout_masks_are_the_same_at_every_step():
+    torch.manual_seed(7)
+    p = 0.5
+    layer = RNN("lstm", I, 64, dropout=p, recurrent_dropout=p)
+    cell = layer.cells[0]
+    seen_inputs, seen_masks = [], []
+    orig_project, orig_step = cell.project_input, cell.step
+    cell.project_input = lambda x: (seen_inputs.append(x), orig_project(x))[1]
+    cell.step = lambda xp, st, m=None, w=None: (seen_masks.append(m), orig_step(xp, st, m, w))[1]
+    layer.train()
+    assert not layer.uses_fused()                   # variational recurrent dropout loops
+    layer(torch.ones(2, T, I))                      # the same input at every step
+    xin = seen_inputs[0]                            # (T, B, I) after input dropout
+    assert all(torch.equal(xin[t], xin[0]) for t in range(T))
+    assert set(xin.unique().tolist()) <= {0.0, 1 / (1 - p)} and (xin == 0).any()
+    assert len(seen_masks) == T and all(m is seen_masks[0] for m in seen_masks)
+    m = seen_masks[0]
+    assert m.shape == (2, 64) and set(m.unique().tolist()) == {0.0, 2.0}
+    assert not torch.equal(m[0], m[1])              # one mask per sequence
+    # evaluation mode: no dropout at all, and the fused kernel runs
+    layer.eval()
+    assert layer.uses_fused()
+    assert torch.equal(layer(torch.ones(2, T, I)), layer(torch.ones(2, T, I)))
+
+
+def test_weight_drop_keeps_the_fused_kernel_without_warnings():
+    torch.manual_seed(8)
+    layer = RNN("lstm", I, H, num_layers=2, recurrent_dropout=0.5, recurrent_dropout_mode="weight_drop")
+    layer.train()
+    assert layer.uses_fused()
+    x = torch.randn(B, T, I)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # any warning fails the test
+        torch.manual_seed(9)
+        a = layer(x)
+        a.sum().backward()
+    # the same DropConnect mask through the loop path gives the same numbers
+    layer.fused = "never"
+    torch.manual_seed(9)
+    b = layer(x)
+    assert torch.allclose(a, b, atol=1e-5)
+    # the mask is a weight mask: zeros in weight_hh's gradient where the weight was dropped
+    g = layer.cells[0].weight_hh.grad
+    assert (g == 0).float().mean() > 0.3
+    # a different call draws a different mask
+    layer.fused = "always"
+    assert not torch.allclose(layer(x), a)
+
+
+def test_stateful_chunks_equal_one_long_sequence_and_detach():
+    torch.manual_seed(10)
+    x = torch.randn(2, 12, I)
+    full = RNN("lstm", I, H, num_layers=2)
+    chunked = RNN("lstm", I, H, num_layers=2, stateful=True)
+    chunked.load_state_dict(full.state_dict())
+    expect = full(x)
+    parts = [chunked(x[:, k:k + 4]) for k in range(0, 12, 4)]
+    assert torch.allclose(torch.cat(parts, dim=1), expect, atol=1e-5)
+    # the carried state is detached: gradients stop at the chunk boundary (truncated BPTT)
+    assert all(s.grad_fn is None and not s.requires_grad for st in chunked._carried for s in st)
+    chunked.reset_state()
+    assert torch.allclose(chunked(x[:, :4]), expect[:, :4], atol=1e-6)
+    with pytest.raises(ValueError, match="carried state has batch size 2 but this batch has 3"):
+        chunked(torch.randn(3, 4, I))
+
+
+def test_initial_state_is_used_and_checked():
+    torch.manual_seed(11)
+    layer = RNN("lstm", I, H, return_state=True)
+    x = torch.randn(B, T, I)
+    h0, c0 = torch.randn(B, H), torch.randn(B, H)
+    out_a, _ = layer(x, initial_state=(h0, c0))
+    out_b, _ = layer(x)
+    assert not torch.allclose(out_a, out_b)
+    ref = torch.nn.LSTM(I, H, batch_first=True)
+    ref.load_state_dict({k + "_l0": v for k, v in layer.cells[0].state_dict().items()})
+    assert torch.allclose(out_a, ref(x, (h0[None], c0[None]))[0], atol=1e-5)
+    with pytest.raises(ValueError, match=r"initial_state\[0\]=\[\(3, 5\)\]: expected shapes \[\(3, 5\), \(3, 5\)\]"):
+        layer(x, initial_state=[(h0,)])
+    with pytest.raises(ValueError, match=r"expected 1 \(one per layer and direction"):
+        layer(x, initial_state=[(h0, c0), (h0, c0)])
+
+
+def test_return_shapes():
+    x = torch.randn(B, T, I)
+    assert RNN("gru", I, H)(x).shape == (B, T, H)
+    assert RNN("gru", I, H, return_sequences=False)(x).shape == (B, H)
+    assert RNN("gru", I, H, bidirectional=True)(x).shape == (B, T, 2 * H)
+    tm = RNN("gru", I, H, batch_first=False)
+    assert tm(x.transpose(0, 1)).shape == (T, B, H)
+    out, states = RNN("lstm", I, H, num_layers=3, bidirectional=True, return_state=True)(x)
+    assert len(states) == 6 and all(len(st) == 2 for st in states)
+
+
+def test_layer_argument_errors():
+    with pytest.raises(ValueError, match=r"num_layers=0: expected an integer >= 1"):
+        RNN("lstm", I, H, num_layers=0)
+    with pytest.raises(ValueError, match=r"merge_mode='max': expected one of 'concat', 'sum', 'mul', 'ave'"):
+        RNN("lstm", I, H, bidirectional=True, merge_mode="max")
+    with pytest.raises(ValueError, match=r"dropout=1.0: expected a number in \[0.0, 1.0\)"):
+        RNN("lstm", I, H, dropout=1.0)
+    with pytest.raises(ValueError, match=r"recurrent_dropout_mode='zoneout': expected one of"):
+        RNN("lstm", I, H, recurrent_dropout=0.1, recurrent_dropout_mode="zoneout")
+    layer = RNN("lstm", I, H)
+    x = torch.randn(B, T, I)
+    with pytest.raises(ValueError, match=r"lengths=\[7, 9, 1\]: expected lengths between 0 and the sequence length 7"):
+        layer(x, lengths=[7, 9, 1])
+    with pytest.raises(ValueError, match=r"lengths=\(2,\): expected shape \(3,\)"):
+        layer(x, lengths=[7, 9])
+    with pytest.raises(ValueError, match=r"mask=\(3, 6\): expected shape \(3, 7\)"):
+        layer(x, mask=torch.ones(3, 6, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"x=\(3, 7, 2\): expected last dimension 4 \(input_size\)"):
+        layer(torch.randn(B, T, 2))
+    with pytest.raises(ValueError, match="pass one of them, not both"):
+        layer(x, lengths=[7, 7, 7], mask=torch.ones(B, T))
+
+
+def test_zero_length_sequences_keep_the_initial_state():
+    torch.manual_seed(12)
+    layer = RNN("lstm", I, H, return_state=True)
+    x = torch.randn(B, T, I)
+    out, states = layer(x, lengths=torch.tensor([T, 0, 3]))
+    assert torch.all(out[1] == 0)
+    assert torch.all(states[0][0][1] == 0) and torch.all(states[0][1][1] == 0)
