@@ -1,0 +1,509 @@
+"""One model-agnostic Trainer for every task (in the spirit of minGPT's ``trainer.py``).
+
+The Trainer knows nothing about text, images or series. A task hands it three functions::
+
+    train_batches(epoch) -> iterable of batches          # called once per epoch, so the order can be reseeded
+    compute_loss(model, batch, state) -> (loss, new_state, n_items)
+    evaluate(model) -> {"val_loss": ..., ...}           # optional; lower is better for config.monitor
+
+``state`` is whatever recurrent state the task carries from one batch to the next (``None`` at the start
+of each epoch). The Trainer detaches it after every batch: gradients flow within a batch and stop at its
+edge, which is truncated backpropagation through time. ``n_items`` counts what the batch holds (characters,
+sequences) for the items/s figure.
+
+One step is: set the learning rate for this step, move the batch to the device, compute the loss, backward,
+clip the gradient norm, optimizer step. The loss is summed as a tensor and read back to the host only every
+``log_every`` steps, so the device is not stalled once per step.
+
+Each epoch ends with: evaluate, append a record to ``metrics.jsonl``, call ``on_epoch_end``, save the last
+(and, on improvement, the best) checkpoint, redraw ``loss.png``. A time budget (``max_minutes``), a step
+budget (``max_steps``), early stopping and Ctrl-C all stop cleanly with a checkpoint that
+``fit(..., resume=True)`` continues from exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rnnkit import _checks
+from rnnkit.checkpoint import RunDir, atomic_write_bytes, rng_states, set_rng_states
+from rnnkit.config import field
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = field(10, "passes over the training data")
+    max_steps: Optional[int] = field(None, "stop after this many optimizer steps (None: no limit)")
+    max_minutes: Optional[float] = field(None, "wall-clock budget for one call to fit, in minutes; training "
+                                               "stops after the current step with a checkpoint (None: no limit)")
+    lr: float = field(1e-3, "peak learning rate")
+    optimizer: str = field("adam", "optimizer", choices=("adam", "adamw", "rmsprop", "sgd"))
+    weight_decay: float = field(0.0, "L2 penalty (adam, rmsprop, sgd) or decoupled weight decay (adamw)")
+    momentum: float = field(0.9, "momentum of the sgd optimizer")
+    schedule: str = field("constant", "learning-rate schedule after warmup", choices=("constant", "cosine"))
+    warmup_steps: int = field(0, "steps of linear warmup from 0 to lr")
+    min_lr: float = field(0.0, "learning rate at the end of the cosine schedule")
+    clip_grad_norm: Optional[float] = field(1.0, "clip the global gradient norm to this (None: no clipping)")
+    early_stop_patience: Optional[int] = field(None, "stop after this many epochs without improvement of "
+                                                     "monitor (None: never)")
+    monitor: str = field("val_loss", "metric that picks the best checkpoint and drives early stopping "
+                                     "(lower is better; train_loss when there is no evaluation)")
+    log_every: int = field(50, "steps between loss read-backs, progress updates and metrics records")
+    seed: int = field(0, "seed for python, numpy and torch at the start of training")
+    device: str = field("auto", "where to train: auto picks cuda when available",
+                        choices=("auto", "cpu", "cuda"))
+
+    def __post_init__(self) -> None:
+        _checks.check_int("epochs", self.epochs, min=0)
+        _checks.check_int("max_steps", self.max_steps, min=1, allow_none=True)
+        _checks.check_float("max_minutes", self.max_minutes, min=0, min_open=True, allow_none=True)
+        _checks.check_float("lr", self.lr, min=0, min_open=True)
+        _checks.check_choice("optimizer", self.optimizer, ("adam", "adamw", "rmsprop", "sgd"))
+        _checks.check_float("weight_decay", self.weight_decay, min=0)
+        _checks.check_float("momentum", self.momentum, min=0, max=1, max_open=True)
+        _checks.check_choice("schedule", self.schedule, ("constant", "cosine"))
+        _checks.check_int("warmup_steps", self.warmup_steps, min=0)
+        _checks.check_float("min_lr", self.min_lr, min=0, max=self.lr)
+        _checks.check_float("clip_grad_norm", self.clip_grad_norm, min=0, min_open=True, allow_none=True)
+        _checks.check_int("early_stop_patience", self.early_stop_patience, min=1, allow_none=True)
+        if not isinstance(self.monitor, str) or not self.monitor:
+            _checks.fail("monitor", self.monitor, "a metric name such as 'val_loss'")
+        _checks.check_int("log_every", self.log_every, min=1)
+        _checks.check_int("seed", self.seed)
+        _checks.check_choice("device", self.device, ("auto", "cpu", "cuda"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Small pieces the Trainer is built from (each usable and testable on its own)
+# ---------------------------------------------------------------------------------------------------------
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr, wd = config.lr, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+
+
+def lr_at(config: TrainConfig, step: int, total_steps: int | None = None) -> float:
+    """The learning rate for optimizer step ``step`` (0-based).
+
+    Warmup rises linearly, reaching ``lr`` at step ``warmup_steps - 1``; the cosine schedule then falls
+    from ``lr`` to ``min_lr`` at step ``total_steps``.
+    """
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    if total_steps is None:
+        raise ValueError("schedule='cosine': expected a known number of steps: let train_batches(epoch) "
+                         "return a sized iterable (a list or a DataLoader) or set max_steps")
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy's global generator and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def detach_state(state: Any) -> Any:
+    """Cut the graph behind a carried recurrent state: tensors, and tuples/lists/dicts of them, nested."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # namedtuple
+        return type(state)(*(detach_state(s) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    if isinstance(state, dict):
+        return {k: detach_state(v) for k, v in state.items()}
+    return state
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move the tensors in a batch (a tensor, or tuples/lists/dicts of them) to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(to_device(o, device) for o in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        _checks.fail("device", name, "'auto' or 'cpu' (CUDA is not available on this machine)")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Trainer
+# ---------------------------------------------------------------------------------------------------------
+
+# Events for ``Trainer.add_callback`` and what each callback receives.
+EVENTS = {
+    "on_step_end": "callback(trainer) after every optimizer step (gradients are still in place)",
+    "on_log": "callback(trainer, record) every log_every steps",
+    "on_epoch_end": "callback(trainer, epoch, metrics) after evaluation, before the checkpoint",
+}
+
+
+class Trainer:
+    """Train any ``nn.Module`` given batches and a loss function; see the module docstring.
+
+    After ``fit``: ``step`` (optimizer steps so far), ``epoch`` (epochs completed), ``history`` (the
+    metrics records), ``best`` (best value of ``config.monitor``), ``stop_reason`` (``'epochs'``,
+    ``'max_steps'``, ``'max_minutes'``, ``'early_stop'`` or ``'interrupted'``) and ``interrupted``.
+    """
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig | None = None,
+                 run_dir: str | RunDir | None = None, *, optimizer: torch.optim.Optimizer | None = None,
+                 progress: bool | None = None,
+                 callbacks: dict[str, Callable | list[Callable]] | None = None):
+        self.config = config or TrainConfig()
+        self.device = pick_device(self.config.device)
+        self.model = model.to(self.device)
+        self.optimizer = optimizer or make_optimizer(self.model, self.config)
+        self.run_dir = RunDir(run_dir) if run_dir is not None else None
+        self.progress = progress  # None: show a bar when stderr is a terminal
+        self.callbacks: dict[str, list[Callable]] = {name: [] for name in EVENTS}
+        for event, fns in (callbacks or {}).items():
+            for fn in (fns if isinstance(fns, (list, tuple)) else [fns]):
+                self.add_callback(event, fn)
+
+        # The position in training; a checkpoint stores exactly these.
+        self.step = 0                 # optimizer steps taken
+        self.epoch = 0                # epochs completed (= index of the current epoch)
+        self.batch_in_epoch = 0       # batches of the current epoch already trained on
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0           # epochs since the monitored metric last improved
+        self.history: list[dict[str, Any]] = []
+        self._carried = None          # recurrent state to pass into the next batch
+        self._reset_epoch_sums()
+        self._reset_window()
+        self._pending_rng: dict | None = None   # RNG states to restore once the resumed position is reached
+
+        self.lr = self.config.lr
+        self.grad_norm: torch.Tensor | None = None
+        self.metrics: dict[str, float] = {}
+        self.stop_reason: str | None = None
+        self.interrupted = False
+        self.message = ""
+
+    def add_callback(self, event: str, fn: Callable) -> None:
+        _checks.check_choice("event", event, EVENTS)
+        self.callbacks[event].append(fn)
+
+    def _trigger(self, event: str, *args: Any) -> None:
+        for fn in self.callbacks[event]:
+            fn(self, *args)
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def fit(self, train_batches: Callable[[int], Iterable] | Iterable,
+            compute_loss: Callable[[torch.nn.Module, Any, Any], tuple[torch.Tensor, Any, Any]],
+            evaluate: Callable[[torch.nn.Module], dict[str, Any]] | None = None,
+            on_epoch_end: Callable[["Trainer", int, dict[str, float]], None] | None = None,
+            *, resume: bool = False) -> "Trainer":
+        """Train until ``config.epochs`` (or a budget, early stopping, Ctrl-C); returns the trainer."""
+        cfg = self.config
+        get_batches = train_batches if callable(train_batches) else (lambda epoch: train_batches)
+        if resume:
+            self.resume()
+        elif self.step == 0 and self.epoch == 0 and self.batch_in_epoch == 0:
+            seed_everything(cfg.seed)
+        if self.run_dir is not None:
+            self.run_dir.path.mkdir(parents=True, exist_ok=True)
+
+        self.stop_reason = None
+        self.interrupted = False
+        self._start = time.monotonic()
+        self._deadline = self._start + 60 * cfg.max_minutes if cfg.max_minutes else None
+        self._window_start = self._start
+        self.model.train()
+        try:
+            if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
+                self.stop_reason = "early_stop"  # a resumed run that had already stopped early
+            while self.stop_reason is None:
+                if self.epoch >= cfg.epochs:
+                    self.stop_reason = "epochs"
+                elif cfg.max_steps is not None and self.step >= cfg.max_steps:
+                    self.stop_reason = "max_steps"
+                else:
+                    self._run_epoch(get_batches, compute_loss, evaluate, on_epoch_end)
+        except KeyboardInterrupt:
+            # Save the exact position (the batch that was interrupted has not been applied) and return.
+            self.interrupted = True
+            self.stop_reason = "interrupted"
+            if self.run_dir is not None:
+                self.save(best=False)
+                self.message = (f"Interrupted in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
+                                f"checkpoint saved in {self.run_dir.path}. Resume with fit(..., resume=True) "
+                                f"on a Trainer with this run_dir (CLI: the same command with --resume).")
+            else:
+                self.message = (f"Interrupted in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
+                                f"nothing saved (no run_dir).")
+            print(self.message, file=sys.stderr)
+        return self
+
+    def _run_epoch(self, get_batches, compute_loss, evaluate, on_epoch_end) -> None:
+        cfg = self.config
+        epoch = self.epoch
+        if self._pending_rng is not None and self.batch_in_epoch == 0:
+            # At an epoch boundary the saved RNG state is the one train_batches(epoch) was called with.
+            set_rng_states(self._pending_rng)
+            self._pending_rng = None
+        batches = get_batches(epoch)
+        per_epoch = len(batches) if hasattr(batches, "__len__") else None
+        self._total_steps = _total_steps(cfg, per_epoch)
+        it = iter(batches)
+        # A resumed epoch skips the batches already trained on; this presumes that train_batches(epoch)
+        # gives the same batches each time it is called (seed its shuffling from ``epoch``).
+        for skipped in range(self.batch_in_epoch):
+            if next(it, None) is None:
+                raise ValueError(f"train_batches({epoch}) gave {skipped} batches, but the checkpoint had already "
+                                 f"trained on {self.batch_in_epoch} of this epoch: the data changed since")
+        if self._pending_rng is not None:
+            set_rng_states(self._pending_rng)
+            self._pending_rng = None
+
+        bar = tqdm(total=per_epoch, initial=self.batch_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   unit="batch", dynamic_ncols=True, file=sys.stderr,
+                   disable=None if self.progress is None else not self.progress)
+        self._bar = bar
+        self._bar_shown = not bar.disable  # close() sets disable, so remember it now
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        state = self._carried
+        stopped = False
+        try:
+            for batch in it:
+                self.lr = lr_at(cfg, self.step, self._total_steps)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr
+                batch = to_device(batch, self.device)
+                loss, state, n_items = compute_loss(self.model, batch, state)
+                # Truncated BPTT: the next batch starts from these values but not from their history.
+                state = detach_state(state)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_grad_norm is not None:
+                    # The norm before clipping, as a device tensor (read only when logged).
+                    self.grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
+                self.optimizer.step()
+                self.step += 1
+                self.batch_in_epoch += 1
+                self._carried = state
+
+                loss = loss.detach().float()
+                n_items = 1 if n_items is None else n_items
+                self._epoch_loss = self._epoch_loss + loss
+                self._epoch_steps += 1
+                self._window_loss = self._window_loss + loss
+                self._window_steps += 1
+                self._window_items = self._window_items + n_items
+                self._trigger("on_step_end")
+                if self.step % cfg.log_every == 0:
+                    self._log_train(epoch)
+                bar.update(1)
+                if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                    self.stop_reason, stopped = "max_steps", True
+                    break
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    self.stop_reason, stopped = "max_minutes", True
+                    break
+        finally:
+            bar.close()
+        # A budget that ran out on the epoch's last batch still ends a whole epoch.
+        partial = stopped and (per_epoch is None or self.batch_in_epoch < per_epoch)
+        self._end_epoch(epoch, evaluate, on_epoch_end, partial=partial)
+
+    def _log_train(self, epoch: int) -> None:
+        now = time.monotonic()
+        loss = (self._window_loss / self._window_steps).item()  # the one host sync per log_every steps
+        if not math.isfinite(loss):
+            raise RuntimeError(f"the training loss became {loss} at step {self.step}; try a lower lr or "
+                               f"set clip_grad_norm")
+        items = float(self._window_items)
+        record = {"event": "train", "epoch": epoch, "step": self.step, "loss": loss, "lr": self.lr,
+                  "items_per_s": items / max(now - self._window_start, 1e-9),
+                  "elapsed_s": now - self._start}
+        if self.grad_norm is not None:
+            record["grad_norm"] = float(self.grad_norm)
+        self._record(record)
+        self._bar.set_postfix(loss=f"{loss:.4f}", items_s=f"{record['items_per_s']:.0f}", refresh=False)
+        self._trigger("on_log", record)
+        self._reset_window()
+        self._window_start = now
+
+    def _end_epoch(self, epoch: int, evaluate, on_epoch_end, *, partial: bool) -> None:
+        cfg = self.config
+        train_loss = (self._epoch_loss / self._epoch_steps).item() if self._epoch_steps else math.nan
+        metrics: dict[str, float] = {"train_loss": train_loss}
+        if evaluate is not None:
+            self.model.eval()
+            with torch.no_grad():
+                metrics.update({k: float(v) for k, v in evaluate(self.model).items()})
+            self.model.train()
+            if cfg.monitor not in metrics:
+                _checks.fail("monitor", cfg.monitor, "a key of the metrics that evaluate returns: "
+                             + ", ".join(repr(k) for k in metrics))
+        value = metrics.get(cfg.monitor, train_loss)
+        improved = math.isfinite(value) and (self.best is None or value < self.best)
+        if improved:
+            self.best, self.best_epoch = value, epoch
+        if not partial:
+            # A budget stop in mid-epoch evaluates too, but only whole epochs count towards patience.
+            self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        self.metrics = metrics
+        self._record({"event": "epoch", "epoch": epoch, "step": self.step, **metrics, "lr": self.lr,
+                      "best": improved, "partial": partial, "elapsed_s": time.monotonic() - self._start})
+        self._trigger("on_epoch_end", epoch, metrics)
+        if on_epoch_end is not None:
+            on_epoch_end(self, epoch, metrics)
+        if self._bar_shown:
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: "
+                            + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), file=sys.stderr)
+        if not partial:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self._carried = None
+            self._reset_epoch_sums()
+        # Saved after evaluation and on_epoch_end, so the RNG state in the checkpoint is the one the next
+        # epoch starts from in an uninterrupted run too.
+        self.save(best=improved)
+        self._plot()
+        if not partial and cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
+            self.stop_reason = "early_stop"
+
+    # -- bookkeeping ---------------------------------------------------------------------------------------
+
+    def _reset_epoch_sums(self) -> None:
+        self._epoch_loss = torch.zeros((), device=self.device)  # summed as a tensor: no per-step sync
+        self._epoch_steps = 0
+
+    def _reset_window(self) -> None:
+        self._window_loss = torch.zeros((), device=self.device)
+        self._window_steps = 0
+        self._window_items = 0
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.run_dir is not None:
+            self.run_dir.append_metrics(record)
+
+    def _plot(self) -> None:
+        if self.run_dir is None:
+            return
+        try:
+            plot_history(self.history, self.run_dir.plot_path)
+        except ImportError:  # matplotlib is an optional dependency
+            pass
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training position as a tree for ``RunDir.save_checkpoint`` (the optimizer is saved beside it)."""
+        return {
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+            "best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+            "carried_state": self._carried,
+            "epoch_loss": self._epoch_loss, "epoch_steps": self._epoch_steps,
+            "window_loss": self._window_loss, "window_steps": self._window_steps,
+            "window_items": self._window_items,
+            "config": dataclasses.asdict(self.config),
+            "rng": rng_states(),
+        }
+
+    def save(self, best: bool = False) -> None:
+        """Write the last checkpoint (and ``best.safetensors`` when ``best``) to the run directory."""
+        if self.run_dir is not None:
+            self.run_dir.save_checkpoint(self.model, self.optimizer, self.state_dict(), best=best)
+
+    def resume(self, run_dir: str | RunDir | None = None) -> "Trainer":
+        """Load weights, optimizer and position from a run directory; the next ``fit`` continues from there."""
+        if run_dir is not None:
+            self.run_dir = RunDir(run_dir)
+        if self.run_dir is None:
+            _checks.fail("run_dir", None, "a run directory to resume from")
+        state = self.run_dir.load_checkpoint(self.model, self.optimizer)
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
+        self._carried = to_device(state["carried_state"], self.device)
+        self._epoch_loss = state["epoch_loss"].to(self.device)
+        self._epoch_steps = state["epoch_steps"]
+        self._window_loss = state["window_loss"].to(self.device)
+        self._window_steps = state["window_steps"]
+        self._window_items = state["window_items"]
+        self._pending_rng = state["rng"]
+        # Records written after this checkpoint (a kill between a record and the next save) would be
+        # written again by the resumed run: drop them.
+        history = self.run_dir.read_metrics()
+        self.history = [r for r in history if r.get("step", 0) <= self.step]
+        if len(self.history) != len(history):
+            self.run_dir.rewrite_metrics(self.history)
+        return self
+
+
+def _total_steps(config: TrainConfig, per_epoch: int | None) -> int | None:
+    """Steps the whole run will take, for the cosine schedule; None when it cannot be known."""
+    candidates = [config.max_steps] if config.max_steps is not None else []
+    if per_epoch is not None:
+        candidates.append(config.epochs * per_epoch)
+    return min(candidates) if candidates else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loss curve
+# ---------------------------------------------------------------------------------------------------------
+
+def plot_history(history: list[dict[str, Any]], path) -> None:
+    """Draw training loss (per log) and epoch losses against the step, as a PNG written atomically."""
+    # The figure is built without pyplot, on an Agg canvas: no global backend switch, no GUI.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    logs = [r for r in history if r.get("event") == "train"]
+    epochs = [r for r in history if r.get("event") == "epoch"]
+    if logs:
+        ax.plot([r["step"] for r in logs], [r["loss"] for r in logs], lw=1, alpha=0.6, label="train (logged)")
+    loss_keys = [k for k in (epochs[-1] if epochs else {}) if k.endswith("loss")]
+    for key in loss_keys:
+        points = [(r["step"], r[key]) for r in epochs if key in r]
+        ax.plot(*zip(*points), marker="o", label=f"{key} (epoch)")
+    for r in epochs:
+        ax.axvline(r["step"], color="0.85", lw=0.8, zorder=0)  # epoch boundaries
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(True, alpha=0.3)
+    if logs or epochs:
+        ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,330 @@
+"""Run directories: atomic writes, safetensors weights, pickle-free training state, clear load errors."""
+
+import json
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rnnkit import __version__
+from rnnkit.checkpoint import (
+    RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, load_metadata, load_tree,
+    load_weights, pack_tree, read_json, rng_states, save_tree, save_weights, set_rng_states,
+    unpack_tree, write_json,
+)
+
+
+def assert_tree_equal(a, b, path="/"):
+    """Exact equality: same types (tuple vs list, int vs str keys), same tensor dtypes and bits."""
+    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            assert_tree_equal(a[k], b[k], f"{path}{k}/")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_tree_equal(x, y, f"{path}{i}/")
+    else:
+        assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
+
+
+# -- atomic writes -------------------------------------------------------------------------------------------
+
+def test_atomic_writes_replace_and_leave_no_temp_files(tmp_path):
+    p = tmp_path / "sub" / "f.bin"
+    atomic_write_bytes(p, b"one")
+    atomic_write_bytes(p, b"two")
+    assert p.read_bytes() == b"two"
+    atomic_write_text(tmp_path / "t.txt", "héllo")
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo"
+    atomic_write_json(tmp_path / "j.json", {"a": [1, 2]})
+    assert write_json is atomic_write_json
+    assert read_json(tmp_path / "j.json") == {"a": [1, 2]}
+    assert sorted(os.listdir(tmp_path)) == ["j.json", "sub", "t.txt"]
+    assert os.listdir(tmp_path / "sub") == ["f.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(p).st_mode & 0o777 == 0o666 & ~umask  # like a plain open(), not mkstemp's 0600
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    p = tmp_path / "config.json"
+    atomic_write_json(p, {"v": 1})
+
+    def boom(fd):
+        raise KeyboardInterrupt  # a kill between writing and renaming
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_json(p, {"v": 2})
+    monkeypatch.undo()
+    assert read_json(p) == {"v": 1}
+    assert os.listdir(tmp_path) == ["config.json"]  # the temporary file was removed
+
+
+def test_unserialisable_json_does_not_touch_the_file(tmp_path):
+    p = tmp_path / "c.json"
+    atomic_write_json(p, {"v": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(p, {"v": object()})
+    assert read_json(p) == {"v": 1}
+
+
+def test_read_json_errors_name_file_line_and_column(tmp_path):
+    p = tmp_path / "bad.json"
+    p.write_text('{\n  "a": 1,\n  "b" 2\n}')
+    with pytest.raises(ValueError, match=r"bad\.json: not valid JSON: Expecting ':' delimiter at line 3, column 7"):
+        read_json(p)
+    with pytest.raises(FileNotFoundError, match=r"nope\.json: file not found"):
+        read_json(tmp_path / "nope.json")
+
+
+# -- weights ---------------------------------------------------------------------------------------------------
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(5, 3)
+        self.out = nn.Linear(3, 5)
+        self.out.weight = self.emb.weight  # tied weights share memory
+
+
+def test_weights_round_trip_with_metadata_and_tied_weights(tmp_path):
+    torch.manual_seed(0)
+    model = Tied()
+    save_weights(tmp_path / "w.safetensors", model.state_dict(), {"task": "x", "epoch": 3})
+    assert load_metadata(tmp_path / "w.safetensors") == {"task": "x", "epoch": "3"}
+    other = Tied()
+    tensors = load_weights(tmp_path / "w.safetensors", other)
+    assert set(tensors) == {"emb.weight", "out.weight", "out.bias"}
+    for k, v in model.state_dict().items():
+        assert torch.equal(other.state_dict()[k], v)
+
+
+def test_load_weights_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors: file not found"):
+        load_weights(tmp_path / "model.safetensors")
+
+
+def test_load_weights_truncated_file(tmp_path):
+    p = tmp_path / "w.safetensors"
+    save_weights(p, {"w": torch.arange(100.0)})
+    data = p.read_bytes()
+    p.write_bytes(data[:-10])
+    with pytest.raises(ValueError, match=r"w\.safetensors: truncated safetensors file: the tensors need 400 "
+                                         r"bytes of data but the file holds 390"):
+        load_weights(p)
+    p.write_bytes(data[:20])
+    with pytest.raises(ValueError, match=r"w\.safetensors: truncated safetensors file: the header needs"):
+        load_weights(p)
+    p.write_bytes(data[:3])
+    with pytest.raises(ValueError, match=r"truncated safetensors file: 3 bytes"):
+        load_weights(p)
+
+
+def test_load_weights_corrupted_file(tmp_path):
+    p = tmp_path / "w.safetensors"
+    p.write_bytes(b"this is not a safetensors file at all")
+    with pytest.raises(ValueError, match=r"w\.safetensors: corrupted safetensors file"):
+        load_weights(p)
+    header = b'{"w": {"dtype": "F32", "shape": [2'
+    p.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 8)
+    with pytest.raises(ValueError, match=r"w\.safetensors: corrupted safetensors file: bad header"):
+        load_weights(p)
+
+
+def test_load_weights_mismatched_model_lists_every_problem(tmp_path):
+    p = tmp_path / "w.safetensors"
+    save_weights(p, {"0.weight": torch.zeros(4, 3), "0.bias": torch.zeros(4), "extra": torch.zeros(1)})
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 1))
+    with pytest.raises(ValueError) as err:
+        load_weights(p, model)
+    text = str(err.value)
+    assert text.startswith(f"{p}: weights do not match the model: ")
+    assert "missing keys [2.bias, 2.weight]" in text
+    assert "unexpected keys [extra]" in text
+    assert "shape mismatches [0.bias: file (4,) vs model (5,), 0.weight: file (4, 3) vs model (5, 3)]" in text
+
+
+# -- training state without pickle -------------------------------------------------------------------------------
+
+def test_pack_tree_round_trip_keeps_types(tmp_path):
+    tree = {
+        "state": {0: {"step": torch.tensor(3.0), "buf": torch.randn(2, 3)}, 1: {"n": torch.tensor(7)}},
+        "groups": [{"betas": (0.9, 0.999), "params": [0, 1], "lr": 1e-3, "fused": None, "ok": True}],
+        "best": float("inf"),
+        "rng": [torch.get_rng_state()],
+        "extra": {"__tensor__": "a dict that only looks like a marker"},
+        "empty": torch.zeros(0, 4),
+    }
+    skeleton, tensors = pack_tree(tree)
+    json.dumps(skeleton)  # plain JSON
+    assert skeleton["state"]["__items__"][0][0] == 0  # int keys survive as ints
+    assert skeleton["state"]["__items__"][0][1]["step"] == {"__scalar__": 3.0, "dtype": "float32"}
+    assert_tree_equal(unpack_tree(skeleton, tensors), tree)
+    save_tree(tmp_path / "s.json", tmp_path / "s.safetensors", tree, checkpoint_id="abc")
+    back, cid = load_tree(tmp_path / "s.json", tmp_path / "s.safetensors")
+    assert cid == "abc"
+    assert_tree_equal(back, tree)
+
+
+def test_pack_tree_rejects_unknown_objects():
+    with pytest.raises(TypeError, match=r"cannot store a object at /a/0 in a training state"):
+        pack_tree({"a": [object()]})
+
+
+def _train(model, opt, steps, seed):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.randn(8, 4, generator=g)
+        y = torch.randn(8, 2, generator=g)
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: torch.optim.Adam(p, lr=0.01),
+    lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+], ids=["adam", "sgd-momentum"])
+def test_optimizer_state_round_trip_is_exact(tmp_path, make_opt):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    opt = make_opt(model.parameters())
+    _train(model, opt, 3, seed=1)
+    run = RunDir(tmp_path / "run")
+    run.save_checkpoint(model, opt, {"step": 3})
+
+    torch.manual_seed(123)
+    model2 = nn.Linear(4, 2)
+    opt2 = make_opt(model2.parameters())
+    assert run.load_checkpoint(model2, opt2) == {"step": 3}
+    assert_tree_equal(opt2.state_dict(), opt.state_dict())
+
+    # Continuing from the loaded state gives the same bits as continuing without saving.
+    _train(model, opt, 4, seed=2)
+    _train(model2, opt2, 4, seed=2)
+    for a, b in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_rng_states_round_trip(tmp_path):
+    random.seed(1); np.random.seed(2); torch.manual_seed(3)
+    random.gauss(0, 1)  # leaves a cached gaussian in python's state
+    states = rng_states()
+    save_tree(tmp_path / "r.json", tmp_path / "r.safetensors", states)
+    expected = (random.random(), np.random.rand(3).tolist(), torch.rand(3))
+    random.seed(9); np.random.seed(9); torch.manual_seed(9)
+    back, _ = load_tree(tmp_path / "r.json", tmp_path / "r.safetensors")
+    set_rng_states(back)
+    assert random.random() == expected[0]
+    assert np.random.rand(3).tolist() == expected[1]
+    assert torch.equal(torch.rand(3), expected[2])
+    assert isinstance(json.loads((tmp_path / "r.json").read_text())["tree"]["python"][1], list)
+
+
+def test_nothing_is_unpickled(tmp_path, monkeypatch):
+    model = nn.Linear(4, 2)
+    opt = torch.optim.Adam(model.parameters())
+    _train(model, opt, 2, seed=0)
+    run = RunDir(tmp_path)
+    run.save_checkpoint(model, opt, {"rng": rng_states()}, best=True)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("unpickling is not allowed")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    other = nn.Linear(4, 2)
+    run.load_checkpoint(other, torch.optim.Adam(other.parameters()))
+    run.load_weights(nn.Linear(4, 2), best=True)
+
+
+# -- the run directory ---------------------------------------------------------------------------------------
+
+def test_config_round_trip_and_version(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config({"task": "textgen", "model": {"hidden_size": 8}, "train": {"lr": 0.1}})
+    config = run.read_config()
+    assert config == {"rnnkit_version": __version__, "task": "textgen", "model": {"hidden_size": 8},
+                      "train": {"lr": 0.1}}
+    assert run.config_path == tmp_path / "run" / "config.json"
+
+
+def test_read_config_of_missing_or_incomplete_run_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere: no such run directory"):
+        RunDir(tmp_path / "nowhere").read_config()
+    run = RunDir(tmp_path / "run")
+    save_weights(run.weights_path, {"w": torch.zeros(1)})
+    with pytest.raises(FileNotFoundError, match=r"run: not a complete rnnkit run directory: missing "
+                                                r"config\.json \(it holds: model\.safetensors\)"):
+        run.read_config()
+    write_json(run.config_path, {"task": "classify"})
+    with pytest.raises(ValueError, match=r"config\.json: incomplete config: missing model \(it has: task\)"):
+        run.read_config()
+    run.config_path.write_text("[1, 2")
+    with pytest.raises(ValueError, match=r"config\.json: not valid JSON: .* at line 1, column 6"):
+        run.read_config()
+
+
+def test_metrics_append_read_and_torn_last_line(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.read_metrics() == []
+    run.append_metrics({"step": 1, "loss": 2.5})
+    run.append_metrics({"step": 2, "loss": 2.0})
+    assert run.read_metrics() == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0}]
+    # A kill in the middle of an append leaves a torn line: skipped on reading, cut before the next append.
+    with open(run.metrics_path, "ab") as f:
+        f.write(b'{"step": 3, "lo')
+    assert run.read_metrics() == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0}]
+    run.append_metrics({"step": 3, "loss": 1.5})
+    assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
+    assert run.metrics_path.read_text().count("\n") == 3
+
+
+def test_metrics_bad_line_in_the_middle_is_an_error(tmp_path):
+    run = RunDir(tmp_path)
+    run.metrics_path.write_text('{"step": 1}\n{"step": 2,,}\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics\.jsonl: line 2: not valid JSON"):
+        run.read_metrics()
+
+
+def test_checkpoint_files_from_different_saves_are_refused(tmp_path):
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = RunDir(tmp_path)
+    run.save_checkpoint(model, opt, {"step": 1})
+    old_weights = run.weights_path.read_bytes()
+    run.save_checkpoint(model, opt, {"step": 2}, best=True)
+    assert run.best_path.read_bytes() == run.weights_path.read_bytes()
+    run.weights_path.write_bytes(old_weights)  # as if killed after the state but before the weights
+    with pytest.raises(ValueError, match=r"model\.safetensors \(checkpoint \w+\) and trainer_state\.json "
+                                         r"\(checkpoint \w+\) come from different saves"):
+        run.load_checkpoint(model, opt)
+
+
+def test_load_checkpoint_names_missing_files(tmp_path):
+    run = RunDir(tmp_path)
+    run.write_config({"task": "t", "model": {}})
+    with pytest.raises(FileNotFoundError, match=r"missing model\.safetensors, trainer_state\.json, "
+                                                r"trainer_state\.safetensors \(it holds: config\.json\)"):
+        run.load_checkpoint(nn.Linear(2, 2))
+    assert not run.has_checkpoint()
+
+
+def test_optimizer_state_that_does_not_fit(tmp_path):
+    model = nn.Linear(2, 2)
+    opt = torch.optim.Adam(model.parameters())
+    run = RunDir(tmp_path)
+    run.save_checkpoint(model, opt, {})
+    other_opt = torch.optim.Adam([model.weight])  # one parameter instead of two
+    with pytest.raises(ValueError, match=r"trainer_state\.json: optimizer state does not fit the optimizer"):
+        run.load_checkpoint(model, other_opt)

@@ -1,0 +1,388 @@
+"""The Trainer: numbers and behaviour on tiny models (regression, a GRU with carried state)."""
+
+import json
+import math
+import random
+import sys
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rnnkit.checkpoint import RunDir, read_json
+from rnnkit.train import TrainConfig, Trainer, detach_state, lr_at, seed_everything
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# -- tiny problems -------------------------------------------------------------------------------------------
+
+def regression_problem(n=64, batch=8):
+    """y = x @ w + 0.1 noise; batches reshuffled per epoch by a generator seeded from the epoch."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(n, 1, generator=g)
+
+    def train_batches(epoch):
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(1000 + epoch))
+        return [(x[perm[i:i + batch]], y[perm[i:i + batch]]) for i in range(0, n, batch)]
+
+    def compute_loss(model, b, state):
+        xb, yb = b
+        return nn.functional.mse_loss(model(xb), yb), None, len(xb)
+
+    def evaluate(model):
+        return {"val_loss": nn.functional.mse_loss(model(x), y)}
+
+    return train_batches, compute_loss, evaluate
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    # Dropout draws from the global torch RNG: resume must restore it to give the same bits.
+    return nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Dropout(0.2), nn.Linear(16, 1))
+
+
+class TinyGRU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(2, 5, batch_first=True)
+        self.head = nn.Linear(5, 1)
+
+    def forward(self, x, h=None):
+        out, h = self.gru(x, h)        # (B, T, H), (1, B, H)
+        return self.head(out), h
+
+
+def gru_problem(n_batches=6, batch=2, steps=4):
+    """A long series cut into consecutive windows: the state of one window starts the next (stateful)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, n_batches * steps, 2, generator=g)
+    y = x.cumsum(1)[..., :1] * 0.1   # depends on the whole past: carried state helps
+
+    def train_batches(epoch):
+        return [(x[:, i * steps:(i + 1) * steps], y[:, i * steps:(i + 1) * steps]) for i in range(n_batches)]
+
+    def compute_loss(model, b, state):
+        xb, yb = b
+        pred, h = model(xb, state)
+        return nn.functional.mse_loss(pred, yb), h, xb.shape[0] * xb.shape[1]
+
+    return train_batches, compute_loss
+
+
+def params_of(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def assert_same_params(a, b):
+    for x, y in zip(a, b):
+        assert torch.equal(x, y), (x - y).abs().max()
+
+
+# -- config and small helpers ------------------------------------------------------------------------------------
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match=r"lr=0: expected a number in \(0, inf\)"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match=r"optimizer='lbfgs': expected one of 'adam', 'adamw', 'rmsprop', 'sgd'"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match=r"clip_grad_norm=-1: expected a number in \(0, inf\)"):
+        TrainConfig(clip_grad_norm=-1)
+    with pytest.raises(ValueError, match=r"early_stop_patience=0: expected an integer >= 1"):
+        TrainConfig(early_stop_patience=0)
+    assert TrainConfig(clip_grad_norm=None, max_minutes=None).clip_grad_norm is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_device_without_cuda():
+    with pytest.raises(ValueError, match=r"device='cuda': expected 'auto' or 'cpu' \(CUDA is not available"):
+        Trainer(nn.Linear(1, 1), TrainConfig(device="cuda"))
+
+
+def test_lr_schedule_values():
+    cfg = TrainConfig(lr=1.0, schedule="cosine", warmup_steps=10, min_lr=0.1)
+    # Warmup: linear, reaching lr at step warmup_steps - 1.
+    assert lr_at(cfg, 0, 110) == pytest.approx(0.1)
+    assert lr_at(cfg, 4, 110) == pytest.approx(0.5)
+    assert lr_at(cfg, 9, 110) == pytest.approx(1.0)
+    # Cosine from lr at step 10 to min_lr at step 110: halfway (step 60) is the mean of the two.
+    assert lr_at(cfg, 10, 110) == pytest.approx(1.0)
+    assert lr_at(cfg, 35, 110) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(cfg, 60, 110) == pytest.approx(0.55)
+    assert lr_at(cfg, 110, 110) == pytest.approx(0.1)
+    assert lr_at(cfg, 500, 110) == pytest.approx(0.1)
+    assert lr_at(TrainConfig(lr=0.3), 1000) == 0.3
+    with pytest.raises(ValueError, match=r"schedule='cosine': expected a known number of steps"):
+        lr_at(cfg, 20, None)
+
+
+def test_seed_everything_repeats_all_generators():
+    seed_everything(5)
+    a = (random.random(), np.random.rand(), torch.rand(2))
+    seed_everything(5)
+    b = (random.random(), np.random.rand(), torch.rand(2))
+    assert a[:2] == b[:2] and torch.equal(a[2], b[2])
+
+
+def test_detach_state_nested_structures():
+    Pair = namedtuple("Pair", "h c")
+    w = torch.ones(2, requires_grad=True)
+    state = {"lstm": Pair(w * 2, w * 3), "layers": [(w * 4,), None], "n": 3}
+    out = detach_state(state)
+    assert isinstance(out["lstm"], Pair) and isinstance(out["layers"][0], tuple) and out["n"] == 3
+    for t in (out["lstm"].h, out["lstm"].c, out["layers"][0][0]):
+        assert not t.requires_grad and t.grad_fn is None
+    assert torch.equal(out["lstm"].c, torch.full((2,), 3.0))
+
+
+# -- training behaviour --------------------------------------------------------------------------------------
+
+def test_loss_decreases_on_a_learnable_problem():
+    train_batches, compute_loss, evaluate = regression_problem()
+    model = mlp()
+    before = evaluate(model)["val_loss"].item()
+    trainer = Trainer(model, TrainConfig(epochs=15, lr=0.02, log_every=4), progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate)
+    epochs = [r for r in trainer.history if r["event"] == "epoch"]
+    assert len(epochs) == 15 and trainer.stop_reason == "epochs" and trainer.step == 15 * 8
+    assert epochs[-1]["val_loss"] < 0.1 * before
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert trainer.best == min(r["val_loss"] for r in epochs)
+
+
+@pytest.mark.parametrize("clip, expected", [(0.5, [0.3, 0.4]), (None, [6.0, 8.0])])
+def test_gradient_clipping_hand_checked(clip, expected):
+    # loss = (w . x - y)^2 with w = 0, x = (3, 4), y = 1: grad = 2 (0 - 1) x = (-6, -8), norm 10.
+    # Clipped to 0.5 the gradient is (-0.3, -0.4); one SGD step with lr 1 moves w to (0.3, 0.4).
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    batch = (torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0]]))
+    seen = []
+    cfg = TrainConfig(epochs=1, optimizer="sgd", momentum=0.0, lr=1.0, clip_grad_norm=clip, log_every=1)
+    trainer = Trainer(model, cfg, progress=False,
+                      callbacks={"on_step_end": lambda t: seen.append(model.weight.grad.norm().item())})
+    trainer.fit([batch], lambda m, b, s: (((m(b[0]) - b[1]) ** 2).sum(), None, 1))
+    assert model.weight.detach().squeeze().tolist() == pytest.approx(expected)
+    assert seen == [pytest.approx(0.5 if clip else 10.0)]
+    if clip:
+        assert trainer.history[0]["grad_norm"] == pytest.approx(10.0)  # logged: the norm before clipping
+
+
+def test_carried_state_is_detached_and_continues_from_the_previous_batch():
+    train_batches, compute_loss = gru_problem()
+    seen = []   # (state passed in, final state returned) per call
+
+    def spy(model, batch, state):
+        loss, h, n = compute_loss(model, batch, state)
+        seen.append((state, h.detach().clone()))
+        return loss, h, n
+
+    torch.manual_seed(0)
+    trainer = Trainer(TinyGRU(), TrainConfig(epochs=2, lr=0.01), progress=False)
+    trainer.fit(train_batches, spy)
+    assert len(seen) == 12
+    assert seen[0][0] is None and seen[6][0] is None   # each epoch starts without state
+    for i in list(range(1, 6)) + list(range(7, 12)):
+        state, previous_final = seen[i][0], seen[i - 1][1]
+        assert not state.requires_grad and state.grad_fn is None
+        assert torch.equal(state, previous_final)
+
+
+def test_early_stopping_stops_at_the_right_epoch(tmp_path):
+    train_batches, compute_loss, _ = regression_problem()
+    values = iter([3.0, 2.0, 2.5, 2.2, 1.0, 0.5])  # improves at epochs 0, 1; not at 2, 3 -> stop after 3
+    snapshots = {}
+    model = mlp()
+    trainer = Trainer(model, TrainConfig(epochs=10, early_stop_patience=2), tmp_path, progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)},
+                on_epoch_end=lambda t, epoch, metrics: snapshots.setdefault(epoch, params_of(t.model)))
+    assert trainer.stop_reason == "early_stop"
+    assert trainer.epoch == 4 and sorted(snapshots) == [0, 1, 2, 3]
+    assert trainer.best == 2.0 and trainer.best_epoch == 1
+    best = RunDir(tmp_path).load_weights(best=True)
+    assert_same_params([best[k] for k in model.state_dict()], snapshots[1])
+    assert [r["best"] for r in trainer.history if r["event"] == "epoch"] == [True, True, False, False]
+
+
+def test_monitor_must_be_a_key_of_the_evaluation():
+    train_batches, compute_loss, _ = regression_problem()
+    trainer = Trainer(mlp(), TrainConfig(epochs=1, monitor="val_acc"), progress=False)
+    with pytest.raises(ValueError, match=r"monitor='val_acc': expected a key of the metrics that evaluate "
+                                         r"returns: 'train_loss', 'val_loss'"):
+        trainer.fit(train_batches, compute_loss, lambda m: {"val_loss": 1.0})
+
+
+def test_run_dir_files_metrics_and_plot(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    logs = []
+    trainer = Trainer(mlp(), TrainConfig(epochs=2, log_every=3), tmp_path / "run", progress=False,
+                      callbacks={"on_log": lambda t, record: logs.append(record)})
+    trainer.fit(train_batches, compute_loss, evaluate)
+    run = RunDir(tmp_path / "run")
+    records = run.read_metrics()
+    assert records == json.loads(json.dumps(trainer.history))
+    train = [r for r in records if r["event"] == "train"]
+    epochs = [r for r in records if r["event"] == "epoch"]
+    assert [r["step"] for r in train] == [3, 6, 9, 12, 15] and logs == train
+    assert [r["epoch"] for r in train] == [0, 0, 1, 1, 1]
+    assert [(r["epoch"], r["step"], r["partial"]) for r in epochs] == [(0, 8, False), (1, 16, False)]
+    assert set(train[0]) == {"event", "epoch", "step", "loss", "lr", "items_per_s", "elapsed_s", "grad_norm"}
+    assert set(epochs[0]) == {"event", "epoch", "step", "train_loss", "val_loss", "lr", "best", "partial",
+                              "elapsed_s"}
+    assert all(r["items_per_s"] > 0 and r["loss"] > 0 for r in train)
+    assert run.plot_path.read_bytes()[:8] == PNG_MAGIC
+    for name in ("model.safetensors", "best.safetensors", "trainer_state.json", "trainer_state.safetensors"):
+        assert (tmp_path / "run" / name).is_file()
+    state = read_json(tmp_path / "run" / "trainer_state.json")["tree"]["trainer"]
+    assert (state["epoch"], state["step"], state["batch_in_epoch"]) == (2, 16, 0)
+
+
+def test_no_host_sync_except_on_logging_steps(monkeypatch):
+    # Count reads of tensor values made by the Trainer itself (torch's CPU Adam reads its own step
+    # counter, a CPU tensor, which is not a device sync).
+    train_batches, compute_loss, _ = regression_problem()
+    calls = []
+
+    def counting(real):
+        def read(t):
+            if sys._getframe(1).f_code.co_filename.endswith("rnnkit/train.py"):
+                calls.append(sys._getframe(1).f_code.co_name)
+            return real(t)
+        return read
+
+    monkeypatch.setattr(torch.Tensor, "item", counting(torch.Tensor.item))
+    monkeypatch.setattr(torch.Tensor, "__float__", counting(torch.Tensor.__float__))
+    trainer = Trainer(mlp(), TrainConfig(epochs=2, log_every=4), progress=False)
+    trainer.fit(train_batches, compute_loss)
+    # 16 steps: 4 logging steps (mean loss, grad norm) and 2 epoch ends (mean loss).
+    assert sorted(calls) == ["_end_epoch"] * 2 + ["_log_train"] * 8
+
+
+def test_nan_loss_is_reported():
+    train_batches, compute_loss, _ = regression_problem()
+    trainer = Trainer(mlp(), TrainConfig(epochs=1, log_every=2), progress=False)
+    with pytest.raises(RuntimeError, match=r"the training loss became nan at step 2"):
+        trainer.fit(train_batches, lambda m, b, s: (m(b[0]).sum() * float("nan"), None, 1))
+
+
+# -- budgets, resume, interrupt ------------------------------------------------------------------------------
+
+def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    # (A cosine schedule spans config.epochs, so a 1-epoch run would have another schedule: the
+    # interrupt test below covers cosine with one config throughout.)
+    cfg = TrainConfig(epochs=2, lr=0.01, warmup_steps=3, log_every=3)
+
+    straight = Trainer(mlp(), cfg, tmp_path / "a", progress=False)
+    straight.fit(train_batches, compute_loss, evaluate)
+
+    first = Trainer(mlp(), TrainConfig(**{**vars(cfg), "epochs": 1}), tmp_path / "b", progress=False)
+    first.fit(train_batches, compute_loss, evaluate)
+    assert first.epoch == 1 and first.step == 8
+    resumed = Trainer(mlp(seed=99), cfg, tmp_path / "b", progress=False)   # other init: all comes from disk
+    resumed.fit(train_batches, compute_loss, evaluate, resume=True)
+
+    assert resumed.step == straight.step == 16
+    assert_same_params(params_of(resumed.model), params_of(straight.model))
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("elapsed_s", "items_per_s")} for r in rs]
+    assert strip(RunDir(tmp_path / "b").read_metrics()) == strip(RunDir(tmp_path / "a").read_metrics())
+
+
+def test_interrupt_saves_the_exact_position_and_resume_continues(tmp_path, capsys):
+    train_batches, compute_loss = gru_problem()
+    cfg = TrainConfig(epochs=2, lr=0.01, log_every=2, schedule="cosine", warmup_steps=2, optimizer="adamw",
+                      weight_decay=0.01)
+    torch.manual_seed(0)
+    straight = Trainer(TinyGRU(), cfg, tmp_path / "a", progress=False)
+    straight.fit(train_batches, compute_loss)
+
+    calls = {"n": 0}
+
+    def interrupting(model, batch, state):
+        calls["n"] += 1
+        if calls["n"] == 9:   # step 9 of 12 = batch 2 of epoch 1, with a carried state
+            raise KeyboardInterrupt
+        return compute_loss(model, batch, state)
+
+    torch.manual_seed(0)
+    first = Trainer(TinyGRU(), cfg, tmp_path / "b", progress=False)
+    first.fit(train_batches, interrupting)
+    assert first.interrupted and first.stop_reason == "interrupted"
+    assert "Interrupted in epoch 2/2 after 8 steps; checkpoint saved in" in capsys.readouterr().err
+    assert "resume=True" in first.message
+    state = read_json(tmp_path / "b" / "trainer_state.json")["tree"]["trainer"]
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 2, 8)
+    assert state["carried_state"] == {"__tensor__": "trainer/carried_state"}
+
+    torch.manual_seed(1)
+    resumed = Trainer(TinyGRU(), cfg, tmp_path / "b", progress=False)
+    resumed.fit(train_batches, compute_loss, resume=True)
+    assert not resumed.interrupted and resumed.step == 12 and resumed.epoch == 2
+    assert_same_params(params_of(resumed.model), params_of(straight.model))
+    assert resumed.lr == straight.lr == pytest.approx(lr_at(cfg, 11, 12))
+
+
+def test_max_minutes_stops_after_the_current_step_with_a_checkpoint(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    trainer = Trainer(mlp(), TrainConfig(epochs=2, max_minutes=1e-9), tmp_path, progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate)
+    assert trainer.stop_reason == "max_minutes" and trainer.step == 1 and trainer.epoch == 0
+    epoch_record = trainer.history[-1]
+    assert epoch_record["event"] == "epoch" and epoch_record["partial"] and epoch_record["step"] == 1
+    state = read_json(tmp_path / "trainer_state.json")["tree"]["trainer"]
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (0, 1, 1)
+    assert (tmp_path / "loss.png").read_bytes()[:8] == PNG_MAGIC
+
+    resumed = Trainer(mlp(), TrainConfig(epochs=2), tmp_path, progress=False)
+    resumed.fit(train_batches, compute_loss, evaluate, resume=True)
+    assert resumed.stop_reason == "epochs" and resumed.step == 16 and resumed.epoch == 2
+
+
+def test_max_steps_and_a_finished_run_stay_put(tmp_path):
+    train_batches, compute_loss, _ = regression_problem()
+    trainer = Trainer(mlp(), TrainConfig(epochs=5, max_steps=3), tmp_path, progress=False)
+    trainer.fit(train_batches, compute_loss)
+    assert trainer.stop_reason == "max_steps" and trainer.step == 3
+    again = Trainer(mlp(), TrainConfig(epochs=5, max_steps=3), tmp_path, progress=False)
+    again.fit(train_batches, compute_loss, resume=True)
+    assert again.stop_reason == "max_steps" and again.step == 3
+    assert_same_params(params_of(again.model), params_of(trainer.model))
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no such run directory"):
+        Trainer(mlp(), TrainConfig(), tmp_path / "none", progress=False).resume()
+    with pytest.raises(ValueError, match=r"run_dir=None: expected a run directory to resume from"):
+        Trainer(mlp(), TrainConfig(), progress=False).resume()
+
+
+def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path):
+    train_batches, compute_loss, _ = regression_problem()
+    Trainer(mlp(), TrainConfig(epochs=1, log_every=4), tmp_path, progress=False).fit(train_batches, compute_loss)
+    run = RunDir(tmp_path)
+    run.append_metrics({"event": "train", "epoch": 1, "step": 12, "loss": 1.0})  # as if killed before a save
+    trainer = Trainer(mlp(), TrainConfig(epochs=1), tmp_path, progress=False).resume()
+    assert [r["step"] for r in run.read_metrics()] == [4, 8, 8]
+    assert trainer.history == run.read_metrics()
+
+
+def test_resume_refuses_data_that_changed(tmp_path):
+    train_batches, compute_loss, _ = regression_problem()
+    Trainer(mlp(), TrainConfig(epochs=1, max_steps=3), tmp_path, progress=False).fit(train_batches, compute_loss)
+    trainer = Trainer(mlp(), TrainConfig(epochs=1), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"train_batches\(0\) gave 2 batches, but the checkpoint had already "
+                                         r"trained on 3 of this epoch"):
+        trainer.fit(lambda epoch: train_batches(epoch)[:2], compute_loss, resume=True)
+
+
+def test_interrupt_without_run_dir_returns_with_the_flag(capsys):
+    def stop(model, batch, state):
+        raise KeyboardInterrupt
+
+    trainer = Trainer(mlp(), TrainConfig(epochs=1), progress=False)
+    assert trainer.fit([(torch.zeros(1, 3), torch.zeros(1, 1))], stop) is trainer
+    assert trainer.interrupted and trainer.step == 0
+    assert "nothing saved (no run_dir)" in capsys.readouterr().err
