@@ -25,6 +25,24 @@ from rnnkit.layers import RNN
 VOCAB, EMB, HID, LAYERS, SEQ, BATCH = 65, 64, 256, 2, 100, 64
 
 
+class LSTMCellLoop(nn.Module):
+    """The textbook loop: torch.nn.LSTMCell called once per step, input projection inside the step."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells = nn.ModuleList([nn.LSTMCell(EMB if k == 0 else HID, HID) for k in range(LAYERS)])
+
+    def forward(self, x):                            # (B, T, E)
+        for cell in self.cells:
+            h = c = x.new_zeros(x.shape[0], HID)
+            outs = []
+            for x_t in x.unbind(1):
+                h, c = cell(x_t, (h, c))
+                outs.append(h)
+            x = torch.stack(outs, dim=1)
+        return x
+
+
 class CharModel(nn.Module):
     def __init__(self, rnn: nn.Module, raw: bool):
         super().__init__()
@@ -48,6 +66,7 @@ def variants() -> dict[str, nn.Module]:
         "rnnkit variational 0.25 (loop)": CharModel(
             RNN("lstm", EMB, HID, LAYERS, recurrent_dropout=0.25, recurrent_dropout_mode="variational"), raw=False),
         "rnnkit loop, no dropout": CharModel(RNN("lstm", EMB, HID, LAYERS, fused="never"), raw=False),
+        "plain nn.LSTMCell loop": CharModel(LSTMCellLoop(), raw=False),
     }
 
 
