@@ -79,6 +79,9 @@ class Cell(nn.Module):
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        # Defaults for a cell whose state is one vector fed back into U; LSTMs and Jordan override.
+        self.state_size = (rec_size or hidden_size,)
+        self.output_size = hidden_size
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -94,6 +97,11 @@ class Cell(nn.Module):
     def project_input(self, x: Tensor) -> Tensor:
         """Input half of the step for any leading shape: (..., I) -> (..., gates*H)."""
         return F.linear(x, self.weight_ih, self.bias_ih)
+
+    @staticmethod
+    def masked(h: Tensor, h_mask: Tensor | None) -> Tensor:
+        """The state as it enters the recurrent matmul: times the variational mask, if any."""
+        return h if h_mask is None else h * h_mask
 
     def recurrent(self, h: Tensor, weight_hh: Tensor | None = None) -> Tensor:
         """``U h (+ b_hh)``: (B, H) -> (B, gates*H). ``weight_hh`` overrides U (weight-drop)."""
@@ -127,12 +135,10 @@ class SimpleRNNCell(Cell):
         self.activation = activation
         self.act = get_activation(activation)
         self._init_weights(input_size, hidden_size, bias)
-        self.state_size = (hidden_size,)
-        self.output_size = hidden_size
 
     def step(self, xp, state, h_mask=None, weight_hh=None):
         (h,) = state
-        h_in = h if h_mask is None else h * h_mask
+        h_in = self.masked(h, h_mask)
         h = self.act(xp + self.recurrent(h_in, weight_hh))      # (B, H)
         return h, (h,)
 
@@ -154,15 +160,14 @@ class JordanCell(Cell):
         self.activation, self.output_activation = activation, output_activation
         self.act = get_activation(activation)
         self.act_y = get_activation(output_activation, "output_activation")
-        self.output_size = output_size
         self.weight_ho = nn.Parameter(torch.empty(output_size, hidden_size))
         self.bias_ho = nn.Parameter(torch.empty(output_size)) if bias else None
-        self._init_weights(input_size, hidden_size, bias, rec_size=output_size)
-        self.state_size = (output_size,)
+        self._init_weights(input_size, hidden_size, bias, rec_size=output_size)   # state: (y,) of size O
+        self.output_size = output_size
 
     def step(self, xp, state, h_mask=None, weight_hh=None):
         (y,) = state                                              # (B, O): last output
-        y_in = y if h_mask is None else y * h_mask
+        y_in = self.masked(y, h_mask)
         h = self.act(xp + self.recurrent(y_in, weight_hh))        # (B, H)
         y = self.act_y(F.linear(h, self.weight_ho, self.bias_ho))  # (B, O)
         return y, (y,)
@@ -189,12 +194,10 @@ class GRUCell(Cell):
         super().__init__()
         self.reset_after = bool(reset_after)
         self._init_weights(input_size, hidden_size, bias)
-        self.state_size = (hidden_size,)
-        self.output_size = hidden_size
 
     def step(self, xp, state, h_mask=None, weight_hh=None):
         (h,) = state
-        h_in = h if h_mask is None else h * h_mask
+        h_in = self.masked(h, h_mask)
         H = self.hidden_size
         x_r, x_z, x_n = xp.split(H, dim=1)                        # each (B, H)
         U = self.weight_hh if weight_hh is None else weight_hh
@@ -236,12 +239,11 @@ class LSTMCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
         super().__init__()
         self._init_weights(input_size, hidden_size, bias)
-        self.state_size = (hidden_size, hidden_size)
-        self.output_size = hidden_size
+        self.state_size = (hidden_size, hidden_size)     # (h, c)
 
     def step(self, xp, state, h_mask=None, weight_hh=None):
         h, c = state
-        h_in = h if h_mask is None else h * h_mask
+        h_in = self.masked(h, h_mask)
         gates = xp + self.recurrent(h_in, weight_hh)              # (B, 4H)
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -277,7 +279,7 @@ class PeepholeLSTMCell(LSTMCell):
 
     def step(self, xp, state, h_mask=None, weight_hh=None):
         h, c = state
-        h_in = h if h_mask is None else h * h_mask
+        h_in = self.masked(h, h_mask)
         gates = xp + self.recurrent(h_in, weight_hh)              # (B, 4H)
         i, f, g, o = gates.chunk(4, dim=1)
         i = torch.sigmoid(i + self.peephole_i * c)
