@@ -251,7 +251,6 @@ def test_analogies_and_wordsim(tmp_path):
 
 
 def test_xkcd_colors_from_matplotlib():
-    pytest.importorskip("matplotlib")
     data = D.load("xkcd-colors")
     assert len(data["names"]) == 949 and data["rgb"].shape == (949, 3)
     i = data["names"].index("cloudy blue")

@@ -415,12 +415,8 @@ class Trainer:
             self.run_dir.append_metrics(record)
 
     def _plot(self) -> None:
-        if self.run_dir is None:
-            return
-        try:
+        if self.run_dir is not None:
             plot_history(self.history, self.run_dir.plot_path)
-        except ImportError:  # matplotlib is an optional dependency
-            pass
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 

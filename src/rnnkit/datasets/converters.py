@@ -106,11 +106,7 @@ def load_shakespeare(path: Path, variant: str = "full") -> str:
 # ----------------------------------------------------------------------------- xkcd colours
 
 def convert_xkcd_colors(archive, members, out: Path) -> dict:
-    try:
-        from matplotlib._color_data import XKCD_COLORS
-    except ImportError:
-        raise RuntimeError("xkcd-colors comes from matplotlib, which is not installed: "
-                           "pip install matplotlib (or rnnkit[plots])") from None
+    from matplotlib._color_data import XKCD_COLORS   # matplotlib is a dependency of rnnkit
     lines = [f"{name.removeprefix('xkcd:')}\t{hexa.lower()}" for name, hexa in XKCD_COLORS.items()]
     (out / "xkcd_colors.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return {"colors": len(lines)}
