@@ -82,7 +82,7 @@ class LogitsProcessor:
     """Base class: ``__call__(tokens, logits) -> logits`` returning a new tensor, same shape."""
 
     def __call__(self, tokens: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses define the processing
 
 
 class _ShapeOf:
