@@ -293,3 +293,11 @@ def test_zero_length_sequences_keep_the_initial_state():
     out, states = layer(x, lengths=torch.tensor([T, 0, 3]))
     assert torch.all(out[1] == 0)
     assert torch.all(states[0][0][1] == 0) and torch.all(states[0][1][1] == 0)
+
+
+@pytest.mark.parametrize("fused", ["always", "never"])
+def test_layer_gradcheck_float64_with_lengths(fused):
+    torch.manual_seed(13)
+    layer = RNN("gru", 3, 4, bidirectional=True, fused=fused).double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: layer(x, lengths=torch.tensor([5, 2])), (x,))
