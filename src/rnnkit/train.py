@@ -294,7 +294,6 @@ class Trainer:
                    unit="batch", dynamic_ncols=True, file=sys.stderr,
                    disable=None if self.progress is None else not self.progress)
         self._bar = bar
-        self._bar_shown = not bar.disable  # close() sets disable, so remember it now
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         state = self._carried
         stopped = False
@@ -383,9 +382,10 @@ class Trainer:
         self._trigger("on_epoch_end", epoch, metrics)
         if on_epoch_end is not None:
             on_epoch_end(self, epoch, metrics)
-        if self._bar_shown:
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: "
-                            + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), file=sys.stderr)
+        if self.progress is not False:
+            # One line per epoch, also when stderr is not a terminal (logs, CI) and the bar is hidden.
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}{' (partial)' if partial else ''}, step {self.step}: "
+                       + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), file=sys.stderr)
         if not partial:
             self.epoch += 1
             self.batch_in_epoch = 0
