@@ -34,13 +34,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from ._checks import check_choice, check_int, fail
+from .checkpoint import atomic_write_text
 
 __all__ = [
     "DEFAULT_FILTERS",
@@ -345,20 +345,7 @@ class Tokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``to_json()`` to ``path`` atomically: a reader sees the old file or the new, never half."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json(indent=1))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes the file private (0600); a vocabulary is not a secret
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, self.to_json(indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Tokenizer":
