@@ -1,0 +1,25 @@
+"""Task objects, one per problem shape; each is also a ``rnnkit <task>`` command group.
+
+Imported lazily so that ``import rnnkit.tasks`` stays cheap and one task's optional pieces never
+slow down another's command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> module under rnnkit.tasks that defines it
+_EXPORTS = {
+    "TextGenerator": "textgen",
+    "SequenceClassifier": "classify",
+    "Forecaster": "forecast",
+    "Embeddings": "embeddings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"rnnkit.tasks.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'rnnkit.tasks' has no attribute {name!r}")
