@@ -205,7 +205,8 @@ def _cmd_plot(args) -> int:
 
 def add_commands(sub) -> None:
     group = sub.add_parser("embed", help="pretrained word vectors: neighbours, analogies, evaluation, plots",
-                           description="Pretrained word vectors (GloVe): nearest neighbours, analogies, benchmark evaluation and 2-D plots of chosen words.")
+                           description="Pretrained word vectors (GloVe): nearest neighbours, analogies, "
+                                       "benchmark evaluation and 2-D plots of chosen words.")
     group.set_defaults(group_parser=group)
     verbs = group.add_subparsers(dest="verb", metavar="<verb>")
 
