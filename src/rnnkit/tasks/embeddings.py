@@ -255,10 +255,15 @@ def _analogy_scores(unit: np.ndarray, ua: np.ndarray, ub: np.ndarray, uc: np.nda
         # cos(x,b) - cos(x,a) + cos(x,c) = x . (b - a + c) for unit x: one product per batch.
         return (ub - ua + uc) @ unit.T                                 # (B, N)
     # 3CosMul multiplies the three similarities, shifted from [-1, 1] to [0, 1] so none is negative.
-    sa = (ua @ unit.T + 1) / 2                                         # (B, N)
-    sb = (ub @ unit.T + 1) / 2
-    sc = (uc @ unit.T + 1) / 2
-    return sb * sc / (sa + 1e-3)
+    # One product for all three, then in-place arithmetic: no extra (B, N) temporaries.
+    s = (np.concatenate([ua, ub, uc]) @ unit.T).reshape(3, len(ua), -1)   # (3, B, N): cos with a, b, c
+    s += 1
+    s *= 0.5
+    sa, sb, sc = s
+    sa += 1e-3
+    sb *= sc
+    sb /= sa
+    return sb
 
 
 def read_analogies(path: str | os.PathLike, encoding: str = "utf-8") -> dict[str, np.ndarray]:
