@@ -324,6 +324,8 @@ def test_cli_neighbors_and_analogy(royals, capsys):
 def test_cli_unknown_word_exits_2(royals, capsys):
     assert main(["embed", "neighbors", "King", "--embeddings", str(royals)]) == 2
     assert "word='King': not in the vocabulary" in capsys.readouterr().err
+    assert main(["embed", "analogy", "king", "men", "woman", "--embeddings", str(royals)]) == 2
+    assert "B='men': not in the vocabulary" in capsys.readouterr().err
 
 
 def test_cli_eval_dry_run_with_files_and_report(tmp_path, toy, capsys):

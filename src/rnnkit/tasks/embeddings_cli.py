@@ -99,6 +99,8 @@ def neighbors(cfg: NeighborsConfig, word: str) -> list[tuple[str, float]]:
 def analogy(cfg: AnalogyConfig, a: str, b: str, c: str) -> list[tuple[str, float]]:
     """``a b c`` on the command line reads "a - b + c": "b is to a as c is to ?"."""
     emb = cfg.load()
+    for name, word in (("A", a), ("B", b), ("C", c)):
+        emb.require(word, name)                                        # errors name the word as typed here
     result = emb.analogy(b, a, c, top=cfg.top, method=cfg.method)
     print(f"{a} - {b} + {c}  ({b} is to {a} as {c} is to ?), {cfg.method} over {len(emb):,} words:")
     for rank, (w, score) in enumerate(result, start=1):
