@@ -57,6 +57,7 @@ def test_load_text_file_and_lookup(royals):
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
     assert emb.unit_vectors() is unit                      # computed once
     assert emb.restrict(2).words == ["man", "king"]
+    assert emb.similarity("king", "prince") == pytest.approx(cos((1, 1, 0), (1, 1, -0.5)), rel=1e-6)
 
 
 def test_text_format_errors_name_file_and_line(tmp_path):
