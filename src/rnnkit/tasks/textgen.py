@@ -297,6 +297,11 @@ class TextGenerator:
         split = int(len(ids) * (1 - cfg.val_fraction))                # the last 10% is held out
         batch_size, seq_len = (min(cfg.batch_size, 4), min(cfg.seq_len, 32)) if dry_run else (cfg.batch_size,
                                                                                                 cfg.seq_len)
+        if (split - 1) // batch_size < seq_len:
+            raise ValueError(f"corpus: {len(ids)} {unit} ({split} for training after holding out val_fraction="
+                             f"{cfg.val_fraction}) is too short for one batch of batch_size={batch_size} x "
+                             f"seq_len={seq_len} ({batch_size * seq_len + 1} training {unit} needed); use a "
+                             f"longer text or lower --batch-size or --seq-len")
         train_batches = stream_batches(ids[:split], batch_size, seq_len, name="corpus", unit=unit)
         val_ids = ids[split:]
         if dry_run:

@@ -20,6 +20,7 @@ both loops give the same tokens for the same seed.
 
 from __future__ import annotations
 
+import warnings
 from typing import List
 
 import torch
@@ -149,7 +150,11 @@ def compiled_sampler(model: nn.Module):
     cached = getattr(model, "_fast_sampler", None)
     version = _weights_version(model)
     if cached is None or cached[0] != version:
-        sampler = torch.jit.script(FastSampler(model))
+        with warnings.catch_warnings():
+            # torch 2.13 marks torch.jit.script deprecated in favour of torch.compile, whose cold start
+            # (~60 s on a CPU) is too slow for sampling; scripting still works and takes ~1 s.
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
+            sampler = torch.jit.script(FastSampler(model))
         # Kept outside the module's registry (object.__setattr__) so it is not saved as a submodule.
         object.__setattr__(model, "_fast_sampler", (version, sampler))
         cached = (version, sampler)
