@@ -143,31 +143,6 @@ def test_line_corpus_learns_names_and_stops_at_newline():
 
 # --- beam search ------------------------------------------------------------------------------------------
 
-def test_beam_search_finds_the_best_sequence_greedy_misses():
-    from rnnkit.sampling import beam_search
-
-    # A hand-built Markov model: the state is the last token. From the start: a 0.5, b 0.4, c 0.1;
-    # after a: a 0.34, b and c 0.33; after b: c 0.9. Best 2-token sequence: b c (0.36); greedy: a ?.
-    probs = torch.tensor([[0.0, 0.5, 0.4, 0.1],    # start (token 0)
-                          [0.0, 0.34, 0.33, 0.33],
-                          [0.0, 0.05, 0.05, 0.9],
-                          [0.0, 0.4, 0.3, 0.3]])
-    logp = probs.clamp_min(1e-30).log()
-
-    def step(tokens, state):
-        return logp[tokens], tokens
-
-    tokens, scores = beam_search(step, torch.tensor([0]), logp[:1], beam_size=2, length=2, num_return=2)
-    assert tokens.tolist() == [[2, 3], [1, 1]]
-    assert scores[0].item() == pytest.approx(math.log(0.36))
-    assert scores[1].item() == pytest.approx(math.log(0.5 * 0.34))
-    greedy, _ = beam_search(step, torch.tensor([0]), logp[:1], beam_size=1, length=2)
-    assert greedy.tolist() == [[1, 1]]
-    # an end token finishes a beam, which keeps its score and pads
-    tokens, scores = beam_search(step, torch.tensor([0]), logp[:1], beam_size=3, length=3, end_token=1)
-    assert tokens.tolist() == [[1, 0, 0]] and scores[0].item() == pytest.approx(math.log(0.5))
-
-
 def test_generate_with_beam(abcd_model):
     out = abcd_model.generate("ab", 6, beam=3, num_samples=2)
     assert out[0] == "cdabcd"

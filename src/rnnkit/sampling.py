@@ -319,8 +319,9 @@ def beam_search(step: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]], s
         rows, cols = top.indices // V, top.indices % V
         tokens = torch.cat([tokens[rows], cols.unsqueeze(1)], dim=1)
         scores = top.values
-        finished = finished[rows] | (cols == end_token if end_token is not None else torch.zeros_like(rows,
-                                                                                                       dtype=torch.bool))
+        finished = finished[rows]
+        if end_token is not None:
+            finished = finished | (cols == end_token)
         if bool(finished.all()) or t == length - 1:
             break
         state = _select_rows(state, rows)

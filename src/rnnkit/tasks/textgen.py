@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from rnnkit import _checks
-from rnnkit.checkpoint import RunDir
+from rnnkit.checkpoint import RunDir, save_weights
 from rnnkit.config import config_from_dict, field
 from rnnkit.layers import RNN
 from rnnkit.sampling import beam_search, make_generator, make_processors, sample_uniform
@@ -281,7 +281,11 @@ class TextGenerator:
                              f"(batch_size={cfg.batch_size} x seq_len={cfg.seq_len} tokens)")
         if dry_run:
             text = text[:50_000]
-        self.end_token_ = ("\n" if line_corpus else None) if cfg.end_token == "auto" else cfg.end_token
+        if cfg.end_token == "auto":
+            # Word level drops newlines (the tokenizer's filters), so only a char model can end at one.
+            self.end_token_ = "\n" if line_corpus and cfg.level == "char" else None
+        else:
+            self.end_token_ = cfg.end_token
 
         if resume:
             if run_dir is None:
@@ -344,8 +348,8 @@ class TextGenerator:
         if run_dir is not None:
             RunDir(run_dir).path.mkdir(parents=True, exist_ok=True)
             self._write_side_files(RunDir(run_dir))
-        trainer = Trainer(self.model_, tcfg, run_dir=run_dir, progress=progress, items_name=unit[:-1] + "s"
-                          if unit == "words" else "chars")
+        trainer = Trainer(self.model_, tcfg, run_dir=run_dir, progress=progress,
+                          items_name="chars" if cfg.level == "char" else "words")
         trainer.fit(lambda epoch: train_batches, compute_loss, evaluate, show_samples, resume=resume)
         self.trainer_ = trainer
         self.history_ = trainer.history
@@ -385,8 +389,7 @@ class TextGenerator:
         run = RunDir(path)
         run.path.mkdir(parents=True, exist_ok=True)
         self._write_side_files(run)
-        from rnnkit.checkpoint import atomic_write_bytes, _safetensors_bytes
-        atomic_write_bytes(run.weights_path, _safetensors_bytes(self.model_.state_dict(), None))
+        save_weights(run.weights_path, self.model_.state_dict())
 
     @classmethod
     def load(cls, path: str, *, weights: str = "best") -> "TextGenerator":
