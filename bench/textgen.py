@@ -9,6 +9,7 @@ cosine decay, clipping 5, truncated BPTT with carried state) on the same split, 
     python bench/textgen.py --minutes 15
     python bench/textgen.py --minutes 3 --set hidden_size=256 --set lr=0.002
     python bench/textgen.py --minutes 15 --baseline --baseline-hidden 512
+    python bench/textgen.py --throughput      # training chars/s: rnnkit textgen vs a raw nn.LSTM loop
 """
 
 from __future__ import annotations
@@ -104,6 +105,59 @@ def run_baseline(minutes: float, hidden: int, variant: str | None, eval_every_mi
     return {"settings": {"hidden": hidden, "layers": 2, "lr": 2e-3}, "curve": curve, "final": final, "steps": step}
 
 
+def throughput(hidden: int, rounds: int, steps: int) -> None:
+    """Training chars/s, interleaved: rnnkit's model + Trainer (as fit runs them) vs a raw nn.LSTM loop."""
+    from rnnkit.tasks.textgen import LanguageModel
+    from rnnkit.train import TrainConfig, Trainer
+
+    V, B, T = 76, 64, 100
+    torch.manual_seed(0)
+    batches = [(torch.randint(1, V, (B, T)), torch.randint(1, V, (B, T))) for _ in range(steps)]
+    loss_fn = nn.CrossEntropyLoss()
+
+    def compute_loss(model, batch, state):                          # the one TextGenerator.fit uses
+        x, y = batch
+        logits, state = model(x, state)
+        return loss_fn(logits.flatten(0, 1), y.flatten()), state, x.numel()
+
+    raw_embed, raw_lstm, raw_head = nn.Embedding(V, 64), nn.LSTM(64, hidden, 2, batch_first=True), nn.Linear(hidden, V)
+    raw_params = [*raw_embed.parameters(), *raw_lstm.parameters(), *raw_head.parameters()]
+    raw_opt = torch.optim.Adam(raw_params, lr=1e-3)
+
+    def raw_round():
+        state = None
+        for x, y in batches:
+            out, state = raw_lstm(raw_embed(x), state)
+            state = tuple(s.detach() for s in state)
+            loss = loss_fn(raw_head(out).flatten(0, 1), y.flatten())
+            raw_opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(raw_params, 5.0)
+            raw_opt.step()
+
+    model = LanguageModel(V, 64, hidden, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    tcfg = TrainConfig(epochs=1, lr=1e-3, schedule="cosine", clip_grad_norm=5.0, log_every=50, device="cpu")
+
+    def rnnkit_round():                                             # one epoch of the batches, one fit call
+        Trainer(model, tcfg, optimizer=opt, progress=False).fit(batches, compute_loss)
+
+    raw_round(), rnnkit_round()                                     # warm up both
+    rates: dict[str, list[float]] = {"raw": [], "rnnkit": []}
+    for _ in range(rounds):
+        for name, fn in (("raw", raw_round), ("rnnkit", rnnkit_round)):
+            start = time.perf_counter()
+            fn()
+            rates[name].append(steps * B * T / (time.perf_counter() - start))
+    med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+    print(f"training throughput, 2-layer LSTM-{hidden}, batch {B}, sequence {T}, median of {rounds} rounds of "
+          f"{steps} steps:")
+    print(f"| variant | chars/s | vs raw |\n|---|---:|---:|")
+    print(f"| raw torch.nn.LSTM loop (clip 5, carried state) | {med['raw']:,.0f} | 1.00 |")
+    print(f"| rnnkit LanguageModel + Trainer (as textgen fit) | {med['rnnkit']:,.0f} | "
+          f"{med['rnnkit'] / med['raw']:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget (wall minutes)")
@@ -114,7 +168,15 @@ def main() -> None:
     parser.add_argument("--baseline-hidden", type=int, default=512, help="LSTM units of the plain script")
     parser.add_argument("--only-baseline", action="store_true", help="run only the plain script")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--throughput", action="store_true", help="measure training chars/s against a raw "
+                                                                   "nn.LSTM loop instead of quality")
+    parser.add_argument("--hidden", type=int, default=256, help="--throughput: LSTM units per layer")
+    parser.add_argument("--rounds", type=int, default=5, help="--throughput: interleaved rounds")
+    parser.add_argument("--steps", type=int, default=10, help="--throughput: steps per round")
     args = parser.parse_args()
+    if args.throughput:
+        throughput(args.hidden, args.rounds, args.steps)
+        return
 
     results = {}
     if not args.only_baseline:
