@@ -52,6 +52,7 @@ UNKNOWN = ("error", "drop")
 OOV = "<unk>"                   # word level: the token that replaces rare and unseen words
 TOKENIZER_FILE = "tokenizer.json"
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
+SINGLE_THREAD_BATCH = 8         # the fast sampler runs single-threaded up to this many samples
 
 
 @dataclass
@@ -483,11 +484,12 @@ class TextGenerator:
         end = self.tokenizer_.word_index[self.end_token_] if self.end_token_ is not None else -1
         model = self.model_.eval()
         if not ids:
-            if end >= 0:
-                ids = [end]            # a line corpus: start as after the end of an item
-            else:
+            # No seed: start as after the end of an item (a line corpus) or at the start of a line.
+            start = end if end >= 0 else self.tokenizer_.word_index.get("\n", -1)
+            if start < 0:
                 _checks.fail("seed_text", seed_text, "at least one known token to start from (this "
-                             "corpus has no end token to start after)")
+                             "corpus has no end token or newline to start after)")
+            ids = [start]
 
         logits, state = model(torch.tensor([ids]))                   # (1, T, V): read the seed once
         logits = logits[:, -1]                                        # (1, V)
@@ -501,10 +503,16 @@ class TextGenerator:
             if fast and model.rnn.fused_kind() is not None:
                 from rnnkit.tasks.textgen_fast import compiled_sampler
                 sampler = compiled_sampler(model)
-                tokens = sampler.run(logits.contiguous(), _stack_states(state), uniforms,
-                                     1.0 if greedy else float(temperature),
-                                     -1 if top_k is None else int(top_k), 1.0 if top_p is None else float(top_p),
-                                     bool(greedy), int(end))
+                threads = torch.get_num_threads()
+                if num_samples <= SINGLE_THREAD_BATCH:
+                    # A few rows make products too small to share: a second thread only adds waiting.
+                    torch.set_num_threads(1)
+                try:
+                    tokens = sampler.run(logits.contiguous(), _stack_states(state), uniforms,
+                                         1.0 if greedy else float(temperature), -1 if top_k is None else int(top_k),
+                                         1.0 if top_p is None else float(top_p), bool(greedy), int(end))
+                finally:
+                    torch.set_num_threads(threads)
             else:
                 tokens = self._plain_loop(logits, state, uniforms, processors, greedy, end)
         texts = [self._decode(row, end) for row in tokens.tolist()]

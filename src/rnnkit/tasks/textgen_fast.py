@@ -41,40 +41,49 @@ class FastSampler(nn.Module):
                              f"{type(rnn.cells[0]).__name__}")
         self.kind = KINDS[kind]
         cells = list(rnn.cells)
+        # LSTM and RNN add both biases before any nonlinearity, so they fold into one; the GRU's
+        # b_hh sits inside r * (U h + b_hn) and stays apart.
+        fold = self.kind != KINDS["gru"]
         with torch.no_grad():
-            emb = model.embed.weight.detach()                         # (V, E)
-            c0 = cells[0]
-            # Row v: the first layer's input projection of token v, W_ih e_v + b_ih.
-            self.table = torch.addmm(c0.bias_ih, emb, c0.weight_ih.t()).contiguous()   # (V, G*H)
-            self.w_ih_t: List[Tensor] = [c.weight_ih.detach().t().contiguous() for c in cells]  # (I, G*H)
-            self.b_ih: List[Tensor] = [c.bias_ih.detach().clone() for c in cells]
-            self.w_hh_t: List[Tensor] = [c.weight_hh.detach().t().contiguous() for c in cells]  # (H, G*H)
-            self.b_hh: List[Tensor] = [c.bias_hh.detach().clone() for c in cells]
-            self.head_w_t = model.head.weight.detach().t().contiguous()                  # (H, V)
-            head_b = model.head.bias.detach().clone()
+            bias_in = [c.bias_ih + c.bias_hh if fold else c.bias_ih for c in cells]           # (G*H,)
+            emb = model.embed.weight                                                        # (V, E)
+            # Row v: the first layer's input projection of token v, W_ih e_v + b: a lookup per step.
+            self.table = torch.addmm(bias_in[0], emb, cells[0].weight_ih.t()).contiguous()   # (V, G*H)
+            self.w_ih_t: List[Tensor] = [c.weight_ih.t().contiguous() for c in cells]          # (I, G*H)
+            self.b_in: List[Tensor] = [b.clone() for b in bias_in]
+            self.w_hh_t: List[Tensor] = [c.weight_hh.t().contiguous() for c in cells]          # (H, G*H)
+            self.b_hh: List[Tensor] = [c.bias_hh.clone() for c in cells]
+            self.head_w_t = model.head.weight.t().contiguous()                                 # (H, V)
+            head_b = model.head.bias.clone()
             head_b[0] = -float("inf")     # index 0 is padding: never chosen (as _no_padding does)
             self.head_b = head_b
         self.num_layers = len(cells)
         self.hidden_size = cells[0].hidden_size
 
     def _cell(self, layer: int, xp: Tensor, h: Tensor, c: Tensor) -> List[Tensor]:
-        """One recurrent step of ``layer`` given its input projection xp (N, G*H); returns [h, c]."""
-        hp = torch.addmm(self.b_hh[layer], h, self.w_hh_t[layer])   # (N, G*H)
+        """One recurrent step of ``layer`` given its input projection xp (N, G*H); returns [h, c].
+
+        Few, large operations: each one costs a few microseconds of overhead at batch 1.
+        """
+        H = self.hidden_size
         if self.kind == 3:                                          # LSTM, gates (i, f, g, o)
-            gates = (xp + hp).chunk(4, 1)
-            c = torch.sigmoid(gates[1]) * c + torch.sigmoid(gates[0]) * torch.tanh(gates[2])
-            h = torch.sigmoid(gates[3]) * torch.tanh(c)
-        elif self.kind == 2:                                        # GRU (reset after U h), gates (r, z, n)
+            gates = torch.addmm(xp, h, self.w_hh_t[layer])          # (N, 4H): W x + U h + b
+            s = torch.sigmoid(gates).chunk(4, 1)                    # i, f, (unused), o
+            g = torch.tanh(gates.narrow(1, 2 * H, H))
+            c = torch.addcmul(s[1] * c, s[0], g)                    # f c + i g
+            h = s[3] * torch.tanh(c)
+            return [h, c]
+        if self.kind == 2:                                          # GRU (reset after U h), gates (r, z, n)
+            hp = torch.addmm(self.b_hh[layer], h, self.w_hh_t[layer])   # (N, 3H): U h + b_hh
             xr, xz, xn = xp.chunk(3, 1)
             hr, hz, hn = hp.chunk(3, 1)
             r = torch.sigmoid(xr + hr)
             z = torch.sigmoid(xz + hz)
             n = torch.tanh(xn + r * hn)
             h = n + z * (h - n)
-        elif self.kind == 1:
-            h = torch.relu(xp + hp)
-        else:
-            h = torch.tanh(xp + hp)
+        else:                                                       # simple RNN: W x + U h + b
+            pre = torch.addmm(xp, h, self.w_hh_t[layer])
+            h = torch.relu(pre) if self.kind == 1 else torch.tanh(pre)
         return [h, c]
 
     @torch.jit.export
@@ -95,8 +104,9 @@ class FastSampler(nn.Module):
         first[:, 0] = -float("inf")
         logits = first
         out: List[Tensor] = []
+        steps = uniforms.unsqueeze(2).unbind(0)                     # L x (N, 1)
         for t in range(uniforms.shape[0]):
-            token = self._choose(logits, uniforms[t], temperature, top_k, top_p, greedy, V)   # (N,)
+            token = self._choose(logits, steps[t], temperature, top_k, top_p, greedy, V)      # (N,)
             if end >= 0:
                 token = torch.where(done, padding, token)
                 done = done | (token == end)
@@ -106,7 +116,7 @@ class FastSampler(nn.Module):
             x = self.table.index_select(0, token)                   # (N, G*H): layer 0's input half
             for layer in range(self.num_layers):
                 if layer > 0:
-                    x = torch.addmm(self.b_ih[layer], hs[layer - 1], self.w_ih_t[layer])
+                    x = torch.addmm(self.b_in[layer], hs[layer - 1], self.w_ih_t[layer])
                 hc = self._cell(layer, x, hs[layer], cs[layer])
                 hs[layer] = hc[0]
                 cs[layer] = hc[1]
@@ -136,8 +146,8 @@ class FastSampler(nn.Module):
             drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
             logits = logits.masked_fill(drop, -float("inf"))
         cum = torch.cumsum(torch.softmax(logits, 1), 1)             # (N, V)
-        target = (u * cum[:, -1]).unsqueeze(1)                      # (N, 1)
-        return torch.searchsorted(cum, target, right=True).squeeze(1).clamp_max(V - 1)
+        target = u * cum.narrow(1, V - 1, 1)                        # (N, 1): u times the total mass
+        return torch.searchsorted(cum, target, right=True).view(-1).clamp_max(V - 1)
 
 
 def _weights_version(model: nn.Module) -> tuple:
