@@ -51,7 +51,10 @@ def run_rnnkit(minutes: float, overrides: dict, variant: str | None) -> dict:
     start = time.monotonic()
     gen = TextGenerator(cfg).fit(progress=False)
     curve = [(r["elapsed_s"] / 60, r["val_loss"]) for r in gen.history_ if r.get("event") == "epoch"]
-    return {"settings": dataclasses.asdict(cfg), "curve": curve, "final": gen.metrics_["val_loss"],
+    # Training loss per log window against minutes: mostly text the model has not seen yet.
+    train_curve = [(r["elapsed_s"] / 60, r["loss"]) for r in gen.history_ if r.get("event") == "train"]
+    return {"settings": dataclasses.asdict(cfg), "curve": curve, "train_curve": train_curve,
+            "final": gen.metrics_["val_loss"],
             "steps": gen.trainer_.step, "wall_min": (time.monotonic() - start) / 60}
 
 
@@ -189,6 +192,14 @@ def main() -> None:
         print("| minutes | val loss (nats/char) |\n|---:|---:|")
         for minute, loss in res["curve"]:
             print(f"| {minute:.1f} | {loss:.4f} |")
+        if res.get("train_curve"):
+            # About one point per minute of the logged training loss (the text ahead of the model).
+            print("| minutes | training loss (logged) |\n|---:|---:|")
+            shown = -1
+            for minute, loss in res["train_curve"]:
+                if int(minute) > shown:
+                    shown = int(minute)
+                    print(f"| {minute:.1f} | {loss:.4f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

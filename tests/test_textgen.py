@@ -177,8 +177,10 @@ def test_seed_with_unseen_characters(abcd_model):
                                          r"unseen: 'x', 'y' \(pass unknown='drop'"):
         abcd_model.generate("abxyx", 4)
     assert abcd_model.generate("abxyx", 4, greedy=True, unknown="drop") == "cdab"
-    with pytest.raises(ValueError, match="seed_text='zz': expected at least one known token"):
+    with pytest.raises(ValueError, match="seed_text='zz': expected at least one known token to start from"):
         abcd_model.generate("zz", 4, unknown="drop")
+    lines = random_generator("ab\ncd\n")
+    assert lines.generate("", 10, greedy=True) == lines.generate("\n", 10, greedy=True)   # starts a line
 
 
 def test_greedy_and_beam_together_are_refused(abcd_model):

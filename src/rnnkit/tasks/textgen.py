@@ -314,7 +314,8 @@ class TextGenerator:
         if len(val_ids) < 2:
             raise ValueError(f"corpus: {len(ids)} {unit} leave {len(val_ids)} for validation "
                              f"(val_fraction={cfg.val_fraction}); use a longer text")
-        print(f"corpus: {len(text):,} characters, {len(ids):,} {unit}, vocabulary {self.tokenizer_.vocab_size - 1}; "
+        size = f"{len(text):,} characters" + (f", {len(ids):,} words" if cfg.level == "word" else "")
+        print(f"corpus: {size}, vocabulary {self.tokenizer_.vocab_size - 1}; "
               f"{len(train_batches)} batches of {batch_size}x{seq_len} per epoch, {len(val_ids):,} {unit} held out",
               file=sys.stderr)
 
