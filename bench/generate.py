@@ -66,7 +66,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="samples in the batched run")
     parser.add_argument("--window", type=int, default=60, help="window of the window method")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, 2 here)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     gen = make_generator(args.hidden, args.layers, seed=0)
     seed_text = "QUEEN:\nWhat say you to my"

@@ -176,7 +176,10 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256, help="--throughput: LSTM units per layer")
     parser.add_argument("--rounds", type=int, default=5, help="--throughput: interleaved rounds")
     parser.add_argument("--steps", type=int, default=10, help="--throughput: steps per round")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, 2 here)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.throughput:
         throughput(args.hidden, args.rounds, args.steps)
         return
