@@ -190,6 +190,7 @@ EVENTS = {
 class Trainer:
     """Train any ``nn.Module`` given batches and a loss function; see the module docstring.
 
+    ``items_name`` names what ``n_items`` counts ("chars", "words") for the progress bar's rate.
     After ``fit``: ``step`` (optimizer steps so far), ``epoch`` (epochs completed), ``history`` (the
     metrics records), ``best`` (best value of ``config.monitor``), ``stop_reason`` (``'epochs'``,
     ``'max_steps'``, ``'max_minutes'``, ``'early_stop'`` or ``'interrupted'``) and ``interrupted``.
