@@ -53,6 +53,7 @@ def test_demo_learns_a_repeating_pattern(tmp_path, capsys):
 def test_demo_rejects_a_corpus_too_small(tmp_path, capsys):
     corpus = tmp_path / "small.txt"
     corpus.write_text("hello world")
-    assert main(["demo", "--corpus", str(corpus)]) == 2
+    assert main(["demo", "--corpus", str(corpus), "--run-dir", "none"]) == 2
     err = capsys.readouterr().err
-    assert "too short for batch_size=64 x seq_len=100" in err
+    assert ("11 characters (9 for training after holding out val_fraction=0.1) is too short for one batch of "
+            "batch_size=64 x seq_len=100 (6401 training characters needed)") in err

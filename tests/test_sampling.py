@@ -233,3 +233,49 @@ def test_sample_shapes():
     assert sample(torch.zeros(5), gen).shape == ()
     assert sample(torch.zeros(2, 3, 5), gen).shape == (2, 3)
     assert make_generator(0).device == torch.device("cpu")
+
+
+# --- sample_uniform and beam_search -------------------------------------------------------------------------
+
+def test_sample_uniform_is_the_inverse_cdf():
+    from rnnkit.sampling import sample_uniform
+
+    logits = torch.tensor([0.2, 0.3, 0.5]).log().expand(5, 3)
+    u = torch.tensor([0.0, 0.1999, 0.2001, 0.49, 0.51])
+    # token i when mass(0..i-1) <= u < mass(0..i): boundaries at 0.2 and 0.5
+    assert sample_uniform(logits, u).tolist() == [0, 0, 1, 1, 2]
+    # a token of probability 0 is never chosen, even at u = 0 or at its boundary
+    masked = torch.tensor([[-float("inf"), 0.0, 0.0]] * 3)
+    assert sample_uniform(masked, torch.tensor([0.0, 0.5, 0.9999])).tolist() == [1, 2, 2]
+
+
+def test_sample_uniform_checks_the_uniforms():
+    from rnnkit.sampling import sample_uniform
+
+    with pytest.raises(ValueError, match=r"uniforms=<tensor of shape \(3,\)>: expected a tensor of shape \(2,\)"):
+        sample_uniform(torch.zeros(2, 4), torch.zeros(3))
+
+
+def test_beam_search_finds_the_best_sequence_greedy_misses():
+    from rnnkit.sampling import beam_search
+
+    # A hand-built Markov model: the state is the last token. From the start: a 0.5, b 0.4, c 0.1;
+    # after a: a 0.34, b and c 0.33; after b: c 0.9. Best 2-token sequence: b c (0.36); greedy: a ?.
+    probs = torch.tensor([[0.0, 0.5, 0.4, 0.1],    # start (token 0)
+                          [0.0, 0.34, 0.33, 0.33],
+                          [0.0, 0.05, 0.05, 0.9],
+                          [0.0, 0.4, 0.3, 0.3]])
+    logp = probs.clamp_min(1e-30).log()
+
+    def step(tokens, state):
+        return logp[tokens], tokens
+
+    tokens, scores = beam_search(step, torch.tensor([0]), logp[:1], beam_size=2, length=2, num_return=2)
+    assert tokens.tolist() == [[2, 3], [1, 1]]
+    assert scores[0].item() == pytest.approx(math.log(0.36))
+    assert scores[1].item() == pytest.approx(math.log(0.5 * 0.34))
+    greedy, _ = beam_search(step, torch.tensor([0]), logp[:1], beam_size=1, length=2)
+    assert greedy.tolist() == [[1, 1]]
+    # an end token finishes a beam, which keeps its score and pads
+    tokens, scores = beam_search(step, torch.tensor([0]), logp[:1], beam_size=3, length=3, end_token=1)
+    assert tokens.tolist() == [[1, 0, 0]] and scores[0].item() == pytest.approx(math.log(0.5))

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "rnnkit.datasets.commands",   # rnnkit data list|info|fetch
     "rnnkit.demo",                # rnnkit demo (a small character model, trained and sampled)
     "rnnkit.tasks.embeddings_cli",  # rnnkit embed neighbors|analogy|eval|plot (pretrained word vectors)
+    "rnnkit.tasks.textgen_cli",   # rnnkit textgen train|sample|eval
 ]
 
 

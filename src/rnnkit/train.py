@@ -41,6 +41,9 @@ from rnnkit.checkpoint import RunDir, atomic_write_bytes, rng_states, set_rng_st
 from rnnkit.config import field
 
 
+SCHEDULES = ("constant", "cosine", "cosine_time")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = field(10, "passes over the training data")
@@ -51,7 +54,9 @@ class TrainConfig:
     optimizer: str = field("adam", "optimizer", choices=("adam", "adamw", "rmsprop", "sgd"))
     weight_decay: float = field(0.0, "L2 penalty (adam, rmsprop, sgd) or decoupled weight decay (adamw)")
     momentum: float = field(0.9, "momentum of the sgd optimizer")
-    schedule: str = field("constant", "learning-rate schedule after warmup", choices=("constant", "cosine"))
+    schedule: str = field("constant", "learning-rate schedule after warmup; cosine_time decays over the "
+                                      "max_minutes budget (or the steps, whichever ends first)",
+                          choices=SCHEDULES)
     warmup_steps: int = field(0, "steps of linear warmup from 0 to lr")
     min_lr: float = field(0.0, "learning rate at the end of the cosine schedule")
     clip_grad_norm: Optional[float] = field(1.0, "clip the global gradient norm to this (None: no clipping)")
@@ -72,7 +77,10 @@ class TrainConfig:
         _checks.check_choice("optimizer", self.optimizer, ("adam", "adamw", "rmsprop", "sgd"))
         _checks.check_float("weight_decay", self.weight_decay, min=0)
         _checks.check_float("momentum", self.momentum, min=0, max=1, max_open=True)
-        _checks.check_choice("schedule", self.schedule, ("constant", "cosine"))
+        _checks.check_choice("schedule", self.schedule, SCHEDULES)
+        if self.schedule == "cosine_time" and self.max_minutes is None:
+            _checks.fail("schedule", self.schedule, "'constant' or 'cosine' when max_minutes is None "
+                         "('cosine_time' decays over the max_minutes budget)")
         _checks.check_int("warmup_steps", self.warmup_steps, min=0)
         _checks.check_float("min_lr", self.min_lr, min=0, max=self.lr)
         _checks.check_float("clip_grad_norm", self.clip_grad_norm, min=0, min_open=True, allow_none=True)
@@ -100,20 +108,29 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
 
 
-def lr_at(config: TrainConfig, step: int, total_steps: int | None = None) -> float:
+def lr_at(config: TrainConfig, step: int, total_steps: int | None = None,
+          time_fraction: float | None = None) -> float:
     """The learning rate for optimizer step ``step`` (0-based).
 
     Warmup rises linearly, reaching ``lr`` at step ``warmup_steps - 1``; the cosine schedule then falls
-    from ``lr`` to ``min_lr`` at step ``total_steps``.
+    from ``lr`` to ``min_lr`` at step ``total_steps``. ``cosine_time`` falls over the time budget
+    instead: ``time_fraction`` is the part of ``max_minutes`` used so far; when ``total_steps`` is known
+    too, whichever is further along sets the progress, so the rate reaches ``min_lr`` at the end of the
+    run whether the clock or the epochs end it.
     """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.schedule == "constant":
         return config.lr
-    if total_steps is None:
+    progress = None
+    if total_steps is not None:
+        progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    if config.schedule == "cosine_time" and time_fraction is not None:
+        progress = time_fraction if progress is None else max(progress, time_fraction)
+    if progress is None:
         raise ValueError("schedule='cosine': expected a known number of steps: let train_batches(epoch) "
                          "return a sized iterable (a list or a DataLoader) or set max_steps")
-    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    progress = min(1.0, progress)
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
@@ -173,6 +190,7 @@ EVENTS = {
 class Trainer:
     """Train any ``nn.Module`` given batches and a loss function; see the module docstring.
 
+    ``items_name`` names what ``n_items`` counts ("chars", "words") for the progress bar's rate.
     After ``fit``: ``step`` (optimizer steps so far), ``epoch`` (epochs completed), ``history`` (the
     metrics records), ``best`` (best value of ``config.monitor``), ``stop_reason`` (``'epochs'``,
     ``'max_steps'``, ``'max_minutes'``, ``'early_stop'`` or ``'interrupted'``) and ``interrupted``.
@@ -180,7 +198,7 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig | None = None,
                  run_dir: str | RunDir | None = None, *, optimizer: torch.optim.Optimizer | None = None,
-                 progress: bool | None = None,
+                 progress: bool | None = None, items_name: str = "items",
                  callbacks: dict[str, Callable | list[Callable]] | None = None):
         self.config = config or TrainConfig()
         self.device = pick_device(self.config.device)
@@ -188,6 +206,7 @@ class Trainer:
         self.optimizer = optimizer or make_optimizer(self.model, self.config)
         self.run_dir = RunDir(run_dir) if run_dir is not None else None
         self.progress = progress  # None: show a bar when stderr is a terminal
+        self.items_name = items_name  # what n_items counts ("chars", "words"): the bar shows <name>/s
         self.callbacks: dict[str, list[Callable]] = {name: [] for name in EVENTS}
         for event, fns in (callbacks or {}).items():
             for fn in (fns if isinstance(fns, (list, tuple)) else [fns]):
@@ -299,7 +318,7 @@ class Trainer:
         stopped = False
         try:
             for batch in it:
-                self.lr = lr_at(cfg, self.step, self._total_steps)
+                self.lr = lr_at(cfg, self.step, self._total_steps, self._time_fraction())
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr
                 batch = to_device(batch, self.device)
@@ -339,6 +358,12 @@ class Trainer:
         partial = stopped and (per_epoch is None or self.batch_in_epoch < per_epoch)
         self._end_epoch(epoch, evaluate, on_epoch_end, partial=partial)
 
+    def _time_fraction(self) -> float | None:
+        """The part of the max_minutes budget of this fit call used so far (None without a budget)."""
+        if self._deadline is None:
+            return None
+        return (time.monotonic() - self._start) / (self._deadline - self._start)
+
     def _log_train(self, epoch: int) -> None:
         now = time.monotonic()
         loss = (self._window_loss / self._window_steps).item()  # the one host sync per log_every steps
@@ -352,7 +377,8 @@ class Trainer:
         if self.grad_norm is not None:
             record["grad_norm"] = float(self.grad_norm)
         self._record(record)
-        self._bar.set_postfix(loss=f"{loss:.4f}", items_s=f"{record['items_per_s']:.0f}", refresh=False)
+        rate_key = "items_s" if self.items_name == "items" else f"{self.items_name}/s"
+        self._bar.set_postfix({"loss": f"{loss:.4f}", rate_key: f"{record['items_per_s']:.0f}"}, refresh=False)
         self._trigger("on_log", record)
         self._reset_window()
         self._window_start = now

@@ -1,0 +1,111 @@
+"""Generation speed: characters per second of four ways to sample from one character model.
+
+The model is a 2-layer LSTM-256 character model (embedding 64, vocabulary 76: the Shakespeare
+character set) with random weights; speed does not depend on what the weights learned, and every
+variant runs the same number of steps (no end token). Variants, interleaved round by round:
+
+* window: re-run the last 60 characters through the model for every new character (the
+  DLwP / textgenrnn method), batch 1;
+* python loop: carry the state, one Python-level ``model(token, state)`` call per character, batch 1
+  (``TextGenerator.generate(..., fast=False)``);
+* rnnkit fast path, batch 1 (``TextGenerator.generate(...)``, the TorchScript loop);
+* rnnkit fast path, 64 samples as one batch (total characters of all samples per second).
+
+Also checks that the fast path and the python loop give the same text for the same seed.
+
+    python bench/generate.py --rounds 5 --length 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from rnnkit.tasks.textgen import LanguageModel, TextGenConfig, TextGenerator
+from rnnkit.text import Tokenizer
+
+CHARS = "\n !&',-.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz3$[]|_()\"*"
+
+
+def make_generator(hidden: int, layers: int, seed: int) -> TextGenerator:
+    torch.manual_seed(seed)
+    gen = TextGenerator(TextGenConfig(hidden_size=hidden, num_layers=layers, embedding_size=64))
+    gen.tokenizer_ = Tokenizer(char_level=True, lower=False, filters="").fit_on_texts([CHARS])
+    gen.end_token_ = None
+    gen.model_ = LanguageModel(gen.tokenizer_.vocab_size, 64, hidden, layers).eval()
+    return gen
+
+
+@torch.inference_mode()
+def window_method(gen: TextGenerator, seed_text: str, length: int, window: int, rng: torch.Generator) -> str:
+    """Re-read the last ``window`` characters for every new one; no state is carried."""
+    ids = gen.encode_seed(seed_text)
+    for _ in range(length):
+        logits, _ = gen.model_(torch.tensor([ids[-window:]]))        # (1, T, V): the whole window again
+        probs = torch.softmax(logits[0, -1, 1:] / 0.5, dim=-1)
+        ids.append(1 + int(torch.multinomial(probs, 1, generator=rng)))
+    return gen.tokenizer_.sequences_to_texts([ids[len(seed_text):]])[0]
+
+
+def timed(fn, chars: int) -> float:
+    start = time.perf_counter()
+    fn()
+    return chars / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, default=256, help="LSTM units per layer")
+    parser.add_argument("--layers", type=int, default=2, help="LSTM layers")
+    parser.add_argument("--length", type=int, default=2000, help="characters per sample (fast path)")
+    parser.add_argument("--slow-length", type=int, default=400, help="characters per sample for the window "
+                                                                     "method and the python loop (slower)")
+    parser.add_argument("--batch", type=int, default=64, help="samples in the batched run")
+    parser.add_argument("--window", type=int, default=60, help="window of the window method")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, 2 here)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    gen = make_generator(args.hidden, args.layers, seed=0)
+    seed_text = "QUEEN:\nWhat say you to my"
+    rng = torch.Generator().manual_seed(0)
+
+    # Equality first: the fast path and the plain Python loop, same seed, same processors.
+    for kwargs in ({"temperature": 0.5}, {"temperature": 1.0, "top_k": 10, "top_p": 0.9}, {"greedy": True}):
+        a = gen.generate(seed_text, 500, random_seed=7, num_samples=4, fast=True, **kwargs)
+        b = gen.generate(seed_text, 500, random_seed=7, num_samples=4, fast=False, **kwargs)
+        print(f"same tokens, fast path vs python loop, {kwargs}: {a == b}")
+    gen.generate(seed_text, 50)                                       # compile the fast path once
+
+    results: dict[str, list[float]] = {k: [] for k in ("window", "python", "fast1", "fast64")}
+    for r in range(args.rounds):
+        results["window"].append(timed(lambda: window_method(gen, seed_text, args.slow_length, args.window, rng),
+                                       args.slow_length))
+        results["python"].append(timed(lambda: gen.generate(seed_text, args.slow_length, 0.5, random_seed=r,
+                                                            fast=False), args.slow_length))
+        results["fast1"].append(timed(lambda: gen.generate(seed_text, args.length, 0.5, random_seed=r),
+                                      args.length))
+        results["fast64"].append(timed(lambda: gen.generate(seed_text, args.length, 0.5, random_seed=r,
+                                                            num_samples=args.batch), args.length * args.batch))
+    med = {k: statistics.median(v) for k, v in results.items()}
+    names = {"window": f"window method ({args.window} chars re-run per char), batch 1",
+             "python": "python loop, state carried, batch 1",
+             "fast1": "rnnkit fast path (TorchScript loop), batch 1",
+             "fast64": f"rnnkit fast path, {args.batch} samples in one batch (total)"}
+    print(f"\n2-layer LSTM-{args.hidden}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"median of {args.rounds} rounds")
+    print(f"| variant | chars/s | vs window method |\n|---|---:|---:|")
+    for k, name in names.items():
+        print(f"| {name} | {med[k]:,.0f} | {med[k] / med['window']:.1f}x |")
+    print(f"\nfast path batch 1 / window method: {med['fast1'] / med['window']:.1f}x (bar >= 30x)")
+    print(f"fast path batch {args.batch} / fast path batch 1: {med['fast64'] / med['fast1']:.1f}x (bar >= 20x)")
+    print(f"fast path batch {args.batch} / python loop batch 1: {med['fast64'] / med['python']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

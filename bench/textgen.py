@@ -1,0 +1,212 @@
+"""Text-generation quality: held-out loss of rnnkit's default settings after a fixed training time.
+
+Trains ``TextGenerator`` with its defaults (or the overrides given with ``--set``) on the Shakespeare
+dataset for ``--minutes`` and prints the learning curve (validation loss on the held-out last 10%
+against wall minutes) and the final loss in nats/char. ``--baseline`` also runs the plain PyTorch
+script the bar is stated against (torch.nn.LSTM, embedding 64, batch 64, sequence 100, Adam with
+cosine decay, clipping 5, truncated BPTT with carried state) on the same split, for comparison.
+
+    python bench/textgen.py --minutes 15
+    python bench/textgen.py --minutes 3 --set hidden_size=256 --set lr=0.002
+    python bench/textgen.py --minutes 15 --baseline --baseline-hidden 512
+    python bench/textgen.py --throughput      # training chars/s: rnnkit textgen vs a raw nn.LSTM loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+import typing
+
+import torch
+from torch import nn
+
+from rnnkit import datasets
+from rnnkit.tasks.textgen import TextGenConfig, TextGenerator, stream_batches, stream_loss
+from rnnkit.text import Tokenizer
+
+
+def parse_set(items: list[str]) -> dict:
+    """``key=value`` pairs typed like the TextGenConfig fields they name."""
+    hints = typing.get_type_hints(TextGenConfig)
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in hints:
+            raise SystemExit(f"--set {item!r}: {key!r} is not a TextGenConfig field")
+        if value.lower() == "none":
+            out[key] = None
+            continue
+        tp = hints[key]
+        base = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+        out[key] = base[0](value) if base[0] in (int, float) else value
+    return out
+
+
+def run_rnnkit(minutes: float, overrides: dict, variant: str | None) -> dict:
+    cfg = TextGenConfig(max_minutes=minutes, variant=variant, sample_length=0, **overrides)
+    start = time.monotonic()
+    gen = TextGenerator(cfg).fit(progress=False)
+    curve = [(r["elapsed_s"] / 60, r["val_loss"]) for r in gen.history_ if r.get("event") == "epoch"]
+    # Training loss per log window against minutes: mostly text the model has not seen yet.
+    train_curve = [(r["elapsed_s"] / 60, r["loss"]) for r in gen.history_ if r.get("event") == "train"]
+    return {"settings": dataclasses.asdict(cfg), "curve": curve, "train_curve": train_curve,
+            "final": gen.metrics_["val_loss"],
+            "steps": gen.trainer_.step, "wall_min": (time.monotonic() - start) / 60}
+
+
+def run_baseline(minutes: float, hidden: int, variant: str | None, eval_every_min: float) -> dict:
+    """The plain script: nothing from rnnkit but the data split and the evaluation function."""
+    text = datasets.load("shakespeare", **({"variant": variant} if variant else {}))
+    tok = Tokenizer(char_level=True, lower=False, filters="").fit_on_texts([text])
+    ids = torch.tensor(tok.texts_to_sequences([text])[0])
+    split = int(len(ids) * 0.9)
+    batches = stream_batches(ids[:split], 64, 100)
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.lstm = nn.Embedding(tok.vocab_size, 64), nn.LSTM(64, hidden, 2, batch_first=True)
+            self.head = nn.Linear(hidden, tok.vocab_size)
+
+        def forward(self, x, state=None):
+            out, state = self.lstm(self.embed(x), state)
+            return self.head(out), state
+
+    torch.manual_seed(0)
+    model = Plain()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    start, curve, state, step = time.monotonic(), [], None, 0
+    next_eval = eval_every_min * 60
+    while True:
+        for x, y in batches:
+            frac = (time.monotonic() - start) / (60 * minutes)
+            if frac >= 1:
+                break
+            for g in opt.param_groups:                               # cosine decay over the time budget
+                g["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * frac))
+            logits, state = model(x, state)
+            state = tuple(s.detach() for s in state)
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            if time.monotonic() - start >= next_eval:
+                curve.append(((time.monotonic() - start) / 60, stream_loss(model, ids[split:])[0]))
+                next_eval += eval_every_min * 60
+        else:
+            state = None
+            continue
+        break
+    final = stream_loss(model, ids[split:])[0]
+    curve.append(((time.monotonic() - start) / 60, final))
+    return {"settings": {"hidden": hidden, "layers": 2, "lr": 2e-3}, "curve": curve, "final": final, "steps": step}
+
+
+def throughput(hidden: int, rounds: int, steps: int) -> None:
+    """Training chars/s, interleaved: rnnkit's model + Trainer (as fit runs them) vs a raw nn.LSTM loop."""
+    from rnnkit.tasks.textgen import LanguageModel
+    from rnnkit.train import TrainConfig, Trainer
+
+    V, B, T = 76, 64, 100
+    torch.manual_seed(0)
+    batches = [(torch.randint(1, V, (B, T)), torch.randint(1, V, (B, T))) for _ in range(steps)]
+    loss_fn = nn.CrossEntropyLoss()
+
+    def compute_loss(model, batch, state):                          # the one TextGenerator.fit uses
+        x, y = batch
+        logits, state = model(x, state)
+        return loss_fn(logits.flatten(0, 1), y.flatten()), state, x.numel()
+
+    raw_embed, raw_lstm, raw_head = nn.Embedding(V, 64), nn.LSTM(64, hidden, 2, batch_first=True), nn.Linear(hidden, V)
+    raw_params = [*raw_embed.parameters(), *raw_lstm.parameters(), *raw_head.parameters()]
+    raw_opt = torch.optim.Adam(raw_params, lr=1e-3)
+
+    def raw_round():
+        state = None
+        for x, y in batches:
+            out, state = raw_lstm(raw_embed(x), state)
+            state = tuple(s.detach() for s in state)
+            loss = loss_fn(raw_head(out).flatten(0, 1), y.flatten())
+            raw_opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(raw_params, 5.0)
+            raw_opt.step()
+
+    model = LanguageModel(V, 64, hidden, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    tcfg = TrainConfig(epochs=1, lr=1e-3, schedule="cosine", clip_grad_norm=5.0, log_every=50, device="cpu")
+
+    def rnnkit_round():                                             # one epoch of the batches, one fit call
+        Trainer(model, tcfg, optimizer=opt, progress=False).fit(batches, compute_loss)
+
+    raw_round(), rnnkit_round()                                     # warm up both
+    rates: dict[str, list[float]] = {"raw": [], "rnnkit": []}
+    for _ in range(rounds):
+        for name, fn in (("raw", raw_round), ("rnnkit", rnnkit_round)):
+            start = time.perf_counter()
+            fn()
+            rates[name].append(steps * B * T / (time.perf_counter() - start))
+    med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+    print(f"training throughput, 2-layer LSTM-{hidden}, batch {B}, sequence {T}, median of {rounds} rounds of "
+          f"{steps} steps:")
+    print(f"| variant | chars/s | vs raw |\n|---|---:|---:|")
+    print(f"| raw torch.nn.LSTM loop (clip 5, carried state) | {med['raw']:,.0f} | 1.00 |")
+    print(f"| rnnkit LanguageModel + Trainer (as textgen fit) | {med['rnnkit']:,.0f} | "
+          f"{med['rnnkit'] / med['raw']:.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=15.0, help="training budget (wall minutes)")
+    parser.add_argument("--variant", default=None, help="shakespeare variant: None (full, 4.8 M chars) or tiny")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a TextGenConfig field (repeatable)")
+    parser.add_argument("--baseline", action="store_true", help="also run the plain PyTorch script")
+    parser.add_argument("--baseline-hidden", type=int, default=512, help="LSTM units of the plain script")
+    parser.add_argument("--only-baseline", action="store_true", help="run only the plain script")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--throughput", action="store_true", help="measure training chars/s against a raw "
+                                                                   "nn.LSTM loop instead of quality")
+    parser.add_argument("--hidden", type=int, default=256, help="--throughput: LSTM units per layer")
+    parser.add_argument("--rounds", type=int, default=5, help="--throughput: interleaved rounds")
+    parser.add_argument("--steps", type=int, default=10, help="--throughput: steps per round")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, 2 here)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.throughput:
+        throughput(args.hidden, args.rounds, args.steps)
+        return
+
+    results = {}
+    if not args.only_baseline:
+        results["rnnkit"] = run_rnnkit(args.minutes, parse_set(args.set), args.variant)
+    if args.baseline or args.only_baseline:
+        results["baseline"] = run_baseline(args.minutes, args.baseline_hidden, args.variant, eval_every_min=3.0)
+    for name, res in results.items():
+        print(f"\n{name}: {res['final']:.4f} nats/char ({res['final'] / math.log(2):.4f} bits/char) on the held-out "
+              f"last 10% after {args.minutes} minutes, {res['steps']} steps")
+        print("| minutes | val loss (nats/char) |\n|---:|---:|")
+        for minute, loss in res["curve"]:
+            print(f"| {minute:.1f} | {loss:.4f} |")
+        if res.get("train_curve"):
+            # About one point per minute of the logged training loss (the text ahead of the model).
+            print("| minutes | training loss (logged) |\n|---:|---:|")
+            shown = -1
+            for minute, loss in res["train_curve"]:
+                if int(minute) > shown:
+                    shown = int(minute)
+                    print(f"| {minute:.1f} | {loss:.4f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""Text generation: streams, training on tiny patterns, both sampling loops, beam, end tokens, bad input, CLI."""
+
+import math
+
+import pytest
+import torch
+
+from rnnkit.cli import main
+from rnnkit.tasks.textgen import (LanguageModel, TextGenConfig, TextGenerator, corpus_text, stream_batches,
+                                  stream_loss)
+from rnnkit.text import Tokenizer
+from rnnkit.train import TrainConfig, Trainer, lr_at
+
+TINY = dict(hidden_size=32, num_layers=1, embedding_size=8, seq_len=16, batch_size=8, max_minutes=1,
+            sample_length=0, warmup_steps=0, lr=1e-2)
+
+
+def random_generator(text: str, cell: str = "lstm", layers: int = 2, hidden: int = 16, seed: int = 0,
+                     end_token=None) -> TextGenerator:
+    """An untrained char model over the characters of ``text`` (random weights: varied distributions)."""
+    torch.manual_seed(seed)
+    gen = TextGenerator(TextGenConfig(cell=cell, hidden_size=hidden, num_layers=layers, embedding_size=8))
+    gen.tokenizer_ = Tokenizer(char_level=True, lower=False, filters="").fit_on_texts([text])
+    gen.end_token_ = end_token
+    gen.model_ = LanguageModel(gen.tokenizer_.vocab_size, 8, hidden, layers, cell=cell).eval()
+    with torch.no_grad():                        # sharper distributions than the default init gives
+        gen.model_.head.weight.mul_(8)
+    return gen
+
+
+@pytest.fixture(scope="module")
+def abcd_model():
+    return TextGenerator(epochs=4, **TINY).fit("abcd" * 1000, progress=False)
+
+
+# --- streams and losses ---------------------------------------------------------------------------------
+
+def test_stream_batches_are_contiguous_streams():
+    ids = torch.arange(101)
+    batches = stream_batches(ids, batch_size=4, seq_len=10)
+    assert len(batches) == 2                                          # 25 steps per stream -> 2 chunks of 10
+    (x0, y0), (x1, y1) = batches
+    assert x0[1].tolist() == list(range(25, 35))                      # stream 1 starts at 25
+    assert x1[1].tolist() == list(range(35, 45))                      # ... and chunk 2 continues it
+    assert torch.equal(y0, x0 + 1)
+
+
+def test_stream_batches_too_short_names_both_sizes():
+    with pytest.raises(ValueError, match=r"corpus: 50 tokens is too short for one batch of batch_size=4 x "
+                                         r"seq_len=16 \(65 tokens needed\)"):
+        stream_batches(torch.arange(50), batch_size=4, seq_len=16)
+
+
+def test_stream_loss_of_a_uniform_model_is_log_vocab():
+    model = LanguageModel(5, 4, 8, 1)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    nats, n = stream_loss(model, torch.randint(1, 5, (200,)), batch_size=3, seq_len=7)
+    assert nats == pytest.approx(math.log(5), rel=1e-6)
+    assert n == 3 * (199 // 3)
+
+
+# --- training ---------------------------------------------------------------------------------------------
+
+def test_learns_a_repeating_pattern(abcd_model):
+    assert abcd_model.metrics_["val_loss"] < 0.1
+    assert abcd_model.metrics_["val_bits_per_char"] == pytest.approx(abcd_model.metrics_["val_loss"] / math.log(2))
+    assert abcd_model.generate("abcd", 12, greedy=True) == "abcdabcdabcd"
+    assert abcd_model.generate("abc", 5, temperature=0) == "dabcd"     # temperature 0 means greedy
+
+
+def test_progress_bar_shows_chars_per_second_and_epoch_samples(capsys):
+    TextGenerator(epochs=1, log_every=5, **{**TINY, "sample_length": 8}).fit("abcd" * 600, progress=True)
+    err = capsys.readouterr().err
+    assert "chars/s=" in err
+    for t in (0.2, 0.5, 1.0):
+        assert f"epoch 1, temperature {t} -----" in err
+    assert "val_bits_per_char" in err
+
+
+def test_cosine_time_schedule_follows_the_clock():
+    cfg = TrainConfig(lr=1.0, min_lr=0.0, schedule="cosine_time", max_minutes=10)
+    assert lr_at(cfg, 5, None, time_fraction=0.0) == pytest.approx(1.0)
+    assert lr_at(cfg, 5, None, time_fraction=0.5) == pytest.approx(0.5)
+    assert lr_at(cfg, 5, None, time_fraction=1.2) == pytest.approx(0.0)
+    # the steps end first: their progress (3/4) wins over the clock's (1/4)
+    assert lr_at(cfg, 75, 100, time_fraction=0.25) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
+    with pytest.raises(ValueError, match="schedule='cosine_time': expected 'constant' or 'cosine' when max_minutes"):
+        TrainConfig(schedule="cosine_time")
+
+
+def test_trainer_items_name_defaults_to_items():
+    assert Trainer(torch.nn.Linear(1, 1), TrainConfig()).items_name == "items"
+
+
+# --- sampling: fast loop == python loop -------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 2), ("rnn", 1)])
+@pytest.mark.parametrize("options", [{"temperature": 0.7}, {"temperature": 1.3, "top_k": 5},
+                                     {"temperature": 1.0, "top_p": 0.8}, {"greedy": True}])
+def test_fast_path_gives_the_same_tokens_as_the_python_loop(cell, layers, options):
+    gen = random_generator("the quick brown fox jumps over the lazy dog.\n", cell=cell, layers=layers)
+    fast = gen.generate("the ", 60, num_samples=3, random_seed=5, fast=True, **options)
+    plain = gen.generate("the ", 60, num_samples=3, random_seed=5, fast=False, **options)
+    assert fast == plain
+    assert all(len(s) == 60 for s in fast)
+    if "greedy" not in options:
+        assert len(set(fast)) == 3                                    # the batch rows draw differently
+
+
+def test_samples_repeat_with_a_seed_and_vary_without():
+    gen = random_generator("abcdefgh ")
+    assert gen.generate("a", 40, random_seed=1) == gen.generate("a", 40, random_seed=1)
+    assert gen.generate("a", 40, random_seed=1) != gen.generate("a", 40, random_seed=2)
+
+
+def test_fast_sampler_follows_new_weights():
+    gen = random_generator("abcdefgh ")
+    before = gen.generate("a", 30, greedy=True)
+    with torch.no_grad():
+        gen.model_.head.bias[gen.tokenizer_.word_index["h"]] += 100.0
+    assert gen.generate("a", 30, greedy=True) == "h" * 30 != before
+
+
+def test_end_token_ends_each_sample():
+    gen = random_generator("red\nblue\ngreen\n", end_token="\n")
+    for fast in (True, False):
+        samples = gen.generate("", 200, temperature=1.5, num_samples=20, random_seed=3, fast=fast)
+        assert all("\n" not in s for s in samples)
+        assert min(len(s) for s in samples) < 200                    # at least one sample ended early
+    assert gen.generate("", 200, temperature=1.5, num_samples=20, random_seed=3) == samples
+
+
+def test_line_corpus_learns_names_and_stops_at_newline():
+    names = ["red", "dark red", "blue", "light blue", "green"] * 120
+    gen = TextGenerator(epochs=5, **TINY).fit(names, progress=False)
+    assert gen.end_token_ == "\n"
+    out = gen.generate("", 40, temperature=0.2, num_samples=8, random_seed=0)
+    assert all(s in {"red", "dark red", "blue", "light blue", "green"} for s in out)
+    assert corpus_text({"names": ["a", "b"], "rgb": None}) == ("a\nb\n", True)   # the xkcd-colors dict
+
+
+# --- beam search ------------------------------------------------------------------------------------------
+
+def test_generate_with_beam(abcd_model):
+    out = abcd_model.generate("ab", 6, beam=3, num_samples=2)
+    assert out[0] == "cdabcd"
+    with pytest.raises(ValueError, match="num_samples=4: expected at most beam=3"):
+        abcd_model.generate("ab", 6, beam=3, num_samples=4)
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+def test_empty_corpus_is_refused():
+    with pytest.raises(ValueError, match=r"corpus: the text is empty; expected at least one batch of text "
+                                         r"\(batch_size=8 x seq_len=16 tokens\)"):
+        TextGenerator(**TINY).fit("")
+
+
+def test_non_utf8_file_names_file_offset_and_encoding(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes(("abcd" * 100 + "caf\xe9 " + "abcd" * 2000).encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"{path}: not valid utf-8 at byte offset 403 .*--encoding latin-1"):
+        TextGenerator(corpus=str(path), **TINY).fit()
+    gen = TextGenerator(corpus=str(path), encoding="latin-1", epochs=1, **TINY).fit(progress=False)
+    assert "é" in gen.tokenizer_.word_index
+
+
+def test_missing_corpus_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"corpus='.*nope.txt': no such file"):
+        TextGenerator(corpus=str(tmp_path / "nope.txt")).fit()
+
+
+def test_seed_with_unseen_characters(abcd_model):
+    with pytest.raises(ValueError, match=r"seed_text='abxyx': expected tokens the model saw in training; "
+                                         r"unseen: 'x', 'y' \(pass unknown='drop'"):
+        abcd_model.generate("abxyx", 4)
+    assert abcd_model.generate("abxyx", 4, greedy=True, unknown="drop") == "cdab"
+    with pytest.raises(ValueError, match="seed_text='zz': expected at least one known token to start from"):
+        abcd_model.generate("zz", 4, unknown="drop")
+    lines = random_generator("ab\ncd\n")
+    assert lines.generate("", 10, greedy=True) == lines.generate("\n", 10, greedy=True)   # starts a line
+
+
+def test_greedy_and_beam_together_are_refused(abcd_model):
+    with pytest.raises(ValueError, match="greedy and beam: choose one"):
+        abcd_model.generate("ab", 4, temperature=0, beam=2)
+
+
+def test_unfitted_generator():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TextGenerator().generate("a")
+
+
+# --- saving, word level -----------------------------------------------------------------------------------
+
+def test_save_load_round_trip(abcd_model, tmp_path):
+    abcd_model.save(tmp_path / "run")
+    loaded = TextGenerator.load(tmp_path / "run")
+    assert loaded.config == abcd_model.config
+    assert loaded.generate("ab", 30, temperature=1.0, random_seed=4) == abcd_model.generate(
+        "ab", 30, temperature=1.0, random_seed=4)
+    assert loaded.evaluate("abcd" * 50) == abcd_model.evaluate("abcd" * 50)
+
+
+def test_load_missing_or_incomplete_run_dir(tmp_path, abcd_model):
+    with pytest.raises(FileNotFoundError, match="no such run directory"):
+        TextGenerator.load(tmp_path / "absent")
+    abcd_model.save(tmp_path / "run")
+    (tmp_path / "run" / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"not a complete rnnkit run directory: missing tokenizer.json "
+                                                r"\(it holds: config.json, model.safetensors\)"):
+        TextGenerator.load(tmp_path / "run")
+
+
+def test_word_level_perplexity_and_unknown_words():
+    text = " ".join(["the cat sat on the mat"] * 400)
+    gen = TextGenerator(level="word", epochs=2, **TINY).fit(text, progress=False)
+    result = gen.evaluate("the cat sat on the mat the cat sat on the mat")
+    assert result["perplexity"] == pytest.approx(math.exp(result["loss"]))
+    assert result["perplexity"] < 2.0
+    assert gen.generate("the cat", 4, greedy=True) == "sat on the mat"
+    with pytest.raises(ValueError, match=r"unseen: 'dog'"):
+        gen.generate("the dog", 3)
+
+
+# --- resume and the command line ---------------------------------------------------------------------------
+
+def test_resume_continues_a_run(tmp_path):
+    run = str(tmp_path / "run")
+    first = TextGenerator(epochs=1, **TINY).fit("abcd" * 1000, run_dir=run, progress=False)
+    steps = first.trainer_.step
+    again = TextGenerator(epochs=2, **TINY).fit("abcd" * 1000, run_dir=run, resume=True, progress=False)
+    assert again.trainer_.step == 2 * steps
+    assert [r["epoch"] for r in again.history_ if r["event"] == "epoch"] == [0, 1]
+
+
+def test_cli_train_sample_eval(tmp_path, capsys):
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcd" * 3000)
+    run = str(tmp_path / "run")
+    flags = ["--hidden-size", "32", "--num-layers", "1", "--embedding-size", "8", "--seq-len", "16",
+             "--batch-size", "8", "--epochs", "2", "--lr", "0.01", "--sample-length", "0"]
+    assert main(["textgen", "train", "--corpus", str(corpus), *flags, "--run-dir", run]) == 0
+    assert "bits/char" in capsys.readouterr().out
+    for name in ("config.json", "tokenizer.json", "model.safetensors", "best.safetensors", "metrics.jsonl", "loss.png"):
+        assert (tmp_path / "run" / name).is_file()
+    assert main(["textgen", "sample", run, "--seed-text", "abcd", "--length", "8", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == "abcdabcdabcd\n"
+    assert main(["textgen", "sample", run, "--seed-text", "ab", "--length", "6", "--num-samples", "2",
+                 "--random-seed", "1", "--temperature", "0.1"]) == 0
+    assert capsys.readouterr().out.count("abcdabcd") == 2
+    assert main(["textgen", "eval", run, "--corpus", str(corpus)]) == 0
+    assert "bits/char over" in capsys.readouterr().out
+    assert main(["textgen", "sample", run, "--seed-text", "xy"]) == 2
+    assert "unseen: 'x', 'y'" in capsys.readouterr().err
+    assert main(["textgen", "sample", str(tmp_path / "nothing")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+
+
+def test_cli_dry_run(tmp_path, capsys):
+    corpus = tmp_path / "text.txt"
+    corpus.write_text("To be, or not to be, that is the question.\n" * 200)
+    assert main(["textgen", "train", "--corpus", str(corpus), "--dry-run", "--hidden-size", "16",
+                 "--run-dir", str(tmp_path / "run"), "--sample-length", "20"]) == 0
+    assert "1 steps (max_steps)" in capsys.readouterr().out
