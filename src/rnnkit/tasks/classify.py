@@ -412,10 +412,17 @@ class SequenceClassifier:
             self._run_dir.path.mkdir(parents=True, exist_ok=True)
             self._write_config(self._run_dir)   # a run dir is recognisable as a classifier while it trains
         self.trainer_ = Trainer(self.net_, tcfg, run_dir=self._run_dir, progress=progress)
-        self.trainer_.fit(train_batches, compute_loss, evaluate, resume=resume)
-        if self._run_dir is not None and self._run_dir.best_path.is_file():
-            # Keep the weights of the best validation epoch (the last epochs may have overfitted).
-            self._run_dir.load_weights(self.net_, best=True)
+        best = {}
+
+        def keep_best(trainer, epoch, metrics):
+            if trainer.best_epoch == epoch:   # this epoch improved the monitored loss
+                best.update({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+
+        self.trainer_.fit(train_batches, compute_loss, evaluate, on_epoch_end=keep_best, resume=resume)
+        if best:
+            self.net_.load_state_dict(best)   # the best validation epoch: the last ones may have overfitted
+        elif self._run_dir is not None and self._run_dir.best_path.is_file():
+            self._run_dir.load_weights(self.net_, best=True)   # a resumed run that improved no more
         self.net_.eval()
 
     # -- predict -----------------------------------------------------------------------------------------
