@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from rnnkit.cli import main
-from rnnkit.tasks.classify import (BowModel, ClassifyConfig, SequenceClassifier, SequenceNet,
-                                   classification_metrics, masked_pool)
+from rnnkit.layers import RNN
+from rnnkit.tasks.classify import (BowModel, ClassifyConfig, MaskedRNNStack, SequenceClassifier, SequenceNet,
+                                   classification_metrics, masked_pool, reverse_within_length)
 from rnnkit.tasks.classify_data import (load_data, read_long_csv, read_text_csv, read_ts, remove_duplicates,
                                         stratified_split)
 
@@ -46,6 +47,32 @@ def test_masked_pool_hand_computed():
     assert masked_pool(out, mask, "max").tolist() == [[3.0, 5.0]]
     assert masked_pool(out, mask, "mean").tolist() == [[2.0, 1.5]]
     assert masked_pool(out, mask, "maxmean").tolist() == [[3.0, 5.0, 2.0, 1.5]]
+
+
+def test_reverse_within_length_keeps_padding_in_place():
+    x = torch.arange(8.0).view(2, 4, 1)                                     # (B, T, 1)
+    out = reverse_within_length(x, torch.tensor([4, 2]))
+    assert out[..., 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
+    torch.testing.assert_close(reverse_within_length(out, torch.tensor([4, 2])), x)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_unpacked_stack_equals_the_packed_bidirectional_layer(cell):
+    """MaskedRNNStack (no packing) computes what RNN(bidirectional, lengths=...) computes, with the same weights."""
+    torch.manual_seed(0)
+    packed = RNN(cell, 5, 6, num_layers=2, bidirectional=True).eval()
+    stack = MaskedRNNStack(cell, 5, 6, num_layers=2, bidirectional=True, dropout=0.0, recurrent_dropout=0.0).eval()
+    for i, c in enumerate(packed.cells):
+        stack.layers[i].cells[0].load_state_dict(c.state_dict())
+    x = torch.randn(3, 7, 5)
+    lengths = torch.tensor([7, 4, 1])
+    want = packed(x, lengths=lengths)                                        # (B, T, 12), zeros past each length
+    got = stack(x, lengths)
+    mask = (torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+    torch.testing.assert_close(got * mask, want, rtol=1e-5, atol=1e-6)
+    last = RNN(cell, 5, 6, num_layers=2, bidirectional=True, return_sequences=False).eval()
+    last.load_state_dict(packed.state_dict())
+    torch.testing.assert_close(stack.last(got, lengths), last(x, lengths=lengths), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("model", NEURAL)

@@ -3,9 +3,9 @@
 The path: inputs -> (embedding for text | standardised channels for series) -> a sequence body
 (recurrent, convolutional, or both) -> masked pooling over time -> a linear head -> class probabilities.
 
-* Masking: every batch carries each sequence's length; the recurrent layer runs only the valid steps
-  (packed sequences on the fused kernel), convolutions see zeros outside the valid steps, and pooling
-  ignores padded positions. So padding never changes a prediction: the same text padded to 50 or to
+* Masking: every batch carries each sequence's length. Recurrent layers are causal over right-padded
+  batches (the backward direction reads each sequence reversed within its length), convolutions see
+  zeros outside the valid steps, and pooling ignores padded positions. So padding never changes a prediction: the same text padded to 50 or to
   500 steps gets the same probabilities (a test checks this).
 * Pooling: ``last`` (the final state, as in the lectures), ``max``, ``mean`` or ``maxmean`` (both,
   concatenated), which reads the whole review instead of only its end and trains faster on long texts.
@@ -69,6 +69,8 @@ class ClassifyConfig:
     batch_size: int = field(64, "sequences per batch")
     lr: float = field(2e-3, "Adam learning rate")
     weight_decay: float = field(0.0, "Adam L2 penalty")
+    schedule: str = field("constant", "learning-rate schedule: constant, or cosine decay to 0 over the epochs",
+                          choices=("constant", "cosine"))
     epochs: int = field(10, "passes over the training data")
     max_minutes: Optional[float] = field(None, "training time budget in minutes (None: no limit)")
     early_stop_patience: Optional[int] = field(2, "stop after this many epochs without a better validation "
@@ -89,6 +91,7 @@ class ClassifyConfig:
         _checks.check_float("bow_c", self.bow_c, min=0, min_open=True)
         _checks.check_float("lr", self.lr, min=0, min_open=True)
         _checks.check_float("weight_decay", self.weight_decay, min=0)
+        _checks.check_choice("schedule", self.schedule, ("constant", "cosine"))
         _checks.check_float("max_minutes", self.max_minutes, min=0, min_open=True, allow_none=True)
         _checks.check_int("early_stop_patience", self.early_stop_patience, min=1, allow_none=True)
 
@@ -106,6 +109,65 @@ def masked_pool(out: Tensor, mask: Tensor, how: str) -> Tensor:
     if how in ("mean", "maxmean"):
         pooled.append((out * m).sum(1) / m.sum(1).clamp(min=1))
     return torch.cat(pooled, dim=-1)
+
+
+def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each sequence of x (B, T, F) inside its own length; padded steps stay where they are.
+
+    Applying it twice gives x back. Step t of sequence b comes from step L_b - 1 - t when t < L_b.
+    """
+    B, T = x.shape[:2]
+    t = torch.arange(T, device=x.device).unsqueeze(0)                # (1, T)
+    L = lengths.unsqueeze(1)                                         # (B, 1)
+    idx = torch.where(t < L, L - 1 - t, t)                           # (B, T)
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+
+
+class MaskedRNNStack(nn.Module):
+    """Stacked (bi)directional recurrent layers over right-padded batches, without packing.
+
+    Why not packed sequences: on this CPU torch's packed LSTM/GRU path ran several times slower than the
+    plain fused kernel (a new kernel set-up for every batch-size pattern). Packing is not needed for
+    exactness either: a forward recurrence is causal, so its outputs at valid steps never see the padding
+    after them; the backward direction reads each sequence reversed *within its length* (the padding
+    stays at the end), so it is causal over the reversed sequence too. Every layer is an
+    :class:`rnnkit.layers.RNN` (one direction each) and runs torch's fused kernel.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool,
+                 dropout: float, recurrent_dropout: float):
+        super().__init__()
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout = dropout
+        self.layers = nn.ModuleList()
+        size = input_size
+        for _ in range(num_layers):
+            for _ in range(self.num_directions):
+                self.layers.append(RNN(cell, size, hidden_size, recurrent_dropout=recurrent_dropout,
+                                       recurrent_dropout_mode="weight_drop"))
+            size = hidden_size * self.num_directions
+        self.output_size = size
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x (B, T, F) right-padded, lengths (B,) -> (B, T, D*H); outputs at padded steps are meaningless."""
+        D = self.num_directions
+        for k in range(len(self.layers) // D):
+            if k > 0 and self.dropout > 0 and self.training:
+                # Between stacked layers: one dropout mask per sequence, the same at every step.
+                keep = torch.empty(x.shape[0], 1, x.shape[2], device=x.device).bernoulli_(1 - self.dropout)
+                x = x * keep / (1 - self.dropout)
+            outs = [self.layers[k * D](x)]                                          # (B, T, H)
+            if D == 2:
+                back = self.layers[k * D + 1](reverse_within_length(x, lengths))
+                outs.append(reverse_within_length(back, lengths))                   # back in time order
+            x = torch.cat(outs, dim=-1)
+        return x
+
+    def last(self, out: Tensor, lengths: Tensor) -> Tensor:
+        """The final states as (B, D*H): forward at step L-1, backward at step 0 (it read the sequence last)."""
+        H = out.shape[2] // self.num_directions
+        fwd = out[torch.arange(out.shape[0], device=out.device), lengths - 1, :H]
+        return fwd if self.num_directions == 1 else torch.cat([fwd, out[:, 0, H:]], dim=-1)
 
 
 class SequenceNet(nn.Module):
@@ -131,13 +193,11 @@ class SequenceNet(nn.Module):
                 self.convs.append(nn.Conv1d(feat, cfg.hidden_size, cfg.kernel_size, padding=cfg.kernel_size // 2))
                 feat = cfg.hidden_size
         self.rnn = None
-        if cfg.model not in ("conv1d",):
+        if cfg.model != "conv1d":
             cell = {"rnn": "rnn", "gru": "gru", "bigru": "gru"}.get(cfg.model, "lstm")
-            self.rnn = RNN(cell, feat, cfg.hidden_size, num_layers=cfg.num_layers,
-                           bidirectional=cfg.model in ("bilstm", "bigru"),
-                           dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-                           recurrent_dropout=cfg.recurrent_dropout, recurrent_dropout_mode="weight_drop",
-                           return_sequences=cfg.pooling != "last")
+            self.rnn = MaskedRNNStack(cell, feat, cfg.hidden_size, cfg.num_layers,
+                                      bidirectional=cfg.model in ("bilstm", "bigru"), dropout=cfg.dropout,
+                                      recurrent_dropout=cfg.recurrent_dropout)
             feat = self.rnn.output_size
         if cfg.pooling == "maxmean":
             feat *= 2
@@ -163,10 +223,10 @@ class SequenceNet(nn.Module):
             lengths = (lengths + 1) // 2
             mask = torch.arange(h.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         if self.rnn is not None:
-            h = self.rnn(h, lengths=lengths)                         # (B, T, D*H) or (B, D*H) for 'last'
+            h = self.rnn(h, lengths)                                 # (B, T, D*H)
         if cfg.pooling == "last":
-            if self.rnn is None:
-                h = masked_pool(h, mask, "max")   # a conv net has no last state: max over time
+            # The final state; a conv net has none, so it takes the max over time.
+            h = self.rnn.last(h, lengths) if self.rnn is not None else masked_pool(h, mask, "max")
         else:
             h = masked_pool(h, mask, cfg.pooling)
         h = F.dropout(h, cfg.dropout, self.training)
@@ -405,7 +465,7 @@ class SequenceClassifier:
                 return {"val_loss": total / n, "val_accuracy": correct / n}
 
         tcfg = TrainConfig(epochs=1 if dry_run else cfg.epochs, max_minutes=cfg.max_minutes, lr=cfg.lr,
-                           weight_decay=cfg.weight_decay, clip_grad_norm=5.0, monitor=monitor,
+                           weight_decay=cfg.weight_decay, schedule=cfg.schedule, clip_grad_norm=5.0, monitor=monitor,
                            early_stop_patience=cfg.early_stop_patience, log_every=20, seed=cfg.seed,
                            device="cpu")
         if self._run_dir is not None:
