@@ -33,7 +33,7 @@ PRESETS = {
                  dropout=0.3, epochs=4, schedule="cosine", early_stop_patience=None),
     "rotten-tomatoes": dict(maxlen=60, vocab_size=20000, embedding_size=100, hidden_size=64, batch_size=32,
                             lr=2e-3, dropout=0.5, epochs=10, early_stop_patience=2, bow_c=2.0, bow_min_df=1),
-    "basic-motions": dict(maxlen=100, hidden_size=32, batch_size=8, lr=5e-3, dropout=0.1, epochs=60,
+    "basic-motions": dict(maxlen=100, hidden_size=32, batch_size=8, lr=5e-3, dropout=0.1, epochs=40,
                           early_stop_patience=None),
 }
 BEST = {"imdb": "bigru", "rotten-tomatoes": "bigru", "basic-motions": "bilstm"}

@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--aux-weight", type=float, default=0.3, help="auxiliary-output weight to test (default: 0.3)")
     ap.add_argument("--epochs", type=int, default=30, help="epoch limit (early stopping on validation) (default: 30)")
     ap.add_argument("--hidden-size", type=int, default=64, help="LSTM units (default: 64)")
+    ap.add_argument("--max-minutes", type=float, default=None, help="time budget per training run (default: none)")
     ap.add_argument("--out", default=None, help="write all results as JSON here")
     args = ap.parse_args()
 
@@ -42,7 +43,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for seed in args.seeds:
         for name, v in variants.items():
-            cfg = MultilabelConfig(hidden_size=args.hidden_size, epochs=args.epochs, seed=seed, **v)
+            cfg = MultilabelConfig(hidden_size=args.hidden_size, epochs=args.epochs, seed=seed,
+                                   max_minutes=args.max_minutes, **v)
             m = run_synthetic(cfg, SyntheticConfig(patients=args.patients, data_seed=seed))
             results[name].append(m)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {m[k]:.4f}" for k in METRICS)

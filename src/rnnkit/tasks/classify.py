@@ -371,6 +371,8 @@ class SequenceClassifier:
         self.kind_ = "text" if isinstance(X[0], str) else "series"
         if cfg.model == "bow" and self.kind_ != "text":
             _checks.fail("model", "bow", "a text model; bow (bag of words) cannot read numeric series")
+        if cfg.embeddings and self.kind_ != "text":
+            _checks.fail("embeddings", cfg.embeddings, "None for numeric series (word vectors need text)")
         self.embedding_stats_: dict[str, Any] = {}
         self.trainer_ = None
         if validation_data is not None and len(validation_data[0]) == 0:

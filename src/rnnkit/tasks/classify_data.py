@@ -307,6 +307,9 @@ def load_data(dataset: str | None = None, csv_path: str | None = None, series: s
                                       dataset, stats)
         X, y = list(data["text"]), np.asarray(data["label"]).astype(str)
         kind = "text"
+        # The converter already dropped the duplicates it found when the dataset was cached: count them.
+        stats["duplicates_removed_when_cached"] = int(
+            (datasets.cached_info(dataset) or {}).get("stats", {}).get("duplicates_removed", 0))
     elif csv_path:
         X, y, stats["empty_texts_skipped"] = read_text_csv(csv_path, text_col, label_col)
         kind = "text"
