@@ -341,3 +341,33 @@ def test_cli_series_dry_run_and_file_predict(tmp_path, capsys):
     assert main(["classify", "predict", str(run), "--file", str(data)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len([line for line in lines if "\tseries " in line]) == 12
+
+
+def test_cli_predict_from_a_file_skips_blank_lines(tmp_path, capsys):
+    texts, y = sentiment_texts(60)
+    data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    run = tmp_path / "run"
+    assert main(["classify", "train", "--csv", str(data), "--model", "gru", "--dry-run", "--hidden-size", "4",
+                 "--embedding-size", "4", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("great film\n\n   \nawful plot\n")
+    assert main(["classify", "predict", str(run), "--file", str(inputs)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[2] for line in lines] == ["great film", "awful plot"]
+
+
+def test_cli_resume_continues_the_run(tmp_path):
+    texts, y = sentiment_texts(60)
+    data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    args = ["classify", "train", "--csv", str(data), "--model", "lstm", "--hidden-size", "4", "--embedding-size", "4",
+            "--batch-size", "16", "--early-stop-patience", "None", "--run-dir", str(tmp_path / "run")]
+    assert main(args + ["--epochs", "1"]) == 0
+    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [0, 1]
+
+
+def test_embeddings_refused_for_series():
+    with pytest.raises(ValueError, match=r"embeddings='glove-50d': expected None for numeric series"):
+        SequenceClassifier(model="gru", embeddings="glove-50d").fit([np.zeros((3, 2))] * 4, ["a", "b"] * 2)
