@@ -5,14 +5,14 @@ The path: inputs -> (embedding for text | standardised channels for series) -> a
 
 * Masking: every batch carries each sequence's length. Recurrent layers are causal over right-padded
   batches (the backward direction reads each sequence reversed within its length), convolutions see
-  zeros outside the valid steps, and pooling ignores padded positions. So padding never changes a prediction: the same text padded to 50 or to
-  500 steps gets the same probabilities (a test checks this).
+  zeros outside the valid steps, and pooling ignores padded positions. So padding never changes a
+  prediction: the same text padded to 50 or to 500 steps gets the same probabilities (a test checks this).
 * Pooling: ``last`` (the final state, as in the lectures), ``max``, ``mean`` or ``maxmean`` (both,
   concatenated), which reads the whole review instead of only its end and trains faster on long texts.
 * ``bow`` is the baseline every neural model must beat: tf-idf over unigrams and bigrams and a logistic
   regression (scikit-learn). Its vocabulary, idf weights and coefficients are saved as JSON + safetensors
   (no pickle) and applied by rnnkit itself when loaded.
-* Training batches are bucketed by length (sorted within chunks of a few batches, then shuffled), so a
+* Training batches are bucketed by length (sorted within chunks of 20 batches, then shuffled), so a
   batch of short reviews is not padded to the longest review of the data set.
 """
 
@@ -53,10 +53,10 @@ class ClassifyConfig:
     num_layers: int = field(1, "stacked recurrent (or conv) layers")
     embedding_size: int = field(64, "word embedding size (text); set by --embeddings when given")
     vocab_size: int = field(30000, "keep the most frequent words, the rest become <unk> (text)")
-    maxlen: int = field(400, "steps kept per sequence; longer ones are truncated")
+    maxlen: int = field(400, "steps kept per sequence; longer ones are truncated, shorter ones padded (the "
+                             "padding is masked, so its side never matters)")
     truncating: str = field("pre", "where long sequences lose steps: pre keeps the end, post keeps the start",
                             choices=("pre", "post"))
-    padding: str = field("post", "where short sequences get padding (masked either way)", choices=("pre", "post"))
     pooling: str = field("maxmean", "how the sequence of outputs becomes one vector", choices=POOLINGS)
     dropout: float = field(0.3, "dropout on the embeddings/inputs (one mask per sequence) and before the head")
     recurrent_dropout: float = field(0.0, "recurrent dropout rate (weight-drop on the recurrent weights keeps "
@@ -84,7 +84,6 @@ class ClassifyConfig:
             _checks.check_int(name, getattr(self, name), min=1)
         _checks.check_int("epochs", self.epochs, min=0)
         _checks.check_choice("truncating", self.truncating, ("pre", "post"))
-        _checks.check_choice("padding", self.padding, ("pre", "post"))
         _checks.check_choice("pooling", self.pooling, POOLINGS)
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
