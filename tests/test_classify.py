@@ -110,9 +110,9 @@ def test_same_text_padded_to_two_lengths_gives_same_probabilities():
 
 @pytest.mark.parametrize("model", ["lstm", "conv1d"])
 def test_learns_a_keyword_pattern(model):
-    texts, y = sentiment_texts(300)
+    texts, y = sentiment_texts(200)
     test_x, test_y = sentiment_texts(60, seed=1)
-    clf = SequenceClassifier(model=model, hidden_size=16, embedding_size=16, epochs=8, batch_size=16, lr=5e-3,
+    clf = SequenceClassifier(model=model, hidden_size=16, embedding_size=16, epochs=6, batch_size=20, lr=1e-2,
                              early_stop_patience=None, dropout=0.0, seed=1)
     clf.fit(texts, y)
     assert clf.classes_ == ["neg", "pos"]

@@ -101,15 +101,15 @@ def test_metrics_hand_computed():
 
 
 def test_learns_the_planted_patterns_and_round_trips(tmp_path):
-    stays, Y, aux = make_clinical(700, seed=0)
-    clf = MultilabelClassifier(hidden_size=32, num_layers=1, epochs=12, lr=1e-2, batch_size=32, alpha=0.5,
+    stays, Y, aux = make_clinical(500, seed=0)
+    clf = MultilabelClassifier(hidden_size=32, num_layers=1, epochs=8, lr=1e-2, batch_size=50, alpha=0.5,
                                aux_weight=0.3, early_stop_patience=None)
-    clf.fit(stays[:500], Y[:500], aux[:500], (stays[500:600], Y[500:600]))
-    m = clf.evaluate(stays[600:], Y[600:])
-    assert m["micro_auc"] > 0.8, m
+    clf.fit(stays[:400], Y[:400], aux[:400], (stays[400:450], Y[400:450]))
+    m = clf.evaluate(stays[450:], Y[450:])
+    assert m["micro_auc"] > 0.75, m
     clf.save(tmp_path / "run")
     loaded = MultilabelClassifier.load(tmp_path / "run")
-    np.testing.assert_allclose(loaded.predict_proba(stays[600:610]), clf.predict_proba(stays[600:610]), rtol=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba(stays[450:460]), clf.predict_proba(stays[450:460]), rtol=1e-6)
 
 
 def test_aux_weight_needs_aux_targets():
