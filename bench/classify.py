@@ -32,7 +32,7 @@ PRESETS = {
     "imdb": dict(maxlen=400, vocab_size=30000, embedding_size=100, hidden_size=64, batch_size=64, lr=2e-3,
                  dropout=0.3, epochs=5, schedule="cosine", early_stop_patience=None),
     "rotten-tomatoes": dict(maxlen=60, vocab_size=20000, embedding_size=100, hidden_size=64, batch_size=32,
-                            lr=2e-3, dropout=0.5, epochs=10, early_stop_patience=2, bow_c=2.0, bow_min_df=1),
+                            lr=2e-3, dropout=0.5, epochs=10, early_stop_patience=2, bow_c=16.0, bow_min_df=1),
     "basic-motions": dict(maxlen=100, hidden_size=32, batch_size=8, lr=5e-3, dropout=0.1, epochs=40,
                           early_stop_patience=None),
 }
