@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "rnnkit.demo",                # rnnkit demo (a small character model, trained and sampled)
     "rnnkit.tasks.embeddings_cli",  # rnnkit embed neighbors|analogy|eval|plot (pretrained word vectors)
     "rnnkit.tasks.textgen_cli",   # rnnkit textgen train|sample|eval
+    "rnnkit.tasks.classify",      # rnnkit classify train|predict|eval|multilabel
 ]
 
 

@@ -1,0 +1,373 @@
+"""Sequence classification: masking, pooling, learning small patterns, bow, round trips, data and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.cli import main
+from rnnkit.layers import RNN
+from rnnkit.tasks.classify import (BowModel, ClassifyConfig, MaskedRNNStack, SequenceClassifier, SequenceNet,
+                                   classification_metrics, masked_pool, reverse_within_length)
+from rnnkit.tasks.classify_data import (load_data, read_long_csv, read_text_csv, read_ts, remove_duplicates,
+                                        stratified_split)
+
+NEURAL = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm")
+
+
+def sentiment_texts(n, seed=0):
+    """Two classes told apart by one word among filler words."""
+    rng = np.random.default_rng(seed)
+    filler = ["the", "film", "was", "a", "story", "with", "some", "actors", "and", "music", "plot"]
+    texts, labels = [], []
+    for i in range(n):
+        words = list(rng.choice(filler, size=rng.integers(3, 12)))
+        label = "pos" if i % 2 else "neg"
+        words.insert(int(rng.integers(0, len(words) + 1)), "great" if label == "pos" else "awful")
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, np.array(labels)
+
+
+def write_csv(path, rows, header=("text", "label")):
+    import csv
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+# ----------------------------------------------------------------------------- masking and pooling
+
+def test_masked_pool_hand_computed():
+    out = torch.tensor([[[1.0, -2.0], [3.0, 5.0], [100.0, 100.0]]])     # (1, 3, 2); step 3 is padding
+    mask = torch.tensor([[True, True, False]])
+    assert masked_pool(out, mask, "max").tolist() == [[3.0, 5.0]]
+    assert masked_pool(out, mask, "mean").tolist() == [[2.0, 1.5]]
+    assert masked_pool(out, mask, "maxmean").tolist() == [[3.0, 5.0, 2.0, 1.5]]
+
+
+def test_reverse_within_length_keeps_padding_in_place():
+    x = torch.arange(8.0).view(2, 4, 1)                                     # (B, T, 1)
+    out = reverse_within_length(x, torch.tensor([4, 2]))
+    assert out[..., 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
+    torch.testing.assert_close(reverse_within_length(out, torch.tensor([4, 2])), x)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_unpacked_stack_equals_the_packed_bidirectional_layer(cell):
+    """MaskedRNNStack (no packing) computes what RNN(bidirectional, lengths=...) computes, with the same weights."""
+    torch.manual_seed(0)
+    packed = RNN(cell, 5, 6, num_layers=2, bidirectional=True).eval()
+    stack = MaskedRNNStack(cell, 5, 6, num_layers=2, bidirectional=True, dropout=0.0, recurrent_dropout=0.0).eval()
+    for i, c in enumerate(packed.cells):
+        stack.layers[i].cells[0].load_state_dict(c.state_dict())
+    x = torch.randn(3, 7, 5)
+    lengths = torch.tensor([7, 4, 1])
+    want = packed(x, lengths=lengths)                                        # (B, T, 12), zeros past each length
+    got = stack(x, lengths)
+    mask = (torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+    torch.testing.assert_close(got * mask, want, rtol=1e-5, atol=1e-6)
+    last = RNN(cell, 5, 6, num_layers=2, bidirectional=True, return_sequences=False).eval()
+    last.load_state_dict(packed.state_dict())
+    torch.testing.assert_close(stack.last(got, lengths), last(x, lengths=lengths), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", NEURAL)
+@pytest.mark.parametrize("pooling", ["maxmean", "last"])
+def test_padding_never_changes_a_prediction(model, pooling):
+    torch.manual_seed(0)
+    cfg = ClassifyConfig(model=model, hidden_size=8, embedding_size=6, num_layers=2, pooling=pooling, kernel_size=3)
+    net = SequenceNet(cfg, num_classes=3, vocab=20).eval()
+    ids = torch.tensor([[5, 3, 9, 2, 7], [4, 8, 0, 0, 0]])                  # second sequence has 2 valid steps
+    lengths = torch.tensor([5, 2])
+    short = net(ids, lengths)
+    padded = torch.cat([ids, torch.zeros(2, 20, dtype=torch.long)], 1)       # the same texts, 25 steps
+    long = net(padded, lengths)
+    torch.testing.assert_close(short, long, rtol=1e-5, atol=1e-6)
+    alone = net(ids[1:, :2], lengths[1:])                                    # no padding at all
+    torch.testing.assert_close(alone, short[1:], rtol=1e-5, atol=1e-6)
+    # Garbage in the padded positions is ignored too (masking, not only zeros).
+    noisy = padded.clone()
+    noisy[1, 2:] = 11
+    torch.testing.assert_close(net(noisy, lengths), short, rtol=1e-5, atol=1e-6)
+
+
+def test_same_text_padded_to_two_lengths_gives_same_probabilities():
+    texts, y = sentiment_texts(40)
+    clf = SequenceClassifier(model="bilstm", hidden_size=8, embedding_size=8, epochs=1, batch_size=8).fit(texts, y)
+    short = "the film was great"
+    alone = clf.predict_proba([short])
+    # In a batch with a much longer text, the short one is padded to that length.
+    with_long = clf.predict_proba([short, " ".join(["plot music"] * 50)])
+    np.testing.assert_allclose(alone[0], with_long[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(alone.sum(1), 1.0, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- learning
+
+@pytest.mark.parametrize("model", ["lstm", "conv1d"])
+def test_learns_a_keyword_pattern(model):
+    texts, y = sentiment_texts(200)
+    test_x, test_y = sentiment_texts(60, seed=1)
+    clf = SequenceClassifier(model=model, hidden_size=16, embedding_size=16, epochs=6, batch_size=20, lr=1e-2,
+                             early_stop_patience=None, dropout=0.0, seed=1)
+    clf.fit(texts, y)
+    assert clf.classes_ == ["neg", "pos"]
+    assert clf.evaluate(test_x, test_y)["accuracy"] == 1.0
+
+
+def test_series_classifier_learns_which_channel_rises():
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        X, y = [], []
+        for i in range(n):
+            T = int(rng.integers(15, 30))     # variable lengths
+            x = rng.normal(0, 0.3, (T, 3)).astype(np.float32)
+            k = i % 3
+            x[:, k] += np.linspace(0, 2, T)    # the class is the channel that rises
+            X.append(x)
+            y.append(f"c{k}")
+        return X, np.array(y)
+
+    X, y = make(120)
+    Xt, yt = make(30)
+    clf = SequenceClassifier(model="gru", hidden_size=16, epochs=15, batch_size=16, lr=1e-2, dropout=0.0,
+                             early_stop_patience=None).fit(X, y)
+    assert clf.evaluate(Xt, yt)["accuracy"] >= 0.95
+
+
+# ----------------------------------------------------------------------------- bow
+
+def test_bow_saved_without_pickle_predicts_like_sklearn(tmp_path):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from rnnkit.tasks.classify import BOW_TOKEN_PATTERN
+
+    texts, y = sentiment_texts(80)
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, token_pattern=BOW_TOKEN_PATTERN)
+    ref = LogisticRegression(C=4.0, max_iter=2000, random_state=0).fit(vec.fit_transform(texts), y)
+    clf = SequenceClassifier(model="bow", bow_min_df=1).fit(texts, y)
+    clf.save(tmp_path / "run")
+    loaded = SequenceClassifier.load(tmp_path / "run")
+    probe = ["great plot", "awful music and actors", "unseen words only !"]
+    expected = ref.predict_proba(vec.transform(probe))
+    np.testing.assert_allclose(loaded.predict_proba(probe), expected, rtol=1e-9, atol=1e-12)
+    assert not list((tmp_path / "run").glob("*.pkl"))
+
+
+def test_bow_multiclass_softmax_matches_sklearn():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from rnnkit.tasks.classify import BOW_TOKEN_PATTERN
+
+    texts = ["red apple", "green leaf", "blue sky", "red fire", "green grass", "blue sea"] * 3
+    y = np.array(["r", "g", "b"] * 6)
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, token_pattern=BOW_TOKEN_PATTERN)
+    ref = LogisticRegression(C=1.0, max_iter=2000).fit(vec.fit_transform(texts), y)
+    bow = BowModel.fit(texts, y, 1.0, 1, 0)
+    np.testing.assert_allclose(bow.predict_proba(["red sky"]), ref.predict_proba(vec.transform(["red sky"])),
+                               rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+def test_frozen_glove_vectors_stay_and_unknown_words_are_counted(tmp_path):
+    glove = tmp_path / "tiny.glove.txt"
+    glove.write_text("great 1 0 0 0\nawful -1 0 0 0\nthe 0 1 0 0\n")
+    texts, y = sentiment_texts(40)
+    clf = SequenceClassifier(model="gru", hidden_size=8, embedding_size=32, epochs=1, batch_size=8,
+                             embeddings=str(glove), freeze_embeddings=True).fit(texts, y)
+    assert clf.config.embedding_size == 4                       # taken from the vectors
+    stats = clf.embedding_stats_
+    words = clf.tokenizer_.vocab_size - 1                       # <unk> and the 13 words of the texts
+    assert stats["found"] == 3 and stats["unknown"] == words - 3
+    w = clf.net_.embed.weight
+    assert not w.requires_grad
+    assert w[clf.tokenizer_.word_index["great"]].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert w[0].abs().sum() == 0                                # padding row
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def test_classification_metrics_hand_computed():
+    y = np.array(["a", "a", "b", "b"])
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])     # predicts a, b, b, b
+    m = classification_metrics(y, probs, ["a", "b"])
+    assert m["accuracy"] == 0.75
+    assert m["confusion_matrix"] == [[1, 1], [0, 2]]
+    # a: precision 1, recall 0.5, F1 2/3; b: precision 2/3, recall 1, F1 0.8
+    assert m["per_class"]["a"]["f1"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert m["roc_auc"] == pytest.approx(1.0)                              # every b scores above every a
+
+
+# ----------------------------------------------------------------------------- data
+
+def test_duplicates_removed_and_conflicts_counted():
+    texts = ["good  film", "good film", "bad film", "bad film", "ok"]
+    labels = np.array(["1", "1", "0", "1", "1"])
+    kept, y, removed, conflicting = remove_duplicates(texts, labels)
+    assert kept == ["good  film", "bad film", "ok"] and y.tolist() == ["1", "0", "1"]
+    assert removed == 2 and conflicting == 1
+
+
+def test_stratified_split_is_fixed_and_keeps_class_shares():
+    y = np.array(["a"] * 80 + ["b"] * 20)
+    tr, va, te = stratified_split(y, 0.1, 0.2, seed=3)
+    assert len(te) == 20 and len(va) == 10 and len(tr) == 70
+    assert (y[te] == "b").sum() == 4 and (y[va] == "b").sum() == 2
+    assert not set(tr) & set(te) and not set(tr) & set(va)
+    again = stratified_split(y, 0.1, 0.2, seed=3)
+    assert all((a == b).all() for a, b in zip((tr, va, te), again))
+
+
+def test_csv_empty_texts_skipped_and_counted(tmp_path):
+    path = write_csv(tmp_path / "r.csv", [("nice", "1"), ("", "0"), ("  ", "1"), ("bad", "0")])
+    texts, labels, empty = read_text_csv(path, "text", "label")
+    assert texts == ["nice", "bad"] and labels.tolist() == ["1", "0"] and empty == 2
+
+
+def test_long_format_csv_groups_and_orders_steps(tmp_path):
+    path = write_csv(tmp_path / "s.csv", [("b", 1, 5, 50, "x"), ("a", 0, 1, 10, "y"), ("b", 0, 4, 40, "x"),
+                                          ("a", 1, "", 20, "y")], header=("id", "step", "u", "v", "label"))
+    X, y, channels = read_long_csv(path)
+    assert channels == ["u", "v"] and y.tolist() == ["x", "y"]
+    assert X[0].tolist() == [[4, 40], [5, 50]]
+    assert X[1][0].tolist() == [1, 10] and np.isnan(X[1][1, 0])
+
+
+def test_ts_file_with_unequal_lengths(tmp_path):
+    path = tmp_path / "d.ts"
+    path.write_text("@problemName t\n@classLabel true a b\n@data\n1,2,3:4,5,6:a\n1,?:2,3:b\n")
+    X, y = read_ts(path)
+    assert [x.shape for x in X] == [(3, 2), (2, 2)] and y.tolist() == ["a", "b"]
+    assert X[0][:, 1].tolist() == [4, 5, 6] and np.isnan(X[1][1, 0])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_csv_without_the_named_columns_lists_its_columns(tmp_path):
+    path = write_csv(tmp_path / "r.csv", [("x", "1")], header=("review", "sentiment"))
+    with pytest.raises(ValueError, match=r"text_col='text': .* has no such column; its columns are: review, sentiment"):
+        read_text_csv(path, "text", "sentiment")
+
+
+def test_label_column_with_one_class(tmp_path):
+    path = write_csv(tmp_path / "r.csv", [(f"text {i}", "pos") for i in range(10)])
+    with pytest.raises(ValueError, match=r"has only one class \('pos'\) among 10 examples"):
+        load_data(csv_path=str(path))
+
+
+def test_non_numeric_sensor_values_name_file_and_line(tmp_path):
+    ts = tmp_path / "bad.ts"
+    ts.write_text("@classLabel true a b\n@data\n1,2:3,4:a\n1,x:3,4:b\n")
+    with pytest.raises(ValueError, match=r"bad.ts: line 4, column 'channel 1': 'x' is not a number"):
+        read_ts(ts)
+    csv_path = write_csv(tmp_path / "bad.csv", [("a", 0, "1.5", "x"), ("a", 1, "high", "x")],
+                         header=("id", "step", "u", "label"))
+    with pytest.raises(ValueError, match=r"bad.csv: line 3, column 'u': 'high' is not a number"):
+        read_long_csv(csv_path)
+
+
+def test_ragged_multichannel_rows(tmp_path):
+    ts = tmp_path / "rag.ts"
+    ts.write_text("@classLabel true a\n@data\n1,2,3:4,5:a\n")
+    with pytest.raises(ValueError, match=r"rag.ts: line 3: ragged row: its channels have \[3, 2\] values"):
+        read_ts(ts)
+    path = tmp_path / "rag.csv"
+    path.write_text("id,step,u,v,label\na,0,1,2,x\na,1,1,x\n")
+    with pytest.raises(ValueError, match=r"rag.csv: line 3: ragged row with 4 fields; the header has 5"):
+        read_long_csv(path)
+
+
+def test_predict_on_a_run_that_is_not_a_classifier(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": "demo", "model": "x"}))
+    assert main(["classify", "predict", str(run), "hello"]) == 2
+    assert "not a classifier run directory (its config says task='demo')" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["classify", "predict", str(tmp_path / "empty"), "hello"]) == 2
+    assert "not a classifier run directory (no config.json)" in capsys.readouterr().err
+
+
+def test_bow_refuses_series():
+    with pytest.raises(ValueError, match=r"model='bow': expected a text model"):
+        SequenceClassifier(model="bow").fit([np.zeros((3, 2))] * 4, ["a", "b"] * 2)
+
+
+# ----------------------------------------------------------------------------- command line
+
+@pytest.mark.parametrize("model", ["bilstm", "cnn-lstm", "bow"])
+def test_cli_train_predict_eval_round_trip(tmp_path, capsys, model):
+    texts, y = sentiment_texts(120)
+    data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    run = tmp_path / "run"
+    rc = main(["classify", "train", "--csv", str(data), "--model", model, "--hidden-size", "8",
+               "--embedding-size", "8", "--epochs", "2", "--batch-size", "16", "--run-dir", str(run)])
+    assert rc == 0
+    assert f"{model}: test accuracy" in capsys.readouterr().out
+    m = json.loads((run / "test_metrics.json").read_text())
+    assert m["n"] == 24 and set(m["per_class"]) == {"neg", "pos"} and "roc_auc" in m
+    assert (run / "test_confusion.png").stat().st_size > 1000
+    # The run loads in Python and predicts what the CLI prints.
+    clf = SequenceClassifier.load(run)
+    probs = clf.predict_proba(["the film was great", "awful music"])
+    assert main(["classify", "predict", str(run), "the film was great", "awful music"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(clf.predict(["the film was great"])[0] + "\t")
+    assert f"pos {probs[1, 1]:.3f}" in lines[1]
+    assert main(["classify", "eval", str(run), "--csv", str(data)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 120 and 0.0 <= out["accuracy"] <= 1.0
+    assert (run / "eval" / "eval_metrics.json").is_file()
+
+
+def test_cli_series_dry_run_and_file_predict(tmp_path, capsys):
+    rows = []
+    for i in range(12):
+        for t in range(5):
+            rows.append((f"s{i}", t, np.sin(t + i), i % 2 * t, "up" if i % 2 else "flat"))
+    data = write_csv(tmp_path / "series.csv", rows, header=("id", "step", "u", "v", "label"))
+    run = tmp_path / "run"
+    assert main(["classify", "train", "--series", str(data), "--model", "conv1d", "--dry-run",
+                 "--run-dir", str(run), "--hidden-size", "4"]) == 0
+    assert main(["classify", "predict", str(run), "--file", str(data)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len([line for line in lines if "\tseries " in line]) == 12
+
+
+def test_cli_predict_from_a_file_skips_blank_lines(tmp_path, capsys):
+    texts, y = sentiment_texts(60)
+    data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    run = tmp_path / "run"
+    assert main(["classify", "train", "--csv", str(data), "--model", "gru", "--dry-run", "--hidden-size", "4",
+                 "--embedding-size", "4", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("great film\n\n   \nawful plot\n")
+    assert main(["classify", "predict", str(run), "--file", str(inputs)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[2] for line in lines] == ["great film", "awful plot"]
+
+
+def test_cli_resume_continues_the_run(tmp_path):
+    texts, y = sentiment_texts(60)
+    data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    args = ["classify", "train", "--csv", str(data), "--model", "lstm", "--hidden-size", "4", "--embedding-size", "4",
+            "--batch-size", "16", "--early-stop-patience", "None", "--run-dir", str(tmp_path / "run")]
+    assert main(args + ["--epochs", "1"]) == 0
+    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [0, 1]
+
+
+def test_embeddings_refused_for_series():
+    with pytest.raises(ValueError, match=r"embeddings='glove-50d': expected None for numeric series"):
+        SequenceClassifier(model="gru", embeddings="glove-50d").fit([np.zeros((3, 2))] * 4, ["a", "b"] * 2)

@@ -1,0 +1,133 @@
+"""Multilabel mode: the synthetic generator's known structure, resampling/imputation, target replication,
+metrics, learning, round trip and the command line."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.cli import main
+from rnnkit.tasks.multilabel import (AUX_NAMES, LABEL_NAMES, MultilabelClassifier, MultilabelConfig, MultilabelNet,
+                                     Stay, impute, last_step, make_clinical, multilabel_metrics, replicated_loss,
+                                     resample)
+
+
+def test_generator_labels_have_the_planted_structure():
+    stays, Y, aux = make_clinical(400, seed=3)
+    assert Y.shape == (400, len(LABEL_NAMES)) and aux.shape == (400, len(AUX_NAMES))
+    col = {name: j for j, name in enumerate(LABEL_NAMES)}
+    # conjunctions are exactly the AND of their parts
+    np.testing.assert_array_equal(Y[:, col["sepsis_like"]],
+                                  Y[:, col["heart_rate_episode"]] * Y[:, col["temperature_episode"]])
+    np.testing.assert_array_equal(Y[:, col["respiratory_failure"]],
+                                  Y[:, col["resp_rate_trend"]] * Y[:, col["spo2_trend"]])
+    # a late episode is an episode
+    episodes = Y[:, [col[f"{c.removesuffix('_episode_late')}_episode"] for c in AUX_NAMES]]
+    assert (aux <= episodes).all()
+    # irregular: observation times differ between stays and stay within each stay
+    assert all(((s.times >= 0) & (s.times <= s.hours)).all() for s in stays)
+    assert len({len(s.times) for s in stays}) > 50
+    again, Y2, _ = make_clinical(400, seed=3)
+    np.testing.assert_array_equal(Y, Y2)
+    np.testing.assert_array_equal(stays[7].values, again[7].values)
+
+
+def test_a_planted_heart_rate_episode_shows_in_the_signal():
+    stays, Y, _ = make_clinical(600, seed=1)
+    peak = np.array([s.values[s.channels == 0].max() if (s.channels == 0).any() else np.nan for s in stays])
+    ep = Y[:, LABEL_NAMES.index("heart_rate_episode")] == 1
+    assert np.nanmean(peak[ep]) > np.nanmean(peak[~ep]) + 15
+
+
+def test_resample_means_per_hour_and_nan_where_unobserved():
+    stay = Stay(times=np.array([0.2, 0.7, 1.5, 2.99]), channels=np.array([0, 0, 1, 0]),
+                values=np.array([1.0, 3.0, 5.0, 7.0]), hours=3.0)
+    grid = resample(stay, 2)
+    assert grid.shape == (3, 2)
+    assert grid[0, 0] == 2.0 and grid[1, 1] == 5.0 and grid[2, 0] == 7.0
+    assert np.isnan(grid[0, 1]) and np.isnan(grid[1, 0]) and np.isnan(grid[2, 1])
+
+
+def test_impute_forward_fills_and_uses_the_mean_before_the_first_value():
+    grid = np.array([[np.nan, 1.0], [4.0, np.nan], [np.nan, np.nan]])
+    values, missing = impute(grid, fill=np.array([10.0, 20.0]))
+    np.testing.assert_array_equal(values, [[10.0, 1.0], [4.0, 1.0], [4.0, 1.0]])
+    np.testing.assert_array_equal(missing, [[1, 0], [0, 1], [1, 1]])
+
+
+def test_replicated_loss_mixes_every_step_and_final_step():
+    # one stay, 3 valid steps of 4, 1 label = 1; logits 0 at steps 0-1 and 2.0 at step 2 (the last valid)
+    logits = torch.tensor([[[0.0], [0.0], [2.0], [-50.0]]])
+    y = torch.tensor([[1.0]])
+    lengths = torch.tensor([3])
+    bce0, bce2 = math.log(2), math.log(1 + math.exp(-2.0))
+    assert replicated_loss(logits, y, lengths, 0.0).item() == pytest.approx(bce2)
+    every = (2 * bce0 + bce2) / 3                                  # the padded step does not count
+    assert replicated_loss(logits, y, lengths, 1.0).item() == pytest.approx(every)
+    assert replicated_loss(logits, y, lengths, 0.25).item() == pytest.approx(0.25 * every + 0.75 * bce2)
+
+
+def test_loss_is_averaged_over_labels():
+    logits = torch.tensor([[[0.0, 2.0]]])                          # (1, 1, 2)
+    y = torch.tensor([[1.0, 0.0]])
+    expected = (math.log(2) + math.log(1 + math.exp(2.0))) / 2
+    assert replicated_loss(logits, y, torch.tensor([1]), 0.5).item() == pytest.approx(expected)
+
+
+def test_net_ignores_padding():
+    torch.manual_seed(0)
+    net = MultilabelNet(MultilabelConfig(hidden_size=8, num_layers=2), 4, 3, 2).eval()
+    x = torch.randn(2, 6, 4)
+    lengths = torch.tensor([6, 3])
+    a = last_step(net(x, lengths)[0], lengths)
+    x2 = torch.cat([x, torch.randn(2, 5, 4)], 1)                   # more (garbage) padding
+    b = last_step(net(x2, lengths)[0], lengths)
+    torch.testing.assert_close(a, b)
+
+
+def test_metrics_hand_computed():
+    y = np.array([[1, 0, 0], [0, 1, 1]])
+    p = np.array([[0.9, 0.2, 0.6], [0.1, 0.8, 0.3]])
+    m = multilabel_metrics(y, p, threshold=0.5, k=2)
+    # top-2 of row 0: labels 0, 2 -> 1 hit; row 1: labels 1, 2 -> 2 hits
+    assert m["precision_at_2"] == pytest.approx((1 / 2 + 2 / 2) / 2)
+    assert m["precision_at_2_ceiling"] == pytest.approx((1 / 2 + 2 / 2) / 2)
+    # predictions at 0.5: [1,0,1], [0,1,0] -> tp 2, fp 1, fn 1 -> micro F1 = 2*2/(2*2+1+1)
+    assert m["micro_f1"] == pytest.approx(4 / 6)
+    # every positive outranks every negative within each label except label 2 (0.3 < 0.6): macro AUC (1+1+0)/3
+    assert m["macro_auc"] == pytest.approx(2 / 3)
+    assert multilabel_metrics(y, p, k=10)["precision_at_3"] == pytest.approx((1 / 3 + 2 / 3) / 2)
+
+
+def test_learns_the_planted_patterns_and_round_trips(tmp_path):
+    stays, Y, aux = make_clinical(500, seed=0)
+    clf = MultilabelClassifier(hidden_size=32, num_layers=1, epochs=8, lr=1e-2, batch_size=50, alpha=0.5,
+                               aux_weight=0.3, early_stop_patience=None)
+    clf.fit(stays[:400], Y[:400], aux[:400], (stays[400:450], Y[400:450]))
+    m = clf.evaluate(stays[450:], Y[450:])
+    assert m["micro_auc"] > 0.75, m
+    clf.save(tmp_path / "run")
+    loaded = MultilabelClassifier.load(tmp_path / "run")
+    np.testing.assert_allclose(loaded.predict_proba(stays[450:460]), clf.predict_proba(stays[450:460]), rtol=1e-6)
+
+
+def test_aux_weight_needs_aux_targets():
+    stays, Y, _ = make_clinical(10)
+    with pytest.raises(ValueError, match=r"aux_weight=0.5: expected 0 when no auxiliary targets are given"):
+        MultilabelClassifier(aux_weight=0.5).fit(stays, Y)
+
+
+def test_bad_alpha():
+    with pytest.raises(ValueError, match=r"alpha=1.5: expected a number in \[0, 1\]"):
+        MultilabelConfig(alpha=1.5)
+
+
+def test_cli_dry_run_says_the_data_is_synthetic(tmp_path, capsys):
+    assert main(["classify", "multilabel", "--patients", "80", "--dry-run", "--hidden-size", "8",
+                 "--aux-weight", "0.2", "--run-dir", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    assert "SYNTHETIC data" in captured.err and "micro_auc" in captured.out
+    assert (tmp_path / "run" / "classifier.safetensors").is_file()
+    assert main(["classify", "predict", str(tmp_path / "run"), "x"]) == 2
+    assert "task='classify-multilabel'" in capsys.readouterr().err
