@@ -18,6 +18,7 @@ from rnnkit import __version__
 COMMAND_MODULES = [
     "rnnkit.datasets.commands",   # rnnkit data list|info|fetch
     "rnnkit.demo",                # rnnkit demo (a small character model, trained and sampled)
+    "rnnkit.tasks.forecast",      # rnnkit forecast train|compare|predict
 ]
 
 
