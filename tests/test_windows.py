@@ -167,3 +167,16 @@ def test_normalizer_and_time_features():
     f, names = S.time_features(times, np.timedelta64(1, "h"))
     assert names == ["day_sin", "day_cos", "year_sin", "year_cos"]
     np.testing.assert_allclose(f[:, :2], [[1.0, 0.0], [-1.0, 0.0]], atol=1e-12)   # 6:00 and 18:00
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_windows_block_gather_equals_the_plain_gather(step):
+    data = np.random.default_rng(2).normal(size=(100, 3))
+    w = S.Windows(data, lookback=12, step=step, delay=4, target_data=data[:, [1]], horizon=2)
+    rows = np.array([12, 13, 50, 94, 12])                 # every phase, the first and the last possible row
+    x, y = w.batch(rows)
+    xr, yr = S.window_batch(data, rows, 12, step, 4, data[:, [1]], 2)
+    np.testing.assert_array_equal(x, xr)
+    np.testing.assert_array_equal(y, yr)
+    xv, yv = w.run(20, 5)
+    np.testing.assert_array_equal(xv, S.window_batch(data, np.arange(20, 25), 12, step, 4, data[:, [1]], 2)[0])

@@ -217,9 +217,7 @@ class Forecaster:
         return ok & (csum[hi_in] == csum[lo_in]) & (csum[hi_t] == csum[lo_t])
 
     def _batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config
-        x, y = S.window_batch(self.data_, rows, cfg.lookback, cfg.step, cfg.delay - cfg.step, self.target_data_,
-                              cfg.horizon)
+        x, y = self.windows_.batch(rows)
         return torch.from_numpy(x), torch.from_numpy(y)                     # (B, L, F), (B, H, K)
 
     # -- fit -------------------------------------------------------------------------------------------
@@ -239,7 +237,9 @@ class Forecaster:
         self.n_targets_ = len(series.targets)
         self.normalizer_ = S.Normalizer.fit(values[:train_end])
         self.data_ = self.normalizer_.transform(values).astype(np.float32)  # (N, F)
-        self.target_data_ = np.ascontiguousarray(self.data_[:, :self.n_targets_])   # (N, K)
+        # The lecture's delay counts from the row after the window's last step; ours from that last row.
+        self.windows_ = S.Windows(self.data_, cfg.lookback, cfg.step, cfg.delay - cfg.step,
+                                  self.data_[:, :self.n_targets_], cfg.horizon)
         valid = self._valid(self.data_)
         self.rows_ = {"train": self._rows(valid, 0, train_end), "val": self._rows(valid, train_end, val_end),
                       "test": self._rows(valid, val_end, len(series))}

@@ -325,20 +325,64 @@ def window_batch(data: np.ndarray, rows: np.ndarray, lookback: int, step: int, d
                  target_data: np.ndarray, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Inputs (B, lookback // step, F) and targets (B, horizon, K) for the given rows, in two gathers.
 
-    ``target_data`` (N, K) holds the target columns (a view of ``data``'s columns, made once).
+    ``target_data`` (N, K) holds the target columns (a copy of ``data``'s columns, made once).
     """
     rows = np.asarray(rows)
-    x = data[rows[:, None] + window_offsets(lookback, step)]             # (B, L, F)
-    y = target_data[rows[:, None] + delay + np.arange(horizon)]          # (B, H, K)
+    # np.take with a (B, L) index array copies whole rows of F values; a little faster than data[idx].
+    x = np.take(data, rows[:, None] + window_offsets(lookback, step), axis=0)          # (B, L, F)
+    y = np.take(target_data, rows[:, None] + delay + np.arange(horizon), axis=0)       # (B, H, K)
     return x, y
 
 
-def _contiguous_windows(data: np.ndarray, first: int, count: int, lookback: int, step: int) -> np.ndarray:
-    """Windows of ``count`` consecutive rows starting at ``first`` as one read-only strided view (no copy):
-    window b starts at row first + b - lookback, its steps are ``step`` rows apart."""
+def all_windows(data: np.ndarray, lookback: int, step: int) -> np.ndarray:
+    """Every window of ``data`` as one read-only strided view, no copy: ``view[k]`` is rows ``k, k + step,
+    ..., k + lookback - step``, i.e. the window of the lecture's row ``k + lookback``. (N - lookback + 1, L, F)"""
     s_row, s_col = data.strides
-    return np.lib.stride_tricks.as_strided(data[first - lookback:], shape=(count, lookback // step, data.shape[1]),
+    return np.lib.stride_tricks.as_strided(data, shape=(len(data) - lookback + 1, lookback // step, data.shape[1]),
                                            strides=(s_row, step * s_row, s_col), writeable=False)
+
+
+class Windows:
+    """Every (window, target) pair of a series, ready to be gathered a batch at a time.
+
+    A window keeps every ``step``-th row, so it is not one block of memory in ``data``. Regrouping the rows by
+    their phase (row mod step) once makes it one: ``phased[p]`` holds rows p, p + step, p + 2 step, ... and the
+    window of the lecture's row r is the block ``phased[p, q:q + L]`` where r - lookback = q step + p.
+    A batch of any rows is then B block copies (memcpy speed) instead of B x L small row copies, and
+    consecutive rows (ordered batches) are a slice of a strided view, no copy at all.
+    """
+
+    def __init__(self, data: np.ndarray, lookback: int, step: int, delay: int, target_data: np.ndarray,
+                 horizon: int = 1):
+        self.lookback, self.step, self.delay, self.horizon = lookback, step, delay, horizon
+        data = np.ascontiguousarray(data)
+        n, f = data.shape
+        length = lookback // step
+        if step == 1:
+            phased = data[None]                                           # (1, N, F): no copy needed
+        else:
+            m = -(-n // step)                                             # rows per phase (the last padded)
+            padded = np.zeros((m * step, f), dtype=data.dtype)
+            padded[:n] = data
+            phased = np.ascontiguousarray(padded.reshape(m, step, f).transpose(1, 0, 2))   # (step, M, F)
+        p_stride, r_stride, c_stride = phased.strides
+        # (step, M - L + 1, L, F): [p, q] is the window of rows p + q step, ..., p + (q + L - 1) step
+        self.phased = np.lib.stride_tricks.as_strided(
+            phased, shape=(phased.shape[0], phased.shape[1] - length + 1, length, f),
+            strides=(p_stride, r_stride, r_stride, c_stride), writeable=False)
+        self.windows = all_windows(data, lookback, step)                 # [r - lookback]: a view of data
+        self.target_runs = all_windows(np.ascontiguousarray(target_data), horizon, 1)   # [t]: rows t..t+H-1
+
+    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (B, L, F) and targets (B, H, K) of the lecture's rows ``rows`` (copies)."""
+        rows = np.asarray(rows)
+        q, p = np.divmod(rows - self.lookback, self.step)
+        return self.phased[p, q], self.target_runs[rows + self.delay]
+
+    def run(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The same for ``count`` consecutive rows from ``first``: read-only views, no copy."""
+        start = first - self.lookback
+        return self.windows[start:start + count], self.target_runs[first + self.delay:first + self.delay + count]
 
 
 def check_window_args(n: int, lookback: int, step: int, delay: int, horizon: int = 1) -> None:
@@ -362,7 +406,7 @@ def generator(data: np.ndarray, lookback: int, delay: int, min_index: int = 0, m
     (B, horizon) when ``horizon`` > 1) or a list of them ((B, K) or (B, horizon, K)).
 
     Ordered batches are strided views of ``data`` (no copy; ``copy=True`` gives arrays of their own);
-    shuffled ones are one gather each.
+    shuffled ones are B block copies each (see :class:`Windows`).
     """
     data = np.ascontiguousarray(data)
     if max_index is None:
@@ -375,20 +419,17 @@ def generator(data: np.ndarray, lookback: int, delay: int, min_index: int = 0, m
                                      f"within the {len(data)} rows)")
     single = not isinstance(targets, (list, tuple, np.ndarray))
     cols = [targets] if single else list(targets)
-    target_data = data[:, cols]                                          # (N, K), made once
-    draw = (rng if rng is not None else np.random).randint if not isinstance(rng, np.random.Generator) \
-        else rng.integers
+    windows = Windows(data, lookback, step, delay, data[:, cols], horizon)
+    draw = rng.integers if isinstance(rng, np.random.Generator) else (rng or np.random).randint
     i = min_index + lookback
     while True:
         if shuffle:
-            rows = draw(min_index + lookback, max_index, size=batch_size)
-            x, y = window_batch(data, rows, lookback, step, delay, target_data, horizon)
+            x, y = windows.batch(draw(min_index + lookback, max_index, size=batch_size))
         else:
             if i + batch_size >= max_index:
                 i = min_index + lookback
             count = min(batch_size, max_index - i)
-            x = _contiguous_windows(data, i, count, lookback, step)
-            y = _contiguous_windows(target_data, i + delay + horizon, count, horizon, 1)
+            x, y = windows.run(i, count)                               # views of data, no copy
             if copy:
                 x, y = x.copy(), y.copy()
             i += count
