@@ -70,6 +70,7 @@ def test_ridge_learns_the_daily_cycle_and_seasonal_naive_is_near_exact(tmp_path)
     # the naive forecast is off by the cycle's change over 6 hours; a linear model on the window is exact
     assert m["naive_test_mae"] > 2.0
     assert m["test_mae"] < 0.05 * m["naive_test_mae"]
+    assert ridge.alpha_ == 0.1            # noise-free and linear: validation picks the weakest penalty
     seasonal = Forecaster(model="seasonal_naive", **common).fit(verbose=False)
     assert seasonal.metrics_["test_mae"] == pytest.approx(0.24, abs=0.01)   # the trend: 0.01 per hour x 24
 

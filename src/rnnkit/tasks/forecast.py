@@ -79,7 +79,8 @@ class ForecastConfig:
     residual: bool = field(False, "learn the change from the last observed value instead of the value")
     season: Optional[int] = field(None, "period in steps for seasonal_naive (default: 24 hourly, 7 daily, "
                                         "12 monthly)")
-    alpha: float = field(1.0, "L2 penalty of the ridge model")
+    alpha: Optional[float] = field(None, "L2 penalty of the ridge model (None: the best of 0.1 .. 10^4 on the "
+                                         "validation windows)")
     # training
     epochs: int = field(20, "passes over the training windows")
     batch_size: int = field(128, "windows per batch")
@@ -109,7 +110,7 @@ class ForecastConfig:
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
         _checks.check_int("season", self.season, min=1, allow_none=True)
-        _checks.check_float("alpha", self.alpha, min=0)
+        _checks.check_float("alpha", self.alpha, min=0, allow_none=True)
         _checks.check_int("patience", self.patience, min=1, allow_none=True)
 
 
@@ -287,18 +288,32 @@ class Forecaster:
                            recurrent_dropout=cfg.recurrent_dropout, residual=cfg.residual)
 
     def _fit_ridge(self) -> None:
-        """Closed-form ridge regression on the flattened training windows (sklearn), copied into the head."""
+        """Closed-form ridge regression on the flattened training windows (sklearn), copied into the head.
+
+        Without a given ``alpha`` the penalty is picked from a grid by the validation MAE.
+        """
         from sklearn.linear_model import Ridge
+
+        cfg, K = self.config, self.n_targets_
+
+        def flat(rows):
+            x, y = self._batch(rows)
+            X = x.flatten(1).numpy().astype(np.float64)                      # (N, L*F)
+            Y = y.flatten(1).numpy().astype(np.float64)                      # (N, H*K)
+            last = np.tile(x[:, -1, :K].numpy(), cfg.horizon) if cfg.residual else 0.0   # (N, H*K)
+            return X, Y, last
 
         rows = self.rows_["train"]
         if len(rows) > 50_000:   # the closed form needs (windows x L*F) in memory: a random subset suffices
-            rows = np.random.default_rng(self.config.seed).choice(rows, 50_000, replace=False)
-        x, y = self._batch(rows)
-        X = x.flatten(1).numpy().astype(np.float64)                          # (N, L*F)
-        Y = y.flatten(1).numpy().astype(np.float64)                          # (N, H*K)
-        if self.config.residual:
-            Y = Y - np.tile(x[:, -1, :self.n_targets_].numpy(), self.config.horizon)
-        reg = Ridge(alpha=self.config.alpha).fit(X, Y)
+            rows = np.random.default_rng(cfg.seed).choice(rows, 50_000, replace=False)
+        X, Y, last = flat(rows)
+        Xv, Yv, last_v = flat(self.rows_["val"])
+        fits = []
+        for alpha in ([cfg.alpha] if cfg.alpha is not None else [0.1, 1.0, 10.0, 100.0, 1e3, 1e4]):
+            reg = Ridge(alpha=alpha).fit(X, Y - last)
+            pred = reg.predict(Xv).reshape(Yv.shape)                         # sklearn drops a width-1 axis
+            fits.append((float(np.abs(pred + last_v - Yv).mean()), alpha, reg))
+        _, self.alpha_, reg = min(fits, key=lambda f: f[0])
         with torch.no_grad():
             self.model_.head.weight.copy_(torch.from_numpy(reg.coef_.reshape(Y.shape[1], -1)))
             self.model_.head.bias.copy_(torch.from_numpy(np.atleast_1d(reg.intercept_)))

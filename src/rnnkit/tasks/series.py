@@ -385,7 +385,7 @@ class Windows:
         return self.windows[start:start + count], self.target_runs[first + self.delay:first + self.delay + count]
 
 
-def check_window_args(n: int, lookback: int, step: int, delay: int, horizon: int = 1) -> None:
+def check_window_args(lookback: int, step: int, delay: int, horizon: int = 1) -> None:
     check_int("lookback", lookback, min=1)
     check_int("step", step, min=1)
     check_int("horizon", horizon, min=1)
@@ -411,7 +411,7 @@ def generator(data: np.ndarray, lookback: int, delay: int, min_index: int = 0, m
     data = np.ascontiguousarray(data)
     if max_index is None:
         max_index = len(data) - delay - horizon
-    check_window_args(len(data), lookback, step, delay, horizon)
+    check_window_args(lookback, step, delay, horizon)
     check_int("batch_size", batch_size, min=1)
     if not (0 <= min_index and min_index + lookback < max_index <= len(data) - delay - horizon + 1):
         fail("max_index", max_index, f"an index in ({min_index + lookback}, {len(data) - delay - horizon + 1}] "
