@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "rnnkit.tasks.embeddings_cli",  # rnnkit embed neighbors|analogy|eval|plot (pretrained word vectors)
     "rnnkit.tasks.textgen_cli",   # rnnkit textgen train|sample|eval
     "rnnkit.tasks.classify",      # rnnkit classify train|predict|eval|multilabel
+    "rnnkit.tasks.forecast",      # rnnkit forecast train|compare|predict
 ]
 
 

@@ -1,0 +1,111 @@
+"""Window batches: the lecture's per-row Python generator against rnnkit's vectorised one.
+
+Both are run with the same parameters and the same random seed; every batch is checked to be identical
+(inputs and targets) before the timings are trusted. Three variants of the vectorised generator:
+ordered batches as strided views (the default: no copy), ordered batches copied into arrays of their own
+(``copy=True``), and shuffled batches (one gather per batch).
+
+    python bench/windows.py                         # the lecture's Jena set-up: 420,551 x 14, lookback 1440, step 6
+    python bench/windows.py --rows 8730 --features 7 --lookback 120 --step 1 --delay 23   # nyc-weather sized
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from rnnkit.tasks.series import generator  # noqa: E402
+
+
+def lecture_generator(data, lookback, delay, min_index, max_index, shuffle=False, batch_size=128, step=6):
+    """The reference: the lecture's generator, one Python iteration (and one index list) per row."""
+    if max_index is None:
+        max_index = len(data) - delay - 1
+    i = min_index + lookback
+    while True:
+        if shuffle:
+            rows = np.random.randint(min_index + lookback, max_index, size=batch_size)
+        else:
+            if i + batch_size >= max_index:
+                i = min_index + lookback
+            rows = np.arange(i, min(i + batch_size, max_index))
+            i += len(rows)
+        samples = np.zeros((len(rows), lookback // step, data.shape[-1]))
+        targets = np.zeros((len(rows),))
+        for j, row in enumerate(rows):
+            indices = range(rows[j] - lookback, rows[j], step)
+            samples[j] = data[indices]
+            targets[j] = data[rows[j] + delay][1]
+        yield samples, targets
+
+
+def timed(make, batches: int) -> float:
+    """Seconds per batch to draw ``batches`` batches after the first (numpy's global seed reset first)."""
+    np.random.seed(0)
+    gen = make()
+    next(gen)   # steady state: one-off set-up (the vectorised one copies the target column once) not timed
+    start = time.perf_counter()
+    for _ in range(batches):
+        x, y = next(gen)
+        # touch the batch so a lazy view is not cheaper than it should be
+        float(x[0, 0, 0]) + float(y[-1])
+    return (time.perf_counter() - start) / batches
+
+
+def identical(make_a, make_b, batches: int) -> bool:
+    np.random.seed(0)
+    a = [tuple(np.array(t) for t in next(g)) for g in [make_a()] for _ in range(batches)]
+    np.random.seed(0)
+    gb = make_b()
+    for xa, ya in a:
+        xb, yb = next(gb)
+        if xa.shape != xb.shape or not (np.array_equal(xa, xb) and np.array_equal(ya, yb)):
+            return False
+    return True
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=420_551, help="rows of the synthetic series (Jena: 420,551)")
+    ap.add_argument("--features", type=int, default=14, help="columns of the series (Jena: 14)")
+    ap.add_argument("--lookback", type=int, default=1440, help="lookback in rows")
+    ap.add_argument("--step", type=int, default=6, help="keep every step-th row of a window")
+    ap.add_argument("--delay", type=int, default=144, help="the lecture's delay")
+    ap.add_argument("--batch-size", type=int, default=128, help="windows per batch")
+    ap.add_argument("--batches", type=int, default=200, help="batches timed per generator")
+    ap.add_argument("--check", type=int, default=50, help="batches compared for equality per mode")
+    args = ap.parse_args(argv)
+
+    data = np.random.default_rng(0).normal(size=(args.rows, args.features))
+    max_index = int(args.rows * 0.5)
+    common = dict(lookback=args.lookback, delay=args.delay, min_index=0, max_index=max_index,
+                  step=args.step, batch_size=args.batch_size)
+    print(f"series {args.rows} x {args.features}, lookback {args.lookback}, step {args.step}, delay "
+          f"{args.delay}, batch {args.batch_size}: batches of {args.batch_size} x {args.lookback // args.step} x "
+          f"{args.features}")
+    rows = []
+    for shuffle in (True, False):
+        ref = lambda: lecture_generator(data, shuffle=shuffle, **common)      # noqa: E731
+        variants = [("vectorised", lambda: generator(data, shuffle=shuffle, **common))]
+        if not shuffle:
+            variants.append(("vectorised, copied", lambda: generator(data, shuffle=False, copy=True, **common)))
+        t_ref = timed(ref, max(10, args.batches // 10))
+        for name, make in variants:
+            same = identical(ref, make, args.check)
+            t = timed(make, args.batches)
+            rows.append((("shuffled" if shuffle else "ordered"), name, t_ref, t, same))
+    print(f"\n| batches | generator | lecture loop ms/batch | vectorised ms/batch | speed-up | identical |")
+    print("|---|---|---:|---:|---:|---|")
+    for mode, name, t_ref, t, same in rows:
+        print(f"| {mode} | {name} | {1e3 * t_ref:.3f} | {1e3 * t:.4f} | {t_ref / t:,.0f}x | "
+              f"{'yes' if same else 'NO'} ({args.check} batches) |")
+    return 0 if all(r[4] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,440 @@
+"""Series preparation and window batches for forecasting.
+
+Two halves:
+
+* **Preparation** turns a table (``{column: array}``, as ``rnnkit.datasets.load_table`` returns) into one
+  regular multivariate series: keep the rows of one station (``filters=["origin=JFK"]``), parse the time
+  column, sort, detect irregular timestamps and resample onto the regular grid (the most common spacing),
+  fill short runs of NaN by linear interpolation (up to ``interpolate_limit`` steps) and report every
+  change in plain words. Bad input (a text or all-NaN target, a series too short) is refused with a
+  message naming the argument and the value.
+* **Windows** cut the series into (input window, target) pairs with the lecture's parameters —
+  ``lookback``, ``step``, ``delay``, ``min_index``/``max_index``, ``shuffle``, ``batch_size`` — but with
+  one vectorised gather per batch instead of a Python loop per row.
+
+The window convention is the lecture's: for a row ``r`` the inputs are rows ``r - lookback, r - lookback
++ step, ..., r - step`` and the target is row ``r + delay``. So the target lies ``delay + step`` rows after
+the last input row. :class:`~rnnkit.tasks.forecast.Forecaster` counts its own ``delay`` from the last input
+row instead (``24`` means 24 steps after the last observation) and converts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rnnkit._checks import check_int, fail
+
+# ---------------------------------------------------------------------------------------------------------
+# Preparation
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    """A regular multivariate series.
+
+    ``times`` (N,) datetime64 (or int64 step numbers), one per row, ``freq`` apart; ``values`` (N, F)
+    float64, NaN where a value is still missing; ``columns`` names the F columns, the ``targets`` first;
+    ``report`` lists what preparation found and changed, one line each.
+    """
+
+    times: np.ndarray
+    values: np.ndarray
+    columns: list[str]
+    targets: list[str]
+    freq: np.timedelta64 | int
+    report: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def parse_times(values: np.ndarray, name: str = "time_col") -> np.ndarray:
+    """Timestamps as numpy datetime64 (ISO 8601 text; a trailing ``Z`` for UTC is accepted).
+
+    Integer columns are kept as int64 step numbers (a series indexed by step, not by date).
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    if values.dtype.kind == "M":
+        return values
+    texts = [str(v).strip() for v in values]
+    # numpy parses ISO 8601 but refuses time zone designators; "Z" (UTC) is the common one.
+    texts = [t[:-1] if t.endswith("Z") else t for t in texts]
+    try:
+        return np.array(texts, dtype="datetime64")
+    except ValueError:
+        bad = next((t for t in texts if not _parses(t)), texts[0] if texts else "")
+        fail(name, bad, "timestamps in ISO 8601 form such as '2013-01-01T06:00:00' or '1949-01' "
+                        "(or integer step numbers)")
+    raise AssertionError  # unreachable: fail raises
+
+
+def _parses(text: str) -> bool:
+    try:
+        np.datetime64(text)
+        return True
+    except ValueError:
+        return False
+
+
+def select_rows(table: dict[str, np.ndarray], filters: Sequence[str], source: str = "table") -> dict[str, np.ndarray]:
+    """Keep the rows where every ``COLUMN=VALUE`` filter holds (text comparison)."""
+    n = len(next(iter(table.values()))) if table else 0
+    keep = np.ones(n, dtype=bool)
+    for item in filters:
+        if not isinstance(item, str) or "=" not in item:
+            fail("filter", item, "COLUMN=VALUE, e.g. origin=JFK")
+        column, value = item.split("=", 1)
+        if column not in table:
+            fail("filter", item, f"a column of {source}; its columns are: {', '.join(table)}")
+        col = np.asarray([str(v) for v in table[column]], dtype=object)
+        hit = col == value
+        if not hit.any():
+            seen = sorted(set(col.tolist()))
+            fail("filter", item, f"a value that occurs in column {column!r} of {source}, such as "
+                                 + ", ".join(repr(s) for s in seen[:8]))
+        keep &= hit
+    return {k: v[keep] for k, v in table.items()}
+
+
+def numeric_column(table: dict[str, np.ndarray], name: str, role: str, source: str) -> np.ndarray:
+    """Column ``name`` as float64; a missing or text column is refused, naming ``role`` (target/features)."""
+    if name not in table:
+        fail(role, name, f"a column of {source}; its columns are: {', '.join(table)}")
+    col = table[name]
+    if col.dtype.kind not in "iuf":
+        example = next((str(v) for v in col if str(v).strip()), "")
+        fail(role, name, f"a numeric column, but column {name!r} of {source} holds text such as {example!r}")
+    col = col.astype(np.float64)
+    if len(col) and np.isnan(col).all():
+        fail(role, name, f"a column with numbers, but all {len(col)} values of {name!r} in {source} "
+                         f"are missing")
+    return col
+
+
+def infer_freq(times: np.ndarray) -> np.timedelta64 | int:
+    """The most common spacing between consecutive (sorted, distinct) timestamps."""
+    diffs = np.diff(times)
+    diffs = diffs[diffs > diffs.dtype.type(0)]
+    if len(diffs) == 0:
+        fail("time_col", "", "at least two distinct timestamps")
+    uniq, counts = np.unique(diffs, return_counts=True)
+    return uniq[np.argmax(counts)]
+
+
+def resample(times: np.ndarray, values: np.ndarray, freq=None, start=None, stop=None):
+    """Put rows onto the regular grid ``start, start + freq, ...``: each row goes to the grid point at or
+    before it, rows sharing a point are averaged (NaNs ignored), points without rows get NaN.
+
+    Returns ``(grid (M,), values (M, F), counts)`` where counts says how many grid points were missing,
+    how many rows shared a point with another row, and how many rows were off the grid.
+    """
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    freq = infer_freq(times) if freq is None else freq
+    start = times[0] if start is None else start
+    stop = times[-1] if stop is None else stop
+    slot = (times - start) // freq                                     # grid point of each row
+    inside = (slot >= 0) & (times <= stop)
+    slot, values, times = slot[inside].astype(np.int64), values[inside], times[inside]
+    m = int((stop - start) // freq) + 1
+    grid = start + np.arange(m) * freq
+    # Mean of the non-NaN values per grid point, per column, in two scatter-adds.
+    finite = np.isfinite(values)
+    sums = np.zeros((m, values.shape[1]))
+    hits = np.zeros((m, values.shape[1]))
+    np.add.at(sums, slot, np.where(finite, values, 0.0))
+    np.add.at(hits, slot, finite)
+    out = np.where(hits > 0, sums / np.maximum(hits, 1), np.nan)
+    rows_per_slot = np.bincount(slot, minlength=m)
+    counts = {"missing": int((rows_per_slot == 0).sum()),
+              "merged": int((rows_per_slot[rows_per_slot > 1] - 1).sum()),
+              "off_grid": int((times != start + slot * freq).sum()),
+              "unsorted": bool((order != np.arange(len(order))).any())}
+    return grid, out, counts
+
+
+def interpolate_nans(values: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fill runs of at most ``limit`` NaNs that have a number on both sides by linear interpolation.
+
+    Longer runs, and runs at the start or end, stay NaN. Returns ``(filled (N, F), filled_per_column (F,))``.
+    """
+    values = values.copy()
+    filled = np.zeros(values.shape[1], dtype=np.int64)
+    idx = np.arange(len(values))
+    for j in range(values.shape[1]):
+        col = values[:, j]
+        nan = np.isnan(col)
+        if not nan.any() or nan.all():
+            continue
+        # Run boundaries: where nan switches on and off (padded so that edge runs close).
+        edges = np.diff(np.concatenate([[0], nan.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)   # run = [start, end)
+        ok = (ends - starts <= limit) & (starts > 0) & (ends < len(col))
+        fill = np.zeros(len(col), dtype=bool)
+        for s, e in zip(starts[ok], ends[ok]):
+            fill[s:e] = True
+        if fill.any():
+            col[fill] = np.interp(idx[fill], idx[~nan], col[~nan])
+            filled[j] = int(fill.sum())
+    return values, filled
+
+
+def _describe_freq(freq) -> str:
+    return str(freq) if not isinstance(freq, np.timedelta64) else str(freq).replace("seconds", "s")
+
+
+def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequence[str],
+                   features: Sequence[str] = (), filters: Sequence[str] = (), wide_by: str | None = None,
+                   interpolate_limit: int = 3, source: str = "table") -> Series:
+    """The whole preparation; see the module docstring. ``features`` lists extra input columns (the targets
+    are always inputs too); ``wide_by`` adds the targets and features of the other values of that column
+    (the other stations) as extra columns named ``column@value``.
+    """
+    check_int("interpolate_limit", interpolate_limit, min=0)
+    if not targets:
+        fail("target", list(targets), "at least one column name")
+    if time_col not in table:
+        fail("time_col", time_col, f"a column of {source}; its columns are: {', '.join(table)}")
+    report: list[str] = []
+    others: dict[str, dict[str, np.ndarray]] = {}
+    if wide_by is not None:
+        if wide_by not in table:
+            fail("wide_by", wide_by, f"a column of {source}; its columns are: {', '.join(table)}")
+        own = {f.split("=", 1)[1] for f in filters if isinstance(f, str) and f.startswith(wide_by + "=")}
+        for value in sorted(set(map(str, table[wide_by]))):
+            if value not in own:
+                rest = [f for f in filters if not (isinstance(f, str) and f.startswith(wide_by + "="))]
+                others[value] = select_rows(table, [*rest, f"{wide_by}={value}"], source)
+    if filters:
+        before = len(table[time_col])
+        table = select_rows(table, filters, source)
+        report.append(f"filter {' '.join(filters)}: kept {len(table[time_col])} of {before} rows")
+    columns = list(dict.fromkeys([*targets, *features]))
+    raw = np.stack([numeric_column(table, c, "target" if c in targets else "features", source)
+                    for c in columns], axis=1)                          # (N, F)
+    times = parse_times(table[time_col])
+    grid, values, counts = resample(times, raw)
+    freq = grid[1] - grid[0] if len(grid) > 1 else infer_freq(times)
+    if counts["unsorted"]:
+        report.append("timestamps were not in order: sorted them")
+    if counts["missing"] or counts["merged"] or counts["off_grid"]:
+        report.append(f"irregular timestamps at frequency {_describe_freq(freq)}: {counts['missing']} missing "
+                      f"steps (gaps), {counts['merged']} rows sharing a step (averaged), {counts['off_grid']} "
+                      f"off the grid; resampled to {len(grid)} regular steps")
+    base = list(columns)
+    for value, sub in others.items():
+        sub_raw = np.stack([numeric_column(sub, c, "features", f"{source} ({wide_by}={value})")
+                            for c in base], axis=1)
+        _, sub_values, _ = resample(parse_times(sub[time_col]), sub_raw, freq, grid[0], grid[-1])
+        values = np.concatenate([values, sub_values], axis=1)
+        columns += [f"{c}@{value}" for c in base]
+    values, filled = interpolate_nans(values, interpolate_limit)
+    if filled.any():
+        report.append(f"filled {int(filled.sum())} missing values by linear interpolation (runs of at most "
+                      f"interpolate_limit={interpolate_limit} steps): "
+                      + ", ".join(f"{c} {n}" for c, n in zip(columns, filled) if n))
+    # An input column with values still missing would void every window touching them: drop it instead,
+    # and say so. Targets stay; windows whose target values are missing are skipped later.
+    left = np.isnan(values).sum(axis=0)
+    keep = [j for j, c in enumerate(columns) if c in targets or left[j] == 0]
+    for j, c in enumerate(columns):
+        if j not in keep:
+            report.append(f"{c}: {left[j]} values still missing after interpolation (runs longer than "
+                          f"interpolate_limit={interpolate_limit}); column dropped from the inputs")
+        elif left[j]:
+            report.append(f"{c}: {left[j]} values still missing; windows that need them are skipped")
+    return Series(grid, values[:, keep], [columns[j] for j in keep], list(targets), freq, report)
+
+
+def check_length(n: int, lookback: int, delay: int, name: str = "series") -> None:
+    """Refuse a series with no room for one window and its target."""
+    if n < lookback + delay:
+        raise ValueError(f"{name}: {n} rows (after resampling) is shorter than lookback + delay = "
+                         f"{lookback} + {delay} = {lookback + delay}; use a longer series or a shorter "
+                         f"lookback/delay")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Time features and normalisation
+# ---------------------------------------------------------------------------------------------------------
+
+def freq_seconds(freq) -> float:
+    """A step's length in seconds (months and years have no fixed length: their mean is used)."""
+    unit, count = np.datetime_data(np.asarray(freq).dtype)
+    if unit in ("M", "Y"):
+        return int(freq.astype(np.int64)) * (365.2425 / 12 if unit == "M" else 365.2425) * 86400
+    return float(np.asarray(freq).astype("timedelta64[s]").astype(np.int64))
+
+
+def time_features(times: np.ndarray, freq) -> tuple[np.ndarray, list[str]]:
+    """sin/cos of the time of day (when steps are shorter than a day) and of the time of year (when steps are
+    shorter than a year); (N, 2 or 4) and their names. Step-numbered series get none."""
+    if times.dtype.kind != "M":
+        return np.zeros((len(times), 0)), []
+    cols, names = [], []
+    seconds = times.astype("datetime64[s]").astype(np.int64)
+    step_s = freq_seconds(freq)
+    if step_s < 86400:
+        phase = 2 * np.pi * (seconds % 86400) / 86400
+        cols += [np.sin(phase), np.cos(phase)]
+        names += ["day_sin", "day_cos"]
+    if step_s < 365 * 86400:
+        year = 365.2425 * 86400
+        phase = 2 * np.pi * (seconds % year) / year
+        cols += [np.sin(phase), np.cos(phase)]
+        names += ["year_sin", "year_cos"]
+    return np.stack(cols, axis=1), names
+
+
+@dataclass
+class Normalizer:
+    """Per-column mean and standard deviation, fitted on the training rows only."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> "Normalizer":
+        mean = np.nanmean(values, axis=0)
+        std = np.nanstd(values, axis=0)
+        return cls(mean, np.where(std > 0, std, 1.0))   # a constant column stays constant, not NaN
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return (values - self.mean) / self.std
+
+    def inverse(self, values: np.ndarray, columns: slice | Sequence[int] = slice(None)) -> np.ndarray:
+        return values * self.std[columns] + self.mean[columns]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Windows
+# ---------------------------------------------------------------------------------------------------------
+
+def window_offsets(lookback: int, step: int) -> np.ndarray:
+    """Row offsets of a window's inputs relative to its row r: -lookback, -lookback + step, ..., -step."""
+    return np.arange(-lookback, 0, step)
+
+
+def window_batch(data: np.ndarray, rows: np.ndarray, lookback: int, step: int, delay: int,
+                 target_data: np.ndarray, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (B, lookback // step, F) and targets (B, horizon, K) for the given rows, in two gathers.
+
+    ``target_data`` (N, K) holds the target columns (a copy of ``data``'s columns, made once).
+    """
+    rows = np.asarray(rows)
+    # np.take with a (B, L) index array copies whole rows of F values; a little faster than data[idx].
+    x = np.take(data, rows[:, None] + window_offsets(lookback, step), axis=0)          # (B, L, F)
+    y = np.take(target_data, rows[:, None] + delay + np.arange(horizon), axis=0)       # (B, H, K)
+    return x, y
+
+
+def all_windows(data: np.ndarray, lookback: int, step: int) -> np.ndarray:
+    """Every window of ``data`` as one read-only strided view, no copy: ``view[k]`` is rows ``k, k + step,
+    ..., k + lookback - step``, i.e. the window of the lecture's row ``k + lookback``. (N - lookback + 1, L, F)"""
+    s_row, s_col = data.strides
+    return np.lib.stride_tricks.as_strided(data, shape=(len(data) - lookback + 1, lookback // step, data.shape[1]),
+                                           strides=(s_row, step * s_row, s_col), writeable=False)
+
+
+class Windows:
+    """Every (window, target) pair of a series, ready to be gathered a batch at a time.
+
+    A window keeps every ``step``-th row, so it is not one block of memory in ``data``. Regrouping the rows by
+    their phase (row mod step) once makes it one: ``phased[p]`` holds rows p, p + step, p + 2 step, ... and the
+    window of the lecture's row r is the block ``phased[p, q:q + L]`` where r - lookback = q step + p.
+    A batch of any rows is then B block copies (memcpy speed) instead of B x L small row copies, and
+    consecutive rows (ordered batches) are a slice of a strided view, no copy at all.
+    """
+
+    def __init__(self, data: np.ndarray, lookback: int, step: int, delay: int, target_data: np.ndarray,
+                 horizon: int = 1):
+        self.lookback, self.step, self.delay, self.horizon = lookback, step, delay, horizon
+        data = np.ascontiguousarray(data)
+        n, f = data.shape
+        length = lookback // step
+        if step == 1:
+            phased = data[None]                                           # (1, N, F): no copy needed
+        else:
+            m = -(-n // step)                                             # rows per phase (the last padded)
+            padded = np.zeros((m * step, f), dtype=data.dtype)
+            padded[:n] = data
+            phased = np.ascontiguousarray(padded.reshape(m, step, f).transpose(1, 0, 2))   # (step, M, F)
+        p_stride, r_stride, c_stride = phased.strides
+        # (step, M - L + 1, L, F): [p, q] is the window of rows p + q step, ..., p + (q + L - 1) step
+        self.phased = np.lib.stride_tricks.as_strided(
+            phased, shape=(phased.shape[0], phased.shape[1] - length + 1, length, f),
+            strides=(p_stride, r_stride, r_stride, c_stride), writeable=False)
+        self.windows = all_windows(data, lookback, step)                 # [r - lookback]: a view of data
+        self.target_runs = all_windows(np.ascontiguousarray(target_data), horizon, 1)   # [t]: rows t..t+H-1
+
+    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (B, L, F) and targets (B, H, K) of the lecture's rows ``rows`` (copies)."""
+        rows = np.asarray(rows)
+        q, p = np.divmod(rows - self.lookback, self.step)
+        return self.phased[p, q], self.target_runs[rows + self.delay]
+
+    def run(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The same for ``count`` consecutive rows from ``first``: read-only views, no copy."""
+        start = first - self.lookback
+        return self.windows[start:start + count], self.target_runs[first + self.delay:first + self.delay + count]
+
+
+def check_window_args(lookback: int, step: int, delay: int, horizon: int = 1) -> None:
+    check_int("lookback", lookback, min=1)
+    check_int("step", step, min=1)
+    check_int("horizon", horizon, min=1)
+    if lookback % step:
+        fail("lookback", lookback, f"a multiple of step={step} (every window holds lookback // step rows)")
+    check_int("delay", delay, min=-step + 1)
+
+
+def generator(data: np.ndarray, lookback: int, delay: int, min_index: int = 0, max_index: int | None = None,
+              shuffle: bool = False, batch_size: int = 128, step: int = 6, targets: int | Sequence[int] = 1,
+              horizon: int = 1, rng: np.random.RandomState | np.random.Generator | None = None,
+              copy: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The lecture's endless batch generator, vectorised; yields ``(samples, targets)``.
+
+    Same parameters and the same batches as the lecture's per-row loop: rows are drawn at random from
+    ``[min_index + lookback, max_index)`` when ``shuffle`` (with ``rng``, or numpy's global generator as in
+    the lecture), else taken in order and wrapped around. ``targets`` is a column index (targets (B,), or
+    (B, horizon) when ``horizon`` > 1) or a list of them ((B, K) or (B, horizon, K)).
+
+    Ordered batches are strided views of ``data`` (no copy; ``copy=True`` gives arrays of their own);
+    shuffled ones are B block copies each (see :class:`Windows`).
+    """
+    data = np.ascontiguousarray(data)
+    if max_index is None:
+        max_index = len(data) - delay - horizon
+    check_window_args(lookback, step, delay, horizon)
+    check_int("batch_size", batch_size, min=1)
+    if not (0 <= min_index and min_index + lookback < max_index <= len(data) - delay - horizon + 1):
+        fail("max_index", max_index, f"an index in ({min_index + lookback}, {len(data) - delay - horizon + 1}] "
+                                     f"(min_index + lookback < max_index, and the target of the last row "
+                                     f"within the {len(data)} rows)")
+    single = not isinstance(targets, (list, tuple, np.ndarray))
+    cols = [targets] if single else list(targets)
+    windows = Windows(data, lookback, step, delay, data[:, cols], horizon)
+    draw = rng.integers if isinstance(rng, np.random.Generator) else (rng or np.random).randint
+    i = min_index + lookback
+    while True:
+        if shuffle:
+            x, y = windows.batch(draw(min_index + lookback, max_index, size=batch_size))
+        else:
+            if i + batch_size >= max_index:
+                i = min_index + lookback
+            count = min(batch_size, max_index - i)
+            x, y = windows.run(i, count)                               # views of data, no copy
+            if copy:
+                x, y = x.copy(), y.copy()
+            i += count
+        if single:
+            y = y[:, :, 0]                                               # (B, H)
+        if horizon == 1:
+            y = y[:, 0]                                                  # (B,) or (B, K)
+        yield x, y
