@@ -19,29 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from rnnkit.tasks.series import generator  # noqa: E402
-
-
-def lecture_generator(data, lookback, delay, min_index, max_index, shuffle=False, batch_size=128, step=6):
-    """The reference: the lecture's generator, one Python iteration (and one index list) per row."""
-    if max_index is None:
-        max_index = len(data) - delay - 1
-    i = min_index + lookback
-    while True:
-        if shuffle:
-            rows = np.random.randint(min_index + lookback, max_index, size=batch_size)
-        else:
-            if i + batch_size >= max_index:
-                i = min_index + lookback
-            rows = np.arange(i, min(i + batch_size, max_index))
-            i += len(rows)
-        samples = np.zeros((len(rows), lookback // step, data.shape[-1]))
-        targets = np.zeros((len(rows),))
-        for j, row in enumerate(rows):
-            indices = range(rows[j] - lookback, rows[j], step)
-            samples[j] = data[indices]
-            targets[j] = data[rows[j] + delay][1]
-        yield samples, targets
+from rnnkit.tasks.series import generator, lecture_generator  # noqa: E402
 
 
 def timed(make, batches: int) -> float:

@@ -6,33 +6,12 @@ import pytest
 from rnnkit.tasks import series as S
 
 
-def loop_generator(data, lookback, delay, min_index, max_index, shuffle=False, batch_size=128, step=6):
-    """The lecture's generator written as a per-row loop: the reference the vectorised one must equal."""
-    if max_index is None:
-        max_index = len(data) - delay - 1
-    i = min_index + lookback
-    while True:
-        if shuffle:
-            rows = np.random.randint(min_index + lookback, max_index, size=batch_size)
-        else:
-            if i + batch_size >= max_index:
-                i = min_index + lookback
-            rows = np.arange(i, min(i + batch_size, max_index))
-            i += len(rows)
-        samples = np.zeros((len(rows), lookback // step, data.shape[-1]))
-        targets = np.zeros((len(rows),))
-        for j, row in enumerate(rows):
-            samples[j] = data[range(row - lookback, row, step)]
-            targets[j] = data[row + delay][1]
-        yield samples, targets
-
-
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_generator_gives_the_lecture_batches(shuffle):
     data = np.random.default_rng(0).normal(size=(300, 3))
     args = dict(lookback=24, delay=6, min_index=10, max_index=200, shuffle=shuffle, batch_size=32, step=3)
     np.random.seed(5)
-    ref = loop_generator(data, **args)
+    ref = S.lecture_generator(data, **args)
     ref_batches = [next(ref) for _ in range(9)]        # 9 ordered batches wrap around the 166 rows
     np.random.seed(5)
     fast = S.generator(data, **args)

@@ -438,3 +438,29 @@ def generator(data: np.ndarray, lookback: int, delay: int, min_index: int = 0, m
         if horizon == 1:
             y = y[:, 0]                                                  # (B,) or (B, K)
         yield x, y
+
+
+def lecture_generator(data, lookback, delay, min_index, max_index, shuffle=False, batch_size=128, step=6):
+    """The lecture's generator as it is usually written: one Python iteration per row.
+
+    Kept as the reference that :func:`generator` must equal batch for batch (tests) and beat on speed
+    (``bench/windows.py``). The target is column 1, ``delay`` rows after the last row of the window.
+    """
+    if max_index is None:
+        max_index = len(data) - delay - 1
+    i = min_index + lookback
+    while True:
+        if shuffle:
+            rows = np.random.randint(min_index + lookback, max_index, size=batch_size)
+        else:
+            if i + batch_size >= max_index:
+                i = min_index + lookback
+            rows = np.arange(i, min(i + batch_size, max_index))
+            i += len(rows)
+        samples = np.zeros((len(rows), lookback // step, data.shape[-1]))
+        targets = np.zeros((len(rows),))
+        for j, row in enumerate(rows):
+            indices = range(rows[j] - lookback, rows[j], step)
+            samples[j] = data[indices]
+            targets[j] = data[rows[j] + delay][1]
+        yield samples, targets
