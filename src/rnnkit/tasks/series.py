@@ -444,7 +444,8 @@ def lecture_generator(data, lookback, delay, min_index, max_index, shuffle=False
     """The lecture's generator as it is usually written: one Python iteration per row.
 
     Kept as the reference that :func:`generator` must equal batch for batch (tests) and beat on speed
-    (``bench/windows.py``). The target is column 1, ``delay`` rows after the last row of the window.
+    (``bench/windows.py``). For a row r the window is rows r - lookback ... r - 1 (every ``step``-th)
+    and the target is column 1 of row r + delay.
     """
     if max_index is None:
         max_index = len(data) - delay - 1
