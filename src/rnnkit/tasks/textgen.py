@@ -71,7 +71,7 @@ class TextGenConfig:
     end_token: Optional[str] = field("auto", "token that ends a sample: 'auto' (newline for one-item-per-"
                                              "line corpora such as xkcd-colors), '\\n', or None")
     cell: str = field("lstm", "recurrent cell", choices=CELLS)
-    hidden_size: int = field(512, "units per recurrent layer")
+    hidden_size: int = field(256, "units per recurrent layer (256 learns more than 512 in 15 CPU minutes)")
     num_layers: int = field(2, "stacked recurrent layers")
     embedding_size: int = field(64, "size of the token embedding")
     dropout: float = field(0.0, "variational dropout on each layer's input and on the head's input")
