@@ -9,7 +9,7 @@ import torch
 from rnnkit.cli import main
 from rnnkit.layers import RNN
 from rnnkit.tasks.classify import (BowModel, ClassifyConfig, MaskedRNNStack, SequenceClassifier, SequenceNet,
-                                   classification_metrics, masked_pool, reverse_within_length)
+                                   classification_metrics, masked_pool)
 from rnnkit.tasks.classify_data import (load_data, read_long_csv, read_text_csv, read_ts, remove_duplicates,
                                         stratified_split)
 
@@ -47,13 +47,6 @@ def test_masked_pool_hand_computed():
     assert masked_pool(out, mask, "max").tolist() == [[3.0, 5.0]]
     assert masked_pool(out, mask, "mean").tolist() == [[2.0, 1.5]]
     assert masked_pool(out, mask, "maxmean").tolist() == [[3.0, 5.0, 2.0, 1.5]]
-
-
-def test_reverse_within_length_keeps_padding_in_place():
-    x = torch.arange(8.0).view(2, 4, 1)                                     # (B, T, 1)
-    out = reverse_within_length(x, torch.tensor([4, 2]))
-    assert out[..., 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
-    torch.testing.assert_close(reverse_within_length(out, torch.tensor([4, 2])), x)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from rnnkit.layers import RNN
+from rnnkit.layers import RNN, reverse_within_length
 
 B, T, I, H = 3, 7, 4, 5
 
@@ -61,6 +61,39 @@ def test_loop_path_equals_fused_path(cell, layers, bidir, padding):
     loop = run(layer, x, "never", **kw)
     for a, b in zip(fused, loop):
         assert_close_lists(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("bidir", [False, True])
+@pytest.mark.parametrize("padding", ["lengths", "left_mask"])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_padded_fused_route_without_states_equals_loop(cell, bidir, padding, return_sequences):
+    # Without return_state the CPU fused path runs the padded batch (no packing): same numbers as the loop.
+    torch.manual_seed(2)
+    layer = RNN(cell, I, H, num_layers=2, bidirectional=bidir, return_sequences=return_sequences)
+    x = torch.randn(B, T, I)
+    kw = padding_kwargs(padding)
+    got = []
+    for fused in ("always", "never"):
+        layer.zero_grad()
+        layer.fused = fused
+        xg = x.clone().requires_grad_()
+        out = layer(xg, **kw)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        got.append([out.detach()] + [p.grad.clone() for p in layer.parameters()] + [xg.grad.clone()])
+    assert_close_lists(got[0], got[1])
+    if return_sequences:
+        valid = padding_kwargs("left_mask")["mask"] if padding == "left_mask" else (
+            torch.arange(T).unsqueeze(0) < torch.tensor([T, 4, 1]).unsqueeze(1))
+        assert bool((got[0][0][~valid] == 0).all())       # padded steps output exactly 0
+
+
+def test_reverse_within_length_keeps_padding_in_place():
+    x = torch.arange(8.0).view(2, 4, 1)                                     # (B, T, 1)
+    out = reverse_within_length(x, torch.tensor([4, 2]), batch_first=True)
+    assert out[..., 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
+    torch.testing.assert_close(reverse_within_length(out, torch.tensor([4, 2]), batch_first=True), x)
+    torch.testing.assert_close(reverse_within_length(x.transpose(0, 1), torch.tensor([4, 2])), out.transpose(0, 1))
 
 
 @pytest.mark.parametrize("merge", ["concat", "sum", "mul", "ave"])

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from rnnkit import _checks
 from rnnkit.checkpoint import RunDir, atomic_write_bytes, load_weights, read_json, save_weights
 from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field
-from rnnkit.layers import RNN
+from rnnkit.layers import RNN, reverse_within_length
 from rnnkit.tasks.classify_data import Split, load_data, small_sample
 from rnnkit.text import Tokenizer
 from rnnkit.train import TrainConfig, Trainer, seed_everything
@@ -110,18 +110,6 @@ def masked_pool(out: Tensor, mask: Tensor, how: str) -> Tensor:
     return torch.cat(pooled, dim=-1)
 
 
-def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:
-    """Reverse each sequence of x (B, T, F) inside its own length; padded steps stay where they are.
-
-    Applying it twice gives x back. Step t of sequence b comes from step L_b - 1 - t when t < L_b.
-    """
-    B, T = x.shape[:2]
-    t = torch.arange(T, device=x.device).unsqueeze(0)                # (1, T)
-    L = lengths.unsqueeze(1)                                         # (B, 1)
-    idx = torch.where(t < L, L - 1 - t, t)                           # (B, T)
-    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))
-
-
 class MaskedRNNStack(nn.Module):
     """Stacked (bi)directional recurrent layers over right-padded batches, without packing.
 
@@ -157,8 +145,8 @@ class MaskedRNNStack(nn.Module):
                 x = x * keep / (1 - self.dropout)
             outs = [self.layers[k * D](x)]                                          # (B, T, H)
             if D == 2:
-                back = self.layers[k * D + 1](reverse_within_length(x, lengths))
-                outs.append(reverse_within_length(back, lengths))                   # back in time order
+                back = self.layers[k * D + 1](reverse_within_length(x, lengths, batch_first=True))
+                outs.append(reverse_within_length(back, lengths, batch_first=True))     # back in time order
             x = torch.cat(outs, dim=-1)
         return x
 
