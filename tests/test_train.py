@@ -46,9 +46,9 @@ def mlp(seed=0):
 
 
 class TinyGRU(nn.Module):
-    def __init__(self):
+    def __init__(self, rnn=nn.GRU):
         super().__init__()
-        self.gru = nn.GRU(2, 5, batch_first=True)
+        self.gru = rnn(2, 5, batch_first=True)
         self.head = nn.Linear(5, 1)
 
     def forward(self, x, h=None):
@@ -189,6 +189,45 @@ def test_carried_state_is_detached_and_continues_from_the_previous_batch():
         state, previous_final = seen[i][0], seen[i - 1][1]
         assert not state.requires_grad and state.grad_fn is None
         assert torch.equal(state, previous_final)
+
+
+def test_bf16_precision_runs_the_forward_in_bfloat16_and_keeps_weights_and_state_float32(tmp_path):
+    train_batches, compute_loss = gru_problem()
+    seen = []
+
+    def spy(model, batch, state):
+        loss, h, n = compute_loss(model, batch, state)
+        pred = model.head(batch[0][:, :, :1].expand(-1, -1, 5))          # a linear layer in this context
+        seen.append((torch.is_autocast_enabled("cpu"), pred.dtype, h[0].dtype,
+                     None if state is None else {s.dtype for s in state}))
+        return loss, h, n
+
+    torch.manual_seed(0)
+    # An LSTM: under autocast torch runs it (oneDNN's kernel) in bfloat16, its states included.
+    trainer = Trainer(TinyGRU(nn.LSTM), TrainConfig(epochs=1, lr=0.01, precision="bf16"), run_dir=tmp_path,
+                      progress=False)
+    assert trainer.precision == "bf16"
+    before = trainer.model.head.weight.detach().clone()
+    trainer.fit(train_batches, spy)
+    assert all(autocast for autocast, _, _, _ in seen)
+    assert seen[0][1] == seen[0][2] == torch.bfloat16       # matrix products and the LSTM run in bfloat16 ...
+    assert all(carried == {torch.float32} for _, _, _, carried in seen[1:])   # ... the carried state is float32
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert not torch.equal(before, trainer.model.head.weight)  # it trained
+    fp32 = Trainer(TinyGRU(), TrainConfig(epochs=1, precision="fp32"), progress=False)
+    with fp32.autocast():
+        assert fp32.model.head(torch.ones(1, 5)).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"precision='fp16': expected one of 'auto', 'fp32', 'bf16'"):
+        TrainConfig(precision="fp16")
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from rnnkit import train
+    monkeypatch.setattr(train, "fast_bf16", lambda device: True)
+    assert train.resolve_precision("auto", torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(train, "fast_bf16", lambda device: False)
+    assert train.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert train.resolve_precision("bf16", torch.device("cpu")) == "bf16"   # asked for: given, even if slow
 
 
 def test_early_stopping_stops_at_the_right_epoch(tmp_path):

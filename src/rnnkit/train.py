@@ -42,6 +42,7 @@ from rnnkit.config import field
 
 
 SCHEDULES = ("constant", "cosine", "cosine_time")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -68,6 +69,9 @@ class TrainConfig:
     seed: int = field(0, "seed for python, numpy and torch at the start of training")
     device: str = field("auto", "where to train: auto picks cuda when available",
                         choices=("auto", "cpu", "cuda"))
+    precision: str = field("fp32", "arithmetic of the forward pass: fp32, bf16 (mixed precision: bfloat16 "
+                                   "matrix products, float32 weights, optimizer and loss), or auto (bf16 "
+                                   "where the hardware runs it fast, else fp32)", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         _checks.check_int("epochs", self.epochs, min=0)
@@ -90,6 +94,7 @@ class TrainConfig:
         _checks.check_int("log_every", self.log_every, min=1)
         _checks.check_int("seed", self.seed)
         _checks.check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _checks.check_choice("precision", self.precision, PRECISIONS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -154,6 +159,42 @@ def detach_state(state: Any) -> Any:
     return state
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix products natively (and so faster than float32).
+
+    CPUs: Intel AMX tiles (Sapphire Rapids and later) or AVX-512 BF16; elsewhere torch emulates bfloat16
+    and it is slower than float32. GPUs: compute capability 8.0 (Ampere) and later.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+        return any(check is not None and check() for check in checks)
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``"auto"`` -> ``"bf16"`` where :func:`fast_bf16` says so, else ``"fp32"``; other names unchanged."""
+    _checks.check_choice("precision", name, PRECISIONS)
+    if name == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    return name
+
+
+def to_float32(state: Any) -> Any:
+    """Floating tensors in a (nested) state back to float32: a carried state leaves autocast as bfloat16."""
+    if isinstance(state, torch.Tensor):
+        return state.float() if state.is_floating_point() and state.dtype != torch.float32 else state
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(to_float32(s) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(to_float32(s) for s in state)
+    if isinstance(state, dict):
+        return {k: to_float32(v) for k, v in state.items()}
+    return state
+
+
 def to_device(obj: Any, device: torch.device) -> Any:
     """Move the tensors in a batch (a tensor, or tuples/lists/dicts of them) to ``device``."""
     if isinstance(obj, torch.Tensor):
@@ -202,6 +243,8 @@ class Trainer:
                  callbacks: dict[str, Callable | list[Callable]] | None = None):
         self.config = config or TrainConfig()
         self.device = pick_device(self.config.device)
+        # "auto" is settled once, here: bf16 where this device runs it natively.
+        self.precision = resolve_precision(self.config.precision, self.device)
         self.model = model.to(self.device)
         self.optimizer = optimizer or make_optimizer(self.model, self.config)
         self.run_dir = RunDir(run_dir) if run_dir is not None else None
@@ -231,6 +274,15 @@ class Trainer:
         self.stop_reason: str | None = None
         self.interrupted = False
         self.message = ""
+
+    def autocast(self):
+        """The context the forward pass runs in: bfloat16 autocast for precision bf16, else a no-op.
+
+        Under autocast the matrix products (linear, the recurrent kernels) run in bfloat16 while the
+        weights, their gradients, the optimizer and the loss stay float32 (mixed precision). Evaluation
+        runs outside it, in float32.
+        """
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def add_callback(self, event: str, fn: Callable) -> None:
         _checks.check_choice("event", event, EVENTS)
@@ -322,9 +374,12 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr
                 batch = to_device(batch, self.device)
-                loss, state, n_items = compute_loss(self.model, batch, state)
+                with self.autocast():
+                    loss, state, n_items = compute_loss(self.model, batch, state)
                 # Truncated BPTT: the next batch starts from these values but not from their history.
                 state = detach_state(state)
+                if self.precision != "fp32":
+                    state = to_float32(state)   # checkpoints and the next batch always see float32
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip_grad_norm is not None:
