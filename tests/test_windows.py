@@ -128,6 +128,51 @@ def test_check_length_message():
         S.check_length(30, 24, 12, name="s.csv")
 
 
+def test_carry_forward_uses_only_the_past_except_at_the_start():
+    col = np.array([np.nan, np.nan, 2.0, np.nan, np.nan, 5.0, np.nan])
+    filled, counts = S.carry_forward_nans(col[:, None])
+    np.testing.assert_array_equal(filled[:, 0], [2.0, 2.0, 2.0, 2.0, 2.0, 5.0, 5.0])
+    assert counts.tolist() == [5]
+    assert np.isnan(S.carry_forward_nans(np.full((3, 1), np.nan))[0]).all()   # nothing to carry
+
+
+@pytest.mark.parametrize("long_gaps", ["fill", "drop", "skip"])
+def test_long_gaps_in_an_input_column(long_gaps):
+    table = hourly_table()
+    table["wind"] = np.arange(30.0) + 100
+    table["wind"][10:20] = np.nan                                    # 10 missing hours: longer than the limit
+    table["temp"][25:29] = np.nan                                    # a long gap in the target stays
+    s = S.prepare_series(table, "time", ["temp"], ["wind"], interpolate_limit=3, long_gaps=long_gaps)
+    text = "\n".join(s.report)
+    assert np.isnan(s.values[25:29, 0]).all()                        # targets are never invented
+    if long_gaps == "fill":
+        assert s.columns == ["temp", "wind"]
+        np.testing.assert_array_equal(s.values[10:20, 1], np.full(10, 109.0))   # the value at 09:00 carried
+        assert "filled 10 values still missing after interpolation" in text and "wind 10" in text
+    elif long_gaps == "drop":
+        assert s.columns == ["temp"]
+        assert "wind: 10 values still missing after interpolation" in text and "column dropped" in text
+    else:
+        assert s.columns == ["temp", "wind"] and np.isnan(s.values[10:20, 1]).all()
+        assert "wind: 10 values still missing; windows that need them are skipped" in text
+    with pytest.raises(ValueError, match=r"long_gaps='zero': expected one of 'fill', 'drop', 'skip'"):
+        S.prepare_series(table, "time", ["temp"], ["wind"], long_gaps="zero")
+
+
+def test_angles_become_sine_and_cosine():
+    table = hourly_table(n=4)
+    table["dir"] = np.array([0.0, 90.0, np.nan, 350.0])
+    s = S.prepare_series(table, "time", ["temp"], ["dir"], angles=["dir"], interpolate_limit=0, long_gaps="skip")
+    assert s.columns == ["temp", "dir_sin", "dir_cos"]
+    np.testing.assert_allclose(s.values[[0, 1, 3], 1], np.sin(np.deg2rad([0, 90, 350])), atol=1e-12)
+    np.testing.assert_allclose(s.values[[0, 1, 3], 2], np.cos(np.deg2rad([0, 90, 350])), atol=1e-12)
+    assert np.isnan(s.values[2, 1:]).all()
+    with pytest.raises(ValueError, match=r"angles='temp': expected input columns only, not a target"):
+        S.prepare_series(table, "time", ["temp"], ["dir"], angles=["temp"])
+    with pytest.raises(ValueError, match=r"angles='wind': expected one of the input columns \(dir\)"):
+        S.prepare_series(table, "time", ["temp"], ["dir"], angles=["wind"])
+
+
 def test_wide_by_adds_the_other_stations():
     a, b = hourly_table(), hourly_table(temp=np.arange(30.0) * 2)
     b["site"][:] = "B"

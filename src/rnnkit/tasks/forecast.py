@@ -44,8 +44,9 @@ from rnnkit.train import TrainConfig, Trainer
 # What each named dataset needs to become a series (used when the config leaves a field empty).
 PRESETS = {
     "nyc-weather": dict(time_col="time_hour", target=["temp"], filter=["origin=JFK"],
-                        features=["dewp", "humid", "wind_dir", "wind_speed", "precip", "pressure", "visib"]),
-    "airline": dict(time_col="month", target=["passengers"], filter=[], features=[]),
+                        features=["dewp", "humid", "wind_dir", "wind_speed", "precip", "pressure", "visib"],
+                        angles=["wind_dir"]),
+    "airline": dict(time_col="month", target=["passengers"], filter=[], features=[], angles=[]),
 }
 
 
@@ -61,6 +62,11 @@ class ForecastConfig:
     wide_by: Optional[str] = field(None, "add the other values of this column (e.g. origin: the other stations) "
                                          "as extra input series")
     interpolate_limit: int = field(6, "fill runs of at most this many missing steps by linear interpolation")
+    long_gaps: str = field("fill", "input values still missing after interpolation: fill (carry the last value "
+                                   "forward), drop (the column), skip (the windows that touch them)",
+                           choices=S.LONG_GAPS)
+    angles: list[str] = field([], "input columns in degrees (e.g. wind_dir), given to the model as sine and "
+                                  "cosine (default for nyc-weather: wind_dir)")
     time_features: bool = field(False, "add sin/cos of the time of day and of the year as inputs")
     # windows
     lookback: int = field(120, "steps of history in each input window")
@@ -94,7 +100,8 @@ class ForecastConfig:
     def __post_init__(self) -> None:
         if self.dataset is not None:
             _checks.check_choice("dataset", self.dataset, tuple(PRESETS))
-        for name in ("target", "features", "filter"):
+        _checks.check_choice("long_gaps", self.long_gaps, S.LONG_GAPS)
+        for name in ("target", "features", "filter", "angles"):
             value = getattr(self, name)
             if isinstance(value, str):
                 setattr(self, name, [value])
@@ -128,10 +135,13 @@ def load_source(cfg: ForecastConfig) -> tuple[dict[str, np.ndarray], str]:
 
 
 def resolved(cfg: ForecastConfig) -> dict[str, Any]:
-    """time_col, target, features and filter with a dataset's defaults filled in where the config is empty."""
+    """time_col, target, features, filter and angles with a dataset's defaults filled in where the config is
+    empty."""
     preset = PRESETS.get(cfg.dataset, {})
     out = {k: getattr(cfg, k) or preset.get(k, [] if k != "time_col" else None)
-           for k in ("time_col", "target", "features", "filter")}
+           for k in ("time_col", "target", "features", "filter", "angles")}
+    if not cfg.angles:   # a preset's angle columns apply only where they are among the inputs
+        out["angles"] = [a for a in out["angles"] if a in out["features"]]
     if not out["time_col"]:
         _checks.fail("time_col", None, "the name of the column with the timestamps")
     if not out["target"]:
@@ -169,7 +179,7 @@ class Forecaster:
         """The prepared series plus its input matrix (N, F) (time features appended) and column names."""
         cfg, r = self.config, resolved(self.config)
         series = S.prepare_series(table, r["time_col"], r["target"], r["features"], r["filter"], cfg.wide_by,
-                                  cfg.interpolate_limit, source)
+                                  cfg.interpolate_limit, source, angles=r["angles"], long_gaps=cfg.long_gaps)
         values, columns = series.values, list(series.columns)
         if cfg.time_features:
             extra, names = S.time_features(series.times, series.freq)

@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from rnnkit._checks import check_int, fail
+from rnnkit._checks import check_choice, check_int, fail
 
 # ---------------------------------------------------------------------------------------------------------
 # Preparation
@@ -185,18 +185,74 @@ def interpolate_nans(values: np.ndarray, limit: int) -> tuple[np.ndarray, np.nda
     return values, filled
 
 
+def carry_forward_nans(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill every NaN with the last value seen before it (the first value for NaNs at the start).
+
+    Only the past is used (except for a run at the very start), so a filled value never leaks the future
+    into a window. Returns ``(filled (N, F), filled_per_column (F,))``; an all-NaN column stays NaN.
+    """
+    values = values.copy()
+    filled = np.zeros(values.shape[1], dtype=np.int64)
+    for j in range(values.shape[1]):
+        col = values[:, j]
+        nan = np.isnan(col)
+        if not nan.any() or nan.all():
+            continue
+        # Index of the last non-NaN row at or before each row (the first valid row for a leading run).
+        last = np.maximum.accumulate(np.where(nan, 0, np.arange(len(col))))
+        last[:np.argmax(~nan)] = np.argmax(~nan)
+        col[nan] = col[last[nan]]
+        filled[j] = int(nan.sum())
+    return values, filled
+
+
+def angles_to_sin_cos(values: np.ndarray, columns: list[str], angles: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Replace each column in degrees (a compass direction: 350 and 10 are close) by its sine and cosine.
+
+    A column ``c`` named in ``angles`` (or ``c@station`` for a column of another station) becomes
+    ``c_sin`` and ``c_cos``; NaN stays NaN. Other columns are unchanged.
+    """
+    out, names = [], []
+    for j, c in enumerate(columns):
+        if c.split("@", 1)[0] in angles:
+            rad = np.deg2rad(values[:, j])
+            base, _, station = c.partition("@")
+            out += [np.sin(rad), np.cos(rad)]
+            names += [f"{base}_sin" + (f"@{station}" if station else ""), f"{base}_cos" + (f"@{station}" if station else "")]
+        else:
+            out.append(values[:, j])
+            names.append(c)
+    return np.stack(out, axis=1), names
+
+
+LONG_GAPS = ("fill", "drop", "skip")
+
+
 def _describe_freq(freq) -> str:
     return str(freq) if not isinstance(freq, np.timedelta64) else str(freq).replace("seconds", "s")
 
 
 def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequence[str],
                    features: Sequence[str] = (), filters: Sequence[str] = (), wide_by: str | None = None,
-                   interpolate_limit: int = 3, source: str = "table") -> Series:
+                   interpolate_limit: int = 3, source: str = "table", angles: Sequence[str] = (),
+                   long_gaps: str = "fill") -> Series:
     """The whole preparation; see the module docstring. ``features`` lists extra input columns (the targets
     are always inputs too); ``wide_by`` adds the targets and features of the other values of that column
-    (the other stations) as extra columns named ``column@value``.
+    (the other stations) as extra columns named ``column@value``; ``angles`` names input columns in degrees,
+    replaced by their sine and cosine.
+
+    ``long_gaps`` says what happens to an input column with values still missing after interpolation
+    (runs longer than ``interpolate_limit``): ``fill`` carries the last value forward (reported), ``drop``
+    drops the column, ``skip`` keeps the NaNs and the windows that touch them are skipped. Target values
+    are never invented: windows whose targets are missing are always skipped.
     """
     check_int("interpolate_limit", interpolate_limit, min=0)
+    check_choice("long_gaps", long_gaps, LONG_GAPS)
+    for a in angles:
+        if a in targets:
+            fail("angles", a, "input columns only, not a target")
+        if a not in features:
+            fail("angles", a, f"one of the input columns ({', '.join(features) or 'none given'})")
     if not targets:
         fail("target", list(targets), "at least one column name")
     if time_col not in table:
@@ -234,19 +290,32 @@ def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequenc
         _, sub_values, _ = resample(parse_times(sub[time_col]), sub_raw, freq, grid[0], grid[-1])
         values = np.concatenate([values, sub_values], axis=1)
         columns += [f"{c}@{value}" for c in base]
+    if angles:
+        values, columns = angles_to_sin_cos(values, columns, angles)
     values, filled = interpolate_nans(values, interpolate_limit)
     if filled.any():
         report.append(f"filled {int(filled.sum())} missing values by linear interpolation (runs of at most "
                       f"interpolate_limit={interpolate_limit} steps): "
                       + ", ".join(f"{c} {n}" for c, n in zip(columns, filled) if n))
-    # An input column with values still missing would void every window touching them: drop it instead,
-    # and say so. Targets stay; windows whose target values are missing are skipped later.
+    # An input column with values still missing would void every window touching them: fill (carry the
+    # last value forward), drop the column, or skip those windows, as long_gaps says.
     left = np.isnan(values).sum(axis=0)
-    keep = [j for j, c in enumerate(columns) if c in targets or left[j] == 0]
+    is_input = np.array([c not in targets for c in columns]) & (left > 0) & (left < len(values))
+    if long_gaps == "fill" and is_input.any():
+        carried, n = carry_forward_nans(values[:, is_input])
+        values[:, is_input] = carried
+        report.append(f"filled {int(n.sum())} values still missing after interpolation (runs longer than "
+                      f"interpolate_limit={interpolate_limit}) with the last value before them (long_gaps=fill): "
+                      + ", ".join(f"{c} {k}" for c, k in zip(np.array(columns)[is_input], n)))
+        left = np.isnan(values).sum(axis=0)
+    keep = [j for j, c in enumerate(columns) if c in targets or left[j] == 0 or
+            (long_gaps == "skip" and left[j] < len(values))]
     for j, c in enumerate(columns):
         if j not in keep:
-            report.append(f"{c}: {left[j]} values still missing after interpolation (runs longer than "
-                          f"interpolate_limit={interpolate_limit}); column dropped from the inputs")
+            why = "all values missing" if left[j] == len(values) else (
+                f"{left[j]} values still missing after interpolation (runs longer than "
+                f"interpolate_limit={interpolate_limit})")
+            report.append(f"{c}: {why}; column dropped from the inputs")
         elif left[j]:
             report.append(f"{c}: {left[j]} values still missing; windows that need them are skipped")
     return Series(grid, values[:, keep], [columns[j] for j in keep], list(targets), freq, report)
