@@ -5,8 +5,9 @@ Two halves:
 * **Preparation** turns a table (``{column: array}``, as ``rnnkit.datasets.load_table`` returns) into one
   regular multivariate series: keep the rows of one station (``filters=["origin=JFK"]``), parse the time
   column, sort, detect irregular timestamps and resample onto the regular grid (the most common spacing),
-  fill short runs of NaN by linear interpolation (up to ``interpolate_limit`` steps) and report every
-  change in plain words. Bad input (a text or all-NaN target, a series too short) is refused with a
+  fill short runs of NaN by linear interpolation (up to ``interpolate_limit`` steps), fill longer gaps in
+  input columns with the last value before them (``long_gaps``), turn compass angles into sine and cosine
+  (``angles``), and report every change in plain words. Bad input (a text or all-NaN target, a series too short) is refused with a
   message naming the argument and the value.
 * **Windows** cut the series into (input window, target) pairs with the lecture's parameters —
   ``lookback``, ``step``, ``delay``, ``min_index``/``max_index``, ``shuffle``, ``batch_size`` — but with
