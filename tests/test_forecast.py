@@ -120,6 +120,39 @@ def test_cli_train_predict_and_compare(tmp_path, capsys):
     assert lines[0].startswith("model,val_mae,test_mae") and len(lines) == 4
 
 
+def test_cli_resume_trains_on_and_keeps_the_best_epoch(tmp_path, capsys):
+    csv = write_csv(tmp_path / "s.csv", n=240)
+    run = tmp_path / "run"
+    data = ["--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24", "--delay", "3",
+            "--model", "gru", "--hidden-size", "8", "--batch-size", "32"]
+    assert main(["forecast", "train", *data, "--epochs", "2", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["forecast", "train", "--resume", str(run), "--epochs", "4"]) == 0
+    assert "gru: MAE of y 3 steps ahead" in capsys.readouterr().out
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["forecast"]["epochs"] == 4
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in epochs if r["event"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [0, 1, 2, 3]
+    best = min(epochs, key=lambda r: r["val_loss"])
+    assert doc["best_epoch"] == best["epoch"]
+    # the saved model is the best epoch's: its validation MAE (normalised) is the best one logged
+    assert doc["metrics"]["val_mae_norm"] == pytest.approx(best["val_loss"], rel=1e-5)
+    assert main(["forecast", "train", "--resume", str(run), "--model", "lstm"]) == 2
+    err = capsys.readouterr().err
+    assert "model='lstm': expected no --model with --resume: the run keeps its own ('gru')" in err
+
+
+def test_dataset_defaults_and_how_to_turn_them_off():
+    from rnnkit.tasks.forecast import ForecastConfig, resolved
+    nyc = resolved(ForecastConfig(dataset="nyc-weather"))
+    assert nyc["filter"] == ["origin=JFK"] and nyc["angles"] == ["wind_dir"] and "pressure" in nyc["features"]
+    assert resolved(ForecastConfig(dataset="nyc-weather", filter=["none"]))["filter"] == []
+    assert resolved(ForecastConfig(dataset="nyc-weather", filter=["origin=LGA"]))["filter"] == ["origin=LGA"]
+    # the preset's angle column applies only when it is an input
+    assert resolved(ForecastConfig(dataset="nyc-weather", features=["dewp"]))["angles"] == []
+
+
 def test_compare_naive_row_is_zero_improvement(tmp_path):
     csv = write_csv(tmp_path / "s.csv")
     from rnnkit.tasks.forecast import ForecastConfig

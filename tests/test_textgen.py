@@ -1,5 +1,6 @@
 """Text generation: streams, training on tiny patterns, both sampling loops, beam, end tokens, bad input, CLI."""
 
+import json
 import math
 
 import pytest
@@ -257,6 +258,29 @@ def test_cli_train_sample_eval(tmp_path, capsys):
     assert "unseen: 'x', 'y'" in capsys.readouterr().err
     assert main(["textgen", "sample", str(tmp_path / "nothing")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+def test_cli_resume_takes_a_new_budget_and_refuses_model_flags(tmp_path, capsys):
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcd" * 3000)
+    run = str(tmp_path / "run")
+    flags = ["--hidden-size", "32", "--num-layers", "1", "--embedding-size", "8", "--seq-len", "16",
+             "--batch-size", "8", "--lr", "0.01", "--sample-length", "0"]
+    assert main(["textgen", "train", "--corpus", str(corpus), *flags, "--epochs", "1", "--run-dir", run]) == 0
+    capsys.readouterr()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["textgen"]
+    assert config["epochs"] == 1
+    # More epochs: the run goes on from its checkpoint, and its config records the new total.
+    assert main(["textgen", "train", "--resume", run, "--epochs", "3"]) == 0
+    assert "(epochs)" in capsys.readouterr().out
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history if r["event"] == "epoch"] == [0, 1, 2]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["textgen"]["epochs"] == 3
+    # The model's shape is the run's own: changing it is refused, with the flags that may change.
+    assert main(["textgen", "train", "--resume", run, "--hidden-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "hidden_size=64: expected no --hidden-size with --resume: the run keeps its own (32)" in err
+    assert "--max-minutes, --epochs" in err
 
 
 def test_cli_dry_run(tmp_path, capsys):

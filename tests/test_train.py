@@ -380,6 +380,32 @@ def test_max_minutes_stops_after_the_current_step_with_a_checkpoint(tmp_path):
     assert resumed.stop_reason == "epochs" and resumed.step == 16 and resumed.epoch == 2
 
 
+def test_time_budget_counts_over_the_whole_run_across_resumes(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    first = Trainer(mlp(), TrainConfig(epochs=50, max_steps=3, lr=0.1), tmp_path, progress=False)
+    first.fit(train_batches, compute_loss, evaluate)
+    spent = first.train_seconds
+    assert spent > 0 and first.history[-1]["elapsed_s"] <= spent
+
+    # A budget already used up: the resumed run takes no step.
+    used_up = Trainer(mlp(), TrainConfig(epochs=50, max_steps=10, max_minutes=1.0), tmp_path, progress=False)
+    saved = used_up.resume().train_seconds                   # the time written with the last checkpoint
+    assert 0 < saved <= spent
+    used_up.config.max_minutes = 0.99 * saved / 60
+    used_up.fit(train_batches, compute_loss, evaluate)
+    assert used_up.stop_reason == "max_minutes" and used_up.step == 3
+
+    # Twice the time spent: the time-based cosine goes on from half-way, not from the peak again.
+    lrs = []
+    more = Trainer(mlp(), TrainConfig(epochs=50, max_steps=4, lr=0.1, max_minutes=2 * saved / 60,
+                                      schedule="cosine_time"), tmp_path, progress=False,
+                   callbacks={"on_step_end": lambda t: lrs.append(t.lr)})
+    more.fit(train_batches, compute_loss, evaluate, resume=True)
+    assert more.step == 4 and len(lrs) == 1
+    assert lrs[0] <= 0.1 * 0.5 * (1 + math.cos(math.pi * 0.5)) + 1e-9    # at or past the half-way value
+    assert more.train_seconds > saved
+
+
 def test_max_steps_and_a_finished_run_stay_put(tmp_path):
     train_batches, compute_loss, _ = regression_problem()
     trainer = Trainer(mlp(), TrainConfig(epochs=5, max_steps=3), tmp_path, progress=False)

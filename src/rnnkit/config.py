@@ -51,6 +51,21 @@ def _optional(conv):
     return parse
 
 
+class _StoreGiven(argparse.Action):
+    """argparse's plain store that also notes the field as given on the command line (see given_fields)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        given = set(getattr(namespace, "_given_fields", set()))
+        given.add(self.dest)
+        setattr(namespace, "_given_fields", given)
+
+
+def given_fields(args: argparse.Namespace) -> set[str]:
+    """The config fields whose flags were typed on the command line (not left at their defaults)."""
+    return set(getattr(args, "_given_fields", set()))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: Type[Any], *, skip: tuple[str, ...] = ()) -> None:
     """Add one ``--flag`` per field of dataclass ``cls`` (help text and default shown)."""
     hints = typing.get_type_hints(cls)
@@ -62,7 +77,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: Type[Any], *, ski
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = f.metadata.get("help", "") + " (default: %(default)s)"
         flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text, "action": _StoreGiven}
         if f.metadata.get("choices"):
             kwargs["choices"] = list(f.metadata["choices"])
         if tp is bool:

@@ -49,8 +49,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 class TrainConfig:
     epochs: int = field(10, "passes over the training data")
     max_steps: Optional[int] = field(None, "stop after this many optimizer steps (None: no limit)")
-    max_minutes: Optional[float] = field(None, "wall-clock budget for one call to fit, in minutes; training "
-                                               "stops after the current step with a checkpoint (None: no limit)")
+    max_minutes: Optional[float] = field(None, "training-time budget in minutes, counted over the whole run "
+                                               "(a resumed run gets what is left); training stops after the "
+                                               "current step with a checkpoint (None: no limit)")
     lr: float = field(1e-3, "peak learning rate")
     optimizer: str = field("adam", "optimizer", choices=("adam", "adamw", "rmsprop", "sgd"))
     weight_decay: float = field(0.0, "L2 penalty (adam, rmsprop, sgd) or decoupled weight decay (adamw)")
@@ -263,6 +264,8 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0           # epochs since the monitored metric last improved
         self.history: list[dict[str, Any]] = []
+        self.train_seconds = 0.0      # training time of earlier fit calls (restored on resume)
+        self._start: float | None = None   # monotonic time the current fit call began (None outside fit)
         self._carried = None          # recurrent state to pass into the next batch
         self._reset_epoch_sums()
         self._reset_window()
@@ -312,7 +315,8 @@ class Trainer:
         self.stop_reason = None
         self.interrupted = False
         self._start = time.monotonic()
-        self._deadline = self._start + 60 * cfg.max_minutes if cfg.max_minutes else None
+        # The budget covers the whole run: time spent before a resume counts (self.train_seconds).
+        self._deadline = (self._start + 60 * cfg.max_minutes - self.train_seconds) if cfg.max_minutes else None
         self._window_start = self._start
         self.model.train()
         try:
@@ -323,6 +327,8 @@ class Trainer:
                     self.stop_reason = "epochs"
                 elif cfg.max_steps is not None and self.step >= cfg.max_steps:
                     self.stop_reason = "max_steps"
+                elif cfg.max_minutes and self.train_seconds >= 60 * cfg.max_minutes:
+                    self.stop_reason = "max_minutes"      # a resumed run whose budget was already spent
                 else:
                     self._run_epoch(get_batches, compute_loss, evaluate, on_epoch_end)
         except KeyboardInterrupt:
@@ -338,6 +344,8 @@ class Trainer:
                 self.message = (f"Interrupted in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
                                 f"nothing saved (no run_dir).")
             print(self.message, file=sys.stderr)
+        finally:
+            self.train_seconds, self._start = self.elapsed(), None
         return self
 
     def _run_epoch(self, get_batches, compute_loss, evaluate, on_epoch_end) -> None:
@@ -417,7 +425,12 @@ class Trainer:
         """The part of the max_minutes budget of this fit call used so far (None without a budget)."""
         if self._deadline is None:
             return None
-        return (time.monotonic() - self._start) / (self._deadline - self._start)
+        return self.elapsed() / (60 * self.config.max_minutes)
+
+    def elapsed(self) -> float:
+        """Seconds of training in this run so far, earlier (resumed-from) fit calls included."""
+        running = time.monotonic() - self._start if getattr(self, "_start", None) is not None else 0.0
+        return self.train_seconds + running
 
     def _log_train(self, epoch: int) -> None:
         now = time.monotonic()
@@ -428,7 +441,7 @@ class Trainer:
         items = float(self._window_items)
         record = {"event": "train", "epoch": epoch, "step": self.step, "loss": loss, "lr": self.lr,
                   "items_per_s": items / max(now - self._window_start, 1e-9),
-                  "elapsed_s": now - self._start}
+                  "elapsed_s": self.elapsed()}
         if self.grad_norm is not None:
             record["grad_norm"] = float(self.grad_norm)
         self._record(record)
@@ -459,7 +472,7 @@ class Trainer:
             self.bad_epochs = 0 if improved else self.bad_epochs + 1
         self.metrics = metrics
         self._record({"event": "epoch", "epoch": epoch, "step": self.step, **metrics, "lr": self.lr,
-                      "best": improved, "partial": partial, "elapsed_s": time.monotonic() - self._start})
+                      "best": improved, "partial": partial, "elapsed_s": self.elapsed()})
         self._trigger("on_epoch_end", epoch, metrics)
         if on_epoch_end is not None:
             on_epoch_end(self, epoch, metrics)
@@ -510,6 +523,7 @@ class Trainer:
             "epoch_loss": self._epoch_loss, "epoch_steps": self._epoch_steps,
             "window_loss": self._window_loss, "window_steps": self._window_steps,
             "window_items": self._window_items,
+            "train_seconds": self.elapsed(),
             "config": dataclasses.asdict(self.config),
             "rng": rng_states(),
         }
@@ -534,6 +548,7 @@ class Trainer:
         self._window_loss = state["window_loss"].to(self.device)
         self._window_steps = state["window_steps"]
         self._window_items = state["window_items"]
+        self.train_seconds = float(state.get("train_seconds", 0.0))   # absent in checkpoints of older versions
         self._pending_rng = state["rng"]
         # Records written after this checkpoint (a kill between a record and the next save) would be
         # written again by the resumed run: drop them.

@@ -36,7 +36,7 @@ from torch import nn
 
 from rnnkit import _checks
 from rnnkit.checkpoint import RunDir, atomic_write_text, load_weights, save_weights
-from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field
+from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field, given_fields
 from rnnkit.tasks import series as S
 from rnnkit.tasks.forecast_models import BASELINES, MODELS, RECURRENT, build_model, seasonal_positions
 from rnnkit.train import TrainConfig, Trainer
@@ -58,7 +58,8 @@ class ForecastConfig:
     time_col: Optional[str] = field(None, "column with the timestamps (ISO 8601) or integer step numbers")
     target: list[str] = field([], "column(s) to forecast (default for a dataset: its main series)")
     features: list[str] = field([], "extra input columns (the targets are always inputs too)")
-    filter: list[str] = field([], "keep rows where COLUMN=VALUE, e.g. origin=JFK (several allowed)")
+    filter: list[str] = field([], "keep rows where COLUMN=VALUE, e.g. origin=JFK (several allowed; 'none' turns "
+                                  "off a dataset's default filter)")
     wide_by: Optional[str] = field(None, "add the other values of this column (e.g. origin: the other stations) "
                                          "as extra input series")
     interpolate_limit: int = field(6, "fill runs of at most this many missing steps by linear interpolation")
@@ -140,6 +141,8 @@ def resolved(cfg: ForecastConfig) -> dict[str, Any]:
     preset = PRESETS.get(cfg.dataset, {})
     out = {k: getattr(cfg, k) or preset.get(k, [] if k != "time_col" else None)
            for k in ("time_col", "target", "features", "filter", "angles")}
+    if [f.lower() for f in cfg.filter] == ["none"]:
+        out["filter"] = []
     if not cfg.angles:   # a preset's angle columns apply only where they are among the inputs
         out["angles"] = [a for a in out["angles"] if a in out["features"]]
     if not out["time_col"]:
@@ -234,8 +237,11 @@ class Forecaster:
     # -- fit -------------------------------------------------------------------------------------------
 
     def fit(self, data: dict[str, np.ndarray] | None = None, *, run_dir: str | None = None,
-            progress: bool | None = None, verbose: bool = True) -> "Forecaster":
-        """Prepare the series (from ``data``, a table, or the config's dataset/csv), train, evaluate."""
+            progress: bool | None = None, verbose: bool = True, resume: bool = False) -> "Forecaster":
+        """Prepare the series (from ``data``, a table, or the config's dataset/csv), train, evaluate.
+
+        ``resume=True`` continues the training saved in ``run_dir`` (the same config and data prepare the
+        same windows; weights, optimizer and position come from the checkpoint)."""
         cfg = self.config
         source = "data"
         if data is None:
@@ -274,7 +280,7 @@ class Forecaster:
         if cfg.model == "ridge":
             self._fit_ridge()
         elif cfg.model not in BASELINES:
-            self._fit_net(run_dir, progress)
+            self._fit_net(run_dir, progress, resume)
         self.train_seconds_ = time.monotonic() - start
         self.model_.eval()
         self.metrics_ = self.evaluate()
@@ -328,7 +334,7 @@ class Forecaster:
             self.model_.head.weight.copy_(torch.from_numpy(reg.coef_.reshape(Y.shape[1], -1)))
             self.model_.head.bias.copy_(torch.from_numpy(np.atleast_1d(reg.intercept_)))
 
-    def _fit_net(self, run_dir: str | None, progress: bool | None) -> None:
+    def _fit_net(self, run_dir: str | None, progress: bool | None, resume: bool = False) -> None:
         cfg = self.config
         tcfg = TrainConfig(epochs=1 if cfg.dry_run else cfg.epochs, max_steps=1 if cfg.dry_run else None,
                            max_minutes=cfg.max_minutes, lr=cfg.lr, optimizer=cfg.optimizer,
@@ -354,10 +360,15 @@ class Forecaster:
             if trainer.best_epoch == epoch:
                 best["state"] = copy.deepcopy(self.model_.state_dict())
 
+        if resume and run_dir is None:
+            _checks.fail("run_dir", None, "the run directory to resume")
         trainer.fit(train_batches, compute_loss, lambda model: {"val_loss": self._mae("val", model)[0]},
-                    on_epoch_end=keep_best)
+                    on_epoch_end=keep_best, resume=resume)
+        # Keep the epoch with the best validation MAE (after a resume it may lie before it: on disk).
         if "state" in best:
-            self.model_.load_state_dict(best["state"])   # the epoch with the best validation MAE
+            self.model_.load_state_dict(best["state"])
+        elif resume and trainer.best_epoch is not None and trainer.run_dir.best_path.is_file():
+            load_weights(trainer.run_dir.best_path, self.model_)
         self.history_ = [r for r in trainer.history if r.get("event") == "epoch"]
         self.best_epoch_ = trainer.best_epoch
 
@@ -599,7 +610,28 @@ def _print_metrics(fc: Forecaster) -> None:
           f"validation {m['naive_val_mae']:.4f}, test {m['naive_test_mae']:.4f}")
 
 
+# What a resumed training may change: how long it goes on, never the data, windows or model.
+RESUME_FIELDS = ("epochs", "max_minutes", "patience")
+
+
 def _train_cmd(args) -> int:
+    if args.resume:
+        run = RunDir(args.resume)
+        run.require("config.json")
+        doc = run.read_config()
+        if doc.get("task") != "forecast":
+            raise ValueError(f"{run.config_path}: not a forecast run (task {doc.get('task')!r})")
+        cfg = config_from_dict(ForecastConfig, doc["forecast"], source=str(run.config_path))
+        fixed = sorted(given_fields(args) - set(RESUME_FIELDS))
+        if fixed:
+            name = fixed[0]
+            _checks.fail(name, getattr(args, name), f"no --{name.replace('_', '-')} with --resume: the run keeps "
+                         f"its own ({getattr(cfg, name)!r}); a resumed run may change only "
+                         + ", ".join("--" + f.replace("_", "-") for f in RESUME_FIELDS))
+        cfg = dataclasses.replace(cfg, **{k: getattr(args, k) for k in given_fields(args)})
+        fc = Forecaster(cfg).fit(run_dir=args.resume, resume=True)
+        _print_metrics(fc)
+        return 0
     cfg = config_from_args(ForecastConfig, args, dry_run=args.dry_run)
     fc = Forecaster(cfg).fit(run_dir=args.run_dir)
     _print_metrics(fc)
@@ -645,6 +677,9 @@ def add_commands(sub) -> None:
     add_config_arguments(t, ForecastConfig)
     t.add_argument("--dry-run", action="store_true", help="one tiny batch of training: checks the whole path")
     t.add_argument("--run-dir", default=None, help="save the run here (config, weights, metrics, loss.png)")
+    t.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue the training saved in RUN with its own config (after Ctrl-C, or with more "
+                        "--epochs / --max-minutes / --patience)")
     t.set_defaults(func=_train_cmd)
 
     c = verbs.add_parser("compare", help="train every model on the same windows; one table of results")

@@ -14,7 +14,7 @@ from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.checkpoint import RunDir
-from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field
+from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field, given_fields
 from rnnkit.tasks.textgen import TextGenConfig, TextGenerator, load_corpus
 
 
@@ -51,7 +51,9 @@ def add_commands(sub) -> None:
     add_config_arguments(t, TextGenConfig)
     t.add_argument("--run-dir", default="runs/textgen", help="where the run is saved (default: %(default)s)")
     t.add_argument("--resume", metavar="RUN", default=None,
-                   help="continue the run saved in RUN (its config is used; flags given here are ignored)")
+                   help="continue the run saved in RUN with its own config; --max-minutes (the budget of the "
+                        "whole run, so give a larger one to train longer), --epochs, --precision, --log-every "
+                        "and the sample flags may change")
     t.add_argument("--dry-run", action="store_true", help="train on one small batch and sample: a smoke test")
     t.set_defaults(func=cmd_train)
 
@@ -72,11 +74,28 @@ def add_commands(sub) -> None:
     e.set_defaults(func=cmd_eval)
 
 
+# What a resumed run may change: its budget and how it reports, never the model or the data.
+RESUME_FIELDS = ("max_minutes", "epochs", "precision", "log_every", "sample_length", "sample_seed_text")
+
+
+def resumed_config(run: RunDir, args: argparse.Namespace) -> TextGenConfig:
+    """The run's saved config, with the RESUME_FIELDS given on the command line; other flags are refused."""
+    cfg = config_from_dict(TextGenConfig, run.read_config()["textgen"], source=str(run.config_path))
+    given = given_fields(args) & {f.name for f in dataclasses.fields(TextGenConfig)}
+    fixed = sorted(given - set(RESUME_FIELDS))
+    if fixed:
+        name = fixed[0]
+        _checks.fail(name, getattr(args, name), f"no --{name.replace('_', '-')} with --resume: the run keeps its "
+                     f"own ({getattr(cfg, name)!r}); a resumed run may change only "
+                     + ", ".join("--" + f.replace("_", "-") for f in RESUME_FIELDS))
+    return dataclasses.replace(cfg, **{name: getattr(args, name) for name in given})
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         run = RunDir(args.resume)
         run.require("config.json", "tokenizer.json")
-        cfg = config_from_dict(TextGenConfig, run.read_config()["textgen"], source=str(run.config_path))
+        cfg = resumed_config(run, args)
         gen = TextGenerator(cfg).fit(run_dir=args.resume, resume=True)
         run_dir = args.resume
     else:
