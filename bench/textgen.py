@@ -10,6 +10,7 @@ cosine decay, clipping 5, truncated BPTT with carried state) on the same split, 
     python bench/textgen.py --minutes 3 --set hidden_size=256 --set lr=0.002
     python bench/textgen.py --minutes 15 --baseline --baseline-hidden 512
     python bench/textgen.py --throughput      # training chars/s: rnnkit textgen vs a raw nn.LSTM loop
+    python bench/textgen.py --throughput --hidden 512 --precisions fp32 bf16
 """
 
 from __future__ import annotations
@@ -108,8 +109,9 @@ def run_baseline(minutes: float, hidden: int, variant: str | None, eval_every_mi
     return {"settings": {"hidden": hidden, "layers": 2, "lr": 2e-3}, "curve": curve, "final": final, "steps": step}
 
 
-def throughput(hidden: int, rounds: int, steps: int) -> None:
-    """Training chars/s, interleaved: rnnkit's model + Trainer (as fit runs them) vs a raw nn.LSTM loop."""
+def throughput(hidden: int, rounds: int, steps: int, precisions: list[str]) -> None:
+    """Training chars/s, interleaved: rnnkit's model + Trainer (as fit runs them) vs a raw nn.LSTM loop, in
+    each precision (bf16: the forward under torch.autocast, bfloat16 on CPUs with AMX/AVX-512 BF16)."""
     from rnnkit.tasks.textgen import LanguageModel
     from rnnkit.train import TrainConfig, Trainer
 
@@ -127,12 +129,13 @@ def throughput(hidden: int, rounds: int, steps: int) -> None:
     raw_params = [*raw_embed.parameters(), *raw_lstm.parameters(), *raw_head.parameters()]
     raw_opt = torch.optim.Adam(raw_params, lr=1e-3)
 
-    def raw_round():
+    def raw_round(precision):
         state = None
         for x, y in batches:
-            out, state = raw_lstm(raw_embed(x), state)
-            state = tuple(s.detach() for s in state)
-            loss = loss_fn(raw_head(out).flatten(0, 1), y.flatten())
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out, state = raw_lstm(raw_embed(x), state)
+                loss = loss_fn(raw_head(out).flatten(0, 1), y.flatten())
+            state = tuple(s.detach().float() for s in state)
             raw_opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(raw_params, 5.0)
@@ -140,25 +143,32 @@ def throughput(hidden: int, rounds: int, steps: int) -> None:
 
     model = LanguageModel(V, 64, hidden, 2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    tcfg = TrainConfig(epochs=1, lr=1e-3, schedule="cosine", clip_grad_norm=5.0, log_every=50, device="cpu")
 
-    def rnnkit_round():                                             # one epoch of the batches, one fit call
+    def rnnkit_round(precision):                                    # one epoch of the batches, one fit call
+        tcfg = TrainConfig(epochs=1, lr=1e-3, schedule="cosine", clip_grad_norm=5.0, log_every=50, device="cpu",
+                           precision=precision)
         Trainer(model, tcfg, optimizer=opt, progress=False).fit(batches, compute_loss)
 
-    raw_round(), rnnkit_round()                                     # warm up both
-    rates: dict[str, list[float]] = {"raw": [], "rnnkit": []}
+    variants = {}
+    for p in precisions:
+        variants[f"raw torch.nn.LSTM loop, {p}"] = lambda p=p: raw_round(p)
+        variants[f"rnnkit LanguageModel + Trainer, {p}"] = lambda p=p: rnnkit_round(p)
+    for fn in variants.values():                                    # warm up every variant
+        fn()
+    rates: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds):
-        for name, fn in (("raw", raw_round), ("rnnkit", rnnkit_round)):
+        for name, fn in variants.items():
             start = time.perf_counter()
             fn()
             rates[name].append(steps * B * T / (time.perf_counter() - start))
     med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+    base = med[f"raw torch.nn.LSTM loop, {precisions[0]}"]
     print(f"training throughput, 2-layer LSTM-{hidden}, batch {B}, sequence {T}, median of {rounds} rounds of "
-          f"{steps} steps:")
-    print(f"| variant | chars/s | vs raw |\n|---|---:|---:|")
-    print(f"| raw torch.nn.LSTM loop (clip 5, carried state) | {med['raw']:,.0f} | 1.00 |")
-    print(f"| rnnkit LanguageModel + Trainer (as textgen fit) | {med['rnnkit']:,.0f} | "
-          f"{med['rnnkit'] / med['raw']:.3f} |")
+          f"{steps} steps ({torch.get_num_threads()} threads):")
+    print(f"| variant | chars/s | vs raw {precisions[0]} | vs raw, same precision |\n|---|---:|---:|---:|")
+    for name, rate in med.items():
+        same = med["raw torch.nn.LSTM loop, " + name.rsplit(", ", 1)[1]]
+        print(f"| {name} | {rate:,.0f} | {rate / base:.2f} | {rate / same:.3f} |")
 
 
 def main() -> None:
@@ -176,12 +186,14 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256, help="--throughput: LSTM units per layer")
     parser.add_argument("--rounds", type=int, default=5, help="--throughput: interleaved rounds")
     parser.add_argument("--steps", type=int, default=10, help="--throughput: steps per round")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                        help="--throughput: precisions to time (default: fp32 bf16)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, 2 here)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.throughput:
-        throughput(args.hidden, args.rounds, args.steps)
+        throughput(args.hidden, args.rounds, args.steps, args.precisions)
         return
 
     results = {}

@@ -147,24 +147,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], obj: Any) -> Any:
+    """Apply ``fn`` to every tensor in ``obj``: a tensor, or tuples (named too)/lists/dicts of them, nested."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(map_tensors(fn, o) for o in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(map_tensors(fn, o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: map_tensors(fn, v) for k, v in obj.items()}
+    return obj
+
+
 def detach_state(state: Any) -> Any:
     """Cut the graph behind a carried recurrent state: tensors, and tuples/lists/dicts of them, nested."""
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    if isinstance(state, tuple) and hasattr(state, "_fields"):  # namedtuple
-        return type(state)(*(detach_state(s) for s in state))
-    if isinstance(state, (tuple, list)):
-        return type(state)(detach_state(s) for s in state)
-    if isinstance(state, dict):
-        return {k: detach_state(v) for k, v in state.items()}
-    return state
+    return map_tensors(torch.Tensor.detach, state)
+
+
+def to_float32(state: Any) -> Any:
+    """Half-precision tensors in a (nested) state back to float32: a carried state leaves autocast as
+    bfloat16. Other dtypes (float64 included) stay as they are."""
+    return map_tensors(lambda t: t.float() if t.dtype in (torch.bfloat16, torch.float16) else t, state)
 
 
 def fast_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bfloat16 matrix products natively (and so faster than float32).
 
-    CPUs: Intel AMX tiles (Sapphire Rapids and later) or AVX-512 BF16; elsewhere torch emulates bfloat16
-    and it is slower than float32. GPUs: compute capability 8.0 (Ampere) and later.
+    CPUs: Intel AMX tiles (Sapphire Rapids and later: 2-3x float32 measured for LSTM training) or AVX-512
+    BF16 (not measured); elsewhere bfloat16 is emulated and slower than float32. GPUs: compute capability
+    8.0 (Ampere) and later.
     """
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
@@ -183,30 +195,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def to_float32(state: Any) -> Any:
-    """Floating tensors in a (nested) state back to float32: a carried state leaves autocast as bfloat16."""
-    if isinstance(state, torch.Tensor):
-        return state.float() if state.is_floating_point() and state.dtype != torch.float32 else state
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(to_float32(s) for s in state))
-    if isinstance(state, (tuple, list)):
-        return type(state)(to_float32(s) for s in state)
-    if isinstance(state, dict):
-        return {k: to_float32(v) for k, v in state.items()}
-    return state
-
-
 def to_device(obj: Any, device: torch.device) -> Any:
     """Move the tensors in a batch (a tensor, or tuples/lists/dicts of them) to ``device``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(to_device(o, device) for o in obj))
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(to_device(o, device) for o in obj)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    return obj
+    return map_tensors(lambda t: t.to(device, non_blocking=True), obj)
 
 
 def pick_device(name: str) -> torch.device:
