@@ -8,6 +8,7 @@ process.
 
     python bench/layers.py                    # defaults: 5 rounds of 6 timed steps each
     python bench/layers.py --rounds 9 --steps 10 --threads 2
+    python bench/layers.py --precision bf16   # every variant under bfloat16 autocast (CPUs with AMX)
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ def variants() -> dict[str, nn.Module]:
     }
 
 
-def train_steps(model: nn.Module, opt, x, y, steps: int) -> float:
-    """Run ``steps`` training steps; return characters per second."""
+def train_steps(model: nn.Module, opt, x, y, steps: int, bf16: bool = False) -> float:
+    """Run ``steps`` training steps (the forward under bfloat16 autocast if ``bf16``); return characters/s."""
     t0 = time.perf_counter()
     for _ in range(steps):
-        logits = model(x)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB).float(), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -87,6 +89,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
     ap.add_argument("--steps", type=int, default=6, help="timed training steps per variant and round (default: 6)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: every variant's forward under torch.autocast(bfloat16) (default: fp32)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,15 +101,15 @@ def main() -> None:
     x = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
     y = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
     for k, m in models.items():                      # warm-up: allocator, oneDNN primitives
-        train_steps(m, opts[k], x, y, 2)
+        train_steps(m, opts[k], x, y, 2, args.precision == "bf16")
     rates: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(args.rounds):
         for k, m in models.items():
-            rates[k].append(train_steps(m, opts[k], x, y, args.steps))
+            rates[k].append(train_steps(m, opts[k], x, y, args.steps, args.precision == "bf16"))
 
     base = statistics.median(rates["raw torch.nn.LSTM"])
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; {args.rounds} rounds x {args.steps} steps")
+          f"torch {torch.__version__}; {args.precision}; {args.rounds} rounds x {args.steps} steps")
     print(f"{'variant':34s} {'chars/s (median)':>17s} {'min':>8s} {'max':>8s} {'vs raw':>7s}")
     for k, r in rates.items():
         med = statistics.median(r)
