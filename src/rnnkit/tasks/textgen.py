@@ -44,11 +44,12 @@ from rnnkit.config import config_from_dict, field
 from rnnkit.layers import RNN
 from rnnkit.sampling import beam_search, make_generator, make_processors, sample_uniform
 from rnnkit.text import Tokenizer
-from rnnkit.train import PRECISIONS, TrainConfig, Trainer
+from rnnkit.train import PRECISIONS, TrainConfig, Trainer, pick_device
 
 LEVELS = ("char", "word")
 CELLS = ("rnn", "gru", "lstm")
 UNKNOWN = ("error", "drop")
+DEVICES = ("auto", "cpu", "cuda")
 OOV = "<unk>"                   # word level: the token that replaces rare and unseen words
 TOKENIZER_FILE = "tokenizer.json"
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
@@ -91,6 +92,8 @@ class TextGenConfig:
     max_minutes: Optional[float] = field(15.0, "training time budget in minutes (None: train all epochs)")
     val_fraction: float = field(0.1, "the last part of the corpus held out for validation")
     seed: int = field(0, "random seed for initialisation and training")
+    device: str = field("auto", "where to train: auto picks a CUDA GPU when there is one, else the CPU "
+                                "(sampling always runs on the CPU)", choices=DEVICES)
     precision: str = field("auto", "training arithmetic: auto (bfloat16 mixed precision where the CPU or GPU "
                                    "runs it natively, e.g. Intel AMX: 2-3x the characters/s; else fp32), "
                                    "fp32, bf16", choices=PRECISIONS)
@@ -117,6 +120,7 @@ class TextGenConfig:
         _checks.check_float("val_fraction", self.val_fraction, min=0, max=0.5, min_open=True)
         _checks.check_choice("schedule", self.schedule, ("auto", "constant", "cosine", "cosine_time"))
         _checks.check_choice("precision", self.precision, PRECISIONS)
+        _checks.check_choice("device", self.device, DEVICES)
         if self.schedule == "cosine_time" and self.max_minutes is None:
             _checks.fail("schedule", self.schedule, "'cosine' or 'constant' when max_minutes is None")
         self.end_token = parse_end_token(self.end_token)
@@ -127,7 +131,7 @@ class TextGenConfig:
             schedule = "cosine_time" if self.max_minutes else "cosine"
         values = dict(epochs=self.epochs, max_minutes=self.max_minutes, lr=self.lr, schedule=schedule,
                       warmup_steps=self.warmup_steps, clip_grad_norm=self.clip_grad_norm, seed=self.seed,
-                      log_every=self.log_every, device="cpu", precision=self.precision)
+                      log_every=self.log_every, device=self.device, precision=self.precision)
         values.update(overrides)
         return TrainConfig(**values)
 
@@ -237,10 +241,11 @@ def stream_loss(model: LanguageModel, ids: torch.Tensor, batch_size: int = 16, s
     y = ids[1: n * batch_size + 1].view(batch_size, n)
     was_training = model.training
     model.eval()
-    state, total = None, torch.zeros((), dtype=torch.float64)
+    device = next(model.parameters()).device                         # chunks go where the model is
+    state, total = None, torch.zeros((), dtype=torch.float64, device=device)
     for k in range(0, n, seq_len):                                    # the last chunk may be shorter
-        logits, state = model(x[:, k:k + seq_len], state)
-        total += nn.functional.cross_entropy(logits.flatten(0, 1), y[:, k:k + seq_len].flatten(),
+        logits, state = model(x[:, k:k + seq_len].to(device), state)
+        total += nn.functional.cross_entropy(logits.flatten(0, 1), y[:, k:k + seq_len].flatten().to(device),
                                              reduction="sum").double()
     model.train(was_training)
     return float(total) / y.numel(), y.numel()
@@ -278,6 +283,7 @@ class TextGenerator:
         reused). ``dry_run`` trains on one small batch and evaluates a little: seconds, for smoke tests.
         """
         cfg = self.config
+        pick_device(cfg.device)                  # "cuda" without a GPU fails here, before any work
         if text is None:
             text, line_corpus = load_corpus(cfg)
         else:
@@ -488,7 +494,7 @@ class TextGenerator:
         processors = make_processors(1.0 if greedy else temperature, top_k, top_p)
         ids = self.encode_seed(seed_text, unknown)
         end = self.tokenizer_.word_index[self.end_token_] if self.end_token_ is not None else -1
-        model = self.model_.eval()
+        model = self._cpu_model()
         if not ids:
             # No seed: start as after the end of an item (a line corpus) or at the start of a line.
             start = end if end >= 0 else self.tokenizer_.word_index.get("\n", -1)
@@ -500,7 +506,7 @@ class TextGenerator:
         logits, state = model(torch.tensor([ids]))                   # (1, T, V): read the seed once
         logits = logits[:, -1]                                        # (1, V)
         if beam is not None:
-            tokens = self._beam(logits, state, beam, length, processors, end, num_samples)
+            tokens = self._beam(model, logits, state, beam, length, processors, end, num_samples)
         else:
             # Expand the seed's state to the batch of samples: (1, H) -> (N, H) per state tensor.
             state = [tuple(s.expand(num_samples, -1).contiguous() for s in st) for st in state]
@@ -520,7 +526,7 @@ class TextGenerator:
                 finally:
                     torch.set_num_threads(threads)
             else:
-                tokens = self._plain_loop(logits, state, uniforms, processors, greedy, end)
+                tokens = self._plain_loop(model, logits, state, uniforms, processors, greedy, end)
         texts = [self._decode(row, end) for row in tokens.tolist()]
         return texts[0] if num_samples == 1 else texts
 
@@ -529,7 +535,19 @@ class TextGenerator:
             row = row[:row.index(end)]
         return self.tokenizer_.sequences_to_texts([[i for i in row if i > 0]])[0]
 
-    def _plain_loop(self, logits, state, uniforms, processors, greedy: bool, end: int) -> torch.Tensor:
+    def _cpu_model(self) -> LanguageModel:
+        """The model to generate with, on the CPU (a copy when it was trained on a GPU).
+
+        One token at a time is too little work to keep a GPU busy, and on the CPU the fast sampler
+        runs and samples match across machines for the same seed.
+        """
+        if next(self.model_.parameters()).device.type == "cpu":
+            return self.model_.eval()
+        copy = self._build_model()
+        copy.load_state_dict({k: v.detach().cpu() for k, v in self.model_.state_dict().items()})
+        return copy.eval()
+
+    def _plain_loop(self, model, logits, state, uniforms, processors, greedy: bool, end: int) -> torch.Tensor:
         """One Python-level step per token: processors, choice, model step. Returns tokens (N, L)."""
         N, L = logits.shape[0], uniforms.shape[0]
         out = torch.zeros(N, L, dtype=torch.long)
@@ -542,13 +560,14 @@ class TextGenerator:
             done |= nxt == end
             if bool(done.all()):
                 break
-            step_logits, state = self.model_(nxt.view(N, 1), state)
+            step_logits, state = model(nxt.view(N, 1), state)
             logits = step_logits[:, -1]
         return out
 
-    def _beam(self, logits, state, beam: int, length: int, processors, end: int, num_samples: int) -> torch.Tensor:
+    def _beam(self, model, logits, state, beam: int, length: int, processors, end: int,
+              num_samples: int) -> torch.Tensor:
         def step(tokens, st):                                         # tokens (K,) -> logits (K, V)
-            out, st = self.model_(tokens.view(-1, 1), st)
+            out, st = model(tokens.view(-1, 1), st)
             return _no_padding(out[:, -1]), st
 
         tokens, _ = beam_search(step, state, _no_padding(logits), beam_size=beam, length=length,

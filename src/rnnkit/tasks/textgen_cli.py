@@ -75,7 +75,8 @@ def add_commands(sub) -> None:
 
 
 # What a resumed run may change: its budget and how it reports, never the model or the data.
-RESUME_FIELDS = ("max_minutes", "epochs", "precision", "log_every", "sample_length", "sample_seed_text")
+RESUME_FIELDS = ("max_minutes", "epochs", "precision", "device", "log_every", "sample_length",
+                 "sample_seed_text")
 
 
 def resumed_config(run: RunDir, args: argparse.Namespace) -> TextGenConfig:
