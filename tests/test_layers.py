@@ -206,6 +206,7 @@ def test_variational_dropout_masks_are_the_same_at_every_step():
     torch.manual_seed(7)
     p = 0.5
     layer = RNN("lstm", I, 64, dropout=p, recurrent_dropout=p)
+    layer.variational_kernel = False                # watch the generic loop's steps (the kernel is below)
     cell = layer.cells[0]
     seen_inputs, seen_masks = [], []
     orig_project, orig_step = cell.project_input, cell.step
@@ -225,6 +226,79 @@ def test_variational_dropout_masks_are_the_same_at_every_step():
     layer.eval()
     assert layer.uses_fused()
     assert torch.equal(layer(torch.ones(2, T, I)), layer(torch.ones(2, T, I)))
+
+
+def kernel_and_loop(layer, x, states, seed=1):
+    """Outputs, final states and gradients (weights, x, initial states) with the kernel and the loop."""
+    results = []
+    for kernel in (True, False):
+        layer.variational_kernel = kernel
+        torch.manual_seed(seed)                     # the same dropout masks on both paths
+        xg = x.clone().requires_grad_()
+        h0 = [tuple(s.clone().requires_grad_() for s in st) for st in states]
+        out, fin = layer(xg, initial_state=h0)
+        loss = (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum()
+        loss = loss + sum((s ** 2).sum() for st in fin for s in st)
+        grads = torch.autograd.grad(loss, [xg, *[s for st in h0 for s in st], *layer.parameters()])
+        results.append([out, *[s for st in fin for s in st], *grads])
+    return results
+
+
+@pytest.mark.parametrize("layers,bidir", [(1, False), (2, False), (1, True)])
+@pytest.mark.parametrize("batch", [3, 40])          # 40 rows: split across the worker threads
+def test_variational_lstm_kernel_equals_the_generic_loop(layers, bidir, batch):
+    torch.manual_seed(0)
+    layer = RNN("lstm", I, 16, num_layers=layers, bidirectional=bidir, dropout=0.2, recurrent_dropout=0.4,
+                return_state=True).train()
+    assert not layer.uses_fused()
+    states = [(torch.randn(batch, 16), torch.randn(batch, 16)) for _ in range(layers * (1 + bidir))]
+    kernel, loop = kernel_and_loop(layer, torch.randn(batch, T, I), states)
+    assert_close_lists(kernel, loop)
+
+
+def test_variational_lstm_kernel_gives_the_same_numbers_on_one_or_two_threads():
+    torch.manual_seed(0)
+    layer = RNN("lstm", I, 16, recurrent_dropout=0.3, return_state=True).train()
+    x, states = torch.randn(40, T, I), [(torch.randn(40, 16), torch.randn(40, 16))]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)                    # one part
+        one = kernel_and_loop(layer, x, states)[0]
+        torch.set_num_threads(2)                    # 40 rows in two parts of 20
+        two = kernel_and_loop(layer, x, states)[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert_close_lists(one, two)
+
+
+def test_variational_lstm_kernel_gradcheck_float64():
+    from rnnkit.lstm_kernel import lstm_sequence
+    torch.manual_seed(0)
+    Tn, Bn, Hn = 4, 3, 2
+    xp = torch.randn(Tn, Bn, 4 * Hn, dtype=torch.float64, requires_grad=True)
+    h0, c0 = (torch.randn(Bn, Hn, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    u = torch.randn(4 * Hn, Hn, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 2.0]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, mask=mask), (xp, h0, c0, u))
+
+
+def test_variational_lstm_kernel_is_an_lstm_in_its_gate_order():
+    from rnnkit.lstm_kernel import gate_order, lstm_sequence
+    torch.manual_seed(0)
+    cell = torch.nn.LSTMCell(3, 4)
+    x, h, c = torch.randn(5, 2, 3), torch.randn(2, 4), torch.randn(2, 4)
+    mask = torch.tensor([[2.0, 0.0, 2.0, 2.0], [0.0, 2.0, 2.0, 0.0]])
+    order = gate_order(4)
+    assert order.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11]
+    with torch.no_grad():
+        xp = torch.nn.functional.linear(x, cell.weight_ih[order], (cell.bias_ih + cell.bias_hh)[order])
+        hs, h_last, c_last = lstm_sequence(xp, h, c, cell.weight_hh[order], mask)
+        want = []
+        for t in range(5):                          # torch's own cell, fed the masked state
+            h, c = cell(x[t], (h * mask, c))
+            want.append(h)
+    assert torch.allclose(hs, torch.stack(want), atol=1e-6)
+    assert torch.allclose(h_last, h, atol=1e-6) and torch.allclose(c_last, c, atol=1e-6)
 
 
 def test_weight_drop_keeps_the_fused_kernel_without_warnings():

@@ -45,6 +45,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit._checks import check_choice, check_float, check_int, fail
 from rnnkit.cells import Cell, GRUCell, LSTMCell, SimpleRNNCell, State, make_cell
+from rnnkit.lstm_kernel import gate_order, lstm_sequence
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 RECURRENT_DROPOUT_MODES = ("variational", "weight_drop")
@@ -78,6 +79,10 @@ class RNN(nn.Module):
     pad on the left, the right, or anywhere (masked steps change neither outputs nor state; their
     outputs are 0).
     """
+
+    # Variational dropout on a plain LSTM (no masks, CPU) runs rnnkit.lstm_kernel, which computes the
+    # generic loop's numbers faster; False forces the generic loop (the reference the tests use).
+    variational_kernel: bool = True
 
     def __init__(self, cell: str | type[Cell] = "lstm", input_size: int = 1, hidden_size: int = 1,
                  num_layers: int = 1, bidirectional: bool = False, merge_mode: str = "concat",
@@ -191,14 +196,16 @@ class RNN(nn.Module):
     def _run_loop(self, cell: Cell, xs: Tensor, state: State, w_hh: Tensor | None,
                   mask: Tensor | None, reverse: bool) -> tuple[Tensor, State]:
         """The loop over time, the one place it is written: xs (T, B, I) -> outputs (T, B, O)."""
-        T, B = xs.shape[:2]
-        # All input projections in one matmul; unbind (not xp[t]) keeps backward cheap: indexing
-        # inside the loop makes autograd build a zero tensor the size of xp at every step.
-        xp = cell.project_input(xs).unbind(0)                       # T x (B, G*H)
-        steps = mask.unsqueeze(-1).unbind(0) if mask is not None else None   # T x (B, 1)
         h_mask = None
         if self.recurrent_dropout > 0 and self.training and self.recurrent_dropout_mode == "variational":
             h_mask = _dropout_mask(state[0], self.recurrent_dropout)  # (B, S): one mask per sequence
+            if self.variational_kernel and type(cell) is LSTMCell and mask is None and xs.device.type == "cpu":
+                return self._run_lstm_kernel(cell, xs, state, h_mask, reverse)
+        # All input projections in one matmul; unbind (not xp[t]) keeps backward cheap: indexing
+        # inside the loop makes autograd build a zero tensor the size of xp at every step.
+        T = xs.shape[0]
+        xp = cell.project_input(xs).unbind(0)                       # T x (B, G*H)
+        steps = mask.unsqueeze(-1).unbind(0) if mask is not None else None   # T x (B, 1)
         outputs: list[Tensor] = [xs] * T                            # placeholders, all overwritten
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
             y, new = cell.step(xp[t], state, h_mask, w_hh)
@@ -210,6 +217,17 @@ class RNN(nn.Module):
             state = new
             outputs[t] = y
         return torch.stack(outputs), state
+
+    def _run_lstm_kernel(self, cell: LSTMCell, xs: Tensor, state: State, h_mask: Tensor,
+                         reverse: bool) -> tuple[Tensor, State]:
+        """Variational dropout on an LSTM, without masks: :mod:`rnnkit.lstm_kernel` (same numbers, faster)."""
+        order = gate_order(cell.hidden_size, xs.device)              # the kernel's gate order: i, f, o, g
+        bias = None if cell.bias_ih is None else (cell.bias_ih + cell.bias_hh)[order]
+        xp = F.linear(xs, cell.weight_ih[order], bias)               # (T, B, 4H), both biases in
+        if reverse:
+            xp = xp.flip(0)
+        hs, h, c = lstm_sequence(xp, state[0], state[1], cell.weight_hh[order], h_mask)
+        return (hs.flip(0) if reverse else hs), (h, c)
 
     def _run_fused(self, cells: list[Cell], xs: Tensor, states: list[State], w_hh: list[Tensor | None],
                    mask: Tensor | None, side: str, need_finals: bool) -> tuple[list[Tensor], list[State]]:
