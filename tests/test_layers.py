@@ -271,15 +271,31 @@ def test_variational_lstm_kernel_gives_the_same_numbers_on_one_or_two_threads():
     assert_close_lists(one, two)
 
 
+def test_variational_lstm_kernel_computes_in_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    layer = RNN("lstm", I, 16, num_layers=2, recurrent_dropout=0.3).train()
+    x = torch.randn(4, T, I)
+    torch.manual_seed(1)
+    plain = layer(x)
+    torch.manual_seed(1)                            # the same masks
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = layer(x)
+    mixed.sum().backward()
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, plain, atol=1e-6)  # the kernel ignores autocast: the same numbers
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in layer.parameters())
+
+
 def test_variational_lstm_kernel_gradcheck_float64():
     from rnnkit.lstm_kernel import lstm_sequence
     torch.manual_seed(0)
-    Tn, Bn, Hn = 4, 3, 2
-    xp = torch.randn(Tn, Bn, 4 * Hn, dtype=torch.float64, requires_grad=True)
-    h0, c0 = (torch.randn(Bn, Hn, dtype=torch.float64, requires_grad=True) for _ in range(2))
-    u = torch.randn(4 * Hn, Hn, dtype=torch.float64, requires_grad=True)
+    Tn, Bn, In, Hn = 4, 3, 3, 2
+    f64 = dict(dtype=torch.float64, requires_grad=True)
+    x, w, b = torch.randn(Tn, Bn, In, **f64), torch.randn(4 * Hn, In, **f64), torch.randn(4 * Hn, **f64)
+    h0, c0 = torch.randn(Bn, Hn, **f64), torch.randn(Bn, Hn, **f64)
+    u = torch.randn(4 * Hn, Hn, **f64)
     mask = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 2.0]], dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, mask=mask), (xp, h0, c0, u))
+    assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, mask=mask), (x, w, b, h0, c0, u))
 
 
 def test_variational_lstm_kernel_is_an_lstm_in_its_gate_order():
@@ -291,8 +307,8 @@ def test_variational_lstm_kernel_is_an_lstm_in_its_gate_order():
     order = gate_order(4)
     assert order.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11]
     with torch.no_grad():
-        xp = torch.nn.functional.linear(x, cell.weight_ih[order], (cell.bias_ih + cell.bias_hh)[order])
-        hs, h_last, c_last = lstm_sequence(xp, h, c, cell.weight_hh[order], mask)
+        hs, h_last, c_last = lstm_sequence(x, cell.weight_ih[order], (cell.bias_ih + cell.bias_hh)[order], h, c,
+                                           cell.weight_hh[order], mask)
         want = []
         for t in range(5):                          # torch's own cell, fed the masked state
             h, c = cell(x[t], (h * mask, c))

@@ -223,10 +223,10 @@ class RNN(nn.Module):
         """Variational dropout on an LSTM, without masks: :mod:`rnnkit.lstm_kernel` (same numbers, faster)."""
         order = gate_order(cell.hidden_size, xs.device)              # the kernel's gate order: i, f, o, g
         bias = None if cell.bias_ih is None else (cell.bias_ih + cell.bias_hh)[order]
-        xp = F.linear(xs, cell.weight_ih[order], bias)               # (T, B, 4H), both biases in
         if reverse:
-            xp = xp.flip(0)
-        hs, h, c = lstm_sequence(xp, state[0], state[1], cell.weight_hh[order], h_mask)
+            xs = xs.flip(0)
+        hs, h, c = lstm_sequence(xs, cell.weight_ih[order], bias, state[0], state[1], cell.weight_hh[order],
+                                 h_mask)
         return (hs.flip(0) if reverse else hs), (h, c)
 
     def _run_fused(self, cells: list[Cell], xs: Tensor, states: list[State], w_hh: list[Tensor | None],
