@@ -14,6 +14,7 @@ variant runs the same number of steps (no end token). Variants, interleaved roun
 Also checks that the fast path and the python loop give the same text for the same seed.
 
     python bench/generate.py --rounds 5 --length 2000
+    python bench/generate.py --floor          # the matrix products alone: the floor under batch 1
 """
 
 from __future__ import annotations
@@ -50,6 +51,49 @@ def window_method(gen: TextGenerator, seed_text: str, length: int, window: int, 
     return gen.tokenizer_.sequences_to_texts([ids[len(seed_text):]])[0]
 
 
+@torch.inference_mode()
+def product_floor(gen: TextGenerator, rounds: int, steps: int = 2000) -> None:
+    """Time the matrix-vector products of one batch-1 character, as the fast path lays them out.
+
+    Each character reads every recurrent and input matrix once (for the 2x256 model, three 256x1024
+    float32 matrices, 1 MB each) plus the head. Timed two ways, on one thread and on all: cycling through the
+    model's own matrices, as sampling does (together they overflow the 2 MB L2 cache of a core here,
+    so each product streams its matrix from L3), and repeating the product on one matrix (which stays
+    in L2). The first gives the most characters/s any batch-1 loop of separate products can reach.
+    """
+    rnn, head = gen.model_.rnn, gen.model_.head
+    mats = [c.weight_hh.t().contiguous() for c in rnn.cells] + [c.weight_ih.t().contiguous() for c in rnn.cells[1:]]
+    mats.append(head.weight.t().contiguous())
+    h = torch.randn(1, rnn.hidden_size)
+    outs = [torch.empty(1, m.shape[1]) for m in mats]
+
+    def cycle():                                   # all the character's products, in turn
+        for _ in range(steps):
+            for m, o in zip(mats, outs):
+                torch.mm(h, m, out=o)
+
+    def resident():                                # the same number of products on one matrix
+        m, o = mats[0], outs[0]
+        for _ in range(steps * len(mats)):
+            torch.mm(h, m, out=o)
+
+    threads = sorted({1, torch.get_num_threads()})
+    times = {(k, n): [] for n in threads for k in ("cycle", "resident")}
+    for _ in range(rounds):
+        for (name, n), row in times.items():
+            torch.set_num_threads(n)
+            t0 = time.perf_counter()
+            (cycle if name == "cycle" else resident)()
+            row.append((time.perf_counter() - t0) / steps * 1e6)
+    mb = sum(m.numel() for m in mats) * 4 / 2**20
+    print(f"{len(mats)} products per character, {mb:.2f} MB of float32 weights, median of {rounds} rounds")
+    print("| products per character | threads | µs | chars/s at most |\n|---|---:|---:|---:|")
+    for (name, n), row in times.items():
+        what = ("the model's matrices in turn (as sampling reads them)" if name == "cycle"
+                else "one matrix, repeated (stays in cache)")
+        print(f"| {what} | {n} | {statistics.median(row):.1f} | {1e6 / statistics.median(row):,.0f} |")
+
+
 def timed(fn, chars: int) -> float:
     start = time.perf_counter()
     fn()
@@ -67,11 +111,16 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=60, help="window of the window method")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, 2 here)")
+    parser.add_argument("--floor", action="store_true", help="only time the products one character needs "
+                                                             "(the floor under batch-1 sampling) and exit")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     gen = make_generator(args.hidden, args.layers, seed=0)
+    if args.floor:
+        product_floor(gen, args.rounds)
+        return
     seed_text = "QUEEN:\nWhat say you to my"
     rng = torch.Generator().manual_seed(0)
 
