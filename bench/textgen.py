@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from rnnkit import datasets
-from rnnkit.tasks.textgen import TextGenConfig, TextGenerator, stream_batches, stream_loss
+from rnnkit.tasks.textgen import TextGenConfig, TextGenerator, load_corpus, stream_batches, stream_loss
 from rnnkit.text import Tokenizer
 
 
@@ -54,9 +54,17 @@ def run_rnnkit(minutes: float, overrides: dict, variant: str | None) -> dict:
     curve = [(r["elapsed_s"] / 60, r["val_loss"]) for r in gen.history_ if r.get("event") == "epoch"]
     # Training loss per log window against minutes: mostly text the model has not seen yet.
     train_curve = [(r["elapsed_s"] / 60, r["loss"]) for r in gen.history_ if r.get("event") == "train"]
-    return {"settings": dataclasses.asdict(cfg), "curve": curve, "train_curve": train_curve,
-            "final": gen.metrics_["val_loss"],
-            "steps": gen.trainer_.step, "wall_min": (time.monotonic() - start) / 60}
+    result = {"settings": dataclasses.asdict(cfg), "curve": curve, "train_curve": train_curve,
+              "final": gen.metrics_["val_loss"],
+              "steps": gen.trainer_.step, "wall_min": (time.monotonic() - start) / 60}
+    if cfg.ema_decay:
+        # The curve measures the averaged weights; measure the trained ones too, on the same held-out text.
+        text, _ = load_corpus(cfg)
+        ids = torch.tensor(gen.tokenizer_.texts_to_sequences([text])[0])
+        with torch.no_grad(), gen.trainer_.trained_weights() as model:
+            result["final_trained_weights"] = stream_loss(model, ids[int(len(ids) * (1 - cfg.val_fraction)):],
+                                                          batch_size=16, seq_len=cfg.seq_len)[0]
+    return result
 
 
 def run_baseline(minutes: float, hidden: int, variant: str | None, eval_every_min: float) -> dict:
@@ -204,6 +212,8 @@ def main() -> None:
     for name, res in results.items():
         print(f"\n{name}: {res['final']:.4f} nats/char ({res['final'] / math.log(2):.4f} bits/char) on the held-out "
               f"last 10% after {args.minutes} minutes, {res['steps']} steps")
+        if "final_trained_weights" in res:
+            print(f"(weight average; the trained weights themselves: {res['final_trained_weights']:.4f} nats/char)")
         print("| minutes | val loss (nats/char) |\n|---:|---:|")
         for minute, loss in res["curve"]:
             print(f"| {minute:.1f} | {loss:.4f} |")

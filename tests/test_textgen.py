@@ -226,6 +226,24 @@ def test_word_level_perplexity_and_unknown_words():
         gen.generate("the dog", 3)
 
 
+def test_weight_averaging_is_what_fit_returns_evaluates_and_saves(tmp_path):
+    text = "abcd" * 300 + "abdc" * 300
+    gen = TextGenerator(epochs=2, ema_decay=0.95, **TINY).fit(text, run_dir=str(tmp_path / "run"), progress=False)
+    ids = torch.tensor(gen.tokenizer_.texts_to_sequences([text])[0])
+    val_ids = ids[int(len(ids) * 0.9):]                   # the held-out last 10%, as fit evaluates it
+    with gen.trainer_.trained_weights() as trained:
+        trained_loss = stream_loss(trained, val_ids, batch_size=16, seq_len=16)[0]
+    averaged_loss = stream_loss(gen.model_, val_ids, batch_size=16, seq_len=16)[0]
+    assert trained_loss != averaged_loss                  # two different sets of weights
+    assert gen.metrics_["val_loss"] == pytest.approx(averaged_loss, rel=1e-6)
+    for weights in ("best", "last"):                      # both files hold averages; the last one is this
+        loaded = TextGenerator.load(tmp_path / "run", weights=weights)
+        if weights == "last":
+            for a, b in zip(loaded.model_.parameters(), gen.model_.parameters()):
+                assert torch.equal(a, b)
+    assert loaded.generate("ab", 20, random_seed=1) == gen.generate("ab", 20, random_seed=1)
+
+
 # --- resume and the command line ---------------------------------------------------------------------------
 
 def test_resume_continues_a_run(tmp_path):

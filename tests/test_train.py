@@ -93,6 +93,8 @@ def test_config_errors_name_the_field():
         TrainConfig(clip_grad_norm=-1)
     with pytest.raises(ValueError, match=r"early_stop_patience=0: expected an integer >= 1"):
         TrainConfig(early_stop_patience=0)
+    with pytest.raises(ValueError, match=r"ema_decay=1.0: expected a number in \(0, 1\)"):
+        TrainConfig(ema_decay=1.0)
     assert TrainConfig(clip_grad_norm=None, max_minutes=None).clip_grad_norm is None
 
 
@@ -297,7 +299,7 @@ def test_no_host_sync_except_on_logging_steps(monkeypatch):
     trainer = Trainer(mlp(), TrainConfig(epochs=2, log_every=4), progress=False)
     trainer.fit(train_batches, compute_loss)
     # 16 steps: 4 logging steps (mean loss, grad norm) and 2 epoch ends (mean loss).
-    assert sorted(calls) == ["_end_epoch"] * 2 + ["_log_train"] * 8
+    assert sorted(calls) == ["_evaluate_and_save"] * 2 + ["_log_train"] * 8
 
 
 def test_nan_loss_is_reported():
@@ -451,3 +453,82 @@ def test_interrupt_without_run_dir_returns_with_the_flag(capsys):
     assert trainer.fit([(torch.zeros(1, 3), torch.zeros(1, 1))], stop) is trainer
     assert trainer.interrupted and trainer.step == 0
     assert "nothing saved (no run_dir)" in capsys.readouterr().err
+
+
+# -- weight averaging (ema_decay) ---------------------------------------------------------------------------------
+
+def test_weight_average_follows_the_formula_and_is_what_evaluation_sees(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    model = mlp()
+    expected = params_of(model)                  # the average starts at the initial weights
+    seen = []
+
+    def after_step(trainer):                     # the model holds the trained weights here
+        decay = min(0.9, (1 + trainer.step) / (10 + trainer.step))   # ramps up: 2/11, 3/12, ... then 0.9
+        for a, p in zip(expected, trainer.model.parameters()):
+            a.mul_(decay).add_((1 - decay) * p.detach())
+
+    def after_epoch(trainer, epoch, metrics):
+        seen.append((params_of(trainer.model), metrics["val_loss"]))
+
+    cfg = TrainConfig(epochs=2, lr=0.05, optimizer="sgd", ema_decay=0.9, log_every=4)
+    trainer = Trainer(model, cfg, tmp_path / "run", progress=False,
+                      callbacks={"on_step_end": after_step, "on_epoch_end": after_epoch})
+    trainer.fit(train_batches, compute_loss, evaluate)
+
+    # After fit the model holds the average; the trained weights are one context away and differ from it.
+    for a, p in zip(expected, trainer.model.parameters()):
+        torch.testing.assert_close(p.detach(), a, rtol=1e-5, atol=1e-6)
+    with trainer.trained_weights() as trained:
+        last = params_of(trained)
+    assert any((a - b).abs().max() > 1e-3 for a, b in zip(last, expected))
+    assert_same_params(params_of(trainer.model), [p.detach() for p in seen[-1][0]])   # swapped back
+    # Evaluation at each epoch end measured the average, and the weight files hold it.
+    x_all = torch.cat([b[0] for b in train_batches(0)])
+    y_all = torch.cat([b[1] for b in train_batches(0)])
+    with torch.no_grad():
+        loss = float(nn.functional.mse_loss(trainer.model.eval()(x_all), y_all))
+    assert seen[-1][1] == pytest.approx(loss, rel=1e-5)
+    on_disk = mlp(seed=5)
+    RunDir(tmp_path / "run").load_weights(on_disk)
+    assert_same_params(params_of(on_disk), params_of(trainer.model))
+
+
+def test_weight_average_resumes_exactly(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    cfg = TrainConfig(epochs=3, lr=0.01, ema_decay=0.8, log_every=3)
+    straight = Trainer(mlp(), cfg, tmp_path / "a", progress=False)
+    straight.fit(train_batches, compute_loss, evaluate)
+
+    Trainer(mlp(), TrainConfig(**{**vars(cfg), "epochs": 1}), tmp_path / "b", progress=False).fit(
+        train_batches, compute_loss, evaluate)
+    resumed = Trainer(mlp(seed=99), cfg, tmp_path / "b", progress=False)
+    resumed.fit(train_batches, compute_loss, evaluate, resume=True)
+
+    assert_same_params(params_of(resumed.model), params_of(straight.model))        # the averages
+    with resumed.trained_weights() as a, straight.trained_weights() as b:
+        assert_same_params(params_of(a), params_of(b))                              # the trained weights
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("elapsed_s", "items_per_s")} for r in rs]
+    assert strip(RunDir(tmp_path / "b").read_metrics()) == strip(RunDir(tmp_path / "a").read_metrics())
+
+
+def test_turning_weight_averaging_on_or_off_at_resume(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    plain = TrainConfig(epochs=1, lr=0.01)
+    first = Trainer(mlp(), plain, tmp_path / "run", progress=False).fit(train_batches, compute_loss, evaluate)
+    trained = params_of(first.model)
+    # On: averaging starts from the weights the plain run trained.
+    on = Trainer(mlp(seed=3), TrainConfig(epochs=1, lr=0.01, ema_decay=0.9), tmp_path / "run", progress=False)
+    on.resume()
+    assert_same_params(params_of(on.model), trained)
+    with on.averaged_weights() as model:
+        assert_same_params(params_of(model), trained)
+    # Off again: a run that averaged continues from its trained weights, not from the average in the file.
+    on.config.epochs = 2
+    on.fit(train_batches, compute_loss, evaluate, resume=True)
+    with on.trained_weights() as model:
+        trained_two = params_of(model)
+    off = Trainer(mlp(seed=4), TrainConfig(epochs=2, lr=0.01), tmp_path / "run", progress=False).resume()
+    assert_same_params(params_of(off.model), trained_two)
+    with off.averaged_weights() as model:            # nothing to swap without averaging
+        assert_same_params(params_of(model), trained_two)

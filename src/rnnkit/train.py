@@ -19,6 +19,11 @@ Each epoch ends with: evaluate, append a record to ``metrics.jsonl``, call ``on_
 (and, on improvement, the best) checkpoint, redraw ``loss.png``. A time budget (``max_minutes``), a step
 budget (``max_steps``), early stopping and Ctrl-C all stop cleanly with a checkpoint that
 ``fit(..., resume=True)`` continues from exactly.
+
+Weight averaging (``ema_decay``): the Trainer also keeps an exponential moving average of the weights,
+updated after every optimizer step. The average is what evaluation measures, what the checkpoints' weight
+files hold (so ``best`` means the best average) and what the model holds when ``fit`` returns; the weights
+the optimizer trains travel in the training state, so a resumed run continues them exactly.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import math
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
@@ -37,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rnnkit import _checks
-from rnnkit.checkpoint import RunDir, atomic_write_bytes, rng_states, set_rng_states
+from rnnkit.checkpoint import RunDir, _short_list, atomic_write_bytes, rng_states, set_rng_states
 from rnnkit.config import field
 
 
@@ -73,6 +79,9 @@ class TrainConfig:
     precision: str = field("fp32", "arithmetic of the forward pass: fp32, bf16 (mixed precision: bfloat16 "
                                    "matrix products, float32 weights, optimizer and loss), or auto (bf16 "
                                    "where the hardware runs it fast, else fp32)", choices=PRECISIONS)
+    ema_decay: Optional[float] = field(None, "keep an exponential moving average of the weights with this decay "
+                                             "per step (e.g. 0.999): evaluation, checkpoints and the model after "
+                                             "training use the averaged weights (None: off)")
 
     def __post_init__(self) -> None:
         _checks.check_int("epochs", self.epochs, min=0)
@@ -96,6 +105,8 @@ class TrainConfig:
         _checks.check_int("seed", self.seed)
         _checks.check_choice("device", self.device, ("auto", "cpu", "cuda"))
         _checks.check_choice("precision", self.precision, PRECISIONS)
+        _checks.check_float("ema_decay", self.ema_decay, min=0, max=1, min_open=True, max_open=True,
+                            allow_none=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -261,6 +272,11 @@ class Trainer:
         self._reset_epoch_sums()
         self._reset_window()
         self._pending_rng: dict | None = None   # RNG states to restore once the resumed position is reached
+        # Weight averaging: one float32 tensor per parameter. While training, _average holds the average;
+        # while _swapped (evaluation, saving, after fit) the model holds the average and _average the trained
+        # weights.
+        self._average: dict[str, torch.Tensor] | None = self._copy_weights() if self.config.ema_decay else None
+        self._swapped = False
 
         self.lr = self.config.lr
         self.grad_norm: torch.Tensor | None = None
@@ -309,6 +325,8 @@ class Trainer:
         # The budget covers the whole run: time spent before a resume counts (self.train_seconds).
         self._deadline = (self._start + 60 * cfg.max_minutes - self.train_seconds) if cfg.max_minutes else None
         self._window_start = self._start
+        if self._swapped:
+            self._swap_average()            # train on from the trained weights, not from the average
         self.model.train()
         try:
             if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
@@ -337,6 +355,8 @@ class Trainer:
             print(self.message, file=sys.stderr)
         finally:
             self.train_seconds, self._start = self.elapsed(), None
+            if self._average is not None and not self._swapped:
+                self._swap_average()        # the model leaves fit holding the averaged weights
         return self
 
     def _run_epoch(self, get_batches, compute_loss, evaluate, on_epoch_end) -> None:
@@ -386,6 +406,8 @@ class Trainer:
                     self.grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
                 self.optimizer.step()
                 self.step += 1
+                if self._average is not None:
+                    self._update_average()
                 self.batch_in_epoch += 1
                 self._carried = state
 
@@ -444,6 +466,13 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, evaluate, on_epoch_end, *, partial: bool) -> None:
         cfg = self.config
+        with self.averaged_weights():
+            self._evaluate_and_save(epoch, evaluate, on_epoch_end, partial=partial)
+        if not partial and cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
+            self.stop_reason = "early_stop"
+
+    def _evaluate_and_save(self, epoch: int, evaluate, on_epoch_end, *, partial: bool) -> None:
+        cfg = self.config
         train_loss = (self._epoch_loss / self._epoch_steps).item() if self._epoch_steps else math.nan
         metrics: dict[str, float] = {"train_loss": train_loss}
         if evaluate is not None:
@@ -480,8 +509,55 @@ class Trainer:
         # epoch starts from in an uninterrupted run too.
         self.save(best=improved)
         self._plot()
-        if not partial and cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
-            self.stop_reason = "early_stop"
+
+    # -- weight averaging (config.ema_decay) -------------------------------------------------------------
+
+    def _copy_weights(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().float().clone() for name, p in self.model.named_parameters()}
+
+    def _update_average(self) -> None:
+        """average <- decay * average + (1 - decay) * weights, once per optimizer step.
+
+        The decay ramps up as (1 + step) / (10 + step) until it reaches ema_decay, so that early on the
+        average follows the weights instead of remembering the random initial ones for thousands of steps.
+        """
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                self._average[name].lerp_(p.detach().float(), 1.0 - decay)
+
+    def _swap_average(self) -> None:
+        """Exchange the model's weights with the ones in ``_average`` (its own inverse)."""
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                held = p.detach().clone()
+                p.copy_(self._average[name])
+                self._average[name].copy_(held)
+        self._swapped = not self._swapped
+
+    @contextmanager
+    def averaged_weights(self):
+        """Inside this block the model holds the averaged weights (a no-op without ema_decay)."""
+        swap = self._average is not None and not self._swapped
+        if swap:
+            self._swap_average()
+        try:
+            yield self.model
+        finally:
+            if swap:
+                self._swap_average()
+
+    @contextmanager
+    def trained_weights(self):
+        """Inside this block the model holds the weights the optimizer trained, not their average."""
+        swap = self._average is not None and self._swapped
+        if swap:
+            self._swap_average()
+        try:
+            yield self.model
+        finally:
+            if swap:
+                self._swap_average()
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
 
@@ -515,14 +591,24 @@ class Trainer:
             "window_loss": self._window_loss, "window_steps": self._window_steps,
             "window_items": self._window_items,
             "train_seconds": self.elapsed(),
+            # With averaging the weight files hold the average; training goes on from these.
+            "trained_weights": self._trained_copy(),
             "config": dataclasses.asdict(self.config),
             "rng": rng_states(),
         }
 
+    def _trained_copy(self) -> dict[str, torch.Tensor] | None:
+        if self._average is None:
+            return None
+        if self._swapped:
+            return {name: t.clone() for name, t in self._average.items()}
+        return {name: p.detach().clone() for name, p in self.model.named_parameters()}
+
     def save(self, best: bool = False) -> None:
         """Write the last checkpoint (and ``best.safetensors`` when ``best``) to the run directory."""
         if self.run_dir is not None:
-            self.run_dir.save_checkpoint(self.model, self.optimizer, self.state_dict(), best=best)
+            with self.averaged_weights():
+                self.run_dir.save_checkpoint(self.model, self.optimizer, self.state_dict(), best=best)
 
     def resume(self, run_dir: str | RunDir | None = None) -> "Trainer":
         """Load weights, optimizer and position from a run directory; the next ``fit`` continues from there."""
@@ -541,6 +627,7 @@ class Trainer:
         self._window_items = state["window_items"]
         self.train_seconds = float(state.get("train_seconds", 0.0))   # absent in checkpoints of older versions
         self._pending_rng = state["rng"]
+        self._restore_trained_weights(state.get("trained_weights"))
         # Records written after this checkpoint (a kill between a record and the next save) would be
         # written again by the resumed run: drop them.
         history = self.run_dir.read_metrics()
@@ -548,6 +635,26 @@ class Trainer:
         if len(self.history) != len(history):
             self.run_dir.rewrite_metrics(self.history)
         return self
+
+
+    def _restore_trained_weights(self, trained: dict[str, torch.Tensor] | None) -> None:
+        """After loading a checkpoint's weight file: put the trained weights back and rebuild the average."""
+        self._swapped = False
+        if trained is None:
+            # A run without averaging: the weight file holds the trained weights. Averaging (when it is on
+            # now) starts from them.
+            self._average = self._copy_weights() if self.config.ema_decay else None
+            return
+        names = [name for name, _ in self.model.named_parameters()]
+        if set(trained) != set(names):
+            raise ValueError(f"{self.run_dir.path}: the training state's trained weights do not fit the model: "
+                             f"missing {_short_list(sorted(set(names) - set(trained)))}, unexpected "
+                             f"{_short_list(sorted(set(trained) - set(names)))}")
+        average = self._copy_weights()                 # the weight file held the average
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(trained[name])
+        self._average = average if self.config.ema_decay else None
 
 
 def _total_steps(config: TrainConfig, per_epoch: int | None) -> int | None:

@@ -90,6 +90,9 @@ class TextGenConfig:
                           choices=("auto", "constant", "cosine", "cosine_time"))
     warmup_steps: int = field(50, "steps of linear learning-rate warmup")
     clip_grad_norm: float = field(5.0, "clip the global gradient norm to this")
+    ema_decay: Optional[float] = field(None, "average the weights over training with this decay per step "
+                                             "(e.g. 0.999); evaluation, checkpoints and sampling use the average "
+                                             "(None: off)")
     epochs: int = field(20, "passes over the training text (a time budget usually ends training first)")
     max_minutes: Optional[float] = field(15.0, "training time budget in minutes (None: train all epochs)")
     val_fraction: float = field(0.1, "the last part of the corpus held out for validation")
@@ -118,6 +121,8 @@ class TextGenConfig:
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
         _checks.check_float("lr", self.lr, min=0, min_open=True)
         _checks.check_float("clip_grad_norm", self.clip_grad_norm, min=0, min_open=True)
+        _checks.check_float("ema_decay", self.ema_decay, min=0, max=1, min_open=True, max_open=True,
+                            allow_none=True)
         _checks.check_float("max_minutes", self.max_minutes, min=0, min_open=True, allow_none=True)
         _checks.check_float("val_fraction", self.val_fraction, min=0, max=0.5, min_open=True)
         _checks.check_choice("schedule", self.schedule, ("auto", "constant", "cosine", "cosine_time"))
@@ -133,7 +138,8 @@ class TextGenConfig:
             schedule = "cosine_time" if self.max_minutes else "cosine"
         values = dict(epochs=self.epochs, max_minutes=self.max_minutes, lr=self.lr, schedule=schedule,
                       warmup_steps=self.warmup_steps, clip_grad_norm=self.clip_grad_norm, seed=self.seed,
-                      log_every=self.log_every, device=self.device, precision=self.precision)
+                      log_every=self.log_every, device=self.device, precision=self.precision,
+                      ema_decay=self.ema_decay)
         values.update(overrides)
         return TrainConfig(**values)
 
