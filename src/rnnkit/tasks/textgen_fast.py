@@ -6,7 +6,10 @@ per character in Python and torch's dispatcher. This module removes that overhea
 
 * the loop (recurrent steps, head, logits processors, choice of the token) is one
   ``torch.jit.script`` method, so no Python runs between steps;
-* the weights are transposed once, so every product is one ``addmm`` on contiguous memory;
+* the weights are transposed once, so every product is one ``addmm`` on contiguous memory, and the
+  recurrent product adds into the input projection in place (``addmm_``: no separate add);
+* LSTM gates are reordered once from torch's (i, f, g, o) to (i, f, o, g), so one ``sigmoid`` covers
+  the three sigmoid gates and none is spent on g;
 * the embedding and the first layer's input projection are folded into one ``(V, G*H)`` table
   (``embedding @ W_ih^T + b``): for a token, the first layer's input half is a row lookup;
 * no autograd (``torch.inference_mode``) and no host syncs except the end-token check.
@@ -44,15 +47,19 @@ class FastSampler(nn.Module):
         # LSTM and RNN add both biases before any nonlinearity, so they fold into one; the GRU's
         # b_hh sits inside r * (U h + b_hn) and stays apart.
         fold = self.kind != KINDS["gru"]
+        H = cells[0].hidden_size
+        rows = torch.arange(cells[0].weight_hh.shape[0])                                    # gate rows, G*H
+        if self.kind == KINDS["lstm"]:       # (i, f, g, o) -> (i, f, o, g): the sigmoid gates side by side
+            rows = torch.cat([rows[:2 * H], rows[3 * H:], rows[2 * H:3 * H]])
         with torch.no_grad():
-            bias_in = [c.bias_ih + c.bias_hh if fold else c.bias_ih for c in cells]           # (G*H,)
+            bias_in = [(c.bias_ih + c.bias_hh if fold else c.bias_ih)[rows] for c in cells]   # (G*H,)
             emb = model.embed.weight                                                        # (V, E)
             # Row v: the first layer's input projection of token v, W_ih e_v + b: a lookup per step.
-            self.table = torch.addmm(bias_in[0], emb, cells[0].weight_ih.t()).contiguous()   # (V, G*H)
-            self.w_ih_t: List[Tensor] = [c.weight_ih.t().contiguous() for c in cells]          # (I, G*H)
+            self.table = torch.addmm(bias_in[0], emb, cells[0].weight_ih[rows].t()).contiguous()   # (V, G*H)
+            self.w_ih_t: List[Tensor] = [c.weight_ih[rows].t().contiguous() for c in cells]          # (I, G*H)
             self.b_in: List[Tensor] = [b.clone() for b in bias_in]
-            self.w_hh_t: List[Tensor] = [c.weight_hh.t().contiguous() for c in cells]          # (H, G*H)
-            self.b_hh: List[Tensor] = [c.bias_hh.clone() for c in cells]
+            self.w_hh_t: List[Tensor] = [c.weight_hh[rows].t().contiguous() for c in cells]          # (H, G*H)
+            self.b_hh: List[Tensor] = [c.bias_hh[rows].clone() for c in cells]
             self.head_w_t = model.head.weight.t().contiguous()                                 # (H, V)
             head_b = model.head.bias.clone()
             head_b[0] = -float("inf")     # index 0 is padding: never chosen (as _no_padding does)
@@ -63,15 +70,16 @@ class FastSampler(nn.Module):
     def _cell(self, layer: int, xp: Tensor, h: Tensor, c: Tensor) -> List[Tensor]:
         """One recurrent step of ``layer`` given its input projection xp (N, G*H); returns [h, c].
 
-        Few, large operations: each one costs a few microseconds of overhead at batch 1.
+        xp is a fresh tensor that the step may overwrite. Few, large operations: each one costs a few
+        microseconds of overhead at batch 1.
         """
         H = self.hidden_size
-        if self.kind == 3:                                          # LSTM, gates (i, f, g, o)
-            gates = torch.addmm(xp, h, self.w_hh_t[layer])          # (N, 4H): W x + U h + b
-            s = torch.sigmoid(gates).chunk(4, 1)                    # i, f, (unused), o
-            g = torch.tanh(gates.narrow(1, 2 * H, H))
-            c = torch.addcmul(s[1] * c, s[0], g)                    # f c + i g
-            h = s[3] * torch.tanh(c)
+        if self.kind == 3:                                          # LSTM, gates reordered to (i, f, o, g)
+            gates = xp.addmm_(h, self.w_hh_t[layer])                # (N, 4H): W x + b + U h, in place
+            s = torch.sigmoid(gates.narrow(1, 0, 3 * H))            # (N, 3H): i, f, o
+            g = torch.tanh(gates.narrow(1, 3 * H, H))
+            c = torch.addcmul(s.narrow(1, H, H) * c, s.narrow(1, 0, H), g)    # f c + i g
+            h = s.narrow(1, 2 * H, H) * torch.tanh(c)
             return [h, c]
         if self.kind == 2:                                          # GRU (reset after U h), gates (r, z, n)
             hp = torch.addmm(self.b_hh[layer], h, self.w_hh_t[layer])   # (N, 3H): U h + b_hh
@@ -82,7 +90,7 @@ class FastSampler(nn.Module):
             n = torch.tanh(xn + r * hn)
             h = n + z * (h - n)
         else:                                                       # simple RNN: W x + U h + b
-            pre = torch.addmm(xp, h, self.w_hh_t[layer])
+            pre = xp.addmm_(h, self.w_hh_t[layer])
             h = torch.relu(pre) if self.kind == 1 else torch.tanh(pre)
         return [h, c]
 
