@@ -535,22 +535,18 @@ class Trainer:
                 self._average[name].copy_(held)
         self._swapped = not self._swapped
 
-    @contextmanager
     def averaged_weights(self):
-        """Inside this block the model holds the averaged weights (a no-op without ema_decay)."""
-        swap = self._average is not None and not self._swapped
-        if swap:
-            self._swap_average()
-        try:
-            yield self.model
-        finally:
-            if swap:
-                self._swap_average()
+        """``with trainer.averaged_weights():`` the model holds the averaged weights (no-op without ema_decay)."""
+        return self._holding(average=True)
+
+    def trained_weights(self):
+        """``with trainer.trained_weights():`` the model holds the weights the optimizer trained."""
+        return self._holding(average=False)
 
     @contextmanager
-    def trained_weights(self):
-        """Inside this block the model holds the weights the optimizer trained, not their average."""
-        swap = self._average is not None and self._swapped
+    def _holding(self, average: bool):
+        # The model holds the average exactly when _swapped; swap only if that differs from what is asked.
+        swap = self._average is not None and self._swapped != average
         if swap:
             self._swap_average()
         try:
