@@ -53,7 +53,6 @@ DEVICES = ("auto", "cpu", "cuda")
 OOV = "<unk>"                   # word level: the token that replaces rare and unseen words
 TOKENIZER_FILE = "tokenizer.json"
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
-SINGLE_THREAD_BATCH = 8         # the fast sampler runs single-threaded up to this many samples
 
 
 @dataclass
@@ -523,16 +522,9 @@ class TextGenerator:
             if fast and model.rnn.fused_kind() is not None:
                 from rnnkit.tasks.textgen_fast import compiled_sampler
                 sampler = compiled_sampler(model)
-                threads = torch.get_num_threads()
-                if num_samples <= SINGLE_THREAD_BATCH:
-                    # A few rows make products too small to share: a second thread only adds waiting.
-                    torch.set_num_threads(1)
-                try:
-                    tokens = sampler.run(logits.contiguous(), _stack_states(state), uniforms,
-                                         1.0 if greedy else float(temperature), -1 if top_k is None else int(top_k),
-                                         1.0 if top_p is None else float(top_p), bool(greedy), int(end))
-                finally:
-                    torch.set_num_threads(threads)
+                tokens = sampler.run(logits.contiguous(), _stack_states(state), uniforms,
+                                     1.0 if greedy else float(temperature), -1 if top_k is None else int(top_k),
+                                     1.0 if top_p is None else float(top_p), bool(greedy), int(end))
             else:
                 tokens = self._plain_loop(model, logits, state, uniforms, processors, greedy, end)
         texts = [self._decode(row, end) for row in tokens.tolist()]
