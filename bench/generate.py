@@ -1,4 +1,4 @@
-"""Generation speed: characters per second of four ways to sample from one character model.
+"""Generation speed: characters per second of five ways to sample from one character model.
 
 The model is a 2-layer LSTM-256 character model (embedding 64, vocabulary 76: the Shakespeare
 character set) with random weights; speed does not depend on what the weights learned, and every
@@ -8,10 +8,12 @@ variant runs the same number of steps (no end token). Variants, interleaved roun
   DLwP / textgenrnn method), batch 1;
 * python loop: carry the state, one Python-level ``model(token, state)`` call per character, batch 1
   (``TextGenerator.generate(..., fast=False)``);
-* rnnkit fast path, batch 1 (``TextGenerator.generate(...)``, the TorchScript loop);
-* rnnkit fast path, 64 samples as one batch (total characters of all samples per second).
+* the TorchScript loop, batch 1 (``TextGenerator.generate(...)`` with ``RNNKIT_NATIVE=0``);
+* rnnkit fast path, batch 1 (``TextGenerator.generate(...)``: the C loop of textgen_native.py);
+* rnnkit fast path, 64 samples as one batch (total characters of all samples per second; the
+  TorchScript loop).
 
-Also checks that the fast path and the python loop give the same text for the same seed.
+Also checks that the fast paths and the python loop give the same text for the same seed.
 
     python bench/generate.py --rounds 5 --length 2000
     python bench/generate.py --floor          # the matrix products alone: the floor under batch 1
@@ -20,12 +22,15 @@ Also checks that the fast path and the python loop give the same text for the sa
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import time
 
 import torch
 
 from rnnkit.tasks.textgen import LanguageModel, TextGenConfig, TextGenerator
+from rnnkit.tasks.textgen_native import kernel_status
 from rnnkit.text import Tokenizer
 
 CHARS = "\n !&',-.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz3$[]|_()\"*"
@@ -94,6 +99,16 @@ def product_floor(gen: TextGenerator, rounds: int, steps: int = 2000) -> None:
         print(f"| {what} | {n} | {statistics.median(row):.1f} | {1e6 / statistics.median(row):,.0f} |")
 
 
+@contextlib.contextmanager
+def torchscript_only():
+    """Batch 1 on the TorchScript loop instead of the C loop."""
+    os.environ["RNNKIT_NATIVE"] = "0"
+    try:
+        yield
+    finally:
+        del os.environ["RNNKIT_NATIVE"]
+
+
 def timed(fn, chars: int) -> float:
     start = time.perf_counter()
     fn()
@@ -124,19 +139,27 @@ def main() -> None:
     seed_text = "QUEEN:\nWhat say you to my"
     rng = torch.Generator().manual_seed(0)
 
-    # Equality first: the fast path and the plain Python loop, same seed, same processors.
+    print(f"C loop: {kernel_status()}")
+    # Equality first: the fast paths and the plain Python loop, same seed, same processors.
     for kwargs in ({"temperature": 0.5}, {"temperature": 1.0, "top_k": 10, "top_p": 0.9}, {"greedy": True}):
         a = gen.generate(seed_text, 500, random_seed=7, num_samples=4, fast=True, **kwargs)
         b = gen.generate(seed_text, 500, random_seed=7, num_samples=4, fast=False, **kwargs)
-        print(f"same tokens, fast path vs python loop, {kwargs}: {a == b}")
+        print(f"same tokens, fast path (4 samples) vs python loop, {kwargs}: {a == b}")
+    for kwargs in ({"temperature": 0.5}, {"temperature": 1.0}, {"greedy": True}):
+        a = gen.generate(seed_text, 2000, random_seed=7, fast=True, **kwargs)
+        b = gen.generate(seed_text, 2000, random_seed=7, fast=False, **kwargs)
+        print(f"same tokens, fast path (1 sample) vs python loop, {kwargs}: {a == b}")
     gen.generate(seed_text, 50)                                       # compile the fast path once
 
-    results: dict[str, list[float]] = {k: [] for k in ("window", "python", "fast1", "fast64")}
+    results: dict[str, list[float]] = {k: [] for k in ("window", "python", "script1", "fast1", "fast64")}
     for r in range(args.rounds):
         results["window"].append(timed(lambda: window_method(gen, seed_text, args.slow_length, args.window, rng),
                                        args.slow_length))
         results["python"].append(timed(lambda: gen.generate(seed_text, args.slow_length, 0.5, random_seed=r,
                                                             fast=False), args.slow_length))
+        with torchscript_only():
+            results["script1"].append(timed(lambda: gen.generate(seed_text, args.length, 0.5, random_seed=r),
+                                            args.length))
         results["fast1"].append(timed(lambda: gen.generate(seed_text, args.length, 0.5, random_seed=r),
                                       args.length))
         results["fast64"].append(timed(lambda: gen.generate(seed_text, args.length, 0.5, random_seed=r,
@@ -144,8 +167,9 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in results.items()}
     names = {"window": f"window method ({args.window} chars re-run per char), batch 1",
              "python": "python loop, state carried, batch 1",
-             "fast1": "rnnkit fast path (TorchScript loop), batch 1",
-             "fast64": f"rnnkit fast path, {args.batch} samples in one batch (total)"}
+             "script1": "TorchScript loop, batch 1",
+             "fast1": "rnnkit fast path (C loop), batch 1",
+             "fast64": f"rnnkit fast path (TorchScript loop), {args.batch} samples in one batch (total)"}
     print(f"\n2-layer LSTM-{args.hidden}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} rounds")
     print(f"| variant | chars/s | vs window method |\n|---|---:|---:|")

@@ -521,10 +521,19 @@ class TextGenerator:
             uniforms = torch.rand(length, num_samples, generator=make_generator(random_seed))  # (L, N)
             if fast and model.rnn.fused_kind() is not None:
                 from rnnkit.tasks.textgen_fast import compiled_sampler
-                sampler = compiled_sampler(model)
-                tokens = sampler.run(logits.contiguous(), _stack_states(state), uniforms,
-                                     1.0 if greedy else float(temperature), -1 if top_k is None else int(top_k),
-                                     1.0 if top_p is None else float(top_p), bool(greedy), int(end))
+                from rnnkit.tasks.textgen_native import load_kernel
+                sampler, native = compiled_sampler(model)
+                states = _stack_states(state)
+                temperature = 1.0 if greedy else float(temperature)
+                kernel = load_kernel() if native is not None and num_samples == 1 and top_k is None \
+                    and top_p is None else None
+                if kernel is not None and not isinstance(kernel, str):
+                    # One LSTM sample, temperature or greedy: the C loop (textgen_native.py).
+                    tokens = native.run(kernel, logits, *states, uniforms, temperature, bool(greedy), int(end))
+                else:
+                    tokens = sampler.run(logits.contiguous(), states, uniforms, temperature,
+                                         -1 if top_k is None else int(top_k), 1.0 if top_p is None else float(top_p),
+                                         bool(greedy), int(end))
             else:
                 tokens = self._plain_loop(model, logits, state, uniforms, processors, greedy, end)
         texts = [self._decode(row, end) for row in tokens.tolist()]

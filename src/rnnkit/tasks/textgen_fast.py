@@ -191,17 +191,23 @@ def _weights_version(model: nn.Module) -> tuple:
 
 
 def compiled_sampler(model: nn.Module):
-    """The scripted sampler for ``model``'s current weights (rebuilt when the weights have changed)."""
+    """The scripted sampler for ``model``'s current weights, and the C loop's layout of them (None
+    unless the model is a float32 LSTM stack); rebuilt when the weights have changed."""
     cached = getattr(model, "_fast_sampler", None)
     version = _weights_version(model)
     if cached is None or cached[0] != version:
+        fast = FastSampler(model).eval()
+        native = None
+        if fast.kind == KINDS["lstm"] and fast.table.dtype == torch.float32:
+            from rnnkit.tasks.textgen_native import NativeLSTMSampler
+            native = NativeLSTMSampler(fast)
         with warnings.catch_warnings():
-            # torch 2.13 marks torch.jit.script deprecated in favour of torch.compile, whose cold start
+            # torch 2.13 marks torch.jit.script and freeze deprecated in favour of torch.compile, whose cold start
             # (~60 s on a CPU) is too slow for sampling; scripting still works and takes ~1 s.
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.(script|freeze).* deprecated", category=DeprecationWarning)
             # Freezing turns the weights into constants of the graph: less work per step.
-            sampler = torch.jit.freeze(torch.jit.script(FastSampler(model).eval()), preserved_attrs=["run"])
+            scripted = torch.jit.freeze(torch.jit.script(fast), preserved_attrs=["run"])
+        cached = (version, scripted, native)
         # Kept outside the module's registry (object.__setattr__) so it is not saved as a submodule.
-        object.__setattr__(model, "_fast_sampler", (version, sampler))
-        cached = (version, sampler)
-    return cached[1]
+        object.__setattr__(model, "_fast_sampler", cached)
+    return cached[1], cached[2]

@@ -1,0 +1,131 @@
+"""The C sampling loop (textgen_native.py, lstm_sampler.c): same tokens as the Python loop, its build
+cache, and the fallback to the TorchScript loop when it cannot be built."""
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from rnnkit.tasks import textgen_native
+from rnnkit.tasks.textgen_native import NativeLSTMSampler, kernel_status
+from test_textgen import random_generator
+
+TEXT = "the quick brown fox jumps over the lazy dog.\nTHE END?\n"
+HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
+needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler on PATH: the C loop cannot be built")
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty kernel cache under tmp_path, and no library loaded yet in this process."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(textgen_native, "_loaded", {})
+    return tmp_path / "rnnkit" / "kernels"
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the C loop's runs, to check which loop generate() took."""
+    seen = []
+    real = NativeLSTMSampler.run
+
+    def spy(self, *args, **kwargs):
+        seen.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(NativeLSTMSampler, "run", spy)
+    return seen
+
+
+@pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}threads")
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@needs_compiler
+@pytest.mark.parametrize("layers,hidden", [(1, 32), (2, 37), (3, 64)])
+@pytest.mark.parametrize("options", [{"temperature": 0.6}, {"temperature": 1.4}, {"greedy": True}])
+def test_c_loop_gives_the_same_tokens_as_the_python_loop(layers, hidden, options, threads, calls):
+    # hidden 37: units do not split evenly over the threads, and rows are not a multiple of 16 long.
+    gen = random_generator(TEXT, layers=layers, hidden=hidden, seed=layers)
+    fast = gen.generate("the ", 300, random_seed=11, **options)
+    assert calls == [1]                                               # the C loop ran
+    plain = gen.generate("the ", 300, random_seed=11, fast=False, **options)
+    assert fast == plain
+    assert len(fast) == 300
+
+
+@needs_compiler
+def test_c_loop_stops_at_the_end_token(calls):
+    gen = random_generator("red\nblue\ngreen\n", hidden=32, end_token="\n")
+    lengths = []
+    for seed in range(6):
+        fast = gen.generate("", 200, temperature=1.5, random_seed=seed)
+        assert fast == gen.generate("", 200, temperature=1.5, random_seed=seed, fast=False)
+        assert "\n" not in fast
+        lengths.append(len(fast))
+    assert len(calls) == 6 and min(lengths) < 200                     # at least one sample ended early
+
+
+def test_batches_top_k_top_p_and_other_cells_use_the_torchscript_loop(calls):
+    gen = random_generator(TEXT, hidden=32)
+    gen.generate("the ", 20, num_samples=2, random_seed=1)
+    gen.generate("the ", 20, top_k=3, random_seed=1)
+    gen.generate("the ", 20, top_p=0.9, random_seed=1)
+    random_generator(TEXT, cell="gru", hidden=32).generate("the ", 20, random_seed=1)
+    assert calls == []
+
+
+@needs_compiler
+def test_the_library_is_built_once_into_the_cache(fresh_cache, monkeypatch):
+    assert kernel_status() == "ready"
+    built = list(fresh_cache.glob("lstm_sampler-*.so"))
+    assert len(built) == 1
+    assert [p.name for p in fresh_cache.iterdir()] == [built[0].name]    # no temporary files left
+    # A new process (no library loaded) finds the cached file and does not compile again.
+    monkeypatch.setattr(textgen_native, "_loaded", {})
+    monkeypatch.setattr(textgen_native, "_build", lambda *a: pytest.fail("compiled again"))
+    assert kernel_status() == "ready"
+
+
+def test_without_a_compiler_generation_falls_back(fresh_cache, monkeypatch, calls):
+    monkeypatch.setenv("CC", "no-such-compiler-xyz")
+    assert kernel_status() == "no C compiler: 'no-such-compiler-xyz' is not on PATH (set CC to use another)"
+    gen = random_generator(TEXT, hidden=32)
+    assert gen.generate("the ", 80, random_seed=2) == gen.generate("the ", 80, random_seed=2, fast=False)
+    assert calls == []
+
+
+def test_a_failing_build_is_reported_and_falls_back(fresh_cache, monkeypatch, tmp_path, calls):
+    broken = tmp_path / "broken-cc"
+    broken.write_text("#!/bin/sh\necho 'cc: fatal error: broken on purpose' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CC", str(broken))
+    status = kernel_status()
+    assert status.startswith("building lstm_sampler.c failed: ")
+    assert "broken on purpose" in status and "-march=native" in status
+    assert not list(fresh_cache.glob("*"))                            # nothing half-written is left
+    gen = random_generator(TEXT, hidden=32)
+    assert gen.generate("the ", 50, random_seed=4) == gen.generate("the ", 50, random_seed=4, fast=False)
+    assert calls == []
+
+
+def test_rnnkit_native_0_turns_the_c_loop_off(monkeypatch, calls):
+    monkeypatch.setenv("RNNKIT_NATIVE", "0")
+    assert kernel_status() == "turned off by RNNKIT_NATIVE=0"
+    random_generator(TEXT, hidden=32).generate("the ", 20, random_seed=1)
+    assert calls == []
+
+
+@needs_compiler
+def test_c_loop_follows_new_weights():
+    gen = random_generator("abcdefgh ", hidden=32)
+    before = gen.generate("a", 30, greedy=True)
+    with torch.no_grad():
+        gen.model_.head.bias[gen.tokenizer_.word_index["h"]] += 100.0
+    assert gen.generate("a", 30, greedy=True) == "h" * 30 != before
+    assert kernel_status() == "ready"
