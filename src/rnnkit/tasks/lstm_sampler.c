@@ -71,29 +71,33 @@ typedef struct {
     int index;
 } Worker;
 
-/* Four dot products of length n sharing x: the four gate rows of one unit. 16 partial sums per
- * row let the compiler use full vector registers without reassociating a single sum. */
+/* Partial sums per row: 32 floats are 4 AVX registers per row, 16 for the four rows of dot4, so
+ * the compiler keeps them all in registers without reassociating one sum (measured: 16 partial
+ * sums 45 us per character, 32: 36 us, 64: 60 us, for the 2x256 model on 2 cores). */
+#define LANES 32
+
+/* Four dot products of length n sharing x: the four gate rows of one unit, added to out. */
 static void dot4(const float *w, const float *x, int n, float out[4]) {
-    float acc[4][16] = {{0}};
+    float acc[4][LANES] = {{0}};
     int k = 0;
-    for (; k + 16 <= n; k += 16)
+    for (; k + LANES <= n; k += LANES)
         for (int r = 0; r < 4; r++)
-            for (int j = 0; j < 16; j++) acc[r][j] += w[r * n + k + j] * x[k + j];
+            for (int j = 0; j < LANES; j++) acc[r][j] += w[r * n + k + j] * x[k + j];
     for (int r = 0; r < 4; r++) {
         float s = 0.0f;
-        for (int j = 0; j < 16; j++) s += acc[r][j];
+        for (int j = 0; j < LANES; j++) s += acc[r][j];
         for (int q = k; q < n; q++) s += w[r * n + q] * x[q];
         out[r] += s;
     }
 }
 
 static float dot(const float *w, const float *x, int n) {
-    float acc[16] = {0};
+    float acc[LANES] = {0};
     int k = 0;
-    for (; k + 16 <= n; k += 16)
-        for (int j = 0; j < 16; j++) acc[j] += w[k + j] * x[k + j];
+    for (; k + LANES <= n; k += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += w[k + j] * x[k + j];
     float s = 0.0f;
-    for (int j = 0; j < 16; j++) s += acc[j];
+    for (int j = 0; j < LANES; j++) s += acc[j];
     for (; k < n; k++) s += w[k] * x[k];
     return s;
 }
