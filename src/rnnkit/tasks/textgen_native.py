@@ -1,7 +1,7 @@
 """Batch-1 LSTM sampling in C (``lstm_sampler.c``), compiled on first use; the TorchScript loop otherwise.
 
-At batch 1 the TorchScript loop (:mod:`rnnkit.tasks.textgen_fast`) spends about as long in its
-interpreter, between ~45 small operations per character, as in the matrix products. The C loop
+At batch 1 the TorchScript loop (:mod:`rnnkit.tasks.textgen_fast`) spends a third of its time in its
+interpreter, between ~45 small operations per character. The C loop
 does a whole generation in one call, with a fixed share of the hidden units per thread (see the
 C file): about 1.5x the TorchScript loop's characters/s for a 2-layer LSTM-256 on 2 cores.
 
