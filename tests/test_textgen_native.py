@@ -129,3 +129,16 @@ def test_c_loop_follows_new_weights():
         gen.model_.head.bias[gen.tokenizer_.word_index["h"]] += 100.0
     assert gen.generate("a", 30, greedy=True) == "h" * 30 != before
     assert kernel_status() == "ready"
+
+
+@needs_compiler
+def test_an_unwritable_cache_is_reported_and_falls_back(tmp_path, monkeypatch, calls):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(textgen_native, "_loaded", {})
+    status = kernel_status()
+    assert status.startswith("building lstm_sampler.c failed: ") and str(blocker) in status
+    gen = random_generator(TEXT, hidden=32)
+    assert gen.generate("the ", 50, random_seed=4) == gen.generate("the ", 50, random_seed=4, fast=False)
+    assert calls == []

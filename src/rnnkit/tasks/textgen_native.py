@@ -86,15 +86,23 @@ def load_kernel():
     if shutil.which(compiler) is None:
         _loaded[key] = f"no C compiler: {compiler!r} is not on PATH (set CC to use another)"
         return _loaded[key]
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _loaded[key] = f"the C compiler {compiler!r} does not run: {e}"
+        return _loaded[key]
     digest = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, version, repr(FLAG_SETS),
                                        _cpu_id()]).encode()).hexdigest()[:16]
     target = directory / f"lstm_sampler-{digest}.so"
-    problem = None if target.exists() else _build(compiler, target)
+    try:
+        problem = None if target.exists() else _build(compiler, target)
+        if problem is None:
+            fn = ctypes.CDLL(str(target)).rnnkit_lstm_sample
+    except OSError as e:                 # the cache directory cannot be written, or the library not loaded
+        problem = f"{target}: {e}"
     if problem is not None:
         _loaded[key] = f"building {SOURCE.name} failed: {problem}"
         return _loaded[key]
-    fn = ctypes.CDLL(str(target)).rnnkit_lstm_sample
     fn.restype = ctypes.c_int
     p, i = ctypes.c_void_p, ctypes.c_int
     fn.argtypes = [i, i, i, p, p, p, p, p, p, p, p, p, p, i, i, i, i, p]
