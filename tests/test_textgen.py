@@ -80,6 +80,16 @@ def test_progress_bar_shows_chars_per_second_and_epoch_samples(capsys):
     assert "val_bits_per_char" in err
 
 
+def test_word_level_epoch_samples_put_a_space_after_the_seed(capsys):
+    text = " ".join(["red fox runs", "blue fox sleeps"] * 300)
+    TextGenerator(level="word", epochs=1, sample_seed_text="red fox", **{**TINY, "sample_length": 4}).fit(
+        text, progress=True)
+    err = capsys.readouterr().err
+    sample_lines = [ln for ln in err.splitlines() if ln.startswith("red fox")]
+    assert len(sample_lines) == 3                                     # one per temperature
+    assert all(len(ln.split(" ")) == 2 + 4 for ln in sample_lines)    # seed words, then 4 generated words
+
+
 def test_cosine_time_schedule_follows_the_clock():
     cfg = TrainConfig(lr=1.0, min_lr=0.0, schedule="cosine_time", max_minutes=10)
     assert lr_at(cfg, 5, None, time_fraction=0.0) == pytest.approx(1.0)

@@ -358,7 +358,8 @@ class TextGenerator:
             for temperature in SAMPLE_TEMPERATURES:
                 out = self.generate(self._sample_seed, length=cfg.sample_length, temperature=temperature,
                                     random_seed=cfg.seed + epoch, unknown="drop")
-                lines.append(f"----- epoch {epoch + 1}, temperature {temperature} -----\n{self._sample_seed}{out}")
+                lines.append(f"----- epoch {epoch + 1}, temperature {temperature} -----\n"
+                             f"{self.join_seed(self._sample_seed, out)}")
             # tqdm.write keeps the text clear of an active progress bar.
             from tqdm.auto import tqdm
             tqdm.write("\n".join(lines) + "\n", file=sys.stderr)
@@ -538,6 +539,11 @@ class TextGenerator:
                 tokens = self._plain_loop(model, logits, state, uniforms, processors, greedy, end)
         texts = [self._decode(row, end) for row in tokens.tolist()]
         return texts[0] if num_samples == 1 else texts
+
+    def join_seed(self, seed_text: str, generated: str) -> str:
+        """The seed followed by what was generated from it: a space between them at word level."""
+        joiner = " " if self.config.level == "word" and seed_text and generated else ""
+        return seed_text + joiner + generated
 
     def _decode(self, row: list[int], end: int) -> str:
         if end >= 0 and end in row:

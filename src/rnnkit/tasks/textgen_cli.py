@@ -120,11 +120,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     options = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "weights"}
     out = gen.generate(**options)
     samples = [out] if isinstance(out, str) else out
-    joiner = "" if gen.config.level == "char" else " "
     for i, text in enumerate(samples):
         if len(samples) > 1:
             print(f"----- sample {i + 1} -----")
-        print(cfg.seed_text + (joiner if cfg.seed_text and text else "") + text)
+        print(gen.join_seed(cfg.seed_text, text))
     return 0
 
 
