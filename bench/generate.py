@@ -96,12 +96,24 @@ def product_floor(gen: TextGenerator, rounds: int, steps: int = 2000) -> None:
             t0 = time.perf_counter()
             (addmv if name == "addmv" else mm)()
             row.append((time.perf_counter() - t0) / steps * 1e6)
+    # The same products for 64 samples (one step of the batched loop): matrix-matrix, arithmetic-bound.
+    batch = torch.randn(64, rnn.hidden_size)
+    t64 = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(steps // 10):
+            for w in cols:
+                torch.mm(batch, w)
+        t64.append((time.perf_counter() - t0) / (steps // 10) * 1e6)
+    macs = 64 * sum(w.numel() for w in rows)
     mb = sum(w.numel() for w in rows) * 4 / 2**20
     print(f"{len(rows)} products per character, {mb:.2f} MB of float32 weights, median of {rounds} rounds")
     print("| products per character | threads | µs | chars/s at most |\n|---|---:|---:|---:|")
     for (name, n), row in times.items():
         what = "`mv` on the (out, in) layout" if name == "addmv" else "`mm(h, W^T)` on the (in, out) layout"
         print(f"| {what} | {n} | {statistics.median(row):.1f} | {1e6 / statistics.median(row):,.0f} |")
+    print(f"\n64 samples, one step's products ({macs / 1e6:.1f} M multiply-adds), {torch.get_num_threads()} "
+          f"threads: {statistics.median(t64):.0f} µs")
 
 
 @contextlib.contextmanager
