@@ -522,13 +522,13 @@ class TextGenerator:
             uniforms = torch.rand(length, num_samples, generator=make_generator(random_seed))  # (L, N)
             if fast and model.rnn.fused_kind() is not None:
                 from rnnkit.tasks.textgen_fast import compiled_sampler
-                from rnnkit.tasks.textgen_native import load_kernel
+                from rnnkit.tasks.textgen_native import native_kernel
                 sampler, native = compiled_sampler(model)
                 states = _stack_states(state)
                 temperature = 1.0 if greedy else float(temperature)
-                kernel = load_kernel() if native is not None and num_samples == 1 and top_k is None \
-                    and top_p is None else None
-                if kernel is not None and not isinstance(kernel, str):
+                simple = native is not None and num_samples == 1 and top_k is None and top_p is None
+                kernel = native_kernel() if simple else None
+                if kernel is not None:
                     # One LSTM sample, temperature or greedy: the C loop (textgen_native.py).
                     tokens = native.run(kernel, logits, *states, uniforms, temperature, bool(greedy), int(end))
                 else:

@@ -110,6 +110,12 @@ def load_kernel():
     return fn
 
 
+def native_kernel():
+    """The C sampling function, or None when there is none (kernel_status says why)."""
+    found = load_kernel()
+    return None if isinstance(found, str) else found
+
+
 def kernel_status() -> str:
     """'ready', or why generation at batch 1 uses the TorchScript loop."""
     found = load_kernel()
