@@ -122,6 +122,13 @@ def kernel_status() -> str:
     return found if isinstance(found, str) else "ready"
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))          # Linux: the CPUs this process may run on
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 class NativeLSTMSampler:
     """The weights of a FastSampler (LSTM) laid out for the C loop: gate rows unit-major."""
 
@@ -142,9 +149,11 @@ class NativeLSTMSampler:
         self.head_w, self.head_b = fast.head_w, fast.head_b                                 # (V, H), (V,)
 
     def run(self, fn, logits: Tensor, h: Tensor, c: Tensor, uniforms: Tensor, temperature: float,
-            greedy: bool, end: int) -> Tensor:
+            greedy: bool, end: int, threads: Optional[int] = None) -> Tensor:
         """Tokens (1, L) as FastSampler.run gives them for one row: logits (1, V), h and c (L, 1, H),
-        uniforms (L, 1)."""
+        uniforms (L, 1). threads: torch's thread count by default, at most one per CPU this process
+        may use (the threads wait for each other at every layer: more threads than CPUs only waits
+        longer) and one per 16 hidden units."""
         scale = 1.0 if greedy else 1.0 / temperature
         head_w = (self.head_w * scale).contiguous()
         head_b = (self.head_b * scale).contiguous()
@@ -154,7 +163,8 @@ class NativeLSTMSampler:
         cs = c.reshape(-1).clone()
         u = uniforms.reshape(-1).contiguous()
         tokens = torch.zeros(u.numel(), dtype=torch.long)
-        threads = max(1, min(torch.get_num_threads(), self.hidden // 16))
+        if threads is None:
+            threads = max(1, min(torch.get_num_threads(), _usable_cpus(), self.hidden // 16))
         produced = fn(self.layers, self.hidden, self.vocab, self.table.data_ptr(), self.w_hh.data_ptr(),
                       self.w_ih.data_ptr(), self.b_in.data_ptr(), head_w.data_ptr(), head_b.data_ptr(),
                       first.data_ptr(), hs.data_ptr(), cs.data_ptr(), u.data_ptr(), u.numel(),
