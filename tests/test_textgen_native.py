@@ -78,15 +78,26 @@ def test_c_loop_splits_units_over_any_number_of_threads(threads):
 
 
 @needs_compiler
-def test_c_loop_stops_at_the_end_token(calls):
+def test_long_generations_run_in_chunks_that_carry_the_state(monkeypatch):
+    gen = random_generator(TEXT, layers=2, hidden=37)
+    whole = gen.generate("the ", 250, random_seed=8, temperature=0.9)
+    monkeypatch.setattr(textgen_native, "CHUNK", 64)                # 250 = 3 x 64 + 58
+    assert gen.generate("the ", 250, random_seed=8, temperature=0.9) == whole
+    assert whole == gen.generate("the ", 250, random_seed=8, temperature=0.9, fast=False)
+
+
+@needs_compiler
+def test_c_loop_stops_at_the_end_token(calls, monkeypatch):
     gen = random_generator("red\nblue\ngreen\n", hidden=32, end_token="\n")
     lengths = []
+    monkeypatch.setattr(textgen_native, "CHUNK", 16)                # also when the end comes in a later call
     for seed in range(6):
         fast = gen.generate("", 200, temperature=1.5, random_seed=seed)
         assert fast == gen.generate("", 200, temperature=1.5, random_seed=seed, fast=False)
         assert "\n" not in fast
         lengths.append(len(fast))
     assert len(calls) == 6 and min(lengths) < 200                     # at least one sample ended early
+    assert any(16 < n < 200 for n in lengths)                         # ... in a later call than the first
 
 
 def test_batches_top_k_top_p_and_other_cells_use_the_torchscript_loop(calls):

@@ -22,9 +22,14 @@
  *   w_ih   (L-1, 4H, H)     input weights of layers 1..L-1 (their input is the layer below's h)
  *   b_in   (L-1, 4H)        both biases of layers 1..L-1
  *   Gate rows are "unit-major": rows 4j..4j+3 are the i, f, o, g rows of hidden unit j.
- *   head_w (V, H), head_b (V,), first (V,): the head and the seed's logits, divided by the temperature.
- *   h      (2, L, H)        the state after the seed in h[0]; h[1] is scratch (the two take turns)
- *   c      (L, H)           the cell state after the seed; overwritten
+ *   head_w (V, H), head_b (V,): the head, divided by the temperature
+ *   scores (V,)             in: the logits for the first token (the seed's), divided by the temperature;
+ *                           out: the logits for the token after the last one generated
+ *   h      (2, L, H)        in: the state to start from in h[0]; out: the state after the last token
+ *                           in h[0] (h[1] is scratch: the two take turns)
+ *   c      (L, H)           the cell state, updated in place
+ * Scores and state come back so that a long generation can run as several calls (Python checks for
+ * Ctrl-C between them).
  */
 #include <math.h>
 #include <pthread.h>
@@ -56,7 +61,8 @@ static void barrier_wait(Barrier *b) {
 
 typedef struct {
     int layers, hidden, vocab, length, greedy, end, threads;
-    const float *table, *w_hh, *w_ih, *b_in, *head_w, *head_b, *first, *uniforms;
+    const float *table, *w_hh, *w_ih, *b_in, *head_w, *head_b, *uniforms;
+    float *scores;      /* (V,): the first token's logits in, the next token's out */
     float *h[2];        /* two (L, H) buffers: read the step's old state from one, write the new into the other */
     float *c;           /* (L, H): each unit's cell is read and written by its own thread only */
     float *logits;      /* (V,) */
@@ -137,7 +143,7 @@ static void *work(void *arg) {
     /* This thread's hidden units [u0, u1) and head rows [v0, v1). */
     const int u0 = H * me->index / j->threads, u1 = H * (me->index + 1) / j->threads;
     const int v0 = V * me->index / j->threads, v1 = V * (me->index + 1) / j->threads;
-    const float *logits = j->first;
+    const float *logits = j->scores;
     int old = 0;
     for (int t = 0; t < j->length; t++) {
         /* Every thread draws the same token from the same logits: no barrier needed for it. */
@@ -172,7 +178,11 @@ static void *work(void *arg) {
         logits = j->logits;
         old = 1 - old;
     }
-    if (me->index == 0) j->produced = j->length;
+    if (me->index == 0) {              /* every thread has passed the last barrier: nothing else writes */
+        j->produced = j->length;
+        if (j->length > 0) memcpy(j->scores, j->logits, sizeof(float) * V);
+        if (old == 1) memcpy(j->h[0], j->h[1], sizeof(float) * L * H);
+    }
     return NULL;
 }
 
@@ -180,11 +190,11 @@ static void *work(void *arg) {
  * came), or -1 when memory ran out. Runs on `threads` threads (fewer if some cannot start). */
 int rnnkit_lstm_sample(int layers, int hidden, int vocab, const float *table, const float *w_hh,
                        const float *w_ih, const float *b_in, const float *head_w, const float *head_b,
-                       const float *first, float *h, float *c, const float *uniforms, int length,
+                       float *scores, float *h, float *c, const float *uniforms, int length,
                        int greedy, int end, int threads, int64_t *tokens) {
     Job job = {.layers = layers, .hidden = hidden, .vocab = vocab, .length = length, .greedy = greedy,
                .end = end, .table = table, .w_hh = w_hh, .w_ih = w_ih, .b_in = b_in,
-               .head_w = head_w, .head_b = head_b, .first = first, .uniforms = uniforms,
+               .head_w = head_w, .head_b = head_b, .scores = scores, .uniforms = uniforms,
                .h = {h, h + (size_t)layers * hidden}, .c = c, .tokens = tokens, .produced = 0};
     job.logits = malloc(sizeof(float) * vocab);
     Worker *workers = malloc(sizeof(Worker) * threads);

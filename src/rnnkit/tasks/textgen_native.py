@@ -34,6 +34,7 @@ SOURCE = Path(__file__).with_name("lstm_sampler.c")
 # -march=native: this CPU's vector instructions (the library is cached per CPU). The second set is
 # tried when the compiler does not know -march=native.
 FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
+CHUNK = 2048                             # tokens per call of the C loop (Ctrl-C is seen between calls)
 _loaded: dict[str, object] = {}          # cache directory -> the C function, or the reason there is none
 
 
@@ -157,18 +158,23 @@ class NativeLSTMSampler:
         scale = 1.0 if greedy else 1.0 / temperature
         head_w = (self.head_w * scale).contiguous()
         head_b = (self.head_b * scale).contiguous()
-        first = (logits.reshape(-1) * scale).contiguous()
-        first[0] = -float("inf")                        # index 0 is padding: never chosen
+        scores = (logits.reshape(-1) * scale).contiguous()     # (V,): in, the first token's; out, the next's
+        scores[0] = -float("inf")                              # index 0 is padding: never chosen
         hs = torch.cat([h.reshape(-1), torch.zeros(self.layers * self.hidden)])     # (2, L, H): two turns
         cs = c.reshape(-1).clone()
         u = uniforms.reshape(-1).contiguous()
-        tokens = torch.zeros(u.numel(), dtype=torch.long)
+        tokens = torch.zeros(u.numel(), dtype=torch.long)     # after an end token: zeros (padding)
         if threads is None:
             threads = max(1, min(torch.get_num_threads(), _usable_cpus(), self.hidden // 16))
-        produced = fn(self.layers, self.hidden, self.vocab, self.table.data_ptr(), self.w_hh.data_ptr(),
-                      self.w_ih.data_ptr(), self.b_in.data_ptr(), head_w.data_ptr(), head_b.data_ptr(),
-                      first.data_ptr(), hs.data_ptr(), cs.data_ptr(), u.data_ptr(), u.numel(),
-                      int(greedy), int(end), threads, tokens.data_ptr())
-        if produced < 0:
-            raise MemoryError("the C sampling loop could not allocate its buffers")
-        return tokens.unsqueeze(0)                      # after an end token: zeros (padding), as run gives
+        # Calls of CHUNK tokens, carrying scores and state: Python sees Ctrl-C between them.
+        for start in range(0, u.numel(), CHUNK):
+            length = min(CHUNK, u.numel() - start)
+            produced = fn(self.layers, self.hidden, self.vocab, self.table.data_ptr(), self.w_hh.data_ptr(),
+                          self.w_ih.data_ptr(), self.b_in.data_ptr(), head_w.data_ptr(), head_b.data_ptr(),
+                          scores.data_ptr(), hs.data_ptr(), cs.data_ptr(), u[start:].data_ptr(), length,
+                          int(greedy), int(end), threads, tokens[start:].data_ptr())
+            if produced < 0:
+                raise MemoryError("the C sampling loop could not allocate its buffers")
+            if produced < length:                              # the end token came
+                break
+        return tokens.unsqueeze(0)
