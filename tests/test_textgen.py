@@ -120,6 +120,19 @@ def test_fast_path_gives_the_same_tokens_as_the_python_loop(cell, layers, option
         assert len(set(fast)) == 3                                    # the batch rows draw differently
 
 
+def test_fast_path_in_short_calls_gives_the_same_tokens(monkeypatch):
+    from rnnkit.tasks import textgen_fast
+    gen = random_generator("the quick brown fox jumps over the lazy dog.\n", cell="gru")
+    lines = random_generator("red\nblue\ngreen\n", end_token="\n")
+    whole = gen.generate("the ", 60, num_samples=3, random_seed=5, temperature=0.8)
+    ended = lines.generate("", 80, num_samples=6, random_seed=2, temperature=1.5)
+    monkeypatch.setattr(textgen_fast, "CHUNK", 7)                   # 60 = 8 x 7 + 4
+    assert gen.generate("the ", 60, num_samples=3, random_seed=5, temperature=0.8) == whole
+    assert lines.generate("", 80, num_samples=6, random_seed=2, temperature=1.5) == ended
+    assert ended == lines.generate("", 80, num_samples=6, random_seed=2, temperature=1.5, fast=False)
+    assert any(7 < len(s) < 80 for s in ended)                      # a row ended in a later call
+
+
 def test_samples_repeat_with_a_seed_and_vary_without():
     gen = random_generator("abcdefgh ")
     assert gen.generate("a", 40, random_seed=1) == gen.generate("a", 40, random_seed=1)

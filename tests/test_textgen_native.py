@@ -64,14 +64,14 @@ def test_c_loop_gives_the_same_tokens_as_the_python_loop(layers, hidden, options
 def test_c_loop_splits_units_over_any_number_of_threads(threads):
     # Called directly, so the thread count is not capped at this machine's CPUs: 37 hidden units and
     # a vocabulary of 36 split unevenly over 2, 3 and 5 threads.
-    from rnnkit.tasks.textgen_fast import compiled_sampler
+    from rnnkit.tasks.textgen_fast import compiled_sampler, sample
     gen = random_generator(TEXT, layers=2, hidden=37, seed=3)
     scripted, native = compiled_sampler(gen.model_)
     logits, state = gen.model_(torch.tensor([gen.encode_seed("the ")]))
     h, c = (torch.stack([st[k] for st in state]).contiguous() for k in (0, 1))   # (L, 1, H)
     uniforms = torch.rand(400, 1, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        want = scripted.run(logits[:, -1].contiguous(), [h, c], uniforms, 0.8, -1, 1.0, False, -1)
+        want = sample(scripted, logits[:, -1], [h, c], uniforms, 0.8, -1, 1.0, False, -1)
         got = native.run(textgen_native.native_kernel(), logits[:, -1], h, c, uniforms, 0.8, False, -1,
                          threads=threads)
     assert torch.equal(got, want)

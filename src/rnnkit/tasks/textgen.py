@@ -521,7 +521,7 @@ class TextGenerator:
             logits = logits.expand(num_samples, -1)
             uniforms = torch.rand(length, num_samples, generator=make_generator(random_seed))  # (L, N)
             if fast and model.rnn.fused_kind() is not None:
-                from rnnkit.tasks.textgen_fast import compiled_sampler
+                from rnnkit.tasks.textgen_fast import compiled_sampler, sample
                 from rnnkit.tasks.textgen_native import native_kernel
                 sampler, native = compiled_sampler(model)
                 states = _stack_states(state)
@@ -532,9 +532,9 @@ class TextGenerator:
                     # One LSTM sample, temperature or greedy: the C loop (textgen_native.py).
                     tokens = native.run(kernel, logits, *states, uniforms, temperature, bool(greedy), int(end))
                 else:
-                    tokens = sampler.run(logits.contiguous(), states, uniforms, temperature,
-                                         -1 if top_k is None else int(top_k), 1.0 if top_p is None else float(top_p),
-                                         bool(greedy), int(end))
+                    tokens = sample(sampler, logits, states, uniforms, temperature,
+                                    -1 if top_k is None else int(top_k), 1.0 if top_p is None else float(top_p),
+                                    bool(greedy), int(end))
             else:
                 tokens = self._plain_loop(model, logits, state, uniforms, processors, greedy, end)
         texts = [self._decode(row, end) for row in tokens.tolist()]

@@ -28,7 +28,7 @@ both loops give the same tokens for the same seed.
 from __future__ import annotations
 
 import warnings
-from typing import List
+from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -118,27 +118,23 @@ class FastSampler(nn.Module):
         return [h, c]
 
     @torch.jit.export
-    def run(self, logits: Tensor, states: List[Tensor], uniforms: Tensor, temperature: float, top_k: int,
-            top_p: float, greedy: bool, end: int) -> Tensor:
-        """Generate ``uniforms.shape[0]`` tokens for each of N rows.
+    def run(self, logits: Tensor, states: List[Tensor], done: Tensor, uniforms: Tensor, temperature: float,
+            top_k: int, top_p: float, greedy: bool, end: int) -> Tuple[Tensor, Tensor, List[Tensor], Tensor]:
+        """Generate ``uniforms.shape[0]`` tokens for each of N rows (one call of :func:`sample`).
 
-        logits (N, V): the scores for the first token (from reading the seed); states: [h] or [h, c],
-        each (layers, N, H); uniforms (L, N) in [0, 1). Returns tokens (N, L); after a row emits
-        ``end`` (when end >= 0) it emits padding (0).
+        logits (N, V): the scores for the first token, already divided by the temperature, padding
+        masked; states: [h] or [h, c], each (layers, N, H); done (N,): the rows that have emitted
+        ``end`` (when end >= 0): they emit padding (0); uniforms (L, N) in [0, 1).
+        Returns tokens (N, L), and the scores, states and done to go on from.
         """
         N, V = logits.shape[0], logits.shape[1]
         hs = list(states[0].unbind(0))                              # layers x (N, H)
         cs = list(states[1].unbind(0)) if self.kind == 3 else list(hs)   # unused unless LSTM
-        done = torch.zeros(N, dtype=torch.bool)
         padding = torch.zeros(N, dtype=torch.long)
         head_w, head_w_t, head_b = self.head_w, self.head_w_t, self.head_b
         if not greedy and temperature != 1.0:
             # Divide the head by the temperature once, rather than the logits at every step.
             head_w, head_w_t, head_b = head_w / temperature, head_w_t / temperature, head_b / temperature
-            logits = logits / temperature
-        first = logits.clone()
-        first[:, 0] = -float("inf")
-        logits = first
         out: List[Tensor] = []
         steps = uniforms.unsqueeze(2).unbind(0)                     # L x (N, 1)
         for t in range(uniforms.shape[0]):
@@ -162,7 +158,8 @@ class FastSampler(nn.Module):
         if result.shape[1] < uniforms.shape[0]:                     # every row ended early
             pad = torch.zeros(N, uniforms.shape[0] - result.shape[1], dtype=torch.long)
             result = torch.cat([result, pad], 1)
-        return result
+        new_states = [torch.stack(hs)] if self.kind != 3 else [torch.stack(hs), torch.stack(cs)]
+        return result, logits, new_states, done
 
     def _choose(self, logits: Tensor, u: Tensor, top_k: int, top_p: float, greedy: bool, V: int) -> Tensor:
         """The processors and the choice, as rnnkit.sampling computes them (same ops, same order), on
@@ -183,6 +180,29 @@ class FastSampler(nn.Module):
         cum = torch.cumsum(torch.softmax(logits, 1), 1)             # (N, V)
         target = u * cum.narrow(1, V - 1, 1)                        # (N, 1): u times the total mass
         return torch.searchsorted(cum, target, right=True).view(-1).clamp_max(V - 1)
+
+
+CHUNK = 2048      # tokens per call of the scripted loop: Python sees Ctrl-C between calls
+
+
+def sample(sampler, logits: Tensor, states: List[Tensor], uniforms: Tensor, temperature: float, top_k: int,
+           top_p: float, greedy: bool, end: int) -> Tensor:
+    """Tokens (N, L) from the scripted sampler, in calls of CHUNK tokens that carry the scores, the
+    state and the finished rows. logits (N, V) as the model gives them for the seed; uniforms (L, N)."""
+    if not greedy and temperature != 1.0:
+        logits = logits / temperature
+    logits = logits.clone()
+    logits[:, 0] = -float("inf")                                    # index 0 is padding: never chosen
+    N, L = logits.shape[0], uniforms.shape[0]
+    done = torch.zeros(N, dtype=torch.bool)
+    tokens = torch.zeros(N, L, dtype=torch.long)                    # after an end token: padding
+    for start in range(0, L, CHUNK):
+        part, logits, states, done = sampler.run(logits, states, done, uniforms[start:start + CHUNK],
+                                                 temperature, top_k, top_p, greedy, end)
+        tokens[:, start:start + part.shape[1]] = part
+        if end >= 0 and bool(done.all()):
+            break
+    return tokens
 
 
 def _weights_version(model: nn.Module) -> tuple:
