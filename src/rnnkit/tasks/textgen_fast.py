@@ -5,7 +5,8 @@ Generating at batch 1 is bound by per-step overhead, not arithmetic: a 2-layer L
 per character in Python and torch's dispatcher. This module removes that overhead:
 
 * the loop (recurrent steps, head, logits processors, choice of the token) is one
-  ``torch.jit.script`` method, so no Python runs between steps;
+  ``torch.jit.script`` method, so no Python runs between steps (:func:`sample` calls it for 2,048
+  tokens at a time, carrying the state, so that Ctrl-C is seen between calls);
 * every product is one ``addmv`` (batch 1) or ``addmm`` call on contiguous memory. At batch 1 the
   weights keep torch's (out, in) layout, which BLAS splits by rows over the threads: each core
   reads the same half of every matrix at every step, and that half stays in its L2 cache (the 3 MB
