@@ -10,9 +10,10 @@
  *   token = first v with cumsum(softmax(logits))[v] > u * total   (u: one pre-drawn uniform per token)
  *
  * Why C: at batch 1 the arithmetic is ~1 MFLOP per character, and what costs is everything around
- * it. Here one generation is one call; T threads each own a fixed block of hidden units (all four
- * gate rows of each unit are theirs, and the head's rows are split the same way), so every thread
- * reads the same slice of the weights at every step, and that slice stays in its core's L2 cache.
+ * it. Here one call generates many tokens (2,048 from Python); T threads each own a fixed block
+ * of hidden units (all four gate rows of each unit are theirs, and the head's rows are split the
+ * same way), so every thread reads the same slice of the weights at every step, and that slice
+ * stays in its core's L2 cache.
  * Threads meet at a barrier after each layer and after the head (three per character for two layers);
  * each then draws the same token from the same logits, so the choice needs no barrier of its own.
  *
