@@ -22,8 +22,8 @@ import time
 import numpy as np
 import torch
 
-from rnnkit.tasks.classify import ClassifyConfig, SequenceClassifier, classification_metrics
-from rnnkit.tasks.classify_data import Split, load_data
+from rnnkit.tasks.classify.task import ClassifyConfig, SequenceClassifier, classification_metrics
+from rnnkit.tasks.classify.data import Split, load_data
 
 RECURRENT = ("rnn", "gru", "lstm", "bilstm", "bigru", "cnn-lstm")
 
@@ -63,8 +63,8 @@ def compare_packing(rounds: int = 5) -> None:
     MaskedRNNStack (one RNN per direction). All three must give the same outputs at the valid steps."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from rnnkit.layers import RNN
-    from rnnkit.tasks.classify import MaskedRNNStack
+    from rnnkit.nn.layers import RNN
+    from rnnkit.tasks.classify.task import MaskedRNNStack
 
     torch.manual_seed(0)
     layer = RNN("gru", 100, 64, bidirectional=True)

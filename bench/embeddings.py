@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from rnnkit.tasks.embeddings import (Embeddings, evaluate_analogies, evaluate_similarity, load_analogies,
+from rnnkit.tasks.embeddings.task import (Embeddings, evaluate_analogies, evaluate_similarity, load_analogies,
                                      load_similarity)
 
 ANALOGY_ANCHOR, WS353_ANCHOR = 0.497, 0.503

@@ -29,8 +29,8 @@ import time
 
 import torch
 
-from rnnkit.tasks.textgen import LanguageModel, TextGenConfig, TextGenerator
-from rnnkit.tasks.textgen_native import kernel_status
+from rnnkit.tasks.textgen.task import LanguageModel, TextGenConfig, TextGenerator
+from rnnkit.generation.native import kernel_status
 from rnnkit.text import Tokenizer
 
 CHARS = "\n !&',-.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz3$[]|_()\"*"

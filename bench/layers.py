@@ -21,7 +21,7 @@ import time
 import torch
 from torch import nn
 
-from rnnkit.layers import RNN
+from rnnkit.nn.layers import RNN
 
 VOCAB, EMB, HID, LAYERS, SEQ, BATCH = 65, 64, 256, 2, 100, 64
 
@@ -58,7 +58,7 @@ class CharModel(nn.Module):
 
 
 def generic_loop(rnn: RNN) -> RNN:
-    rnn.variational_kernel = False                   # the generic loop instead of rnnkit.lstm_kernel
+    rnn.variational_kernel = False                   # the generic loop instead of rnnkit.nn.lstm_kernel
     return rnn
 
 

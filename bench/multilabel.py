@@ -1,6 +1,6 @@
 """Benchmark: does target replication (and do auxiliary outputs) help the multilabel LSTM?
 
-On SYNTHETIC clinical-like stays (rnnkit.tasks.multilabel.make_clinical: irregular sampling, missing
+On SYNTHETIC clinical-like stays (rnnkit.tasks.classify.multilabel.make_clinical: irregular sampling, missing
 values, 14 labels planted as temporal patterns), the same LSTM is trained with
   * final-step loss only (alpha 0),
   * target replication (alpha > 0: the loss at every step mixed with the final-step loss),
@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from rnnkit.tasks.multilabel import MultilabelConfig, SyntheticConfig, run_synthetic
+from rnnkit.tasks.classify.multilabel import MultilabelConfig, SyntheticConfig, run_synthetic
 
 METRICS = ("micro_auc", "macro_auc", "micro_f1", "macro_f1", "precision_at_10")
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from rnnkit import datasets
-from rnnkit.tasks.textgen import TextGenConfig, TextGenerator, load_corpus, stream_batches, stream_loss
+from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator, load_corpus, stream_batches, stream_loss
 from rnnkit.text import Tokenizer
 
 
@@ -120,8 +120,8 @@ def run_baseline(minutes: float, hidden: int, variant: str | None, eval_every_mi
 def throughput(hidden: int, rounds: int, steps: int, precisions: list[str]) -> None:
     """Training chars/s, interleaved: rnnkit's model + Trainer (as fit runs them) vs a raw nn.LSTM loop, in
     each precision (bf16: the forward under torch.autocast, bfloat16 on CPUs with AMX/AVX-512 BF16)."""
-    from rnnkit.tasks.textgen import LanguageModel
-    from rnnkit.train import TrainConfig, Trainer
+    from rnnkit.tasks.textgen.task import LanguageModel
+    from rnnkit.training.trainer import TrainConfig, Trainer
 
     V, B, T = 76, 64, 100
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rnnkit.cells import (CELLS, GRUCell, JordanCell, LSTMCell, PeepholeLSTMCell, SimpleRNNCell,
+from rnnkit.nn.cells import (CELLS, GRUCell, JordanCell, LSTMCell, PeepholeLSTMCell, SimpleRNNCell,
                           make_cell)
 
 

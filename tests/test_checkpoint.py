@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from rnnkit import __version__
-from rnnkit.checkpoint import (
+from rnnkit.runs.checkpoint import (
     RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, load_metadata, load_tree,
     load_weights, pack_tree, read_json, rng_states, save_tree, save_weights, set_rng_states,
     unpack_tree, write_json,

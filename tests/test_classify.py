@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from rnnkit.cli import main
-from rnnkit.layers import RNN
-from rnnkit.tasks.classify import (BowModel, ClassifyConfig, MaskedRNNStack, SequenceClassifier, SequenceNet,
+from rnnkit.nn.layers import RNN
+from rnnkit.tasks.classify.task import (BowModel, ClassifyConfig, MaskedRNNStack, SequenceClassifier, SequenceNet,
                                    classification_metrics, masked_pool)
-from rnnkit.tasks.classify_data import (load_data, read_long_csv, read_text_csv, read_ts, remove_duplicates,
+from rnnkit.tasks.classify.data import (load_data, read_long_csv, read_text_csv, read_ts, remove_duplicates,
                                         stratified_split)
 
 NEURAL = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm")
@@ -139,7 +139,7 @@ def test_bow_saved_without_pickle_predicts_like_sklearn(tmp_path):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from rnnkit.tasks.classify import BOW_TOKEN_PATTERN
+    from rnnkit.tasks.classify.task import BOW_TOKEN_PATTERN
 
     texts, y = sentiment_texts(80)
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, token_pattern=BOW_TOKEN_PATTERN)
@@ -157,7 +157,7 @@ def test_bow_multiclass_softmax_matches_sklearn():
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from rnnkit.tasks.classify import BOW_TOKEN_PATTERN
+    from rnnkit.tasks.classify.task import BOW_TOKEN_PATTERN
 
     texts = ["red apple", "green leaf", "blue sky", "red fire", "green grass", "blue sea"] * 3
     y = np.array(["r", "g", "b"] * 6)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rnnkit.cli import main
-from rnnkit.tasks.embeddings import (Embeddings, evaluate_analogies, evaluate_similarity, pca_2d, plot_words,
+from rnnkit.tasks.embeddings.task import (Embeddings, evaluate_analogies, evaluate_similarity, pca_2d, plot_words,
                                      rankdata, read_analogies, read_similarity_pairs, spearman)
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rnnkit.cli import main
-from rnnkit.tasks.forecast import Forecaster, compare, default_season
-from rnnkit.tasks.forecast_models import MODELS, ForecastNet, Naive, SeasonalNaive, seasonal_positions
+from rnnkit.tasks.forecast.task import Forecaster, compare, default_season
+from rnnkit.tasks.forecast.model import MODELS, ForecastNet, Naive, SeasonalNaive, seasonal_positions
 
 
 def write_csv(path, n=480, gap=None, nan_at=(), text_target=False, start="2022-05-01T00"):
@@ -144,7 +144,7 @@ def test_cli_resume_trains_on_and_keeps_the_best_epoch(tmp_path, capsys):
 
 
 def test_dataset_defaults_and_how_to_turn_them_off():
-    from rnnkit.tasks.forecast import ForecastConfig, resolved
+    from rnnkit.tasks.forecast.task import ForecastConfig, resolved
     nyc = resolved(ForecastConfig(dataset="nyc-weather"))
     assert nyc["filter"] == ["origin=JFK"] and nyc["angles"] == ["wind_dir"] and "pressure" in nyc["features"]
     assert resolved(ForecastConfig(dataset="nyc-weather", filter=["none"]))["filter"] == []
@@ -155,7 +155,7 @@ def test_dataset_defaults_and_how_to_turn_them_off():
 
 def test_compare_naive_row_is_zero_improvement(tmp_path):
     csv = write_csv(tmp_path / "s.csv")
-    from rnnkit.tasks.forecast import ForecastConfig
+    from rnnkit.tasks.forecast.task import ForecastConfig
     rows = compare(ForecastConfig(csv=str(csv), time_col="time", target=["y"], lookback=24, delay=6),
                    ["naive"])
     assert rows[0]["val_vs_naive_pct"] == 0.0 and rows[0]["best_epoch"] is None

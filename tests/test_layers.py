@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from rnnkit.layers import RNN, reverse_within_length
+from rnnkit.nn.layers import RNN, reverse_within_length
 
 B, T, I, H = 3, 7, 4, 5
 
@@ -287,7 +287,7 @@ def test_variational_lstm_kernel_computes_in_float32_under_bf16_autocast():
 
 
 def test_variational_lstm_kernel_gradcheck_float64():
-    from rnnkit.lstm_kernel import lstm_sequence
+    from rnnkit.nn.lstm_kernel import lstm_sequence
     torch.manual_seed(0)
     Tn, Bn, In, Hn = 4, 3, 3, 2
     f64 = dict(dtype=torch.float64, requires_grad=True)
@@ -299,7 +299,7 @@ def test_variational_lstm_kernel_gradcheck_float64():
 
 
 def test_variational_lstm_kernel_is_an_lstm_in_its_gate_order():
-    from rnnkit.lstm_kernel import gate_order, lstm_sequence
+    from rnnkit.nn.lstm_kernel import gate_order, lstm_sequence
     torch.manual_seed(0)
     cell = torch.nn.LSTMCell(3, 4)
     x, h, c = torch.randn(5, 2, 3), torch.randn(2, 4), torch.randn(2, 4)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnkit.cli import main
-from rnnkit.tasks.multilabel import (AUX_NAMES, LABEL_NAMES, MultilabelClassifier, MultilabelConfig, MultilabelNet,
+from rnnkit.tasks.classify.multilabel import (AUX_NAMES, LABEL_NAMES, MultilabelClassifier, MultilabelConfig, MultilabelNet,
                                      Stay, impute, last_step, make_clinical, multilabel_metrics, replicated_loss,
                                      resample)
 

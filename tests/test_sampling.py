@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.sampling import (LogitsProcessorList, Temperature, TopK, TopP, compose, greedy, make_generator,
+from rnnkit.generation.processors import (LogitsProcessorList, Temperature, TopK, TopP, compose, greedy, make_generator,
                              make_processors, reweight, sample)
 
 NEG = float("-inf")
@@ -238,7 +238,7 @@ def test_sample_shapes():
 # --- sample_uniform and beam_search -------------------------------------------------------------------------
 
 def test_sample_uniform_is_the_inverse_cdf():
-    from rnnkit.sampling import sample_uniform
+    from rnnkit.generation.processors import sample_uniform
 
     logits = torch.tensor([0.2, 0.3, 0.5]).log().expand(5, 3)
     u = torch.tensor([0.0, 0.1999, 0.2001, 0.49, 0.51])
@@ -250,14 +250,14 @@ def test_sample_uniform_is_the_inverse_cdf():
 
 
 def test_sample_uniform_checks_the_uniforms():
-    from rnnkit.sampling import sample_uniform
+    from rnnkit.generation.processors import sample_uniform
 
     with pytest.raises(ValueError, match=r"uniforms=<tensor of shape \(3,\)>: expected a tensor of shape \(2,\)"):
         sample_uniform(torch.zeros(2, 4), torch.zeros(3))
 
 
 def test_beam_search_finds_the_best_sequence_greedy_misses():
-    from rnnkit.sampling import beam_search
+    from rnnkit.generation.processors import beam_search
 
     # A hand-built Markov model: the state is the last token. From the start: a 0.5, b 0.4, c 0.1;
     # after a: a 0.34, b and c 0.33; after b: c 0.9. Best 2-token sequence: b c (0.36); greedy: a ?.

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from rnnkit.cli import main
-from rnnkit.tasks.textgen import (LanguageModel, TextGenConfig, TextGenerator, corpus_text, stream_batches,
+from rnnkit.tasks.textgen.task import (LanguageModel, TextGenConfig, TextGenerator, corpus_text, stream_batches,
                                   stream_loss)
 from rnnkit.text import Tokenizer
-from rnnkit.train import TrainConfig, Trainer, lr_at
+from rnnkit.training.trainer import TrainConfig, Trainer, lr_at
 
 TINY = dict(hidden_size=32, num_layers=1, embedding_size=8, seq_len=16, batch_size=8, max_minutes=1,
             sample_length=0, warmup_steps=0, lr=1e-2)
@@ -121,7 +121,7 @@ def test_fast_path_gives_the_same_tokens_as_the_python_loop(cell, layers, option
 
 
 def test_fast_path_in_short_calls_gives_the_same_tokens(monkeypatch):
-    from rnnkit.tasks import textgen_fast
+    from rnnkit.generation import fast as textgen_fast
     gen = random_generator("the quick brown fox jumps over the lazy dog.\n", cell="gru")
     lines = random_generator("red\nblue\ngreen\n", end_token="\n")
     whole = gen.generate("the ", 60, num_samples=3, random_seed=5, temperature=0.8)

@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from rnnkit.tasks import textgen_native
-from rnnkit.tasks.textgen_native import NativeLSTMSampler, kernel_status
+from rnnkit.generation import native as textgen_native
+from rnnkit.generation.native import NativeLSTMSampler, kernel_status
 from test_textgen import random_generator
 
 TEXT = "the quick brown fox jumps over the lazy dog.\nTHE END?\n"
@@ -64,7 +64,7 @@ def test_c_loop_gives_the_same_tokens_as_the_python_loop(layers, hidden, options
 def test_c_loop_splits_units_over_any_number_of_threads(threads):
     # Called directly, so the thread count is not capped at this machine's CPUs: 37 hidden units and
     # a vocabulary of 36 split unevenly over 2, 3 and 5 threads.
-    from rnnkit.tasks.textgen_fast import compiled_sampler, sample
+    from rnnkit.generation.fast import compiled_sampler, sample
     gen = random_generator(TEXT, layers=2, hidden=37, seed=3)
     scripted, native = compiled_sampler(gen.model_)
     logits, state = gen.model_(torch.tensor([gen.encode_seed("the ")]))

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnnkit.checkpoint import RunDir, read_json
-from rnnkit.train import TrainConfig, Trainer, detach_state, lr_at, seed_everything
+from rnnkit.runs.checkpoint import RunDir, read_json
+from rnnkit.training.trainer import TrainConfig, Trainer, detach_state, lr_at, seed_everything
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -224,7 +224,7 @@ def test_bf16_precision_runs_the_forward_in_bfloat16_and_keeps_weights_and_state
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
-    from rnnkit import train
+    from rnnkit.training import trainer as train
     monkeypatch.setattr(train, "fast_bf16", lambda device: True)
     assert train.resolve_precision("auto", torch.device("cpu")) == "bf16"
     monkeypatch.setattr(train, "fast_bf16", lambda device: False)
@@ -289,7 +289,7 @@ def test_no_host_sync_except_on_logging_steps(monkeypatch):
 
     def counting(real):
         def read(t):
-            if sys._getframe(1).f_code.co_filename.endswith("rnnkit/train.py"):
+            if sys._getframe(1).f_code.co_filename.endswith("rnnkit/training/trainer.py"):
                 calls.append(sys._getframe(1).f_code.co_name)
             return real(t)
         return read

@@ -1,9 +1,9 @@
-"""Series preparation and the vectorised window generator (rnnkit.tasks.series)."""
+"""Series preparation and the vectorised window generator (rnnkit.datasets.series)."""
 
 import numpy as np
 import pytest
 
-from rnnkit.tasks import series as S
+from rnnkit.datasets import series as S
 
 
 @pytest.mark.parametrize("shuffle", [False, True])

@@ -18,10 +18,10 @@ from rnnkit import __version__
 COMMAND_MODULES = [
     "rnnkit.datasets.commands",   # rnnkit data list|info|fetch
     "rnnkit.demo",                # rnnkit demo (a small character model, trained and sampled)
-    "rnnkit.tasks.embeddings_cli",  # rnnkit embed neighbors|analogy|eval|plot (pretrained word vectors)
-    "rnnkit.tasks.textgen_cli",   # rnnkit textgen train|sample|eval
-    "rnnkit.tasks.classify",      # rnnkit classify train|predict|eval|multilabel
-    "rnnkit.tasks.forecast",      # rnnkit forecast train|compare|predict
+    "rnnkit.tasks.embeddings.cli",  # rnnkit embed neighbors|analogy|eval|plot (pretrained word vectors)
+    "rnnkit.tasks.textgen.cli",   # rnnkit textgen train|sample|eval
+    "rnnkit.tasks.classify.task",      # rnnkit classify train|predict|eval|multilabel
+    "rnnkit.tasks.forecast.task",      # rnnkit forecast train|compare|predict
 ]
 
 

@@ -1,6 +1,6 @@
 """``rnnkit demo``: a small character-level Shakespeare model, trained for a few minutes and sampled.
 
-A thin wrapper over ``rnnkit textgen train`` (:class:`rnnkit.tasks.textgen.TextGenerator`) with a
+A thin wrapper over ``rnnkit textgen train`` (:class:`rnnkit.tasks.textgen.task.TextGenerator`) with a
 smaller model and a 5-minute budget, followed by samples at temperatures 0.2, 0.5 and 1.0: low
 temperatures repeat the likeliest phrases, high ones invent words. The whole stack is on this path:
 the dataset registry fetches the plays, the char Tokenizer maps characters to ids, the RNN layer runs
@@ -15,7 +15,7 @@ from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args, field
-from rnnkit.tasks.textgen import SAMPLE_TEMPERATURES, TextGenConfig, TextGenerator
+from rnnkit.tasks.textgen.task import SAMPLE_TEMPERATURES, TextGenConfig, TextGenerator
 
 
 @dataclass

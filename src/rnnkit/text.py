@@ -39,8 +39,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ._checks import check_choice, check_int, fail
-from .checkpoint import atomic_write_text
+from rnnkit._checks import check_choice, check_int, fail
+from rnnkit.runs.checkpoint import atomic_write_text
 
 __all__ = [
     "DEFAULT_FILTERS",

@@ -43,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rnnkit import _checks
-from rnnkit.checkpoint import RunDir, _short_list, atomic_write_bytes, rng_states, set_rng_states
+from rnnkit.runs.checkpoint import RunDir, _short_list, atomic_write_bytes, rng_states, set_rng_states
 from rnnkit.config import field
 
 

@@ -1,6 +1,6 @@
 """Batch-1 LSTM sampling in C (``lstm_sampler.c``), compiled on first use; the TorchScript loop otherwise.
 
-At batch 1 the TorchScript loop (:mod:`rnnkit.tasks.textgen_fast`) spends a third of its time in its
+At batch 1 the TorchScript loop (:mod:`rnnkit.generation.fast`) spends a third of its time in its
 interpreter, between ~45 small operations per character. The C loop runs 2,048 tokens per call
 with no Python between steps, with a fixed share of the hidden units per thread (see the C file):
 about 1.7x the TorchScript loop's characters/s for a 2-layer LSTM-256 on 2 cores.

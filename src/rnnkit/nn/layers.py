@@ -1,6 +1,6 @@
 """The recurrent layer: the loop over time, written once, and the dispatch to torch's fused kernels.
 
-:class:`RNN` runs any :mod:`rnnkit.cells` cell over a batch of sequences, with stacking,
+:class:`RNN` runs any :mod:`rnnkit.nn.cells` cell over a batch of sequences, with stacking,
 bidirectional merge modes, dropout, two kinds of recurrent dropout, variable lengths and stateful
 state carry for truncated backprop through time. Two paths compute the same function:
 
@@ -13,7 +13,7 @@ state carry for truncated backprop through time. Two paths compute the same func
 * the **loop path** precomputes the input projections of all steps in one matmul and then calls
   ``cell.step`` once per time step. It runs every cell and every option. One case of it has its own
   kernel: a plain LSTM with variational recurrent dropout on the CPU, without a mask, runs
-  :mod:`rnnkit.lstm_kernel` (the same numbers, with the backward pass written out; ~0.86x the fused
+  :mod:`rnnkit.nn.lstm_kernel` (the same numbers, with the backward pass written out; ~0.86x the fused
   kernel's speed against ~0.66x for the loop). ``RNN.variational_kernel = False`` turns it off.
 
 Tests check that the paths give the same outputs, final states and gradients for the same weights.
@@ -47,8 +47,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit._checks import check_choice, check_float, check_int, fail
-from rnnkit.cells import Cell, GRUCell, LSTMCell, SimpleRNNCell, State, make_cell
-from rnnkit.lstm_kernel import gate_order, lstm_sequence
+from rnnkit.nn.cells import Cell, GRUCell, LSTMCell, SimpleRNNCell, State, make_cell
+from rnnkit.nn.lstm_kernel import gate_order, lstm_sequence
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 RECURRENT_DROPOUT_MODES = ("variational", "weight_drop")
@@ -60,7 +60,7 @@ class RNN(nn.Module):
 
     Args:
         cell: a registered cell name ("rnn"/"elman", "jordan", "gru", "lstm", "peephole") or a
-            :class:`~rnnkit.cells.Cell` subclass.
+            :class:`~rnnkit.nn.cells.Cell` subclass.
         input_size, hidden_size: feature sizes of x_t and of the hidden layer.
         num_layers: stacked layers; layer k+1 reads layer k's (merged) output sequence.
         bidirectional: run a second cell from the end of each sequence to its start.
@@ -83,7 +83,7 @@ class RNN(nn.Module):
     outputs are 0).
     """
 
-    # Variational dropout on a plain LSTM (no masks, CPU) runs rnnkit.lstm_kernel, which computes the
+    # Variational dropout on a plain LSTM (no masks, CPU) runs rnnkit.nn.lstm_kernel, which computes the
     # generic loop's numbers faster; False forces the generic loop (the reference the tests use).
     variational_kernel: bool = True
 
@@ -223,7 +223,7 @@ class RNN(nn.Module):
 
     def _run_lstm_kernel(self, cell: LSTMCell, xs: Tensor, state: State, h_mask: Tensor,
                          reverse: bool) -> tuple[Tensor, State]:
-        """Variational dropout on an LSTM, without masks: :mod:`rnnkit.lstm_kernel` (same numbers, faster)."""
+        """Variational dropout on an LSTM, without masks: :mod:`rnnkit.nn.lstm_kernel` (same numbers, faster)."""
         order = gate_order(cell.hidden_size, xs.device)              # the kernel's gate order: i, f, o, g
         bias = None if cell.bias_ih is None else (cell.bias_ih + cell.bias_hh)[order]
         if reverse:

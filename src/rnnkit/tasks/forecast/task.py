@@ -7,11 +7,11 @@ monthly airline passengers) or on the user's CSV file::
     fc.metrics_["test_mae"]                  # MAE in the target's own units (°F here)
     fc.save("runs/jfk"); Forecaster.load("runs/jfk").predict()   # the next value(s) with their timestamps
 
-The path: :func:`~rnnkit.tasks.series.prepare_series` makes one regular series (station filter, resampling,
+The path: :func:`~rnnkit.datasets.series.prepare_series` makes one regular series (station filter, resampling,
 NaN interpolation, all reported); optional sin/cos time features are appended; the rows are split in time
-order (train, validation, test); a :class:`~rnnkit.tasks.series.Normalizer` is fitted on the training rows;
-windows are cut with the vectorised gather of :mod:`rnnkit.tasks.series`; the model (see
-:mod:`rnnkit.tasks.forecast_models`) is trained by the one Trainer on the mean absolute error, and the epoch
+order (train, validation, test); a :class:`~rnnkit.datasets.series.Normalizer` is fitted on the training rows;
+windows are cut with the vectorised gather of :mod:`rnnkit.datasets.series`; the model (see
+:mod:`rnnkit.tasks.forecast.model`) is trained by the one Trainer on the mean absolute error, and the epoch
 with the best validation MAE is kept.
 
 ``delay`` here counts from the last input row: with hourly data ``delay=24`` forecasts 24 hours after the
@@ -35,11 +35,11 @@ import torch
 from torch import nn
 
 from rnnkit import _checks
-from rnnkit.checkpoint import RunDir, atomic_write_text, load_weights, save_weights
+from rnnkit.runs.checkpoint import RunDir, atomic_write_text, load_weights, save_weights
 from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field, given_fields
-from rnnkit.tasks import series as S
-from rnnkit.tasks.forecast_models import BASELINES, MODELS, RECURRENT, build_model, seasonal_positions
-from rnnkit.train import TrainConfig, Trainer
+from rnnkit.datasets import series as S
+from rnnkit.tasks.forecast.model import BASELINES, MODELS, RECURRENT, build_model, seasonal_positions
+from rnnkit.training.trainer import TrainConfig, Trainer
 
 # What each named dataset needs to become a series (used when the config leaves a field empty).
 PRESETS = {
@@ -552,7 +552,7 @@ def _figure(width: float = 10, height: float = 4):
 
 
 def _save_png(fig, path: Path) -> None:
-    from rnnkit.checkpoint import atomic_write_bytes
+    from rnnkit.runs.checkpoint import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.tight_layout()

@@ -11,9 +11,9 @@ carrying the state, with a temperature that trades repetition (low) for inventio
     gen.save("runs/shakespeare"); TextGenerator.load("runs/shakespeare").evaluate(other_text)
 
 Three places hold the main path: :class:`LanguageModel` (embedding -> recurrent layer -> linear
-head), the shared :class:`~rnnkit.train.Trainer`, and generation (:meth:`TextGenerator.generate`,
-whose fast path lives in :mod:`rnnkit.tasks.textgen_fast`). ``rnnkit textgen train|sample|eval``
-(:mod:`rnnkit.tasks.textgen_cli`) is a thin layer over this class.
+head), the shared :class:`~rnnkit.training.trainer.Trainer`, and generation (:meth:`TextGenerator.generate`,
+whose fast path lives in :mod:`rnnkit.generation.fast`). ``rnnkit textgen train|sample|eval``
+(:mod:`rnnkit.tasks.textgen.cli`) is a thin layer over this class.
 
 Choices a user should know about:
 
@@ -39,12 +39,12 @@ import torch
 from torch import nn
 
 from rnnkit import _checks
-from rnnkit.checkpoint import RunDir, save_weights
+from rnnkit.runs.checkpoint import RunDir, save_weights
 from rnnkit.config import config_from_dict, field
-from rnnkit.layers import RNN
-from rnnkit.sampling import beam_search, make_generator, make_processors, sample_uniform
+from rnnkit.nn.layers import RNN
+from rnnkit.generation.processors import beam_search, make_generator, make_processors, sample_uniform
 from rnnkit.text import Tokenizer
-from rnnkit.train import PRECISIONS, TrainConfig, Trainer, pick_device
+from rnnkit.training.trainer import PRECISIONS, TrainConfig, Trainer, pick_device
 
 LEVELS = ("char", "word")
 CELLS = ("rnn", "gru", "lstm")
@@ -521,8 +521,8 @@ class TextGenerator:
             logits = logits.expand(num_samples, -1)
             uniforms = torch.rand(length, num_samples, generator=make_generator(random_seed))  # (L, N)
             if fast and model.rnn.fused_kind() is not None:
-                from rnnkit.tasks.textgen_fast import compiled_sampler, sample
-                from rnnkit.tasks.textgen_native import native_kernel
+                from rnnkit.generation.fast import compiled_sampler, sample
+                from rnnkit.generation.native import native_kernel
                 sampler, native = compiled_sampler(model)
                 states = _stack_states(state)
                 temperature = 1.0 if greedy else float(temperature)

@@ -15,7 +15,7 @@ Two halves:
 
 The window convention is the lecture's: for a row ``r`` the inputs are rows ``r - lookback, r - lookback
 + step, ..., r - step`` and the target is row ``r + delay``. So the target lies ``delay + step`` rows after
-the last input row. :class:`~rnnkit.tasks.forecast.Forecaster` counts its own ``delay`` from the last input
+the last input row. :class:`~rnnkit.tasks.forecast.task.Forecaster` counts its own ``delay`` from the last input
 row instead (``24`` means 24 steps after the last observation) and converts.
 """
 

@@ -5,7 +5,7 @@ Every cell has the same shape of interface::
     y_t, new_state = cell(x_t, state)      # x_t: (B, I); state: tuple of (B, S_k) tensors
 
 and declares ``state_size`` (one size per state tensor) and ``output_size``. The loop over time
-lives once, in :class:`rnnkit.layers.RNN`; a list of cells is a stack.
+lives once, in :class:`rnnkit.nn.layers.RNN`; a list of cells is a stack.
 
 For speed the step is split in two: ``project_input(x)`` computes the input half ``W x + b`` and
 works on any leading shape, so the layer can run it for ALL time steps in one large matmul;
@@ -57,7 +57,7 @@ def get_activation(name: str, arg: str = "activation") -> Callable[[Tensor], Ten
 
 class Cell(nn.Module):
     """Base class of all cells. Subclasses set ``state_size`` and ``output_size`` and implement
-    ``project_input`` and ``step``; a custom cell that does so works in :class:`rnnkit.layers.RNN`."""
+    ``project_input`` and ``step``; a custom cell that does so works in :class:`rnnkit.nn.layers.RNN`."""
 
     input_size: int
     hidden_size: int

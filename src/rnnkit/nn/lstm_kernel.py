@@ -1,7 +1,7 @@
 """A hand-written LSTM sequence kernel for variational recurrent dropout on the CPU.
 
 Variational recurrent dropout (one mask per sequence on ``h_{t-1}`` where it enters ``U h``) cannot
-use torch's fused LSTM kernel, so :class:`rnnkit.layers.RNN` would run its generic loop, which
+use torch's fused LSTM kernel, so :class:`rnnkit.nn.layers.RNN` would run its generic loop, which
 records every step's operations for autograd and replays them backwards. This kernel computes the
 same numbers with less work per step:
 

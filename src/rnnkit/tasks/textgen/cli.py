@@ -1,6 +1,6 @@
-"""``rnnkit textgen train|sample|eval``: a thin layer over :class:`rnnkit.tasks.textgen.TextGenerator`.
+"""``rnnkit textgen train|sample|eval``: a thin layer over :class:`rnnkit.tasks.textgen.task.TextGenerator`.
 
-The train flags are the fields of :class:`~rnnkit.tasks.textgen.TextGenConfig`, the sample flags the
+The train flags are the fields of :class:`~rnnkit.tasks.textgen.task.TextGenConfig`, the sample flags the
 fields of :class:`SampleConfig` (the arguments of ``TextGenerator.generate``).
 """
 
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from rnnkit import _checks
-from rnnkit.checkpoint import RunDir
+from rnnkit.runs.checkpoint import RunDir
 from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field, given_fields
-from rnnkit.tasks.textgen import TextGenConfig, TextGenerator, load_corpus
+from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator, load_corpus
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """``rnnkit embed neighbors|analogy|eval|plot``: pretrained word vectors from the command line.
 
-A thin layer over :mod:`rnnkit.tasks.embeddings`: each verb has a config dataclass whose fields are
+A thin layer over :mod:`rnnkit.tasks.embeddings.task`: each verb has a config dataclass whose fields are
 its flags, loads the vectors (``--embeddings glove-50d`` or a GloVe text file) and calls one function.
 
     rnnkit embed neighbors frog --top 10
@@ -19,7 +19,7 @@ from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args, field
-from rnnkit.tasks.embeddings import (ANALOGY_METHODS, Embeddings, evaluate_analogies, evaluate_similarity,
+from rnnkit.tasks.embeddings.task import (ANALOGY_METHODS, Embeddings, evaluate_analogies, evaluate_similarity,
                                      load_analogies, load_similarity, plot_words)
 
 
@@ -130,7 +130,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             print("  skipped: " + ", ".join(f"{a}/{b}" for a, b in res["skipped_pairs"][:10])
                   + (" ..." if res["skipped"] > 10 else ""))
     if cfg.report:
-        from rnnkit.checkpoint import atomic_write_json
+        from rnnkit.runs.checkpoint import atomic_write_json
         atomic_write_json(cfg.report, _json_safe(out))
         print(f"\nresults written to {cfg.report}", file=sys.stderr)
     return out

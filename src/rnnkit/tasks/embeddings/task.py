@@ -499,7 +499,7 @@ def plot_words(emb: Embeddings, words: list[str], path: str | os.PathLike, *, ti
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from rnnkit.checkpoint import atomic_write_bytes
+    from rnnkit.runs.checkpoint import atomic_write_bytes
 
     if not words:
         raise ValueError("words=[]: expected at least one word to plot")

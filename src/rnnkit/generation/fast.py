@@ -22,7 +22,7 @@ per character in Python and torch's dispatcher. This module removes that overhea
 It computes the same function as :meth:`TextGenerator._plain_loop` (the plain Python loop over
 the model), step for step: the same processors (temperature, top-k, top-p, written here again in
 TorchScript, with the same tie rules), and the same choice rule: one pre-drawn uniform number per
-token, inverse CDF over the softmax (:func:`rnnkit.sampling.sample_uniform`). The tests check that
+token, inverse CDF over the softmax (:func:`rnnkit.generation.processors.sample_uniform`). The tests check that
 both loops give the same tokens for the same seed.
 """
 
@@ -41,7 +41,7 @@ ROW_SPLIT_BATCH = 8
 
 
 class FastSampler(nn.Module):
-    """The weights of a :class:`~rnnkit.tasks.textgen.LanguageModel`, laid out for one-token steps."""
+    """The weights of a :class:`~rnnkit.tasks.textgen.task.LanguageModel`, laid out for one-token steps."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -163,7 +163,7 @@ class FastSampler(nn.Module):
         return result, logits, new_states, done
 
     def _choose(self, logits: Tensor, u: Tensor, top_k: int, top_p: float, greedy: bool, V: int) -> Tensor:
-        """The processors and the choice, as rnnkit.sampling computes them (same ops, same order), on
+        """The processors and the choice, as rnnkit.generation.processors computes them (same ops, same order), on
         logits already divided by the temperature."""
         if greedy:
             return torch.argmax(logits, 1)
@@ -220,7 +220,7 @@ def compiled_sampler(model: nn.Module):
         fast = FastSampler(model).eval()
         native = None
         if fast.kind == KINDS["lstm"] and fast.table.dtype == torch.float32:
-            from rnnkit.tasks.textgen_native import NativeLSTMSampler
+            from rnnkit.generation.native import NativeLSTMSampler
             native = NativeLSTMSampler(fast)
         with warnings.catch_warnings():
             # torch 2.13 marks torch.jit.script and freeze deprecated in favour of torch.compile, whose cold start

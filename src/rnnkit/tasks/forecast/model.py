@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit._checks import check_choice, fail
-from rnnkit.layers import RNN
+from rnnkit.nn.layers import RNN
 
 BASELINES = ("naive", "seasonal_naive")
 RECURRENT = ("gru", "gru_dropout", "stacked_gru", "bigru", "lstm", "conv1d_gru")

@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit import _checks
-from rnnkit.checkpoint import RunDir, load_weights, read_json, save_weights
+from rnnkit.runs.checkpoint import RunDir, load_weights, read_json, save_weights
 from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field
-from rnnkit.layers import RNN
-from rnnkit.train import TrainConfig, Trainer, seed_everything
+from rnnkit.nn.layers import RNN
+from rnnkit.training.trainer import TrainConfig, Trainer, seed_everything
 
 # name, baseline, per-patient spread, measurement noise, episode amplitude, trend amplitude, observations/hour
 CHANNELS = (

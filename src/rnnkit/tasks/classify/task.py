@@ -33,12 +33,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit import _checks
-from rnnkit.checkpoint import RunDir, atomic_write_bytes, load_weights, read_json, save_weights
+from rnnkit.runs.checkpoint import RunDir, atomic_write_bytes, load_weights, read_json, save_weights
 from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field
-from rnnkit.layers import RNN, reverse_within_length
-from rnnkit.tasks.classify_data import Split, load_data, small_sample
+from rnnkit.nn.layers import RNN, reverse_within_length
+from rnnkit.tasks.classify.data import Split, load_data, small_sample
 from rnnkit.text import Tokenizer
-from rnnkit.train import TrainConfig, Trainer, seed_everything
+from rnnkit.training.trainer import TrainConfig, Trainer, seed_everything
 
 MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm", "bow")
 POOLINGS = ("last", "max", "mean", "maxmean")
@@ -118,7 +118,7 @@ class MaskedRNNStack(nn.Module):
     exactness either: a forward recurrence is causal, so its outputs at valid steps never see the padding
     after them; the backward direction reads each sequence reversed *within its length* (the padding
     stays at the end), so it is causal over the reversed sequence too. Every layer is an
-    :class:`rnnkit.layers.RNN` (one direction each) and runs torch's fused kernel.
+    :class:`rnnkit.nn.layers.RNN` (one direction each) and runs torch's fused kernel.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool,
@@ -402,7 +402,7 @@ class SequenceClassifier:
         self._build_inputs(X, y)
         vectors = None
         if self.kind_ == "text" and cfg.embeddings:
-            from rnnkit.tasks.embeddings import Embeddings
+            from rnnkit.tasks.embeddings.task import Embeddings
 
             emb = Embeddings.load(cfg.embeddings)
             vectors, found, missing = emb.matrix(self.tokenizer_.word_index, self.tokenizer_.vocab_size,
@@ -685,7 +685,7 @@ def _read_predict_inputs(clf: SequenceClassifier, args) -> list:
         return texts
     if args.texts or not args.file:
         _checks.fail("texts", args.texts, "no texts for a series classifier; pass --file FILE (.ts or long CSV)")
-    from rnnkit.tasks.classify_data import read_series
+    from rnnkit.tasks.classify.data import read_series
 
     X, _ = read_series(args.file)
     return X
@@ -706,7 +706,7 @@ def cmd_predict(args) -> int:
 
 def cmd_eval(args) -> int:
     clf = SequenceClassifier.load(args.run)
-    from rnnkit.tasks.classify_data import drop_empty_texts, read_series, read_text_csv
+    from rnnkit.tasks.classify.data import drop_empty_texts, read_series, read_text_csv
 
     if clf.kind_ == "text":
         if not args.csv:
@@ -757,6 +757,6 @@ def add_commands(sub) -> None:
     ev.add_argument("--out", help="directory for eval_metrics.json and eval_confusion.png (default: RUN/eval)")
     ev.set_defaults(func=cmd_eval)
 
-    from rnnkit.tasks import multilabel
+    from rnnkit.tasks.classify import multilabel
 
     multilabel.add_commands(verbs)

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from ._checks import check_float, check_int, fail
+from rnnkit._checks import check_float, check_int, fail
 
 __all__ = [
     "reweight",
