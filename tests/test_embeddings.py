@@ -337,7 +337,7 @@ def test_cli_eval_dry_run_with_files_and_report(tmp_path, toy, capsys):
     ws.write_text("paris\tfrance\t8\ncat\tcats\t9\ndog\tunicorn\t3\nrome\tdogs\t1\n")
     report = tmp_path / "eval.json"
     assert main(["embed", "eval", "--embeddings", str(glove), "--analogies", str(q), "--similarity", str(ws),
-                 "--max-words", "11", "--report", str(report), "--dry-run", "true"]) == 0
+                 "--max-words", "11", "--report", str(report), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "2 of 6 questions skipped" in out
     assert "over 3 of 4 pairs; 1 skipped" in out
@@ -348,7 +348,7 @@ def test_cli_eval_dry_run_with_files_and_report(tmp_path, toy, capsys):
     many = tmp_path / "many.txt"
     many.write_text(": s\n" + "paris france rome italy\n" * 7)
     assert main(["embed", "eval", "--embeddings", str(glove), "--analogies", str(many), "--similarity", "none",
-                 "--report", str(report), "--dry-run", "true"]) == 0
+                 "--report", str(report), "--dry-run"]) == 0
     assert json.loads(report.read_text())["analogies"]["total"]["questions"] == 5
 
 

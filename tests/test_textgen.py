@@ -97,7 +97,7 @@ def test_cosine_time_schedule_follows_the_clock():
     assert lr_at(cfg, 5, None, time_fraction=1.2) == pytest.approx(0.0)
     # the steps end first: their progress (3/4) wins over the clock's (1/4)
     assert lr_at(cfg, 75, 100, time_fraction=0.25) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
-    with pytest.raises(ValueError, match="schedule='cosine_time': expected 'constant' or 'cosine' when max_minutes"):
+    with pytest.raises(ValueError, match="schedule='cosine_time': expected 'auto', 'constant' or 'cosine' when max_minutes"):
         TrainConfig(schedule="cosine_time")
 
 

@@ -44,112 +44,14 @@ from tqdm.auto import tqdm
 
 from rnnkit import _checks
 from rnnkit.runs.checkpoint import RunDir, _short_list, atomic_write_bytes, rng_states, set_rng_states
-from rnnkit.config import field
-
-
-SCHEDULES = ("constant", "cosine", "cosine_time")
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = field(10, "passes over the training data")
-    max_steps: Optional[int] = field(None, "stop after this many optimizer steps (None: no limit)")
-    max_minutes: Optional[float] = field(None, "training-time budget in minutes, counted over the whole run "
-                                               "(a resumed run gets what is left); training stops after the "
-                                               "current step with a checkpoint (None: no limit)")
-    lr: float = field(1e-3, "peak learning rate")
-    optimizer: str = field("adam", "optimizer", choices=("adam", "adamw", "rmsprop", "sgd"))
-    weight_decay: float = field(0.0, "L2 penalty (adam, rmsprop, sgd) or decoupled weight decay (adamw)")
-    momentum: float = field(0.9, "momentum of the sgd optimizer")
-    schedule: str = field("constant", "learning-rate schedule after warmup; cosine_time decays over the "
-                                      "max_minutes budget (or the steps, whichever ends first)",
-                          choices=SCHEDULES)
-    warmup_steps: int = field(0, "steps of linear warmup from 0 to lr")
-    min_lr: float = field(0.0, "learning rate at the end of the cosine schedule")
-    clip_grad_norm: Optional[float] = field(1.0, "clip the global gradient norm to this (None: no clipping)")
-    early_stop_patience: Optional[int] = field(None, "stop after this many epochs without improvement of "
-                                                     "monitor (None: never)")
-    monitor: str = field("val_loss", "metric that picks the best checkpoint and drives early stopping "
-                                     "(lower is better; train_loss when there is no evaluation)")
-    log_every: int = field(50, "steps between loss read-backs, progress updates and metrics records")
-    seed: int = field(0, "seed for python, numpy and torch at the start of training")
-    device: str = field("auto", "where to train: auto picks cuda when available",
-                        choices=("auto", "cpu", "cuda"))
-    precision: str = field("fp32", "arithmetic of the forward pass: fp32, bf16 (mixed precision: bfloat16 "
-                                   "matrix products, float32 weights, optimizer and loss), or auto (bf16 "
-                                   "where the hardware runs it fast, else fp32)", choices=PRECISIONS)
-    ema_decay: Optional[float] = field(None, "keep an exponential moving average of the weights with this decay "
-                                             "per step (e.g. 0.999): evaluation, checkpoints and the model after "
-                                             "training use the averaged weights (None: off)")
-
-    def __post_init__(self) -> None:
-        _checks.check_int("epochs", self.epochs, min=0)
-        _checks.check_int("max_steps", self.max_steps, min=1, allow_none=True)
-        _checks.check_float("max_minutes", self.max_minutes, min=0, min_open=True, allow_none=True)
-        _checks.check_float("lr", self.lr, min=0, min_open=True)
-        _checks.check_choice("optimizer", self.optimizer, ("adam", "adamw", "rmsprop", "sgd"))
-        _checks.check_float("weight_decay", self.weight_decay, min=0)
-        _checks.check_float("momentum", self.momentum, min=0, max=1, max_open=True)
-        _checks.check_choice("schedule", self.schedule, SCHEDULES)
-        if self.schedule == "cosine_time" and self.max_minutes is None:
-            _checks.fail("schedule", self.schedule, "'constant' or 'cosine' when max_minutes is None "
-                         "('cosine_time' decays over the max_minutes budget)")
-        _checks.check_int("warmup_steps", self.warmup_steps, min=0)
-        _checks.check_float("min_lr", self.min_lr, min=0, max=self.lr)
-        _checks.check_float("clip_grad_norm", self.clip_grad_norm, min=0, min_open=True, allow_none=True)
-        _checks.check_int("early_stop_patience", self.early_stop_patience, min=1, allow_none=True)
-        if not isinstance(self.monitor, str) or not self.monitor:
-            _checks.fail("monitor", self.monitor, "a metric name such as 'val_loss'")
-        _checks.check_int("log_every", self.log_every, min=1)
-        _checks.check_int("seed", self.seed)
-        _checks.check_choice("device", self.device, ("auto", "cpu", "cuda"))
-        _checks.check_choice("precision", self.precision, PRECISIONS)
-        _checks.check_float("ema_decay", self.ema_decay, min=0, max=1, min_open=True, max_open=True,
-                            allow_none=True)
+from rnnkit.report.plots import plot_history
+from rnnkit.training.config import PRECISIONS, TrainConfig
+from rnnkit.training.schedules import lr_at, make_optimizer
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Small pieces the Trainer is built from (each usable and testable on its own)
 # ---------------------------------------------------------------------------------------------------------
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    lr, wd = config.lr, config.weight_decay
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
-    return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
-
-
-def lr_at(config: TrainConfig, step: int, total_steps: int | None = None,
-          time_fraction: float | None = None) -> float:
-    """The learning rate for optimizer step ``step`` (0-based).
-
-    Warmup rises linearly, reaching ``lr`` at step ``warmup_steps - 1``; the cosine schedule then falls
-    from ``lr`` to ``min_lr`` at step ``total_steps``. ``cosine_time`` falls over the time budget
-    instead: ``time_fraction`` is the part of ``max_minutes`` used so far; when ``total_steps`` is known
-    too, whichever is further along sets the progress, so the rate reaches ``min_lr`` at the end of the
-    run whether the clock or the epochs end it.
-    """
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    if config.schedule == "constant":
-        return config.lr
-    progress = None
-    if total_steps is not None:
-        progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
-    if config.schedule == "cosine_time" and time_fraction is not None:
-        progress = time_fraction if progress is None else max(progress, time_fraction)
-    if progress is None:
-        raise ValueError("schedule='cosine': expected a known number of steps: let train_batches(epoch) "
-                         "return a sized iterable (a list or a DataLoader) or set max_steps")
-    progress = min(1.0, progress)
-    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * progress))
-
 
 def seed_everything(seed: int) -> None:
     """Seed python's ``random``, numpy's global generator and torch (CPU and every CUDA device)."""
@@ -277,6 +179,11 @@ class Trainer:
         # weights.
         self._average: dict[str, torch.Tensor] | None = self._copy_weights() if self.config.ema_decay else None
         self._swapped = False
+        # Best-epoch restore (config.restore_best): a copy of the weights of the best epoch so far, whether the
+        # model holds them now, and the last weights put aside while it does (a later fit goes on from them).
+        self._best_weights: dict[str, torch.Tensor] | None = None
+        self._holds_best = False
+        self._last_weights: dict[str, torch.Tensor] | None = None
 
         self.lr = self.config.lr
         self.grad_norm: torch.Tensor | None = None
@@ -325,6 +232,9 @@ class Trainer:
         # The budget covers the whole run: time spent before a resume counts (self.train_seconds).
         self._deadline = (self._start + 60 * cfg.max_minutes - self.train_seconds) if cfg.max_minutes else None
         self._window_start = self._start
+        if self._last_weights is not None:
+            self.model.load_state_dict(self._last_weights)   # go on from the last weights, not the best
+            self._last_weights = None
         if self._swapped:
             self._swap_average()            # train on from the trained weights, not from the average
         self.model.train()
@@ -357,7 +267,23 @@ class Trainer:
             self.train_seconds, self._start = self.elapsed(), None
             if self._average is not None and not self._swapped:
                 self._swap_average()        # the model leaves fit holding the averaged weights
+        if cfg.restore_best:
+            self._restore_best()
         return self
+
+    def _restore_best(self) -> None:
+        """Put the best epoch's weights in the model (the last ones are kept for a later fit call)."""
+        if self.best_epoch is None or self._holds_best:
+            return
+        best = self._best_weights
+        if best is None and self.run_dir is not None and self.run_dir.best_path.is_file():
+            best = self.run_dir.load_weights(best=True)       # a resumed run: the best epoch was before it
+        if best is None:
+            return
+        self._last_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        device = next(iter(self._last_weights.values())).device if self._last_weights else self.device
+        self.model.load_state_dict({k: v.to(device) for k, v in best.items()}, strict=False)
+        self._holds_best = True
 
     def _run_epoch(self, get_batches, compute_loss, evaluate, on_epoch_end) -> None:
         cfg = self.config
@@ -487,6 +413,9 @@ class Trainer:
         improved = math.isfinite(value) and (self.best is None or value < self.best)
         if improved:
             self.best, self.best_epoch = value, epoch
+            if cfg.restore_best:
+                self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self._holds_best = improved
         if not partial:
             # A budget stop in mid-epoch evaluates too, but only whole epochs count towards patience.
             self.bad_epochs = 0 if improved else self.bad_epochs + 1
@@ -613,6 +542,7 @@ class Trainer:
         if self.run_dir is None:
             _checks.fail("run_dir", None, "a run directory to resume from")
         state = self.run_dir.load_checkpoint(self.model, self.optimizer)
+        self._best_weights, self._holds_best, self._last_weights = None, False, None
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
         self._carried = to_device(state["carried_state"], self.device)
@@ -659,37 +589,3 @@ def _total_steps(config: TrainConfig, per_epoch: int | None) -> int | None:
     if per_epoch is not None:
         candidates.append(config.epochs * per_epoch)
     return min(candidates) if candidates else None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The loss curve
-# ---------------------------------------------------------------------------------------------------------
-
-def plot_history(history: list[dict[str, Any]], path) -> None:
-    """Draw training loss (per log) and epoch losses against the step, as a PNG written atomically."""
-    # The figure is built without pyplot, on an Agg canvas: no global backend switch, no GUI.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    logs = [r for r in history if r.get("event") == "train"]
-    epochs = [r for r in history if r.get("event") == "epoch"]
-    if logs:
-        ax.plot([r["step"] for r in logs], [r["loss"] for r in logs], lw=1, alpha=0.6, label="train (logged)")
-    loss_keys = [k for k in (epochs[-1] if epochs else {}) if k.endswith("loss")]
-    for key in loss_keys:
-        points = [(r["step"], r[key]) for r in epochs if key in r]
-        ax.plot(*zip(*points), marker="o", label=f"{key} (epoch)")
-    for r in epochs:
-        ax.axvline(r["step"], color="0.85", lw=0.8, zorder=0)  # epoch boundaries
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(True, alpha=0.3)
-    if logs or epochs:
-        ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())

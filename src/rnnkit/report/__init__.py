@@ -1,0 +1,1 @@
+"""Reports written once for every task: figures (plots.py) and metrics (metrics.py)."""
