@@ -267,8 +267,8 @@ def test_read_config_of_missing_or_incomplete_run_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"run: not a complete rnnkit run directory: missing "
                                                 r"config\.json \(it holds: model\.safetensors\)"):
         run.read_config()
-    write_json(run.config_path, {"task": "classify"})
-    with pytest.raises(ValueError, match=r"config\.json: incomplete config: missing model \(it has: task\)"):
+    write_json(run.config_path, {"format_version": 2})
+    with pytest.raises(ValueError, match=r"config\.json: incomplete config: missing task \(it has: format_version\)"):
         run.read_config()
     run.config_path.write_text("[1, 2")
     with pytest.raises(ValueError, match=r"config\.json: not valid JSON: .* at line 1, column 6"):

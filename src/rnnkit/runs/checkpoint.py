@@ -56,7 +56,7 @@ METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
 
 # Keys a config.json must have for a run directory to load.
-REQUIRED_CONFIG_KEYS = ("task", "model")
+REQUIRED_CONFIG_KEYS = ("task",)
 
 
 # ---------------------------------------------------------------------------------------------------------
