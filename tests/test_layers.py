@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+from rnnkit.nn.cells import Cell
 from rnnkit.nn.layers import RNN, reverse_within_length
 
 B, T, I, H = 3, 7, 4, 5
@@ -424,3 +425,72 @@ def test_layer_gradcheck_float64_with_lengths(fused):
     layer = RNN("gru", 3, 4, bidirectional=True, fused=fused).double()
     x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: layer(x, lengths=torch.tensor([5, 2])), (x,))
+
+
+# -- the two hooks for cells to come: a whole-sequence scan, and a context at every step -------------
+
+class AdditiveCell(Cell):
+    """h_t = h_{t-1} + W x_t: linear in the state, so the whole sequence is a cumulative sum."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self._init_weights(input_size, hidden_size, bias=True)
+        self.scans = 0
+
+    def step(self, xp, state, h_mask=None, weight_hh=None):
+        h = state[0] + xp
+        return h, (h,)
+
+    def scan(self, xp, state, mask):                                # xp (T, B, H)
+        self.scans += 1
+        if mask is not None:
+            xp = xp * mask.unsqueeze(-1)                            # a padded step adds nothing ...
+        hs = state[0].unsqueeze(0) + xp.cumsum(0)                   # (T, B, H)
+        out = hs if mask is None else hs * mask.unsqueeze(-1)       # ... and outputs zeros
+        return out, (hs[-1],)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("lengths", [None, [5, 3, 1]])
+def test_a_cell_with_scan_runs_it_and_matches_the_loop(bidirectional, lengths):
+    torch.manual_seed(0)
+    rnn = RNN(AdditiveCell, input_size=4, hidden_size=3, num_layers=2, bidirectional=bidirectional,
+              return_state=True)
+    x = torch.randn(3, 5, 4)
+    out, finals = rnn(x, lengths=lengths)
+    assert all(c.scans == 1 for c in rnn.cells)                    # one scan per cell, no loop
+    for c in rnn.cells:
+        c.scan = None                                               # the same cells through the loop
+    ref, ref_finals = rnn(x, lengths=lengths)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(finals, ref_finals):
+        torch.testing.assert_close(a[0], b[0])
+
+
+class ContextCell(Cell):
+    """A toy attention-style cell: h_t = tanh(W x_t + U h_{t-1} + mean over the context's positions)."""
+
+    takes_context = True
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self._init_weights(input_size, hidden_size, bias=True)
+
+    def step(self, xp, state, h_mask=None, weight_hh=None, context=None):
+        h = torch.tanh(xp + self.recurrent(state[0]) + context.mean(1))   # context (B, S, H)
+        return h, (h,)
+
+
+def test_a_context_reaches_every_step_of_a_cell_that_takes_one():
+    torch.manual_seed(0)
+    rnn = RNN(ContextCell, input_size=2, hidden_size=3)
+    x, memory = torch.randn(4, 6, 2), torch.randn(4, 7, 3)        # memory: (B, S, H), e.g. encoder outputs
+    out = rnn(x, context=memory)
+    cell, h = rnn.cells[0], torch.zeros(4, 3)
+    for t in range(6):                                              # the same by hand
+        h = torch.tanh(cell.project_input(x[:, t]) + cell.recurrent(h) + memory.mean(1))
+        torch.testing.assert_close(out[:, t], h)
+    torch.testing.assert_close(cell(x[:, 0], context=memory)[0], out[:, 0])
+    with pytest.raises(ValueError, match=r"context='Tensor': expected cells that take a context "
+                                         r"\(takes_context=True\); LSTMCell does not"):
+        RNN("lstm", input_size=2, hidden_size=3)(x, context=memory)

@@ -78,6 +78,7 @@ def params_of(model):
 
 
 def assert_same_params(a, b):
+    assert len(a) == len(b), f"{len(a)} tensors against {len(b)}"
     for x, y in zip(a, b):
         assert torch.equal(x, y), (x - y).abs().max()
 
@@ -532,3 +533,44 @@ def test_turning_weight_averaging_on_or_off_at_resume(tmp_path):
     assert_same_params(params_of(off.model), trained_two)
     with off.averaged_weights() as model:            # nothing to swap without averaging
         assert_same_params(params_of(model), trained_two)
+
+
+# -- best-epoch restore ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("with_run_dir", [False, True])
+def test_restore_best_leaves_the_best_epoch_in_the_model_and_trains_on_from_the_last(tmp_path, with_run_dir):
+    train_batches, compute_loss, _ = regression_problem()
+    values = iter([3.0, 1.0, 2.0, 2.5, 9.0, 9.0])       # the best epoch is epoch 1 of 4
+    snapshots = {}
+    trainer = Trainer(mlp(), TrainConfig(epochs=4), tmp_path if with_run_dir else None, progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)},
+                on_epoch_end=lambda t, epoch, metrics: snapshots.setdefault(epoch, params_of(t.model)))
+    assert trainer.best_epoch == 1
+    assert_same_params(params_of(trainer.model), snapshots[1])
+    # A second fit goes on from the LAST weights (epoch 3), not from the restored best.
+    trainer.config.epochs = 5
+    seen = []
+    trainer.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)},
+                on_epoch_end=lambda t, epoch, metrics: seen.append(epoch))
+    assert seen == [4]
+    assert_same_params(params_of(trainer.model), snapshots[1])        # 9.0 did not beat 1.0
+
+    kept = Trainer(mlp(), TrainConfig(epochs=4, restore_best=False), progress=False)
+    values = iter([3.0, 1.0, 2.0, 2.5])
+    last = {}
+    kept.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)},
+             on_epoch_end=lambda t, epoch, metrics: last.update({epoch: params_of(t.model)}))
+    assert_same_params(params_of(kept.model), last[3])
+
+
+def test_restore_best_after_resume_reads_the_best_file(tmp_path):
+    train_batches, compute_loss, _ = regression_problem()
+    values = iter([3.0, 1.0, 2.0, 2.5])
+    snapshots = {}
+    first = Trainer(mlp(), TrainConfig(epochs=2), tmp_path, progress=False)
+    first.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)},
+              on_epoch_end=lambda t, epoch, metrics: snapshots.setdefault(epoch, params_of(t.model)))
+    second = Trainer(mlp(seed=1), TrainConfig(epochs=4), tmp_path, progress=False)
+    second.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)}, resume=True)
+    assert second.best_epoch == 1 and second.epoch == 4
+    assert_same_params(params_of(second.model), snapshots[1])

@@ -19,6 +19,18 @@ cell and torch's fused kernels.
 
 ``h_mask`` is the optional variational recurrent-dropout mask (B, H): it multiplies the previous
 state where it enters the recurrent matmul ``U h_{t-1}``, and nowhere else (Gal & Ghahramani 2016).
+
+Two optional hooks for cells to come, both used by the layer when a cell has them:
+
+* ``takes_context = True``: ``step(xp_t, state, h_mask, weight_hh, context=...)`` also receives
+  whatever the caller passed as ``RNN(...)(x, context=...)``, the same object at every step: an
+  attention decoder gets the encoder's outputs (B, S, E) this way and computes its own weights from
+  its state, so the one time loop runs it too.
+* ``scan(xp, state, mask)``: the whole sequence at once, for cells whose recurrence is linear in the
+  state and so runs as a parallel scan (minGRU, minLSTM). ``xp`` is ``project_input`` of all steps
+  (T, B, G*H), ``mask`` (T, B) or None (a padded step keeps the state and outputs zeros, as in the
+  loop); it returns ``(outputs (T, B, O), final state)``. The layer calls it instead of the loop
+  whenever no variational recurrent dropout is active.
 """
 
 from __future__ import annotations
@@ -64,6 +76,8 @@ class Cell(nn.Module):
     state_size: tuple[int, ...]   # size of each state tensor, e.g. (H, H) for LSTM's (h, c)
     output_size: int              # size of y_t
     gates: int = 1                # rows of weight_ih = gates * hidden_size
+    takes_context: bool = False   # step() takes a context= (attention decoders); see the module doc
+    scan = None                   # optional scan(xp, state, mask) over a whole sequence; see the module doc
 
     def _init_weights(self, input_size: int, hidden_size: int, bias: bool, rec_size: int | None = None) -> None:
         check_int("input_size", input_size, min=1)
@@ -111,10 +125,12 @@ class Cell(nn.Module):
              weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
         raise NotImplementedError  # abstract: each cell defines its step
 
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def forward(self, x: Tensor, state: State | None = None, context=None) -> tuple[Tensor, State]:
         """One time step: x (B, I), state tuple of (B, S) -> (y (B, O), new state)."""
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
+        if context is not None:
+            return self.step(self.project_input(x), tuple(state), context=context)
         return self.step(self.project_input(x), tuple(state))
 
     def extra_repr(self) -> str:

@@ -17,6 +17,9 @@ state carry for truncated backprop through time. Two paths compute the same func
   kernel's speed against ~0.66x for the loop). ``RNN.variational_kernel = False`` turns it off.
 
 Tests check that the paths give the same outputs, final states and gradients for the same weights.
+A cell with a whole-sequence ``scan`` (see :mod:`rnnkit.nn.cells`) runs that instead of the loop, and
+``forward(..., context=...)`` hands a context (e.g. an encoder's outputs) to every step of cells that
+take one (attention decoders).
 
 Recurrent dropout, two ways (``recurrent_dropout_mode``):
 
@@ -147,7 +150,7 @@ class RNN(nn.Module):
     # forward
 
     def forward(self, x: Tensor, initial_state: Sequence[State] | State | None = None,
-                lengths: Tensor | Sequence[int] | None = None, mask: Tensor | None = None):
+                lengths: Tensor | Sequence[int] | None = None, mask: Tensor | None = None, context=None):
         if x.dim() != 3:
             fail("x", tuple(x.shape), "a 3-D tensor (B, T, I)" if self.batch_first else "a 3-D tensor (T, B, I)")
         xs = x.transpose(0, 1) if self.batch_first else x          # (T, B, I): time-major inside
@@ -158,7 +161,12 @@ class RNN(nn.Module):
         side = _padding_side(mask)
         states = self._initial_states(initial_state, B, xs)
 
-        reason = self._fused_reason(side)
+        if context is not None:
+            lacking = [type(c).__name__ for c in self.cells if not c.takes_context]
+            if lacking:
+                fail("context", type(context).__name__, f"cells that take a context (takes_context=True); "
+                     f"{lacking[0]} does not")
+        reason = "a context is given" if context is not None else self._fused_reason(side)
         if reason is not None and self.fused == "always":
             raise ValueError(f"fused='always': this configuration cannot use the fused kernel ({reason})")
         use_fused = reason is None
@@ -177,7 +185,8 @@ class RNN(nn.Module):
             else:
                 outs, fin = [], []
                 for d, c in enumerate(cells):
-                    o, f = self._run_loop(c, layer_in, layer_states[d], w_hh[d], mask, reverse=d == 1)
+                    o, f = self._run_loop(c, layer_in, layer_states[d], w_hh[d], mask, reverse=d == 1,
+                                          context=context)
                     outs.append(o)
                     fin.append(f)
             finals.extend(fin)
@@ -197,13 +206,16 @@ class RNN(nn.Module):
     # the two paths
 
     def _run_loop(self, cell: Cell, xs: Tensor, state: State, w_hh: Tensor | None,
-                  mask: Tensor | None, reverse: bool) -> tuple[Tensor, State]:
+                  mask: Tensor | None, reverse: bool, context=None) -> tuple[Tensor, State]:
         """The loop over time, the one place it is written: xs (T, B, I) -> outputs (T, B, O)."""
         h_mask = None
         if self.recurrent_dropout > 0 and self.training and self.recurrent_dropout_mode == "variational":
             h_mask = _dropout_mask(state[0], self.recurrent_dropout)  # (B, S): one mask per sequence
             if self.variational_kernel and type(cell) is LSTMCell and mask is None and xs.device.type == "cpu":
                 return self._run_lstm_kernel(cell, xs, state, h_mask, reverse)
+        elif cell.scan is not None and context is None and w_hh is None:
+            return self._run_scan(cell, xs, state, mask, reverse)
+        extra = {"context": context} if context is not None else {}
         # All input projections in one matmul; unbind (not xp[t]) keeps backward cheap: indexing
         # inside the loop makes autograd build a zero tensor the size of xp at every step.
         T = xs.shape[0]
@@ -211,7 +223,7 @@ class RNN(nn.Module):
         steps = mask.unsqueeze(-1).unbind(0) if mask is not None else None   # T x (B, 1)
         outputs: list[Tensor] = [xs] * T                            # placeholders, all overwritten
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
-            y, new = cell.step(xp[t], state, h_mask, w_hh)
+            y, new = cell.step(xp[t], state, h_mask, w_hh, **extra)
             if steps is not None:
                 # A padded step keeps the old state and outputs zeros.
                 m = steps[t]
@@ -220,6 +232,16 @@ class RNN(nn.Module):
             state = new
             outputs[t] = y
         return torch.stack(outputs), state
+
+    def _run_scan(self, cell: Cell, xs: Tensor, state: State, mask: Tensor | None,
+                  reverse: bool) -> tuple[Tensor, State]:
+        """A cell's whole-sequence scan; the backward direction reads the flipped sequence (a padded
+        step keeps the state, so right padding read backwards is skipped as in the loop)."""
+        xp = cell.project_input(xs)                                  # (T, B, G*H)
+        if reverse:
+            xp, mask = xp.flip(0), (None if mask is None else mask.flip(0))
+        out, final = cell.scan(xp, state, mask)
+        return (out.flip(0) if reverse else out), final
 
     def _run_lstm_kernel(self, cell: LSTMCell, xs: Tensor, state: State, h_mask: Tensor,
                          reverse: bool) -> tuple[Tensor, State]:
