@@ -120,18 +120,18 @@ class Task:
     # -- what every task implements ------------------------------------------------------------------------
 
     def fit(self, *args: Any, **kwargs: Any) -> "Task":
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each task defines it
 
     def evaluate(self, data: Any) -> dict[str, float]:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each task defines it
 
     def _save_files(self, run: RunDir) -> None:
         """Write the weights and side files (tokenizer, scales) into ``run``."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each task defines it
 
     def _load_files(self, run: RunDir, fitted: dict[str, Any], **options: Any) -> None:
         """Read what ``_save_files`` wrote (``fitted``: the config.json's ``fitted`` object)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each task defines it
 
     def fitted_values(self) -> dict[str, Any]:
         """Small learned values that are not tensors, for config.json's ``fitted`` object."""
