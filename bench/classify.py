@@ -22,16 +22,17 @@ import time
 import numpy as np
 import torch
 
-from rnnkit.tasks.classify.task import ClassifyConfig, SequenceClassifier, classification_metrics
+from rnnkit.report.metrics import classification_metrics
 from rnnkit.tasks.classify.data import Split, load_data
+from rnnkit.tasks.classify.task import SequenceClassifier
 
 RECURRENT = ("rnn", "gru", "lstm", "bilstm", "bigru", "cnn-lstm")
 
 # Settings per dataset (the same for every model type, except what a row names).
 PRESETS = {
-    "imdb": dict(maxlen=400, vocab_size=30000, embedding_size=100, hidden_size=64, batch_size=64, lr=2e-3,
+    "imdb": dict(maxlen=400, num_words=30000, embedding_size=100, hidden_size=64, batch_size=64, lr=2e-3,
                  dropout=0.3, epochs=5, schedule="cosine", early_stop_patience=None),
-    "rotten-tomatoes": dict(maxlen=60, vocab_size=20000, embedding_size=100, hidden_size=64, batch_size=32,
+    "rotten-tomatoes": dict(maxlen=60, num_words=20000, embedding_size=100, hidden_size=64, batch_size=32,
                             lr=2e-3, dropout=0.5, epochs=10, early_stop_patience=2, bow_c=16.0, bow_min_df=1),
     "basic-motions": dict(maxlen=100, hidden_size=32, batch_size=8, lr=5e-3, dropout=0.1, epochs=40,
                           early_stop_patience=None),
@@ -40,12 +41,12 @@ BEST = {"imdb": "bigru", "rotten-tomatoes": "bigru", "basic-motions": "bilstm"}
 
 
 def run_one(model: str, data, preset: dict, minutes: float, extra: dict) -> tuple[dict, np.ndarray]:
-    cfg = ClassifyConfig(model=model, max_minutes=minutes, **{**preset, **extra})
+    clf = SequenceClassifier(model=model, max_minutes=minutes, **{**preset, **extra})   # flat names: lr -> config.train
     train, val = data.train, data.val
     if model == "bow":
         train, val = Split(train.X + val.X, np.concatenate([train.y, val.y])), None
     t0 = time.monotonic()
-    clf = SequenceClassifier(cfg).fit(train.X, train.y, None if val is None else (val.X, val.y), progress=False)
+    clf.fit(train.X, train.y, None if val is None else (val.X, val.y), progress=False)
     seconds = time.monotonic() - t0
     probs = clf.predict_proba(data.test.X)
     m = classification_metrics(data.test.y, probs, clf.classes_)
@@ -57,34 +58,29 @@ def run_one(model: str, data, preset: dict, minutes: float, extra: dict) -> tupl
 
 
 def compare_packing(rounds: int = 5) -> None:
-    """Time one bidirectional GRU layer (forward + backward) on a length-bucketed IMDB-like batch, three ways,
-    interleaved, same weights, same batch: torch's packed sequences (nn.GRU over pack_padded_sequence),
-    rnnkit's layer with lengths (RNN(..., lengths=...): the padded route on the CPU), and the classifier's
-    MaskedRNNStack (one RNN per direction). All three must give the same outputs at the valid steps."""
+    """Time one bidirectional GRU layer (forward + backward) on a length-bucketed IMDB-like batch, two ways,
+    interleaved, same weights, same batch: torch's packed sequences (nn.GRU over pack_padded_sequence) and
+    rnnkit's layer with lengths (RNN(..., lengths=...): the padded route on the CPU), which the classifier's
+    recurrent body is. Both must give the same outputs at the valid steps."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     from rnnkit.nn.layers import RNN
-    from rnnkit.tasks.classify.task import MaskedRNNStack
 
     torch.manual_seed(0)
     layer = RNN("gru", 100, 64, bidirectional=True)
-    stack = MaskedRNNStack("gru", 100, 64, 1, bidirectional=True, dropout=0.0, recurrent_dropout=0.0)
     torch_gru = torch.nn.GRU(100, 64, bidirectional=True, batch_first=True)
     for i, c in enumerate(layer.cells):
-        stack.layers[i].cells[0].load_state_dict(c.state_dict())
         suffix = "_reverse" if i else ""
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(torch_gru, f"{name}_l0{suffix}").data.copy_(getattr(c, name))
     lengths = torch.randint(250, 301, (64,))
     x = torch.randn(64, 300, 100, requires_grad=True)
-    valid = (torch.arange(300).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)   # (B, T, 1)
 
     def packed():
         out, _ = torch_gru(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
         return pad_packed_sequence(out, batch_first=True, total_length=300)[0]
 
-    variants = {"torch packed": packed, "rnnkit RNN(lengths=)": lambda: layer(x, lengths=lengths),
-                "classifier stack": lambda: stack(x, lengths) * valid}
+    variants = {"torch packed": packed, "rnnkit RNN(lengths=)": lambda: layer(x, lengths=lengths)}
     with torch.no_grad():
         outs = {name: fn() for name, fn in variants.items()}
     for name, out in outs.items():

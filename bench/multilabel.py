@@ -8,7 +8,7 @@ values, 14 labels planted as temporal patterns), the same LSTM is trained with
 for several seeds (each seed: new data, new initialisation) and scored on held-out stays. The table gives
 mean and standard deviation over seeds, and the per-seed difference to the final-step-only model.
 
-    python bench/multilabel.py --seeds 0 1 2 --patients 3000
+    python bench/multilabel.py --seeds 0 1 2 --num-stays 3000
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from rnnkit.tasks.base import replace_config
 from rnnkit.tasks.classify.multilabel import MultilabelConfig, SyntheticConfig, run_synthetic
 
 METRICS = ("micro_auc", "macro_auc", "micro_f1", "macro_f1", "precision_at_10")
@@ -27,7 +28,7 @@ METRICS = ("micro_auc", "macro_auc", "micro_f1", "macro_f1", "precision_at_10")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds (data and model) (default: 0 1 2)")
-    ap.add_argument("--patients", type=int, default=3000, help="synthetic stays per seed (default: 3000)")
+    ap.add_argument("--num-stays", type=int, default=3000, help="synthetic stays per seed (default: 3000)")
     ap.add_argument("--alpha", type=float, default=0.5, help="target-replication weight to test (default: 0.5)")
     ap.add_argument("--aux-weight", type=float, default=0.3, help="auxiliary-output weight to test (default: 0.3)")
     ap.add_argument("--epochs", type=int, default=30, help="epoch limit (early stopping on validation) (default: 30)")
@@ -43,14 +44,14 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for seed in args.seeds:
         for name, v in variants.items():
-            cfg = MultilabelConfig(hidden_size=args.hidden_size, epochs=args.epochs, seed=seed,
-                                   max_minutes=args.max_minutes, **v)
-            m = run_synthetic(cfg, SyntheticConfig(patients=args.patients, data_seed=seed))
+            cfg = replace_config(MultilabelConfig(), hidden_size=args.hidden_size, epochs=args.epochs, seed=seed,
+                                 max_minutes=args.max_minutes, **v)   # flat names: epochs -> cfg.train.epochs
+            m = run_synthetic(cfg, SyntheticConfig(num_stays=args.num_stays, data_seed=seed))
             results[name].append(m)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {m[k]:.4f}" for k in METRICS)
                   + f", {m['train_seconds']:.0f} s, {m['epochs']} epochs", file=sys.stderr, flush=True)
 
-    print(f"\nSYNTHETIC data, {args.patients} stays per seed, seeds {args.seeds}: mean ± std over seeds\n")
+    print(f"\nSYNTHETIC data, {args.num_stays} stays per seed, seeds {args.seeds}: mean ± std over seeds\n")
     print("| training | " + " | ".join(METRICS) + " | time per run |")
     print("|---|" + "---|" * (len(METRICS) + 1))
     for name, runs in results.items():
@@ -66,7 +67,7 @@ def main() -> None:
                   + f" (better in {sum(d > 0 for d in diffs)} of {len(diffs)} seeds)")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"patients": args.patients, "seeds": args.seeds, "results": results}, f, indent=1)
+            json.dump({"num_stays": args.num_stays, "seeds": args.seeds, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":

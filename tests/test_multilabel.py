@@ -1,16 +1,19 @@
 """Multilabel mode: the synthetic generator's known structure, resampling/imputation, target replication,
 metrics, learning, round trip and the command line."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+import rnnkit
 from rnnkit.cli import main
-from rnnkit.tasks.classify.multilabel import (AUX_NAMES, LABEL_NAMES, MultilabelClassifier, MultilabelConfig, MultilabelNet,
-                                     Stay, impute, last_step, make_clinical, multilabel_metrics, replicated_loss,
-                                     resample)
+from rnnkit.report.metrics import multilabel_metrics
+from rnnkit.tasks.classify.multilabel import (AUX_NAMES, LABEL_NAMES, MultilabelClassifier, MultilabelConfig,
+                                              MultilabelNet, Stay, SyntheticConfig, impute, last_step, make_clinical,
+                                              replicated_loss, resample, synthetic_splits)
 
 
 def test_generator_labels_have_the_planted_structure():
@@ -124,10 +127,96 @@ def test_bad_alpha():
 
 
 def test_cli_dry_run_says_the_data_is_synthetic(tmp_path, capsys):
-    assert main(["classify", "multilabel", "--patients", "80", "--dry-run", "--hidden-size", "8",
+    assert main(["classify", "multilabel", "train", "--num-stays", "80", "--dry-run", "--hidden-size", "8",
                  "--aux-weight", "0.2", "--run-dir", str(tmp_path / "run")]) == 0
     captured = capsys.readouterr()
     assert "SYNTHETIC data" in captured.err and "micro_auc" in captured.out
     assert (tmp_path / "run" / "classifier.safetensors").is_file()
     assert main(["classify", "predict", str(tmp_path / "run"), "x"]) == 2
     assert "task='classify-multilabel'" in capsys.readouterr().err
+
+
+def test_resample_puts_an_observation_at_the_end_of_the_stay_in_the_last_hour():
+    stay = Stay(times=np.array([0.5, 2.5, 3.0]), channels=np.array([0, 0, 0]), values=np.array([1.0, 2.0, 4.0]),
+                hours=3.0)
+    grid = resample(stay, 1)
+    assert grid.shape == (3, 1) and grid[2, 0] == 3.0 and np.isnan(grid[1, 0])
+    empty = resample(Stay(np.zeros(0), np.zeros(0, np.int64), np.zeros(0), 2.5), 2)
+    assert empty.shape == (3, 2) and np.isnan(empty).all()
+
+
+def test_synthetic_splits_cut_70_10_20():
+    parts = synthetic_splits(SyntheticConfig(num_stays=50, data_seed=2))
+    assert [len(parts[k][0]) for k in ("train", "val", "test")] == [35, 5, 10]
+    _, Y, _ = make_clinical(50, seed=2)
+    np.testing.assert_array_equal(parts["test"][1], Y[40:])
+    with pytest.raises(ValueError, match=r"val_frac \+ test_frac=1.0: expected less than 1"):
+        SyntheticConfig(val_frac=0.5, test_frac=0.5)
+
+
+def test_training_options_are_one_nested_train_config_and_every_help_renders(capsys):
+    cfg = MultilabelConfig()
+    assert (cfg.train.lr, cfg.train.epochs, cfg.train.early_stop_patience, cfg.train.clip_grad_norm) == (3e-3, 20, 4, 5.0)
+    assert MultilabelClassifier(lr=0.01).config.train.lr == 0.01
+    for verb in ([], ["train"], ["eval"], ["predict"]):
+        with pytest.raises(SystemExit) as e:
+            main(["classify", "multilabel", *verb, "--help"])
+        assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "70%" not in out and "SYNTHETIC" in out and "--num-stays" in out and "--early-stop-patience" in out
+
+
+def test_cli_train_eval_predict_on_a_run_directory(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["classify", "multilabel", "train", "--num-stays", "60", "--hidden-size", "8", "--num-layers", "1",
+                 "--epochs", "2", "--batch-size", "16", "--run-dir", run]) == 0
+    test_line = capsys.readouterr().out
+    clf = rnnkit.load(run)
+    assert type(clf) is MultilabelClassifier and clf.labels_ == list(LABEL_NAMES)
+    doc = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert doc["task"] == "classify-multilabel" and doc["data"]["synthetic"] and doc["data"]["num_stays"] == 60
+    # eval without data flags scores the run's own held-out test stays: the numbers train printed
+    assert main(["classify", "multilabel", "eval", run]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert "SYNTHETIC" in captured.err and out["n"] == 12 and "SYNTHETIC" in out["source"]
+    assert f"micro_auc {out['micro_auc']:.4f}" in test_line
+    assert (tmp_path / "run" / "eval" / "eval_metrics.json").is_file()
+    assert main(["classify", "multilabel", "eval", run, "--num-stays", "20", "--data-seed", "5",
+                 "-o", str(tmp_path / "report")]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 20
+    assert (tmp_path / "report" / "eval_metrics.json").is_file()
+    assert main(["classify", "multilabel", "predict", run, "--num-stays", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"stay {i + 1} (") and "\ttrue: " in line
+                                   for i, line in enumerate(lines))
+
+
+def test_resume_continues_a_multilabel_run(tmp_path, capsys):
+    run = ["--run-dir", str(tmp_path / "run")]
+    assert main(["classify", "multilabel", "train", "--num-stays", "40", "--hidden-size", "4", "--num-layers", "1",
+                 "--epochs", "1", "--early-stop-patience", "None"] + run) == 0
+    assert main(["classify", "multilabel", "train", "--resume", "--epochs", "2"] + run) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [0, 1]
+    capsys.readouterr()
+    assert main(["classify", "multilabel", "train", "--resume", "--hidden-size", "8"] + run) == 2
+    assert "--hidden-size=8: expected no --hidden-size with --resume" in capsys.readouterr().err
+
+
+def test_a_multilabel_run_of_rnnkit_0_1_still_loads(tmp_path):
+    stays, Y, aux = make_clinical(40, seed=0)
+    clf = MultilabelClassifier(hidden_size=4, num_layers=1, epochs=1, aux_weight=0.2).fit(stays, Y, aux)
+    clf.save(tmp_path / "run")
+    cfg = clf.config
+    flat = {"hidden_size": 4, "num_layers": 1, "dropout": cfg.dropout, "alpha": cfg.alpha, "aux_weight": 0.2,
+            "threshold": cfg.threshold, "batch_size": 64, "lr": 3e-3, "epochs": 1, "max_minutes": None,
+            "early_stop_patience": 4, "seed": 0}
+    (tmp_path / "run" / "config.json").write_text(json.dumps(
+        {"rnnkit_version": "0.1.0", "task": "classify-multilabel", "model": "lstm", "config": flat,
+         "labels": list(LABEL_NAMES), "channels": list(clf.channel_names), "num_aux": 6, "synthetic": True}))
+    (tmp_path / "run" / "standardize.json").write_text(json.dumps(
+        {"mean": clf.mean_.tolist(), "std": clf.std_.tolist(), "num_labels": len(LABEL_NAMES)}))
+    loaded = rnnkit.load(tmp_path / "run")
+    assert type(loaded) is MultilabelClassifier and loaded.config.train.epochs == 1 and loaded.num_aux_ == 6
+    np.testing.assert_allclose(loaded.predict_proba(stays[:5]), clf.predict_proba(stays[:5]), rtol=1e-6)

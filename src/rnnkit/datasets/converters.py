@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit._checks import check_choice
+from rnnkit.datasets import ts
 from rnnkit.datasets.files import load_table, read_text
 
 # ----------------------------------------------------------------------------- shakespeare
@@ -179,60 +180,18 @@ def load_reviews(path: Path) -> dict:
 
 # ----------------------------------------------------------------------------- .ts time series
 
-def parse_ts(text: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """A UEA/UCR ``.ts`` file with equal-length series -> X (N, T, C) float32, y (N,) str, class labels.
-
-    The header is ``@key value`` lines up to ``@data``; each data row is the channels separated by
-    ``:``, values within a channel by ``,``, and the class label last. ``?`` is a missing value (NaN).
-    """
-    header: dict[str, str] = {}
-    rows: list[str] = []
-    in_data = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if not in_data:
-            if not line.startswith("@"):
-                raise ValueError(f".ts: expected a @header line before @data, got {line[:40]!r}")
-            key, _, value = line[1:].partition(" ")
-            if key.lower() == "data":
-                in_data = True
-            else:
-                header[key.lower()] = value.strip()
-            continue
-        rows.append(line)
-    if not in_data:
-        raise ValueError(".ts: no @data line")
-    if header.get("timestamps", "false").lower() == "true":
-        raise ValueError(".ts: series with timestamps are not supported")
-    label_spec = header.get("classlabel", "false").split()
-    if not label_spec or label_spec[0].lower() != "true":
-        raise ValueError(".ts: expected '@classLabel true <labels...>' (a classification problem)")
-    classes = label_spec[1:]
-    X, y = [], []
-    for i, row in enumerate(rows):
-        *channels, label = row.split(":")
-        if label not in classes:
-            raise ValueError(f".ts: row {i + 1} has label {label!r}, not one of {classes}")
-        series = [[np.nan if v == "?" else float(v) for v in ch.split(",")] for ch in channels]
-        if len({len(s) for s in series}) != 1:
-            raise ValueError(f".ts: row {i + 1} has channels of different lengths; unequal length is not supported")
-        X.append(np.array(series, dtype=np.float32).T)  # (C, T) -> (T, C)
-        y.append(label)
-    if len({x.shape for x in X}) > 1:
-        raise ValueError(f".ts: series have different shapes {sorted({x.shape for x in X})}")
-    X = np.stack(X) if X else np.zeros((0, 0, 0), np.float32)  # (N, T, C)
-    if "dimensions" in header and X.shape[2] != int(header["dimensions"]):
-        raise ValueError(f".ts: @dimensions {header['dimensions']} but rows have {X.shape[2]} channels")
-    if "serieslength" in header and X.shape[1] != int(header["serieslength"]):
-        raise ValueError(f".ts: @seriesLength {header['serieslength']} but rows have {X.shape[1]} steps")
-    return X, np.array(y, dtype=str), classes
+def parse_ts(text: str, source: str = ".ts") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """An equal-length ``.ts`` file (read by :mod:`rnnkit.datasets.ts`) -> X (N, T, C) float32, y (N,) str,
+    the declared class labels."""
+    data = ts.parse_ts(text, source)
+    if data.classes is None:
+        raise ValueError(f"{source}: expected '@classLabel true <labels...>' (a classification problem)")
+    return data.stacked(source), data.y, data.classes
 
 
 def convert_basic_motions(archive, members, out: Path) -> dict:
-    X_train, y_train, classes = parse_ts(archive.read(members[0]).decode("utf-8"))
-    X_test, y_test, classes_test = parse_ts(archive.read(members[1]).decode("utf-8"))
+    X_train, y_train, classes = parse_ts(archive.read(members[0]).decode("utf-8"), members[0])
+    X_test, y_test, classes_test = parse_ts(archive.read(members[1]).decode("utf-8"), members[1])
     if classes != classes_test:
         raise RuntimeError(f"train classes {classes} differ from test classes {classes_test}")
     with open(out / "data.npz", "wb") as f:

@@ -5,7 +5,8 @@ Two kinds of input, one shape for both (``Split``: inputs ``X`` and string label
 * **text**: a list of strings, from a named dataset (``imdb``, ``rotten-tomatoes``) or a CSV file with a
   text column and a label column. Empty texts are skipped and counted.
 * **series**: a list of float32 arrays, one (T_i, C) array per sequence (lengths may differ), from a named
-  dataset (``basic-motions``), a UEA/UCR ``.ts`` file, or a long-format CSV with one row per time step::
+  dataset (``basic-motions``), a UEA/UCR ``.ts`` file (read by :mod:`rnnkit.datasets.ts`), or a
+  long-format CSV with one row per time step::
 
       id,step,ax,ay,az,label        # the id column groups rows into sequences, step orders them,
       s1,0,0.1,0.3,9.8,walk         # every other column except the label is a channel
@@ -31,6 +32,7 @@ import numpy as np
 
 from rnnkit import _checks
 from rnnkit.datasets.files import MISSING, read_text
+from rnnkit.datasets.ts import read_ts
 
 TEXT_DATASETS = ("imdb", "rotten-tomatoes")
 SERIES_DATASETS = ("basic-motions",)
@@ -137,45 +139,6 @@ def _number(value: str, path: Path, line: int, column: str) -> float:
     except ValueError:
         raise ValueError(f"{path}: line {line}, column {column!r}: {value!r} is not a number "
                          f"(sensor values must be numeric; blank, NA or ? mark a missing value)") from None
-
-
-def read_ts(path: str | Path, encoding: str = "utf-8") -> tuple[list[np.ndarray], np.ndarray]:
-    """A UEA/UCR ``.ts`` file: each data line holds the channels separated by ``:`` (values by ``,``)
-    and the class label last. Series may differ in length; the channels of one series may not."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"series={str(path)!r}: no such file")
-    in_data, n_channels = False, None
-    X, y = [], []
-    for lineno, raw in enumerate(read_text(path, encoding).splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if not in_data:
-            if not line.startswith("@"):
-                raise ValueError(f"{path}: line {lineno}: expected a @header line before @data, got {line[:40]!r}")
-            if line.lower().startswith("@timestamps") and line.split()[-1].lower() == "true":
-                raise ValueError(f"{path}: line {lineno}: series with timestamps are not supported")
-            in_data = line.lower() == "@data"
-            continue
-        *channels, label = line.split(":")
-        if not channels:
-            raise ValueError(f"{path}: line {lineno}: expected channels separated by ':' and a label last")
-        series = [[_number(v, path, lineno, f"channel {c + 1}") for v in ch.split(",")]
-                  for c, ch in enumerate(channels)]
-        lengths = [len(s) for s in series]
-        if len(set(lengths)) != 1:
-            raise ValueError(f"{path}: line {lineno}: ragged row: its channels have {lengths} values; "
-                             f"expected the same number in every channel")
-        if n_channels is None:
-            n_channels = len(series)
-        elif len(series) != n_channels:
-            raise ValueError(f"{path}: line {lineno}: {len(series)} channels; the first series has {n_channels}")
-        X.append(np.array(series, dtype=np.float32).T)   # (C, T) -> (T, C)
-        y.append(label.strip())
-    if not X:
-        raise ValueError(f"{path}: no series found; expected '@data' followed by one series per line")
-    return X, np.array(y, dtype=str)
 
 
 def read_long_csv(path: str | Path, label_col: str = "label", id_col: str = "id", step_col: str | None = "step",

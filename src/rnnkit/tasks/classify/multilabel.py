@@ -21,19 +21,22 @@ The pipeline, as in the paper:
    trained on extra targets (here: whether each channel's episode fell in the second half of the stay),
    weighted by ``aux_weight`` and never evaluated.
 
-Metrics: micro and macro ROC AUC, micro and macro F1 (threshold 0.5), and precision at 10 (the share of
-true labels among each stay's 10 highest-scored labels, averaged over stays; its ceiling is reported too,
-since a stay with fewer than 10 true labels cannot reach 1).
+Metrics (:func:`rnnkit.report.metrics.multilabel_metrics`): micro and macro ROC AUC, micro and macro F1
+(threshold 0.5), and precision at 10 (the share of true labels among each stay's 10 highest-scored labels,
+averaged over stays; its ceiling is reported too, since a stay with fewer than 10 true labels cannot reach 1).
+
+:class:`MultilabelClassifier` is a :class:`~rnnkit.tasks.base.Task` like the others (training options in a
+nested TrainConfig, ``rnnkit.load`` reads its run directories); ``rnnkit classify multilabel
+train|eval|predict`` runs it on the synthetic stays (:class:`SyntheticConfig`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,10 +44,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit import _checks
-from rnnkit.runs.checkpoint import RunDir, load_weights, read_json, save_weights
-from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field
+from rnnkit.config import field
+from rnnkit.datasets import series
 from rnnkit.nn.layers import RNN
-from rnnkit.training.trainer import TrainConfig, Trainer, seed_everything
+from rnnkit.report.metrics import multilabel_metrics
+from rnnkit.runs.checkpoint import RunDir, load_weights, save_weights
+from rnnkit.runs.schema import FORMAT_VERSION
+from rnnkit.tasks.base import Task
+from rnnkit.tasks.classify.task import check_run_dir, nest_train_fields
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.trainer import Trainer, seed_everything, to_device
 
 # name, baseline, per-patient spread, measurement noise, episode amplitude, trend amplitude, observations/hour
 CHANNELS = (
@@ -115,15 +124,15 @@ def make_clinical(n: int, seed: int = 0, min_hours: int = 24, max_hours: int = 4
 # ---------------------------------------------------------------------------------------------------------
 
 def resample(stay: Stay, num_channels: int, step: float = 1.0) -> np.ndarray:
-    """Irregular observations -> (T, C) grid of the mean value per bin, NaN where a bin has none."""
+    """Irregular observations -> (T, C) grid of the mean value per slot of ``step`` hours, NaN where a slot has
+    none; T = ceil(hours / step). The averaging is :func:`rnnkit.datasets.series.resample`'s."""
     T = max(1, int(np.ceil(stay.hours / step)))
-    sums = np.zeros((T, num_channels))
-    counts = np.zeros((T, num_channels))
-    bins = np.minimum((stay.times / step).astype(np.int64), T - 1)
-    np.add.at(sums, (bins, stay.channels), stay.values)
-    np.add.at(counts, (bins, stay.channels), 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / counts, np.nan)
+    wide = np.full((len(stay.times), num_channels), np.nan)          # (M, C): each observation in its channel
+    wide[np.arange(len(stay.times)), stay.channels] = stay.values
+    # The last slot runs to the end of the stay: an observation at t = hours belongs to it.
+    times = np.minimum(stay.times, (T - 1) * step)
+    _, grid, _ = series.resample(times, wide, freq=step, start=0.0, stop=(T - 1) * step)
+    return grid
 
 
 def impute(grid: np.ndarray, fill: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,23 +157,18 @@ class MultilabelConfig:
     alpha: float = field(0.5, "target replication: weight of the every-step loss (0: final step only)")
     aux_weight: float = field(0.0, "weight of the auxiliary-output loss (0: no auxiliary head)")
     threshold: float = field(0.5, "probability above which a label is predicted (for F1)")
-    batch_size: int = field(64, "stays per batch")
-    lr: float = field(3e-3, "Adam learning rate")
-    epochs: int = field(20, "passes over the training stays")
-    max_minutes: Optional[float] = field(None, "training time budget in minutes (None: no limit)")
-    early_stop_patience: Optional[int] = field(4, "stop after this many epochs without a better validation loss")
-    seed: int = field(0, "random seed for initialisation and batch order")
+    train: TrainConfig = field(TrainConfig(epochs=20, batch_size=64, lr=3e-3, clip_grad_norm=5.0,
+                                           early_stop_patience=4, log_every=20), "training options")
 
     def __post_init__(self):
-        for name in ("hidden_size", "num_layers", "batch_size", "epochs"):
+        for name in ("hidden_size", "num_layers"):
             _checks.check_int(name, getattr(self, name), min=1)
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("alpha", self.alpha, min=0, max=1)
         _checks.check_float("aux_weight", self.aux_weight, min=0)
         _checks.check_float("threshold", self.threshold, min=0, max=1, min_open=True, max_open=True)
-        _checks.check_float("lr", self.lr, min=0, min_open=True)
-        _checks.check_float("max_minutes", self.max_minutes, min=0, min_open=True, allow_none=True)
-        _checks.check_int("early_stop_patience", self.early_stop_patience, min=1, allow_none=True)
+        if not isinstance(self.train, TrainConfig):
+            _checks.fail("train", self.train, "a TrainConfig")
 
 
 class MultilabelNet(nn.Module):
@@ -179,14 +183,13 @@ class MultilabelNet(nn.Module):
         self.aux_head = nn.Linear(cfg.hidden_size, num_aux) if num_aux else None
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | None]:
-        # No packing: the LSTM is causal, so outputs at valid steps never see the padding after them
-        # (and the plain fused kernel is several times faster than the packed one on CPU).
-        h = self.drop(self.rnn(x))                                   # (B, T, H); steps >= length are ignored
+        h = self.drop(self.rnn(x, lengths=lengths))                 # (B, T, H); zeros past each length
         return self.head(h), (self.aux_head(h) if self.aux_head is not None else None)   # (B, T, L), (B, T, A)
 
 
 def last_step(seq: Tensor, lengths: Tensor) -> Tensor:
     """(B, T, K) -> (B, K) at each sequence's last valid step."""
+    lengths = lengths.to(seq.device)
     return seq.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, seq.shape[2])).squeeze(1)
 
 
@@ -206,36 +209,19 @@ def replicated_loss(logits: Tensor, y: Tensor, lengths: Tensor, alpha: float) ->
     return alpha * every + (1 - alpha) * final
 
 
-def multilabel_metrics(y: np.ndarray, probs: np.ndarray, threshold: float = 0.5, k: int = 10) -> dict[str, float]:
-    from sklearn.metrics import f1_score, roc_auc_score
-
-    pred = probs >= threshold
-    # Macro AUC over the labels that have both classes in y (AUC is undefined otherwise).
-    both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
-    k = min(k, y.shape[1])
-    top = np.argsort(-probs, axis=1)[:, :k]                         # (N, k) highest-scored labels
-    hits = np.take_along_axis(y, top, axis=1).sum(1)
-    return {
-        "micro_auc": float(roc_auc_score(y.ravel(), probs.ravel())),
-        "macro_auc": float(roc_auc_score(y[:, both], probs[:, both], average="macro")) if both else float("nan"),
-        "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-        f"precision_at_{k}": float((hits / k).mean()),
-        f"precision_at_{k}_ceiling": float((np.minimum(y.sum(1), k) / k).mean()),
-    }
+WEIGHTS_FILE = "classifier.safetensors"
 
 
-class MultilabelClassifier:
-    """Estimator over :class:`Stay` lists: ``fit(stays, Y, aux=None, validation_data=(stays, Y))``.
+class MultilabelClassifier(Task):
+    """Task object over :class:`Stay` lists: ``fit(stays, Y, aux=None, validation_data=(stays, Y))``.
 
-    Learned: ``mean_``/``std_`` (per channel, from training observations), ``net_``, ``trainer_``,
-    ``num_labels_``, ``num_aux_``, ``train_seconds_``.
+    Learned: ``mean_``/``std_`` (per channel, from training observations), ``model_``, ``trainer_``,
+    ``labels_``, ``num_labels_``, ``num_aux_``, ``train_seconds_``.
     """
 
-    def __init__(self, config: MultilabelConfig | None = None, **kwargs):
-        self.config = config if config is not None else MultilabelConfig(**kwargs)
-        self.label_names = list(LABEL_NAMES)
-        self.channel_names = list(CHANNEL_NAMES)
+    name = "classify-multilabel"
+    config_class = MultilabelConfig
+    channel_names = CHANNEL_NAMES
 
     def _features(self, stays: list[Stay]) -> tuple[np.ndarray, np.ndarray]:
         """-> (N, T, 2C) standardised values then missing indicators, padded at the end; (N,) lengths."""
@@ -251,7 +237,11 @@ class MultilabelClassifier:
         return X, lengths
 
     def fit(self, stays: list[Stay], Y, aux=None, validation_data: tuple | None = None, *,
-            run_dir: str | None = None, dry_run: bool = False, progress: bool | None = False) -> "MultilabelClassifier":
+            run_dir: str | Path | None = None, resume: bool = False, dry_run: bool = False,
+            progress: bool | None = False, data_info: dict[str, Any] | None = None) -> "MultilabelClassifier":
+        """Train on ``stays`` with 0/1 labels ``Y`` (N, L) and optional auxiliary targets ``aux`` (N, A);
+        ``validation_data`` picks the best epoch. ``run_dir``, ``resume``, ``dry_run``, ``data_info``: as for
+        :meth:`SequenceClassifier.fit`."""
         cfg = self.config
         Y = np.asarray(Y, dtype=np.float32)
         if Y.ndim != 2 or len(Y) != len(stays):
@@ -260,27 +250,32 @@ class MultilabelClassifier:
             _checks.fail("aux_weight", cfg.aux_weight, "0 when no auxiliary targets are given")
         A = np.asarray(aux, dtype=np.float32) if (aux is not None and cfg.aux_weight > 0) else None
         self.num_labels_, self.num_aux_ = Y.shape[1], (0 if A is None else A.shape[1])
-        C = len(self.channel_names)
+        self.labels_ = list(LABEL_NAMES) if Y.shape[1] == len(LABEL_NAMES) else [f"label_{j}" for j in range(Y.shape[1])]
+        C = len(CHANNEL_NAMES)
         vals = np.concatenate([s.values for s in stays])
         chans = np.concatenate([s.channels for s in stays])
         self.mean_ = np.array([vals[chans == c].mean() if (chans == c).any() else 0.0 for c in range(C)])
         std = np.array([vals[chans == c].std() if (chans == c).sum() > 1 else 1.0 for c in range(C)])
         self.std_ = np.where(std > 1e-8, std, 1.0)
+        self.trainer_ = None
+        self.data_ = {"train_size": len(stays), "val_size": 0 if validation_data is None else len(validation_data[0]),
+                      **(data_info or {})}
+        bs = cfg.train.batch_size
         if dry_run:
-            stays, Y = stays[:cfg.batch_size], Y[:cfg.batch_size]
-            A = A[:cfg.batch_size] if A is not None else None
+            stays, Y = stays[:bs], Y[:bs]
+            A = A[:bs] if A is not None else None
         start = time.monotonic()
         X, L = self._features(stays)
-        seed_everything(cfg.seed)
-        self.net_ = MultilabelNet(cfg, X.shape[2], self.num_labels_, self.num_aux_)
+        seed_everything(cfg.train.seed)
+        self.model_ = MultilabelNet(cfg, X.shape[2], self.num_labels_, self.num_aux_)
         tY = torch.from_numpy(Y)
         tA = torch.from_numpy(A) if A is not None else None
 
         def batches(epoch):
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(L))
+            order = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(L))
             out = []
-            for i in range(0, len(order), cfg.batch_size):
-                g = order[i:i + cfg.batch_size]
+            for i in range(0, len(order), bs):
+                g = order[i:i + bs]
                 T = int(L[g].max())
                 out.append((torch.from_numpy(X[g, :T]), torch.from_numpy(L[g]), tY[g],
                             tA[g] if tA is not None else tY[g, :0]))
@@ -294,35 +289,25 @@ class MultilabelClassifier:
                 loss = loss + cfg.aux_weight * F.binary_cross_entropy_with_logits(last_step(aux_logits, lb), ab)
             return loss, None, len(yb)
 
-        evaluate, monitor = None, "train_loss"
+        evaluate = None
         if validation_data is not None:
             Xv, Lv = self._features(list(validation_data[0]))
-            Yv = torch.from_numpy(np.asarray(validation_data[1], dtype=np.float32))
-            Xv, Lv = torch.from_numpy(Xv), torch.from_numpy(Lv)
-            monitor = "val_loss"
+            val = (torch.from_numpy(Xv), torch.from_numpy(Lv),
+                   torch.from_numpy(np.asarray(validation_data[1], dtype=np.float32)))
 
             def evaluate(net):
                 # The final-step loss: what the model is judged on, whatever alpha trained it.
-                logits, _ = net(Xv, Lv)
-                return {"val_loss": float(F.binary_cross_entropy_with_logits(last_step(logits, Lv), Yv))}
+                xv, lv, yv = to_device(val, next(net.parameters()).device)
+                logits, _ = net(xv, lv)
+                return {"val_loss": float(F.binary_cross_entropy_with_logits(last_step(logits, lv).float(), yv))}
 
-        tcfg = TrainConfig(epochs=1 if dry_run else cfg.epochs, max_minutes=cfg.max_minutes, lr=cfg.lr,
-                           clip_grad_norm=5.0, monitor=monitor, early_stop_patience=cfg.early_stop_patience,
-                           log_every=20, seed=cfg.seed, device="cpu")
-        self.trainer_ = Trainer(self.net_, tcfg, run_dir=run_dir, progress=progress)
+        tcfg = dataclasses.replace(cfg.train, epochs=1) if dry_run else cfg.train
         if run_dir:
-            RunDir(run_dir).path.mkdir(parents=True, exist_ok=True)
-            self._write_config(RunDir(run_dir))
-        best = {}
-
-        def keep_best(trainer, epoch, metrics):
-            if trainer.best_epoch == epoch:   # this epoch improved the monitored loss
-                best.update({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
-
-        self.trainer_.fit(batches, compute_loss, evaluate, on_epoch_end=keep_best)
-        if best:
-            self.net_.load_state_dict(best)   # the weights of the best validation epoch
-        self.net_.eval()
+            self.write_config(run_dir)   # a run dir is recognisable while it trains
+        # The Trainer leaves the best epoch's weights in the model (restore_best).
+        self.trainer_ = Trainer(self.model_, tcfg, run_dir=run_dir, progress=progress)
+        self.trainer_.fit(batches, compute_loss, evaluate, resume=resume)
+        self.model_.eval()
         self.train_seconds_ = time.monotonic() - start
         if run_dir:
             self.save(run_dir)
@@ -330,89 +315,113 @@ class MultilabelClassifier:
 
     def predict_proba(self, stays: list[Stay]) -> np.ndarray:
         """(N, L) probability of each label, read at each stay's last hour."""
+        self._check_fitted()
         X, L = self._features(list(stays))
-        self.net_.eval()
+        net = self.model_.eval()
+        device = next(net.parameters()).device
         with torch.no_grad():
-            logits, _ = self.net_(torch.from_numpy(X), torch.from_numpy(L))
-            return torch.sigmoid(last_step(logits, torch.from_numpy(L))).numpy()
+            lengths = torch.from_numpy(L).to(device)
+            logits, _ = net(torch.from_numpy(X).to(device), lengths)
+            return torch.sigmoid(last_step(logits, lengths).float()).cpu().numpy()
 
-    def evaluate(self, stays: list[Stay], Y) -> dict[str, float]:
+    def predict(self, stays: list[Stay]) -> np.ndarray:
+        """(N, L) 0/1: the labels whose probability is at least ``threshold``."""
+        return (self.predict_proba(stays) >= self.config.threshold).astype(np.int64)
+
+    def evaluate(self, stays, Y=None) -> dict[str, float]:
+        """Micro/macro ROC AUC and F1, precision at 10: ``evaluate(stays, Y)`` or ``evaluate((stays, Y))``."""
+        if Y is None:
+            if not (isinstance(stays, tuple) and len(stays) == 2):
+                _checks.fail("Y", None, "the (stays, labels) 0/1 array, or pass (stays, Y) as one pair")
+            stays, Y = stays
         return multilabel_metrics(np.asarray(Y), self.predict_proba(stays), self.config.threshold)
 
-    def _write_config(self, run: RunDir) -> None:
-        run.write_config({"task": "classify-multilabel", "model": "lstm", "config": dataclasses.asdict(self.config),
-                          "labels": self.label_names, "channels": self.channel_names,
-                          "num_aux": getattr(self, "num_aux_", 0), "synthetic": True})
+    # -- save / load -------------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> "MultilabelClassifier":
-        run = RunDir(path)
-        run.path.mkdir(parents=True, exist_ok=True)
-        self._write_config(run)
-        run.write_json("standardize.json", {"mean": self.mean_.tolist(), "std": self.std_.tolist(),
-                                            "num_labels": self.num_labels_})
-        save_weights(run.file("classifier.safetensors"), self.net_.state_dict())
-        return self
+    def fitted_values(self) -> dict[str, Any]:
+        return {"labels": self.labels_, "channels": list(CHANNEL_NAMES), "num_labels": self.num_labels_,
+                "num_aux": self.num_aux_, "mean": self.mean_.tolist(), "std": self.std_.tolist(),
+                "train_seconds": self.__dict__.get("train_seconds_", 0.0)}
+
+    def _save_files(self, run: RunDir) -> None:
+        save_weights(run.file(WEIGHTS_FILE), self.model_.state_dict())
+
+    def _load_files(self, run: RunDir, fitted: dict[str, Any], **options: Any) -> None:
+        # Runs of rnnkit 0.1 kept the channel scales in standardize.json.
+        st = fitted if "mean" in fitted else run.read_json("standardize.json")
+        self.mean_, self.std_ = np.array(st["mean"]), np.array(st["std"])
+        self.labels_ = list(fitted["labels"])
+        self.num_labels_, self.num_aux_ = st.get("num_labels", len(self.labels_)), fitted["num_aux"]
+        self.train_seconds_ = fitted.get("train_seconds", 0.0)
+        self.trainer_ = None
+        run.require(WEIGHTS_FILE)
+        net = MultilabelNet(self.config, 2 * len(self.mean_), self.num_labels_, self.num_aux_)
+        load_weights(run.file(WEIGHTS_FILE), net)
+        self.model_ = net.eval()
 
     @classmethod
-    def load(cls, path: str | Path) -> "MultilabelClassifier":
-        run = RunDir(path)
-        conf = run.read_config()
-        if conf.get("task") != "classify-multilabel":
-            raise ValueError(f"run={str(path)!r}: not a multilabel classifier run directory (its config says "
-                             f"task={conf.get('task')!r})")
-        self = cls(config_from_dict(MultilabelConfig, conf["config"], source=str(run.config_path)))
-        st = run.read_json("standardize.json")
-        self.mean_, self.std_ = np.array(st["mean"]), np.array(st["std"])
-        self.num_labels_, self.num_aux_ = st["num_labels"], conf["num_aux"]
-        self.net_ = MultilabelNet(self.config, 2 * len(self.mean_), self.num_labels_, self.num_aux_)
-        load_weights(run.file("classifier.safetensors"), self.net_)
-        self.net_.eval()
-        return self
+    def load(cls, path: str | Path, **options: Any) -> "MultilabelClassifier":
+        check_run_dir(path, cls.name, "multilabel classifier", "rnnkit classify multilabel train")
+        return super().load(path, **options)
+
+    @classmethod
+    def upgrade_config(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """config.json of rnnkit 0.1 ({"task": "classify-multilabel", "config" (flat), "labels", "num_aux", ...})."""
+        config = nest_train_fields(MultilabelConfig, raw["config"], clip_grad_norm=5.0, log_every=20, device="cpu")
+        return {"task": cls.name, "format_version": FORMAT_VERSION, "config": config,
+                "data": {"source": SYNTHETIC_SOURCE, "synthetic": True},
+                "fitted": {"labels": raw["labels"], "channels": raw.get("channels", list(CHANNEL_NAMES)),
+                           "num_aux": raw["num_aux"]}}
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Command line: rnnkit classify multilabel
+# The synthetic data set (the command line's and the benchmark's)
 # ---------------------------------------------------------------------------------------------------------
+
+SYNTHETIC_SOURCE = "SYNTHETIC clinical-like stays (make_clinical), not real patients"
+
 
 @dataclass
 class SyntheticConfig:
-    patients: int = field(3000, "synthetic stays to generate (70% train, 10% validation, 20% test)")
+    num_stays: int = field(3000, "SYNTHETIC clinical-like stays to generate (not real patients)")
     data_seed: int = field(0, "seed of the synthetic data generator")
+    val_frac: float = field(0.1, "share of the stays held out for validation (best epoch, early stopping)")
+    test_frac: float = field(0.2, "share of the stays held out for the test metrics")
+
+    def __post_init__(self):
+        _checks.check_int("num_stays", self.num_stays, min=1)
+        _checks.check_int("data_seed", self.data_seed)
+        _checks.check_float("val_frac", self.val_frac, min=0, max=1, max_open=True)
+        _checks.check_float("test_frac", self.test_frac, min=0, max=1, max_open=True)
+        if self.val_frac + self.test_frac >= 1:
+            _checks.fail("val_frac + test_frac", self.val_frac + self.test_frac,
+                         "less than 1 (something must be left to train on)")
 
 
-def run_synthetic(cfg: MultilabelConfig, scfg: SyntheticConfig, run_dir: str | None = None,
-                  dry_run: bool = False) -> dict[str, Any]:
-    """Generate the synthetic stays, train, and return the test metrics (the benchmark calls this too)."""
-    stays, Y, aux = make_clinical(scfg.patients, seed=scfg.data_seed)
+def synthetic_splits(scfg: SyntheticConfig) -> dict[str, tuple[list[Stay], np.ndarray, np.ndarray]]:
+    """Generate the stays and cut them in order: {"train", "val", "test"} -> (stays, labels, aux targets)."""
+    stays, Y, aux = make_clinical(scfg.num_stays, seed=scfg.data_seed)
     n = len(stays)
-    a, b = int(0.7 * n), int(0.8 * n)
-    clf = MultilabelClassifier(cfg).fit(stays[:a], Y[:a], aux[:a], (stays[a:b], Y[a:b]), run_dir=run_dir,
-                                        dry_run=dry_run)
-    metrics = clf.evaluate(stays[b:], Y[b:])
+    a, b = int((1 - scfg.val_frac - scfg.test_frac) * n), int((1 - scfg.test_frac) * n)
+    return {name: (stays[i:j], Y[i:j], aux[i:j]) for name, i, j in (("train", 0, a), ("val", a, b), ("test", b, n))}
+
+
+def synthetic_info(scfg: SyntheticConfig) -> dict[str, Any]:
+    """What config.json's ``data`` says about the synthetic data a run was trained on."""
+    return {"source": SYNTHETIC_SOURCE, "synthetic": True, **dataclasses.asdict(scfg)}
+
+
+def run_synthetic(cfg: MultilabelConfig, scfg: SyntheticConfig, run_dir: str | None = None, *,
+                  dry_run: bool = False, resume: bool = False, progress: bool | None = False) -> dict[str, Any]:
+    """Generate the synthetic stays, train, and return the test metrics (the benchmark calls this too)."""
+    parts = synthetic_splits(scfg)
+    stays, Y, aux = parts["train"]
+    val = parts["val"][:2] if len(parts["val"][0]) else None
+    clf = MultilabelClassifier(cfg).fit(stays, Y, aux, val, run_dir=run_dir, resume=resume, dry_run=dry_run,
+                                        progress=progress, data_info=synthetic_info(scfg))
+    metrics = clf.evaluate(*parts["test"][:2])
     metrics["train_seconds"] = clf.train_seconds_
     metrics["epochs"] = clf.trainer_.epoch
     if run_dir:
-        RunDir(run_dir).write_json("test_metrics.json", {**metrics, "data": "synthetic (make_clinical)",
-                                                         **dataclasses.asdict(scfg)})
+        RunDir(run_dir).write_json("test_metrics.json", {**metrics, **synthetic_info(scfg)})
     return metrics
-
-
-def cmd_multilabel(args) -> int:
-    cfg = config_from_args(MultilabelConfig, args)
-    scfg = config_from_args(SyntheticConfig, args)
-    print(f"SYNTHETIC data: {scfg.patients} generated clinical-like stays, {len(CHANNEL_NAMES)} channels, "
-          f"{len(LABEL_NAMES)} labels (not real patients)", file=sys.stderr)
-    m = run_synthetic(cfg, scfg, args.run_dir, args.dry_run)
-    print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
-    return 0
-
-
-def add_commands(verbs) -> None:
-    p = verbs.add_parser("multilabel", help="multilabel LSTM on synthetic irregular clinical-like series "
-                                            "(target replication, auxiliary outputs)",
-                         description=__doc__.split("\n\n")[0])
-    add_config_arguments(p, SyntheticConfig)
-    add_config_arguments(p, MultilabelConfig)
-    p.add_argument("--run-dir", default=None, help="save the run here (default: not saved)")
-    p.add_argument("--dry-run", action="store_true", help="one tiny batch, to check the set-up in seconds")
-    p.set_defaults(func=cmd_multilabel)
