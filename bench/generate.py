@@ -9,7 +9,7 @@ variant runs the same number of steps (no end token). Variants, interleaved roun
 * python loop: carry the state, one Python-level ``model(token, state)`` call per character, batch 1
   (``TextGenerator.generate(..., fast=False)``);
 * the TorchScript loop, batch 1 (``TextGenerator.generate(...)`` with ``RNNKIT_NATIVE=0``);
-* rnnkit fast path, batch 1 (``TextGenerator.generate(...)``: the C loop of textgen_native.py);
+* rnnkit fast path, batch 1 (``TextGenerator.generate(...)``: the C loop of generation/native.py);
 * rnnkit fast path, 64 samples as one batch (total characters of all samples per second; the
   TorchScript loop).
 
@@ -29,8 +29,9 @@ import time
 
 import torch
 
-from rnnkit.tasks.textgen.task import LanguageModel, TextGenConfig, TextGenerator
 from rnnkit.generation.native import kernel_status
+from rnnkit.tasks.textgen.model import LanguageModel
+from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
 from rnnkit.text import Tokenizer
 
 CHARS = "\n !&',-.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz3$[]|_()\"*"

@@ -26,18 +26,21 @@ import torch
 from torch import nn
 
 from rnnkit import datasets
-from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator, load_corpus, stream_batches, stream_loss
+from rnnkit.tasks.textgen.data import load_corpus, stream_batches, stream_loss
+from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
 from rnnkit.text import Tokenizer
+from rnnkit.training import TrainConfig
 
 
 def parse_set(items: list[str]) -> dict:
-    """``key=value`` pairs typed like the TextGenConfig fields they name."""
-    hints = typing.get_type_hints(TextGenConfig)
+    """``key=value`` pairs typed like the TextGenConfig fields (or its training options) they name."""
+    hints = {**typing.get_type_hints(TrainConfig), **typing.get_type_hints(TextGenConfig)}
+    del hints["train"]
     out = {}
     for item in items:
         key, _, value = item.partition("=")
         if key not in hints:
-            raise SystemExit(f"--set {item!r}: {key!r} is not a TextGenConfig field")
+            raise SystemExit(f"--set {item!r}: {key!r} is not a TextGenConfig field or training option")
         if value.lower() == "none":
             out[key] = None
             continue
@@ -48,21 +51,22 @@ def parse_set(items: list[str]) -> dict:
 
 
 def run_rnnkit(minutes: float, overrides: dict, variant: str | None) -> dict:
-    cfg = TextGenConfig(max_minutes=minutes, variant=variant, sample_length=0, **overrides)
+    gen = TextGenerator(max_minutes=minutes, variant=variant, sample_length=0, **overrides)
+    cfg = gen.config
     start = time.monotonic()
-    gen = TextGenerator(cfg).fit(progress=False)
+    gen.fit(progress=False)
     curve = [(r["elapsed_s"] / 60, r["val_loss"]) for r in gen.history_ if r.get("event") == "epoch"]
     # Training loss per log window against minutes: mostly text the model has not seen yet.
     train_curve = [(r["elapsed_s"] / 60, r["loss"]) for r in gen.history_ if r.get("event") == "train"]
     result = {"settings": dataclasses.asdict(cfg), "curve": curve, "train_curve": train_curve,
               "final": gen.metrics_["val_loss"],
               "steps": gen.trainer_.step, "wall_min": (time.monotonic() - start) / 60}
-    if cfg.ema_decay:
+    if cfg.train.ema_decay:
         # The curve measures the averaged weights; measure the trained ones too, on the same held-out text.
         text, _ = load_corpus(cfg)
         ids = torch.tensor(gen.tokenizer_.texts_to_sequences([text])[0])
         with torch.no_grad(), gen.trainer_.trained_weights() as model:
-            result["final_trained_weights"] = stream_loss(model, ids[int(len(ids) * (1 - cfg.val_fraction)):],
+            result["final_trained_weights"] = stream_loss(model, ids[int(len(ids) * (1 - cfg.val_frac)):],
                                                           batch_size=16, seq_len=cfg.seq_len)[0]
     return result
 
@@ -120,8 +124,8 @@ def run_baseline(minutes: float, hidden: int, variant: str | None, eval_every_mi
 def throughput(hidden: int, rounds: int, steps: int, precisions: list[str]) -> None:
     """Training chars/s, interleaved: rnnkit's model + Trainer (as fit runs them) vs a raw nn.LSTM loop, in
     each precision (bf16: the forward under torch.autocast, bfloat16 on CPUs with AMX/AVX-512 BF16)."""
-    from rnnkit.tasks.textgen.task import LanguageModel
-    from rnnkit.training.trainer import TrainConfig, Trainer
+    from rnnkit.tasks.textgen.model import LanguageModel
+    from rnnkit.training.trainer import Trainer
 
     V, B, T = 76, 64, 100
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Logits processors and token choice on tiny hand-built logits."""
+"""Logits processors, token choice, beam search and the plain stateful loop on tiny hand-built logits."""
 
 import math
 import re
@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.generation.processors import (LogitsProcessorList, Temperature, TopK, TopP, compose, greedy, make_generator,
-                             make_processors, reweight, sample)
+from rnnkit.generation.processors import (LogitsProcessorList, Temperature, TopK, TopP, compose, make_processors,
+                                          reweight)
+from rnnkit.generation.search import beam_search, greedy, make_generator, sample, sample_uniform
+from rnnkit.generation.stateful import decode
 
 NEG = float("-inf")
 
@@ -238,8 +240,6 @@ def test_sample_shapes():
 # --- sample_uniform and beam_search -------------------------------------------------------------------------
 
 def test_sample_uniform_is_the_inverse_cdf():
-    from rnnkit.generation.processors import sample_uniform
-
     logits = torch.tensor([0.2, 0.3, 0.5]).log().expand(5, 3)
     u = torch.tensor([0.0, 0.1999, 0.2001, 0.49, 0.51])
     # token i when mass(0..i-1) <= u < mass(0..i): boundaries at 0.2 and 0.5
@@ -250,15 +250,11 @@ def test_sample_uniform_is_the_inverse_cdf():
 
 
 def test_sample_uniform_checks_the_uniforms():
-    from rnnkit.generation.processors import sample_uniform
-
     with pytest.raises(ValueError, match=r"uniforms=<tensor of shape \(3,\)>: expected a tensor of shape \(2,\)"):
         sample_uniform(torch.zeros(2, 4), torch.zeros(3))
 
 
 def test_beam_search_finds_the_best_sequence_greedy_misses():
-    from rnnkit.generation.processors import beam_search
-
     # A hand-built Markov model: the state is the last token. From the start: a 0.5, b 0.4, c 0.1;
     # after a: a 0.34, b and c 0.33; after b: c 0.9. Best 2-token sequence: b c (0.36); greedy: a ?.
     probs = torch.tensor([[0.0, 0.5, 0.4, 0.1],    # start (token 0)
@@ -279,3 +275,98 @@ def test_beam_search_finds_the_best_sequence_greedy_misses():
     # an end token finishes a beam, which keeps its score and pads
     tokens, scores = beam_search(step, torch.tensor([0]), logp[:1], beam_size=3, length=3, end_token=1)
     assert tokens.tolist() == [[1, 0, 0]] and scores[0].item() == pytest.approx(math.log(0.5))
+
+
+def test_beam_search_processors_see_the_prefix_and_the_chosen_tokens():
+    logp = torch.tensor([[-math.inf, math.log(0.6), math.log(0.4)]] * 3)   # token 0 is never chosen
+    seen = []
+
+    def record(tokens, logits):
+        seen.append(tokens.tolist())
+        return logits
+
+    def step(tokens, state):
+        return logp[tokens], state
+
+    tokens, _ = beam_search(step, None, logp[:1], beam_size=2, length=2, processors=record,
+                            prefix=torch.tensor([[2, 2]]))
+    assert tokens.tolist() == [[1, 1]]                                   # the prefix is not in the result
+    assert seen == [[[2, 2]], [[2, 2, 1], [2, 2, 2]]]
+    with pytest.raises(ValueError, match=msg("prefix=<tensor of shape (3,)>: expected a tensor (1, T0)")):
+        beam_search(step, None, logp[:1], beam_size=2, length=2, prefix=torch.tensor([1, 2, 3]))
+
+
+# --- user processors in the chain, and the plain stateful loop --------------------------------------------------
+
+def test_make_processors_puts_user_processors_last():
+    def ban_first(tokens, logits):
+        return logits.index_fill(-1, torch.tensor([0]), NEG)
+
+    chain = make_processors(temperature=0.5, top_k=2, processors=[ban_first])
+    assert [type(p) for p in chain[:2]] == [Temperature, TopK] and chain[2] is ban_first
+    # top-k keeps tokens 0 and 1 (of 3); the user's processor then bans token 0: one token is left.
+    assert kept(chain(None, torch.tensor([[3.0, 2.0, 1.0]]))) == [[1]]
+    assert list(make_processors(processors=(ban_first,))) == [ban_first]
+    with pytest.raises(ValueError, match=msg("expected a list of callables (tokens, logits) -> logits")):
+        make_processors(processors=ban_first)
+    with pytest.raises(ValueError, match=msg("processors[0]='x': expected a callable (tokens, logits) -> logits")):
+        make_processors(processors=["x"])
+
+
+# A Markov model over tokens 1..3 (0 is padding): the state is the last token, the logits its row.
+MARKOV = torch.tensor([[0.0, 0.5, 0.4, 0.1],      # the start
+                       [0.0, 0.1, 0.8, 0.1],      # after 1
+                       [0.0, 0.1, 0.1, 0.8],      # after 2
+                       [0.0, 0.7, 0.2, 0.1]]).clamp_min(1e-30).log()
+
+
+def markov_step(tokens, state):                   # tokens (N,) -> logits (N, V), the new state
+    return MARKOV[tokens], tokens
+
+
+def test_decode_greedy_follows_the_argmax_chain():
+    start = MARKOV[:1].expand(2, -1)
+    out = decode(markov_step, start, None, 5, greedy=True)
+    assert out.tolist() == [[1, 2, 3, 1, 2]] * 2
+
+
+def test_decode_samples_by_inverse_cdf_of_the_given_uniforms():
+    # From the start: u = 0.45 < 0.5 -> 1; after 1: u = 0.95 >= 0.9 -> 3; after 3: u = 0.75 >= 0.7 -> 2.
+    uniforms = torch.tensor([[0.45], [0.95], [0.75]])
+    assert decode(markov_step, MARKOV[:1], None, 3, uniforms=uniforms).tolist() == [[1, 3, 2]]
+    # The same numbers through sample_uniform, one step at a time, choose the same tokens.
+    tokens, logits = [], MARKOV[:1]
+    for u in uniforms:
+        tokens.append(int(sample_uniform(logits, u)))
+        logits = MARKOV[tokens[-1:]]
+    assert tokens == [1, 3, 2]
+    with pytest.raises(ValueError, match=msg("uniforms=<tensor of shape (2, 1)>: expected a tensor of shape (3, 1)")):
+        decode(markov_step, MARKOV[:1], None, 3, uniforms=torch.zeros(2, 1))
+    with pytest.raises(ValueError, match=msg("uniforms=None: expected a tensor of shape (3, 1)")):
+        decode(markov_step, MARKOV[:1], None, 3)
+
+
+def test_decode_end_token_pads_and_stops():
+    calls = []
+
+    def step(tokens, state):
+        calls.append(tokens.tolist())
+        return markov_step(tokens, state)
+
+    # Row 0 ends at once (greedy 1 = the end token); row 1 starts after 1 and goes 2, 3, 1 (the end).
+    out = decode(step, MARKOV[[0, 1]], None, 6, greedy=True, end_token=1)
+    assert out.tolist() == [[1, 0, 0, 0, 0, 0], [2, 3, 1, 0, 0, 0]]
+    assert len(calls) == 2                                              # no step after every row ended
+
+
+def test_decode_processors_see_the_prefix_then_the_chosen_tokens():
+    seen = []
+
+    def ban_repeats(tokens, logits):                                    # a user's processor: no token twice in a row
+        seen.append(tokens.clone())
+        return logits.scatter(1, tokens[:, -1:], NEG)
+
+    out = decode(markov_step, MARKOV[[2]], torch.tensor([2]), 4, greedy=True, processors=ban_repeats,
+                 prefix=torch.tensor([[3, 2]]))
+    assert out.tolist() == [[3, 1, 2, 3]]
+    assert [t.tolist() for t in seen] == [[[3, 2]], [[3, 2, 3]], [[3, 2, 3, 1]], [[3, 2, 3, 1, 2]]]

@@ -1,4 +1,5 @@
-"""Text generation: streams, training on tiny patterns, both sampling loops, beam, end tokens, bad input, CLI."""
+"""Text generation: streams, training on tiny patterns, both sampling loops, beam, end tokens, user
+processors, bad input, the Task protocol (params, clone, save/load, old run directories), CLI."""
 
 import json
 import math
@@ -6,11 +7,16 @@ import math
 import pytest
 import torch
 
+import rnnkit
 from rnnkit.cli import main
-from rnnkit.tasks.textgen.task import (LanguageModel, TextGenConfig, TextGenerator, corpus_text, stream_batches,
-                                  stream_loss)
+from rnnkit.tasks.base import NotFittedError
+from rnnkit.tasks.textgen import task as textgen_task
+from rnnkit.tasks.textgen.data import corpus_text, stream_batches, stream_loss
+from rnnkit.tasks.textgen.model import LanguageModel
+from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
 from rnnkit.text import Tokenizer
-from rnnkit.training.trainer import TrainConfig, Trainer, lr_at
+from rnnkit.training import TrainConfig, Trainer
+from rnnkit.training.schedules import lr_at
 
 TINY = dict(hidden_size=32, num_layers=1, embedding_size=8, seq_len=16, batch_size=8, max_minutes=1,
             sample_length=0, warmup_steps=0, lr=1e-2)
@@ -213,8 +219,13 @@ def test_greedy_and_beam_together_are_refused(abcd_model):
 
 
 def test_unfitted_generator():
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match=r"^this TextGenerator is not fitted \(it has no trained model\): "
+                                             r"call fit\(\.\.\.\) first, or TextGenerator\.load\(run_dir\)$"):
         TextGenerator().generate("a")
+    with pytest.raises(NotFittedError, match=r"this TextGenerator is not fitted \(tokenizer_ is learned by fit"):
+        TextGenerator().tokenizer_
+    with pytest.raises(NotFittedError, match="not fitted"):
+        TextGenerator().evaluate("abcd")
 
 
 # --- saving, word level -----------------------------------------------------------------------------------
@@ -290,6 +301,8 @@ def test_cli_train_sample_eval(tmp_path, capsys):
         assert (tmp_path / "run" / name).is_file()
     assert main(["textgen", "sample", run, "--seed-text", "abcd", "--length", "8", "--temperature", "0"]) == 0
     assert capsys.readouterr().out == "abcdabcdabcd\n"
+    assert main(["textgen", "sample", run, "--seed-text", "abcd", "--length", "8", "--greedy"]) == 0   # a flag
+    assert capsys.readouterr().out == "abcdabcdabcd\n"
     assert main(["textgen", "sample", run, "--seed-text", "ab", "--length", "6", "--num-samples", "2",
                  "--random-seed", "1", "--temperature", "0.1"]) == 0
     assert capsys.readouterr().out.count("abcdabcd") == 2
@@ -309,19 +322,28 @@ def test_cli_resume_takes_a_new_budget_and_refuses_model_flags(tmp_path, capsys)
              "--batch-size", "8", "--lr", "0.01", "--sample-length", "0"]
     assert main(["textgen", "train", "--corpus", str(corpus), *flags, "--epochs", "1", "--run-dir", run]) == 0
     capsys.readouterr()
-    config = json.loads((tmp_path / "run" / "config.json").read_text())["textgen"]
-    assert config["epochs"] == 1
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["train"]["epochs"] == 1 and config["hidden_size"] == 32
     # More epochs: the run goes on from its checkpoint, and its config records the new total.
-    assert main(["textgen", "train", "--resume", run, "--epochs", "3"]) == 0
+    assert main(["textgen", "train", "--run-dir", run, "--resume", "--epochs", "3"]) == 0
     assert "(epochs)" in capsys.readouterr().out
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history if r["event"] == "epoch"] == [0, 1, 2]
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["textgen"]["epochs"] == 3
-    # The model's shape is the run's own: changing it is refused, with the flags that may change.
-    assert main(["textgen", "train", "--resume", run, "--hidden-size", "64"]) == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["train"]["epochs"] == 3
+    # The model's shape is the run's own: changing it is refused in one line naming the flag, with the flags
+    # that may change.
+    assert main(["textgen", "train", "--run-dir", run, "--resume", "--hidden-size", "64"]) == 2
     err = capsys.readouterr().err
-    assert "hidden_size=64: expected no --hidden-size with --resume: the run keeps its own (32)" in err
-    assert "--max-minutes, --epochs" in err
+    assert err.count("\n") == 1
+    assert err.startswith("rnnkit: error: --hidden-size=64: expected no --hidden-size with --resume: the run "
+                          "keeps its own config; a resumed run may change only ")
+    assert "--max-minutes" in err and "--epochs" in err and "--sample-length" in err
+    # The per-epoch samples only report: a resumed run may change them.
+    assert main(["textgen", "train", "--run-dir", run, "--resume", "--epochs", "4", "--sample-length", "5"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["sample_length"] == 5
+    # --resume is a flag that uses --run-dir: a directory with no run is named.
+    assert main(["textgen", "train", "--run-dir", str(tmp_path / "none"), "--resume"]) == 2
+    assert "no such run directory" in capsys.readouterr().err
 
 
 def test_cli_dry_run(tmp_path, capsys):
@@ -344,4 +366,159 @@ def test_device_choice_trains_there_and_samples_on_the_cpu():
         with pytest.raises(ValueError, match=r"device.*'cuda'.*CUDA is not available on this machine"):
             TextGenerator(epochs=1, device="cuda", **TINY).fit(text, progress=False)
     with pytest.raises(ValueError, match=r"device.*'tpu'.*one of"):
-        TextGenConfig(device="tpu")
+        TextGenerator(device="tpu")
+
+
+# --- the Task protocol: parameters, clone, rnnkit.load, old run directories ------------------------------
+
+def test_params_are_flat_names_and_training_options_nest():
+    gen = TextGenerator(hidden_size=8, lr=0.01, val_frac=0.2)
+    assert gen.config.hidden_size == 8 and gen.config.train.lr == 0.01 and gen.config.val_frac == 0.2
+    assert gen.config.train.max_minutes == 15.0 and gen.config.train.schedule == "auto"    # textgen's defaults
+    params = gen.get_params()
+    assert params["hidden_size"] == 8 and params["lr"] == 0.01 and "train" not in params
+    assert gen.set_params(epochs=3, seq_len=7) is gen
+    assert (gen.config.train.epochs, gen.config.seq_len) == (3, 7)
+    assert repr(gen) == "TextGenerator(hidden_size=8, seq_len=7, val_frac=0.2, epochs=3, lr=0.01)"
+    with pytest.raises(ValueError, match=r"val_fraction=0.2: expected a field of TextGenConfig"):
+        TextGenerator(val_fraction=0.2)                 # the one spelling is val_frac
+
+
+def test_sklearn_clone_gives_equal_params():
+    from sklearn.base import clone
+
+    gen = TextGenerator(hidden_size=8, lr=0.01)
+    copy = clone(gen)
+    assert copy is not gen and copy.get_params() == gen.get_params()
+    assert copy.config == gen.config and copy.config.train.lr == 0.01
+    assert not copy.is_fitted()
+
+
+def test_rnnkit_load_returns_a_text_generator(abcd_model, tmp_path):
+    abcd_model.save(tmp_path / "run")
+    doc = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (doc["task"], doc["format_version"]) == ("textgen", 2)
+    assert doc["config"]["train"]["epochs"] == 4 and doc["fitted"] == {"end_token": None}
+    assert doc["data"]["source"] == "text passed to fit" and doc["data"]["characters"] == 4000
+    loaded = rnnkit.load(tmp_path / "run", weights="last")
+    assert type(loaded) is TextGenerator and loaded.config == abcd_model.config
+    assert loaded.generate("abcd", 8, greedy=True) == "abcdabcd"
+
+
+def old_format(doc: dict) -> dict:
+    """config.json as rnnkit wrote it before format_version 2: one flat "textgen" object."""
+    cfg = doc["config"]
+    flat = {k: v for k, v in cfg.items() if k not in ("train", "val_frac")}
+    flat.update(val_fraction=cfg["val_frac"], **{k: cfg["train"][k] for k in (
+        "batch_size", "lr", "schedule", "warmup_steps", "clip_grad_norm", "ema_decay", "epochs", "max_minutes",
+        "seed", "device", "precision", "log_every")})
+    return {"rnnkit_version": "0.1.0", "task": "textgen", "model": "LanguageModel", "textgen": flat,
+            "end_token": doc["fitted"]["end_token"], "vocabulary": "tokenizer.json"}
+
+
+def test_a_run_directory_of_the_old_format_loads_and_resumes(tmp_path, capsys):
+    run = tmp_path / "run"
+    lines = ["red", "blue", "green"] * 200
+    gen = TextGenerator(epochs=1, val_frac=0.2, **TINY).fit(lines, run_dir=str(run), progress=False)
+    doc = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(old_format(doc)))
+    for loaded in (TextGenerator.load(run), rnnkit.load(run)):
+        assert type(loaded) is TextGenerator
+        assert loaded.config == gen.config                               # val_fraction -> val_frac, lr -> train.lr
+        assert loaded.end_token_ == "\n"
+        assert loaded.generate("", 30, random_seed=3) == gen.generate("", 30, random_seed=3)
+    # Fields an older version did not write take today's defaults.
+    old = old_format(doc)
+    del old["textgen"]["ema_decay"], old["textgen"]["precision"]
+    (run / "config.json").write_text(json.dumps(old))
+    assert TextGenerator.load(run).config == gen.config
+    # A resumed run goes on from its checkpoint and writes the current format.
+    assert main(["textgen", "train", "--run-dir", str(run), "--resume", "--epochs", "2"]) == 0
+    new = json.loads((run / "config.json").read_text())
+    assert new["format_version"] == 2 and new["config"]["val_frac"] == 0.2 and new["config"]["train"]["epochs"] == 2
+    # A config.json of no shape this version knows is refused, saying what to do.
+    (run / "config.json").write_text(json.dumps({"task": "textgen", "weights": "x"}))
+    with pytest.raises(ValueError, match="format_version 1, which this rnnkit cannot convert: train the run again"):
+        TextGenerator.load(run)
+
+
+# --- a user's own logits processors -------------------------------------------------------------------------
+
+def test_user_processors_ban_a_token(abcd_model):
+    a = abcd_model.tokenizer_.word_index["a"]
+    seen = []
+
+    def ban_a(tokens, logits):                       # (N, t), (N, V) -> a new (N, V)
+        seen.append(tokens.shape)
+        return logits.index_fill(1, torch.tensor([a]), -math.inf)
+
+    assert abcd_model.generate("abcd", 12, greedy=True) == "abcdabcdabcd"
+    banned = abcd_model.generate("abcd", 12, greedy=True, processors=[ban_a])
+    assert len(banned) == 12 and "a" not in banned and banned.startswith("b")   # the next likeliest after d
+    assert seen[0] == (1, 4) and seen[-1] == (1, 4 + 11)                          # seed, then what was chosen
+    samples = abcd_model.generate("ab", 40, temperature=1.5, num_samples=4, random_seed=0, processors=[ban_a])
+    assert all(len(s) == 40 and "a" not in s for s in samples)
+    # The compiled loops cannot run Python: with processors the plain loop runs, fast=True or not.
+    assert samples == abcd_model.generate("ab", 40, temperature=1.5, num_samples=4, random_seed=0,
+                                          processors=[ban_a], fast=False)
+    assert "a" not in abcd_model.generate("ab", 8, beam=3, processors=[ban_a])
+    with pytest.raises(ValueError, match=r"processors\[0\]=3: expected a callable \(tokens, logits\) -> logits"):
+        abcd_model.generate("ab", 4, processors=[3])
+
+
+def test_user_processors_run_after_temperature_top_k_and_top_p():
+    gen = random_generator("the quick brown fox jumps over the lazy dog.\n")
+    got = []
+
+    def record(tokens, logits):
+        got.append(logits.clone())
+        return logits
+
+    gen.generate("the ", 1, temperature=0.5, top_k=3, random_seed=0, processors=[record])
+    finite = torch.isfinite(got[0][0])
+    assert int(finite.sum()) == 3                                          # after top-k
+    model = gen.model_
+    raw, _ = model(torch.tensor([gen.encode_seed("the ")]))
+    assert torch.allclose(got[0][0][finite], raw[0, -1][finite] / 0.5)     # after the temperature
+
+
+# --- models trained on a GPU sample on the CPU ---------------------------------------------------------------
+
+def test_a_model_copied_in_inference_mode_samples():
+    # A model trained on CUDA is copied to the CPU for sampling inside generate(), under inference_mode.
+    # Its tensors had no version counter, and the fast sampler's cache key raised "Inference tensors do not
+    # track version counter" at the first epoch's samples. Here the copy is made the same way, on the CPU.
+    from rnnkit.generation.fast import compiled_sampler
+    gen = random_generator("abcdefgh ", hidden=16)
+    want = gen.generate("ab", 30, random_seed=2, fast=False)
+    with torch.inference_mode():
+        copy = gen._build_model()
+        copy.load_state_dict(gen.model_.state_dict())
+    assert next(copy.parameters()).is_inference()
+    compiled_sampler(copy)                                                 # raised before
+    gen.model_ = copy.eval()
+    assert gen.generate("ab", 30, random_seed=2) == want
+    with torch.inference_mode():
+        copy.head.bias[gen.tokenizer_.word_index["h"]] += 100.0           # weights changed in place
+    assert gen.generate("ab", 30, greedy=True) == "h" * 30                 # the sampler was rebuilt
+
+
+def test_a_model_off_the_cpu_samples_from_a_cached_cpu_copy(monkeypatch):
+    gen = random_generator("abcdefgh ", hidden=16)
+    want = gen.generate("ab", 30, random_seed=2)
+    monkeypatch.setattr(textgen_task, "_on_cpu", lambda model: False)     # as if model_ lived on a GPU
+    assert gen.generate("ab", 30, random_seed=2) == want
+    copy = gen._cpu_copy[1]
+    assert copy is not gen.model_ and not next(copy.parameters()).is_inference()
+    assert gen.generate("ab", 30, random_seed=2) == want and gen._cpu_copy[1] is copy     # reused
+    with torch.no_grad():
+        gen.model_.head.bias[gen.tokenizer_.word_index["h"]] += 100.0
+    assert gen.generate("ab", 30, greedy=True) == "h" * 30                 # a new copy of the new weights
+    assert gen._cpu_copy[1] is not copy
+
+
+def test_sampling_in_the_middle_of_training_keeps_dropout_on():
+    gen = random_generator("abcdefgh ", hidden=16)
+    gen.model_.train()
+    gen.generate("ab", 5, random_seed=0)
+    assert gen.model_.training                   # generate() put the model back as it found it

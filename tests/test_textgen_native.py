@@ -1,4 +1,4 @@
-"""The C sampling loop (textgen_native.py, lstm_sampler.c): same tokens as the Python loop, its build
+"""The C sampling loop (generation/native.py, lstm_sampler.c): same tokens as the Python loop, its build
 cache, and the fallback to the TorchScript loop when it cannot be built."""
 
 import os

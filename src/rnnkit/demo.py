@@ -1,6 +1,6 @@
-"""``rnnkit demo``: a small character-level Shakespeare model, trained for a few minutes and sampled.
+"""rnnkit demo: a small character-level Shakespeare model, trained for a few minutes and sampled.
 
-A thin wrapper over ``rnnkit textgen train`` (:class:`rnnkit.tasks.textgen.task.TextGenerator`) with a
+A thin wrapper over ``rnnkit textgen train`` (``rnnkit.tasks.TextGenerator``) with a
 smaller model and a 5-minute budget, followed by samples at temperatures 0.2, 0.5 and 1.0: low
 temperatures repeat the likeliest phrases, high ones invent words. The whole stack is on this path:
 the dataset registry fetches the plays, the char Tokenizer maps characters to ids, the RNN layer runs
@@ -15,7 +15,7 @@ from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args, field
-from rnnkit.tasks.textgen.task import SAMPLE_TEMPERATURES, TextGenConfig, TextGenerator
+from rnnkit.tasks.textgen.task import SAMPLE_TEMPERATURES, TextGenerator
 
 
 @dataclass
@@ -41,11 +41,11 @@ class DemoConfig:
 
 
 def run(cfg: DemoConfig) -> dict:
-    tcfg = TextGenConfig(corpus=cfg.corpus, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                         embedding_size=cfg.embedding_size, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                         lr=cfg.lr, max_minutes=cfg.max_minutes, epochs=cfg.epochs, seed=cfg.seed,
-                         sample_length=0)
-    gen = TextGenerator(tcfg).fit(run_dir=cfg.run_dir)
+    # The model's fields and the training options by their flat names (lr, epochs, ... go to config.train).
+    gen = TextGenerator(corpus=cfg.corpus, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                        embedding_size=cfg.embedding_size, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
+                        lr=cfg.lr, max_minutes=cfg.max_minutes, epochs=cfg.epochs, seed=cfg.seed,
+                        sample_length=0).fit(run_dir=cfg.run_dir)
     metrics = gen.metrics_
     print(f"\nafter {gen.trainer_.step} steps: validation loss {metrics['val_loss']:.3f} nats/char "
           f"({metrics['val_bits_per_char']:.3f} bits/char)\n")

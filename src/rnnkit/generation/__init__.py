@@ -1,2 +1,3 @@
-"""Generation shared by every decoder: logits processors, greedy/sampling/beam search, the stateful loop,
-and the compiled samplers (TorchScript, and a C loop for one LSTM sample)."""
+"""Generation shared by every decoder: logits processors (processors.py), greedy/sampling/beam search
+(search.py), the plain loop over any step function (stateful.py), and the compiled samplers for
+language models (fast.py: TorchScript; native.py: a C loop for one LSTM sample)."""

@@ -19,11 +19,12 @@ per character in Python and torch's dispatcher. This module removes that overhea
   (``embedding @ W_ih^T + b``): for a token, the first layer's input half is a row lookup;
 * no autograd (``torch.inference_mode``) and no host syncs except the end-token check.
 
-It computes the same function as :meth:`TextGenerator._plain_loop` (the plain Python loop over
-the model), step for step: the same processors (temperature, top-k, top-p, written here again in
+It computes the same function as :func:`rnnkit.generation.stateful.decode` (the plain Python loop
+over the model's step function), step for step: the same processors (temperature, top-k, top-p, written here again in
 TorchScript, with the same tie rules), and the same choice rule: one pre-drawn uniform number per
-token, inverse CDF over the softmax (:func:`rnnkit.generation.processors.sample_uniform`). The tests check that
-both loops give the same tokens for the same seed.
+token, inverse CDF over the softmax (:func:`rnnkit.generation.search.sample_uniform`). The tests check
+that both loops give the same tokens for the same seed. Processors written in Python (a user's own)
+cannot run here: ``TextGenerator.generate`` takes the plain loop when it is given any.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ ROW_SPLIT_BATCH = 8
 
 
 class FastSampler(nn.Module):
-    """The weights of a :class:`~rnnkit.tasks.textgen.task.LanguageModel`, laid out for one-token steps."""
+    """The weights of a :class:`~rnnkit.tasks.textgen.model.LanguageModel`, laid out for one-token steps."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -163,8 +164,8 @@ class FastSampler(nn.Module):
         return result, logits, new_states, done
 
     def _choose(self, logits: Tensor, u: Tensor, top_k: int, top_p: float, greedy: bool, V: int) -> Tensor:
-        """The processors and the choice, as rnnkit.generation.processors computes them (same ops, same order), on
-        logits already divided by the temperature."""
+        """The processors and the choice, as rnnkit.generation.processors and .search compute them (same ops,
+        same order), on logits already divided by the temperature."""
         if greedy:
             return torch.argmax(logits, 1)
         if top_k > 0:
@@ -206,9 +207,17 @@ def sample(sampler, logits: Tensor, states: List[Tensor], uniforms: Tensor, temp
     return tokens
 
 
-def _weights_version(model: nn.Module) -> tuple:
-    # In-place updates (an optimizer step, loading weights) bump a tensor's version counter.
-    return tuple((id(p), p._version) for p in model.parameters())
+def _weights_version(model: nn.Module) -> tuple | None:
+    """A key that changes when the weights do, or None when it cannot be known.
+
+    In-place updates (an optimizer step, loading weights) bump a tensor's version counter. Tensors made
+    under ``torch.inference_mode`` have no version counter (reading it raises "Inference tensors do not
+    track version counter"): for such a model the key is None and the sampler is built afresh.
+    """
+    params = list(model.parameters())
+    if any(p.is_inference() for p in params):
+        return None
+    return tuple((id(p), p._version) for p in params)
 
 
 def compiled_sampler(model: nn.Module):
@@ -216,16 +225,17 @@ def compiled_sampler(model: nn.Module):
     unless the model is a float32 LSTM stack); rebuilt when the weights have changed."""
     cached = getattr(model, "_fast_sampler", None)
     version = _weights_version(model)
-    if cached is None or cached[0] != version:
+    if cached is None or version is None or cached[0] != version:
         fast = FastSampler(model).eval()
         native = None
         if fast.kind == KINDS["lstm"] and fast.table.dtype == torch.float32:
             from rnnkit.generation.native import NativeLSTMSampler
             native = NativeLSTMSampler(fast)
         with warnings.catch_warnings():
-            # torch 2.13 marks torch.jit.script and freeze deprecated in favour of torch.compile, whose cold start
-            # (~60 s on a CPU) is too slow for sampling; scripting still works and takes ~1 s.
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.(script|freeze).* deprecated", category=DeprecationWarning)
+            # torch 2.13 marks torch.jit.script and freeze deprecated (DeprecationWarning; FutureWarning from 2.14)
+            # in favour of torch.compile, whose cold start (~60 s on a CPU) is too slow for sampling; scripting
+            # still works and takes ~1 s.
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.(script|freeze).* deprecated")
             # Freezing turns the weights into constants of the graph: less work per step.
             scripted = torch.jit.freeze(torch.jit.script(fast), preserved_attrs=["run"])
         cached = (version, scripted, native)

@@ -1,6 +1,6 @@
 /* Batch-1 sampling from a stacked LSTM language model, in C: rnnkit's fastest sampling path.
  *
- * rnnkit compiles this file on first use (see textgen_native.py) and uses the TorchScript loop
+ * rnnkit compiles this file on first use (see native.py) and uses the TorchScript loop
  * instead when there is no C compiler or the build fails. It computes what FastSampler.run computes for one row with
  * temperature (or greedy) sampling, with the same choice rule, in float32:
  *

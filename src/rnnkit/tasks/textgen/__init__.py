@@ -1,5 +1,6 @@
-"""rnnkit textgen: see task.py for the estimator, cli.py for `rnnkit textgen`."""
+"""rnnkit textgen: task.py holds the estimator (TextGenerator, TextGenConfig), model.py the network,
+data.py the corpus and streams, cli.py `rnnkit textgen`."""
 
-from rnnkit.tasks.textgen.task import TextGenerator, TextGenConfig
+from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
 
 __all__ = ["TextGenerator", "TextGenConfig"]

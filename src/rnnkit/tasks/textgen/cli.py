@@ -1,7 +1,9 @@
-"""``rnnkit textgen train|sample|eval``: a thin layer over :class:`rnnkit.tasks.textgen.task.TextGenerator`.
+"""rnnkit textgen train|sample|eval: character and word language models, trained, sampled and scored.
 
-The train flags are the fields of :class:`~rnnkit.tasks.textgen.task.TextGenConfig`, the sample flags the
-fields of :class:`SampleConfig` (the arguments of ``TextGenerator.generate``).
+A thin layer over rnnkit.tasks.TextGenerator: the train flags are the fields of TextGenConfig (its
+training options as flat flags, the same in every task), the sample flags the fields of SampleConfig
+(the arguments of TextGenerator.generate). A run directory written here loads in Python
+(TextGenerator.load or rnnkit.load) and the other way round.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 from rnnkit import _checks
-from rnnkit.runs.checkpoint import RunDir
-from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field, given_fields
-from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator, load_corpus
+from rnnkit.config import add_config_arguments, config_from_args, field
+from rnnkit.tasks.base import add_train_arguments, train_config_from_args
+from rnnkit.tasks.textgen.data import held_out_text, load_corpus
+from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
+
+DEFAULT_RUN_DIR = "runs/textgen"
+# Besides the budgets every task's resumed run may change: the per-epoch samples, which only report.
+RESUME_FIELDS = ("sample_length", "sample_seed_text")
 
 
 @dataclass
@@ -46,15 +53,11 @@ def add_commands(sub) -> None:
     p.set_defaults(group_parser=p)
 
     t = verbs.add_parser("train", help="train a language model on a corpus (default: Shakespeare)",
-                         description="Train; the run directory gets checkpoints, metrics.jsonl, loss.png, "
-                                     "config.json and tokenizer.json.")
-    add_config_arguments(t, TextGenConfig)
-    t.add_argument("--run-dir", default="runs/textgen", help="where the run is saved (default: %(default)s)")
-    t.add_argument("--resume", metavar="RUN", default=None,
-                   help="continue the run saved in RUN with its own config; --max-minutes (the budget of the "
-                        "whole run, so give a larger one to train longer), --epochs, --precision, --log-every "
-                        "and the sample flags may change")
-    t.add_argument("--dry-run", action="store_true", help="train on one small batch and sample: a smoke test")
+                         description="Train a language model; the run directory gets checkpoints, metrics.jsonl, "
+                                     "loss.png, config.json and tokenizer.json. Continue a run with "
+                                     "--run-dir DIR --resume (a larger --max-minutes trains longer: the budget "
+                                     "is the whole run's).")
+    add_train_arguments(t, TextGenConfig, default_run_dir=DEFAULT_RUN_DIR)
     t.set_defaults(func=cmd_train)
 
     s = verbs.add_parser("sample", help="generate text from a trained run",
@@ -74,42 +77,21 @@ def add_commands(sub) -> None:
     e.set_defaults(func=cmd_eval)
 
 
-# What a resumed run may change: its budget and how it reports, never the model or the data.
-RESUME_FIELDS = ("max_minutes", "epochs", "precision", "device", "log_every", "sample_length",
-                 "sample_seed_text")
-
-
-def resumed_config(run: RunDir, args: argparse.Namespace) -> TextGenConfig:
-    """The run's saved config, with the RESUME_FIELDS given on the command line; other flags are refused."""
-    cfg = config_from_dict(TextGenConfig, run.read_config()["textgen"], source=str(run.config_path))
-    given = given_fields(args) & {f.name for f in dataclasses.fields(TextGenConfig)}
-    fixed = sorted(given - set(RESUME_FIELDS))
-    if fixed:
-        name = fixed[0]
-        _checks.fail(name, getattr(args, name), f"no --{name.replace('_', '-')} with --resume: the run keeps its "
-                     f"own ({getattr(cfg, name)!r}); a resumed run may change only "
-                     + ", ".join("--" + f.replace("_", "-") for f in RESUME_FIELDS))
-    return dataclasses.replace(cfg, **{name: getattr(args, name) for name in given})
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.resume:
-        run = RunDir(args.resume)
-        run.require("config.json", "tokenizer.json")
-        cfg = resumed_config(run, args)
-        gen = TextGenerator(cfg).fit(run_dir=args.resume, resume=True)
-        run_dir = args.resume
-    else:
-        cfg = config_from_args(TextGenConfig, args)
-        gen = TextGenerator(cfg).fit(run_dir=args.run_dir, dry_run=args.dry_run)
-        run_dir = args.run_dir
+    # With --resume: the run's own config, with only the budgets (and the sample flags) from the command line.
+    config = train_config_from_args(TextGenerator, args, resume_fields=RESUME_FIELDS)
+    if args.resume and args.dry_run:
+        _checks.fail("--dry-run", True, "no --dry-run with --resume (a dry run is a fresh smoke test)")
+    gen = TextGenerator(config).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
     metrics = gen.metrics_
     print(f"validation loss {metrics['val_loss']:.4f} nats/token"
           + (f" ({metrics['val_bits_per_char']:.4f} bits/char)" if "val_bits_per_char" in metrics else
              f" (perplexity {metrics['val_perplexity']:.1f})")
-          + f"; {gen.trainer_.step} steps ({gen.trainer_.stop_reason}); run saved in {run_dir}")
+          + f"; {gen.trainer_.step} steps ({gen.trainer_.stop_reason}); "
+          + (f"run saved in {args.run_dir}" if args.run_dir else "not saved"))
     if gen.trainer_.interrupted:
-        print(f"resume with: rnnkit textgen train --resume {run_dir}")
+        if args.run_dir:
+            print(f"resume with: rnnkit textgen train --run-dir {args.run_dir} --resume")
         return 130
     return 0
 
@@ -135,8 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         where = args.corpus
     else:
         text, _ = load_corpus(gen.config)
-        # The same held-out part as training: the last val_fraction of the tokens, cut at a character.
-        text = text[int(len(text) * (1 - gen.config.val_fraction)):]
+        # The same held-out part as training: the last val_frac of the text.
+        text = held_out_text(text, gen.config.val_frac)
         where = "the held-out last part of the training corpus"
     result = gen.evaluate(text)
     if "bits_per_char" in result:

@@ -9,16 +9,23 @@ carrying the state, with a temperature that trades repetition (low) for inventio
     gen = TextGenerator(hidden_size=256, max_minutes=5).fit()        # the Shakespeare dataset
     print(gen.generate("QUEEN:\\n", length=300, temperature=0.5))
     gen.save("runs/shakespeare"); TextGenerator.load("runs/shakespeare").evaluate(other_text)
+    rnnkit.load("runs/shakespeare")                                  # the same, for any task's run
 
-Three places hold the main path: :class:`LanguageModel` (embedding -> recurrent layer -> linear
-head), the shared :class:`~rnnkit.training.trainer.Trainer`, and generation (:meth:`TextGenerator.generate`,
-whose fast path lives in :mod:`rnnkit.generation.fast`). ``rnnkit textgen train|sample|eval``
-(:mod:`rnnkit.tasks.textgen.cli`) is a thin layer over this class.
+Three places hold the main path: the model (``model.py``: embedding -> recurrent layer -> linear head),
+the shared Trainer (``rnnkit.training``), and generation (:meth:`TextGenerator.generate` over
+``rnnkit.generation``: the plain loop in ``stateful.py``, the compiled ones in ``fast.py`` and
+``native.py``). The data side (corpus, streams, held-out loss) is ``data.py``; ``rnnkit textgen
+train|sample|eval`` (``cli.py``) is a thin layer over this class.
 
 Choices a user should know about:
 
-* The last ``val_fraction`` (10%) of the corpus is held out, never trained on; validation loss is in
+* Training options (``lr``, ``epochs``, ``max_minutes``, ``batch_size``, ...) are the shared
+  :class:`~rnnkit.training.TrainConfig`, nested as ``config.train``; keyword arguments take them by their
+  flat names (``TextGenerator(lr=1e-3)``), like the CLI flags.
+* The last ``val_frac`` (10%) of the corpus is held out, never trained on; validation loss is in
   nats per token (char level: nats/char, also given in bits/char; word level: also perplexity).
+  After ``fit`` the model holds the weights of the epoch with the lowest validation loss
+  (``restore_best``), and ``metrics_`` are that epoch's.
 * ``temperature=0`` means greedy decoding (the limit of ever lower temperatures is the argmax).
 * Sampling draws one uniform number per token from ``random_seed`` and picks the token where the
   cumulative probability passes it, so the fast path and the plain Python loop give the same text.
@@ -32,27 +39,44 @@ import dataclasses
 import math
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from rnnkit import _checks
+from rnnkit.config import field
+from rnnkit.generation.processors import make_processors
+from rnnkit.generation.search import beam_search, make_generator
+from rnnkit.generation.stateful import decode
 from rnnkit.runs.checkpoint import RunDir, save_weights
-from rnnkit.config import config_from_dict, field
-from rnnkit.nn.layers import RNN
-from rnnkit.generation.processors import beam_search, make_generator, make_processors, sample_uniform
+from rnnkit.runs.schema import FORMAT_VERSION
+from rnnkit.tasks.base import Task
+from rnnkit.tasks.textgen.data import (corpus_text, load_corpus, make_tokenizer, stream_batches,
+                                       stream_loss)
+from rnnkit.tasks.textgen.model import LanguageModel, no_padding, stack_states
 from rnnkit.text import Tokenizer
-from rnnkit.training.trainer import PRECISIONS, TrainConfig, Trainer, pick_device
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.trainer import Trainer, pick_device
 
 LEVELS = ("char", "word")
 CELLS = ("rnn", "gru", "lstm")
 UNKNOWN = ("error", "drop")
-DEVICES = ("auto", "cpu", "cuda")
-OOV = "<unk>"                   # word level: the token that replaces rare and unseen words
 TOKENIZER_FILE = "tokenizer.json"
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
+
+# Text generation's training defaults: the settings of the quality benchmark (15 minutes of Shakespeare).
+TRAIN_DEFAULTS = TrainConfig(
+    epochs=20,             # a time budget usually ends training first
+    batch_size=64,         # parallel contiguous streams of text
+    max_minutes=15.0,
+    lr=3e-3,
+    schedule="auto",       # cosine over the time budget when max_minutes is set, else over the epochs
+    warmup_steps=50,
+    clip_grad_norm=5.0,
+    precision="auto",      # bf16 where the CPU or GPU runs it natively (Intel AMX: 2-3x the chars/s)
+    log_every=50,
+)
 
 
 @dataclass
@@ -82,65 +106,26 @@ class TextGenConfig:
                                         "float32 and slower still against bf16, or the loop path for GRU/RNN",
                                         choices=("variational", "weight_drop"))
     seq_len: int = field(100, "tokens per truncated-BPTT chunk")
-    batch_size: int = field(64, "parallel contiguous streams of text")
-    lr: float = field(3e-3, "peak learning rate (Adam)")
-    schedule: str = field("auto", "learning-rate schedule: auto = cosine over the time budget when "
-                                  "max_minutes is set, else cosine over the epochs",
-                          choices=("auto", "constant", "cosine", "cosine_time"))
-    warmup_steps: int = field(50, "steps of linear learning-rate warmup")
-    clip_grad_norm: float = field(5.0, "clip the global gradient norm to this")
-    ema_decay: Optional[float] = field(None, "average the weights over training with this decay per step "
-                                             "(e.g. 0.999); evaluation, checkpoints and sampling use the average "
-                                             "(None: off)")
-    epochs: int = field(20, "passes over the training text (a time budget usually ends training first)")
-    max_minutes: Optional[float] = field(15.0, "training time budget in minutes (None: train all epochs)")
-    val_fraction: float = field(0.1, "the last part of the corpus held out for validation")
-    seed: int = field(0, "random seed for initialisation and training")
-    device: str = field("auto", "where to train: auto picks a CUDA GPU when there is one, else the CPU "
-                                "(sampling always runs on the CPU)", choices=DEVICES)
-    precision: str = field("auto", "training arithmetic: auto (bfloat16 mixed precision where the CPU or GPU "
-                                   "runs it natively, e.g. Intel AMX: 2-3x the characters/s; else fp32), "
-                                   "fp32, bf16", choices=PRECISIONS)
+    val_frac: float = field(0.1, "the last part of the corpus held out for validation")
     sample_seed_text: Optional[str] = field(None, "text the per-epoch samples start from (None: a newline, "
                                                   "or the corpus's first token)")
     sample_length: int = field(200, "tokens per per-epoch sample (0: no samples)")
-    log_every: int = field(50, "steps between progress updates and metrics records")
+    train: TrainConfig = field(TRAIN_DEFAULTS, "training options, flat flags --lr, --epochs, ... (a model "
+                                                "trained on a GPU samples on the CPU)")
 
     def __post_init__(self) -> None:
         _checks.check_choice("level", self.level, LEVELS)
         _checks.check_choice("cell", self.cell, CELLS)
-        for name in ("hidden_size", "num_layers", "embedding_size", "seq_len", "batch_size", "epochs",
-                     "log_every"):
+        for name in ("hidden_size", "num_layers", "embedding_size", "seq_len"):
             _checks.check_int(name, getattr(self, name), min=1)
         _checks.check_int("num_words", self.num_words, min=2, allow_none=True)
-        _checks.check_int("warmup_steps", self.warmup_steps, min=0)
         _checks.check_int("sample_length", self.sample_length, min=0)
-        _checks.check_int("seed", self.seed, min=0)
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
-        _checks.check_float("lr", self.lr, min=0, min_open=True)
-        _checks.check_float("clip_grad_norm", self.clip_grad_norm, min=0, min_open=True)
-        _checks.check_float("ema_decay", self.ema_decay, min=0, max=1, min_open=True, max_open=True,
-                            allow_none=True)
-        _checks.check_float("max_minutes", self.max_minutes, min=0, min_open=True, allow_none=True)
-        _checks.check_float("val_fraction", self.val_fraction, min=0, max=0.5, min_open=True)
-        _checks.check_choice("schedule", self.schedule, ("auto", "constant", "cosine", "cosine_time"))
-        _checks.check_choice("precision", self.precision, PRECISIONS)
-        _checks.check_choice("device", self.device, DEVICES)
-        if self.schedule == "cosine_time" and self.max_minutes is None:
-            _checks.fail("schedule", self.schedule, "'cosine' or 'constant' when max_minutes is None")
+        _checks.check_float("val_frac", self.val_frac, min=0, max=0.5, min_open=True)
+        if not isinstance(self.train, TrainConfig):
+            _checks.fail("train", self.train, "a TrainConfig")
         self.end_token = parse_end_token(self.end_token)
-
-    def train_config(self, **overrides: Any) -> TrainConfig:
-        schedule = self.schedule
-        if schedule == "auto":
-            schedule = "cosine_time" if self.max_minutes else "cosine"
-        values = dict(epochs=self.epochs, max_minutes=self.max_minutes, lr=self.lr, schedule=schedule,
-                      warmup_steps=self.warmup_steps, clip_grad_norm=self.clip_grad_norm, seed=self.seed,
-                      log_every=self.log_every, device=self.device, precision=self.precision,
-                      ema_decay=self.ema_decay)
-        values.update(overrides)
-        return TrainConfig(**values)
 
 
 def parse_end_token(value: Any) -> Optional[str]:
@@ -154,129 +139,18 @@ def parse_end_token(value: Any) -> Optional[str]:
     return {"\\n": "\n", "\\t": "\t", "newline": "\n"}.get(value, value)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The model
-# ---------------------------------------------------------------------------------------------------------
-
-class LanguageModel(nn.Module):
-    """Embedding -> stacked recurrent layer -> (dropout) -> linear head over the vocabulary."""
-
-    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
-                 cell: str = "lstm", dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 recurrent_dropout_mode: str = "weight_drop"):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, embedding_size)
-        self.rnn = RNN(cell, embedding_size, hidden_size, num_layers=num_layers, dropout=dropout,
-                       recurrent_dropout=recurrent_dropout, recurrent_dropout_mode=recurrent_dropout_mode,
-                       return_state=True)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, vocab_size)
-
-    def forward(self, ids: torch.Tensor, state=None):
-        """ids (B, T) -> logits (B, T, V) and the final state (one (h[, c]) tuple of (B, H) per layer)."""
-        out, state = self.rnn(self.embed(ids), initial_state=state)   # (B, T, H)
-        return self.head(self.drop(out)), state
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Corpus -> token ids -> contiguous streams
-# ---------------------------------------------------------------------------------------------------------
-
-def load_corpus(config: TextGenConfig) -> tuple[str, bool]:
-    """The training text and whether it is a one-item-per-line corpus (whose samples end at a newline)."""
-    from rnnkit import datasets
-
-    if config.corpus is not None:
-        path = Path(config.corpus)
-        if not path.is_file():
-            raise FileNotFoundError(f"corpus={config.corpus!r}: no such file")
-        return datasets.load_text(path, encoding=config.encoding), False
-    options = {"variant": config.variant} if config.variant is not None else {}
-    data = datasets.load(config.dataset, **options)
-    return corpus_text(data, source=f"dataset={config.dataset!r}")
-
-
-def corpus_text(data: Any, source: str = "text") -> tuple[str, bool]:
-    """A str is used as it is; a list of strings (or a dataset dict with ``names``) becomes one item per line."""
-    if isinstance(data, dict) and "names" in data:
-        data = data["names"]
-    if isinstance(data, str):
-        return data, False
-    if isinstance(data, (list, tuple)) and all(isinstance(s, str) for s in data):
-        # Every item ends with a newline, so the model learns where an item ends.
-        return "".join(s.replace("\n", " ") + "\n" for s in data), True
-    raise ValueError(f"{source}: expected a text (str) or a list of strings, got {type(data).__name__}")
-
-
-def make_tokenizer(config: TextGenConfig) -> Tokenizer:
-    if config.level == "char":
-        # Every character as written is a token: no lower-casing, no filters.
-        return Tokenizer(char_level=True, lower=False, filters="")
-    return Tokenizer(num_words=config.num_words, oov_token=OOV)
-
-
-def stream_batches(ids: torch.Tensor, batch_size: int, seq_len: int, *, name: str = "corpus",
-                   unit: str = "tokens") -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Cut one id sequence into ``batch_size`` contiguous streams, then into chunks of ``seq_len``.
-
-    Chunk k of stream b follows chunk k-1 of stream b, so the state carried between batches is valid.
-    Returns a list of (x, y) pairs, each (B, seq_len), y being x shifted by one token.
-    """
-    n = (len(ids) - 1) // batch_size                                  # steps per stream
-    if n < seq_len:
-        need = batch_size * seq_len + 1
-        raise ValueError(f"{name}: {len(ids)} {unit} is too short for one batch of batch_size={batch_size} x "
-                         f"seq_len={seq_len} ({need} {unit} needed); use a longer text or lower --batch-size "
-                         f"or --seq-len")
-    x = ids[: n * batch_size].view(batch_size, n)                     # (B, N)
-    y = ids[1: n * batch_size + 1].view(batch_size, n)
-    return [(x[:, k:k + seq_len], y[:, k:k + seq_len]) for k in range(0, n - seq_len + 1, seq_len)]
-
-
-@torch.no_grad()
-def stream_loss(model: LanguageModel, ids: torch.Tensor, batch_size: int = 16, seq_len: int = 100) -> tuple[float, int]:
-    """Mean next-token loss (nats) over ``ids`` read as up to ``batch_size`` streams, state carried.
-
-    Every token but the first of each stream (and a tail shorter than the number of streams) is
-    predicted once; returns (mean nats per predicted token, tokens predicted).
-    """
-    batch_size = max(1, min(batch_size, (len(ids) - 1) // max(1, seq_len)))
-    n = (len(ids) - 1) // batch_size
-    if n < 1:
-        raise ValueError(f"text: {len(ids)} tokens is too short to evaluate; need at least 2")
-    x = ids[: n * batch_size].view(batch_size, n)
-    y = ids[1: n * batch_size + 1].view(batch_size, n)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device                         # chunks go where the model is
-    state, total = None, torch.zeros((), dtype=torch.float64, device=device)
-    for k in range(0, n, seq_len):                                    # the last chunk may be shorter
-        logits, state = model(x[:, k:k + seq_len].to(device), state)
-        total += nn.functional.cross_entropy(logits.flatten(0, 1), y[:, k:k + seq_len].flatten().to(device),
-                                             reduction="sum").double()
-    model.train(was_training)
-    return float(total) / y.numel(), y.numel()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The estimator
-# ---------------------------------------------------------------------------------------------------------
-
-class TextGenerator:
+class TextGenerator(Task):
     """A character- or word-level language model: ``fit`` a text, ``generate`` from it, ``evaluate`` a text.
 
-    ``TextGenerator(config)`` or ``TextGenerator(hidden_size=256, ...)`` (fields of :class:`TextGenConfig`).
-    Learned attributes after ``fit``: ``tokenizer_``, ``model_``, ``end_token_`` (None when samples
-    end only at their length), ``history_`` (the Trainer's metrics records), ``metrics_`` (last validation).
+    ``TextGenerator(config)`` or ``TextGenerator(hidden_size=256, lr=1e-3, ...)`` (fields of
+    :class:`TextGenConfig` and of its ``train`` options, by their flat names). Learned attributes after
+    ``fit`` or ``load``: ``tokenizer_``, ``model_``, ``end_token_`` (None when samples end only at their
+    length), ``history_`` (the metrics records); after ``fit`` also ``metrics_`` (validation metrics of
+    the weights the model holds), ``trainer_`` and ``data_`` (what it was trained on).
     """
 
-    def __init__(self, config: TextGenConfig | None = None, **overrides: Any):
-        if config is not None and not isinstance(config, TextGenConfig):
-            _checks.fail("config", config, "a TextGenConfig or None")
-        self.config = dataclasses.replace(config or TextGenConfig(), **overrides)
-
-    def __repr__(self) -> str:
-        return f"TextGenerator({self.config!r})"
+    name = "textgen"
+    config_class = TextGenConfig
 
     # -- training --------------------------------------------------------------------------------------
 
@@ -286,18 +160,25 @@ class TextGenerator:
 
         ``text``: a str, or a list of strings (one item per line; samples end at a newline); None loads
         ``config.corpus`` or ``config.dataset``. ``run_dir`` gets checkpoints, metrics.jsonl, loss.png,
-        the config and the vocabulary; ``resume=True`` continues the run saved there (its vocabulary is
+        config.json and the vocabulary; ``resume=True`` continues the run saved there (its vocabulary is
         reused). ``dry_run`` trains on one small batch and evaluates a little: seconds, for smoke tests.
         """
-        cfg = self.config
-        pick_device(cfg.device)                  # "cuda" without a GPU fails here, before any work
+        cfg, train = self.config, self.config.train
+        pick_device(train.device)                # "cuda" without a GPU fails here, before any work
+        if resume and run_dir is None:
+            _checks.fail("run_dir", run_dir, "the run directory to resume")
+        if resume and dry_run:
+            _checks.fail("dry_run", dry_run, "False with resume=True (a dry run is a fresh smoke test)")
         if text is None:
             text, line_corpus = load_corpus(cfg)
+            source = cfg.corpus if cfg.corpus is not None else f"dataset {cfg.dataset}" + (
+                f" ({cfg.variant})" if cfg.variant else "")
         else:
             text, line_corpus = corpus_text(text)
+            source = "text passed to fit"
         if not text:
             raise ValueError("corpus: the text is empty; expected at least one batch of text "
-                             f"(batch_size={cfg.batch_size} x seq_len={cfg.seq_len} tokens)")
+                             f"(batch_size={train.batch_size} x seq_len={cfg.seq_len} tokens)")
         if dry_run:
             text = text[:50_000]
         if cfg.end_token == "auto":
@@ -307,22 +188,20 @@ class TextGenerator:
             self.end_token_ = cfg.end_token
 
         if resume:
-            if run_dir is None:
-                _checks.fail("run_dir", run_dir, "the run directory to resume")
             RunDir(run_dir).require(TOKENIZER_FILE)
             self.tokenizer_ = Tokenizer.load(RunDir(run_dir).file(TOKENIZER_FILE))
         else:
             self.tokenizer_ = make_tokenizer(cfg).fit_on_texts([text])
         unit = "characters" if cfg.level == "char" else "words"
-        ids = torch.tensor(self.tokenizer_.texts_to_sequences([text])[0], dtype=torch.long)
+        ids = torch.tensor(self.tokenizer_.texts_to_sequences([text])[0], dtype=torch.long)   # (n,)
         if self.end_token_ is not None and self.end_token_ not in self.tokenizer_.word_index:
             _checks.fail("end_token", self.end_token_, "a token of the corpus (or None)")
-        split = int(len(ids) * (1 - cfg.val_fraction))                # the last 10% is held out
-        batch_size, seq_len = (min(cfg.batch_size, 4), min(cfg.seq_len, 32)) if dry_run else (cfg.batch_size,
-                                                                                                cfg.seq_len)
+        split = int(len(ids) * (1 - cfg.val_frac))                    # the last 10% is held out
+        batch_size, seq_len = ((min(train.batch_size, 4), min(cfg.seq_len, 32)) if dry_run
+                               else (train.batch_size, cfg.seq_len))
         if (split - 1) // batch_size < seq_len:
-            raise ValueError(f"corpus: {len(ids)} {unit} ({split} for training after holding out val_fraction="
-                             f"{cfg.val_fraction}) is too short for one batch of batch_size={batch_size} x "
+            raise ValueError(f"corpus: {len(ids)} {unit} ({split} for training after holding out val_frac="
+                             f"{cfg.val_frac}) is too short for one batch of batch_size={batch_size} x "
                              f"seq_len={seq_len} ({batch_size * seq_len + 1} training {unit} needed); use a "
                              f"longer text or lower --batch-size or --seq-len")
         train_batches = stream_batches(ids[:split], batch_size, seq_len, name="corpus", unit=unit)
@@ -331,19 +210,22 @@ class TextGenerator:
             train_batches, val_ids = train_batches[:1], val_ids[:2000]
         if len(val_ids) < 2:
             raise ValueError(f"corpus: {len(ids)} {unit} leave {len(val_ids)} for validation "
-                             f"(val_fraction={cfg.val_fraction}); use a longer text")
+                             f"(val_frac={cfg.val_frac}); use a longer text")
         size = f"{len(text):,} characters" + (f", {len(ids):,} words" if cfg.level == "word" else "")
         print(f"corpus: {size}, vocabulary {self.tokenizer_.vocab_size - 1}; "
               f"{len(train_batches)} batches of {batch_size}x{seq_len} per epoch, {len(val_ids):,} {unit} held out",
               file=sys.stderr)
+        self.data_ = {"source": source, "characters": len(text), "tokens": len(ids), "unit": unit,
+                      "vocabulary": self.tokenizer_.vocab_size - 1, "train_tokens": split,
+                      "val_tokens": len(ids) - split, "one_item_per_line": line_corpus}
 
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(train.seed)
         self.model_ = self._build_model()
         loss_fn = nn.CrossEntropyLoss()
         self._sample_seed = cfg.sample_seed_text if cfg.sample_seed_text is not None else self._default_seed(text)
 
         def compute_loss(model, batch, state):
-            x, y = batch
+            x, y = batch                                              # (B, T) each, on the model's device
             logits, state = model(x, state)                           # (B, T, V)
             return loss_fn(logits.flatten(0, 1), y.flatten()), state, x.numel()
 
@@ -357,24 +239,25 @@ class TextGenerator:
             lines = []
             for temperature in SAMPLE_TEMPERATURES:
                 out = self.generate(self._sample_seed, length=cfg.sample_length, temperature=temperature,
-                                    random_seed=cfg.seed + epoch, unknown="drop")
+                                    random_seed=train.seed + epoch, unknown="drop")
                 lines.append(f"----- epoch {epoch + 1}, temperature {temperature} -----\n"
                              f"{self.join_seed(self._sample_seed, out)}")
             # tqdm.write keeps the text clear of an active progress bar.
             from tqdm.auto import tqdm
             tqdm.write("\n".join(lines) + "\n", file=sys.stderr)
 
-        tcfg = cfg.train_config(**({"max_steps": 1, "max_minutes": None, "schedule": "constant", "epochs": 1}
-                                   if dry_run else {}))
+        if dry_run:
+            train = dataclasses.replace(train, max_steps=1, max_minutes=None, schedule="constant", epochs=1)
         if run_dir is not None:
-            RunDir(run_dir).path.mkdir(parents=True, exist_ok=True)
-            self._write_side_files(RunDir(run_dir))
-        trainer = Trainer(self.model_, tcfg, run_dir=run_dir, progress=progress,
+            # config.json and the vocabulary first: a run directory in training says what it is.
+            self.write_config(run_dir)
+            self.tokenizer_.save(RunDir(run_dir).file(TOKENIZER_FILE))
+        trainer = Trainer(self.model_, train, run_dir=run_dir, progress=progress,
                           items_name="chars" if cfg.level == "char" else "words")
         trainer.fit(lambda epoch: train_batches, compute_loss, evaluate, show_samples, resume=resume)
         self.trainer_ = trainer
         self.history_ = trainer.history
-        self.metrics_ = trainer.metrics
+        self.metrics_ = _metrics_of_held_weights(trainer)
         self.model_.eval()
         return self
 
@@ -396,20 +279,13 @@ class TextGenerator:
             return {f"{prefix}loss": nats, f"{prefix}bits_per_char": nats / math.log(2)}
         return {f"{prefix}loss": nats, f"{prefix}perplexity": math.exp(min(nats, 700.0))}
 
-    # -- saving ----------------------------------------------------------------------------------------
+    # -- saving and loading (config.json itself is the Task base's) -------------------------------------
 
-    def _write_side_files(self, run: RunDir) -> None:
-        run.write_config({"task": "textgen", "model": "LanguageModel",
-                          "textgen": dataclasses.asdict(self.config), "end_token": self.end_token_,
-                          "vocabulary": TOKENIZER_FILE})
+    def fitted_values(self) -> dict[str, Any]:
+        return {"end_token": self.end_token_}
+
+    def _save_files(self, run: RunDir) -> None:
         self.tokenizer_.save(run.file(TOKENIZER_FILE))
-
-    def save(self, path: str) -> None:
-        """Write config.json, tokenizer.json and model.safetensors to the run directory ``path``."""
-        self._check_fitted()
-        run = RunDir(path)
-        run.path.mkdir(parents=True, exist_ok=True)
-        self._write_side_files(run)
         save_weights(run.weights_path, self.model_.state_dict())
 
     @classmethod
@@ -419,13 +295,11 @@ class TextGenerator:
         ``weights``: ``"best"`` (the best validation epoch, when the run saved one) or ``"last"``.
         """
         _checks.check_choice("weights", weights, ("best", "last"))
-        run = RunDir(path)
-        run.require("config.json", TOKENIZER_FILE)
-        data = run.read_config()
-        if data.get("task") != "textgen":
-            raise ValueError(f"{run.config_path}: task is {data.get('task')!r}, expected 'textgen'")
-        self = cls(config_from_dict(TextGenConfig, data["textgen"], source=str(run.config_path)))
-        self.end_token_ = data.get("end_token")
+        return super().load(path, weights=weights)
+
+    def _load_files(self, run: RunDir, fitted: dict[str, Any], *, weights: str = "best") -> None:
+        run.require(TOKENIZER_FILE)
+        self.end_token_ = fitted.get("end_token")
         self.tokenizer_ = Tokenizer.load(run.file(TOKENIZER_FILE))
         self.model_ = self._build_model()
         best = weights == "best" and run.best_path.is_file()
@@ -434,11 +308,26 @@ class TextGenerator:
         run.load_weights(self.model_, best=best)
         self.model_.eval()
         self.history_ = run.read_metrics()
-        return self
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("this TextGenerator is not fitted: call fit(text) or TextGenerator.load(run_dir)")
+    @classmethod
+    def upgrade_config(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """A config.json of rnnkit before format_version 2 -> the current schema.
+
+        Those read ``{"task": "textgen", "model": "LanguageModel", "textgen": {every field, flat},
+        "end_token": ..., "vocabulary": "tokenizer.json"}``: the training fields move into ``train``,
+        ``val_fraction`` is now ``val_frac``, and the learned end token goes to ``fitted``. Fields that
+        older versions did not have take today's defaults.
+        """
+        if not isinstance(raw.get("textgen"), dict):
+            return super().upgrade_config(raw)          # raises: not a shape this knows
+        flat = dict(raw["textgen"])
+        if "val_fraction" in flat:
+            flat["val_frac"] = flat.pop("val_fraction")
+        train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = {k: v for k, v in flat.items() if k not in train_names}
+        config["train"] = {k: v for k, v in flat.items() if k in train_names}
+        return {"task": cls.name, "format_version": FORMAT_VERSION, "rnnkit_version": raw.get("rnnkit_version"),
+                "config": config, "data": {}, "fitted": {"end_token": raw.get("end_token")}}
 
     # -- evaluation ------------------------------------------------------------------------------------
 
@@ -454,6 +343,7 @@ class TextGenerator:
         unknown = len(self.tokenizer_._tokens(text)) - len(ids)
         if len(ids) < 2:
             raise ValueError(f"text: {len(ids)} known tokens; expected at least 2 to evaluate")
+        # Scored where the model is (a GPU after training there): stream_loss moves each chunk to it.
         nats, n = stream_loss(self.model_, torch.tensor(ids), batch_size=16, seq_len=self.config.seq_len)
         return {**self._loss_metrics(nats), "tokens": n, "unknown": unknown}
 
@@ -476,7 +366,8 @@ class TextGenerator:
     def generate(self, seed_text: str = "", length: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
                  beam: int | None = None, num_samples: int = 1, random_seed: int | None = None,
-                 unknown: str = "error", fast: bool = True) -> str | list[str]:
+                 unknown: str = "error", fast: bool = True,
+                 processors: Sequence[Callable] | None = None) -> str | list[str]:
         """Continue ``seed_text`` by up to ``length`` tokens; the seed is not repeated in the result.
 
         Stateful: the seed is read once, then one step per token carries the state. ``num_samples``
@@ -484,8 +375,15 @@ class TextGenerator:
         ``temperature=0`` or ``greedy=True`` take the most likely token; ``beam=N`` keeps the N most
         likely continuations (log-probabilities after the processors) and returns the best
         ``num_samples`` of them. Samples stop at the end token (see the module doc), else at ``length``.
-        ``fast`` runs the sampling loop in TorchScript (LSTM, GRU and tanh-RNN models); ``fast=False``
-        runs the same computation as a plain Python loop over the model (the two give the same tokens).
+
+        ``processors``: your own logits processors, callables ``(tokens, logits) -> logits`` returning a
+        new tensor (``tokens`` (N, t): the seed's ids and those chosen so far; ``logits`` (N, V)), applied
+        in order after temperature, top-k and top-p, before every choice (greedy, sampling and beam).
+        Token ids are the tokenizer's (``tokenizer_.word_index``). Given any, the plain loop runs.
+
+        ``fast`` runs the sampling loop compiled (TorchScript, or C for one LSTM sample; LSTM, GRU and
+        tanh-RNN models); ``fast=False`` runs the same computation as a plain Python loop over the model
+        (the two give the same tokens).
         """
         self._check_fitted()
         _checks.check_int("length", length, min=0)
@@ -499,10 +397,10 @@ class TextGenerator:
             raise ValueError("greedy and beam: choose one (beam=1 is greedy)")
         if beam is not None and num_samples > beam:
             _checks.fail("num_samples", num_samples, f"at most beam={beam} (the beams are the candidates)")
-        processors = make_processors(1.0 if greedy else temperature, top_k, top_p)
+        user = list(processors) if processors is not None else []
+        chain = make_processors(1.0 if greedy else temperature, top_k, top_p, processors=user)
         ids = self.encode_seed(seed_text, unknown)
         end = self.tokenizer_.word_index[self.end_token_] if self.end_token_ is not None else -1
-        model = self._cpu_model()
         if not ids:
             # No seed: start as after the end of an item (a line corpus) or at the start of a line.
             start = end if end >= 0 else self.tokenizer_.word_index.get("\n", -1)
@@ -511,32 +409,31 @@ class TextGenerator:
                              "corpus has no end token or newline to start after)")
             ids = [start]
 
-        logits, state = model(torch.tensor([ids]))                   # (1, T, V): read the seed once
-        logits = logits[:, -1]                                        # (1, V)
-        if beam is not None:
-            tokens = self._beam(model, logits, state, beam, length, processors, end, num_samples)
-        else:
-            # Expand the seed's state to the batch of samples: (1, H) -> (N, H) per state tensor.
-            state = [tuple(s.expand(num_samples, -1).contiguous() for s in st) for st in state]
-            logits = logits.expand(num_samples, -1)
-            uniforms = torch.rand(length, num_samples, generator=make_generator(random_seed))  # (L, N)
-            if fast and model.rnn.fused_kind() is not None:
-                from rnnkit.generation.fast import compiled_sampler, sample
-                from rnnkit.generation.native import native_kernel
-                sampler, native = compiled_sampler(model)
-                states = _stack_states(state)
-                temperature = 1.0 if greedy else float(temperature)
-                simple = native is not None and num_samples == 1 and top_k is None and top_p is None
-                kernel = native_kernel() if simple else None
-                if kernel is not None:
-                    # One LSTM sample, temperature or greedy: the C loop (textgen_native.py).
-                    tokens = native.run(kernel, logits, *states, uniforms, temperature, bool(greedy), int(end))
-                else:
-                    tokens = sample(sampler, logits, states, uniforms, temperature,
-                                    -1 if top_k is None else int(top_k), 1.0 if top_p is None else float(top_p),
-                                    bool(greedy), int(end))
+        model = self._sampling_model()
+        was_training = model.training
+        model.eval()                              # no dropout while sampling, even in the middle of fit
+        try:
+            prefix = torch.tensor([ids])                                  # (1, T0)
+            logits, state = model(prefix)                                 # (1, T0, V): read the seed once
+            logits = no_padding(logits[:, -1])                            # (1, V)
+            if beam is not None:
+                tokens, _ = beam_search(model.step, state, logits, beam_size=beam, length=length,
+                                        processors=chain, end_token=None if end < 0 else end,
+                                        num_return=num_samples, prefix=prefix)
             else:
-                tokens = self._plain_loop(model, logits, state, uniforms, processors, greedy, end)
+                # Expand the seed's state to the batch of samples: (1, H) -> (N, H) per state tensor.
+                state = [tuple(s.expand(num_samples, -1).contiguous() for s in st) for st in state]
+                logits = logits.expand(num_samples, -1)
+                uniforms = torch.rand(length, num_samples, generator=make_generator(random_seed))  # (L, N)
+                if fast and not user and model.rnn.fused_kind() is not None:
+                    tokens = self._compiled_loop(model, logits, state, uniforms, greedy, temperature,
+                                                 top_k, top_p, end)
+                else:
+                    tokens = decode(model.step, logits, state, length, processors=chain, greedy=greedy,
+                                    uniforms=uniforms, end_token=None if end < 0 else end,
+                                    prefix=prefix.expand(num_samples, -1))
+        finally:
+            model.train(was_training)
         texts = [self._decode(row, end) for row in tokens.tolist()]
         return texts[0] if num_samples == 1 else texts
 
@@ -550,52 +447,54 @@ class TextGenerator:
             row = row[:row.index(end)]
         return self.tokenizer_.sequences_to_texts([[i for i in row if i > 0]])[0]
 
-    def _cpu_model(self) -> LanguageModel:
-        """The model to generate with, on the CPU (a copy when it was trained on a GPU).
+    @staticmethod
+    def _compiled_loop(model, logits, state, uniforms, greedy, temperature, top_k, top_p, end) -> torch.Tensor:
+        """The plain loop's tokens (N, L) from the TorchScript loop, or the C loop for one LSTM sample."""
+        from rnnkit.generation.fast import compiled_sampler, sample
+        from rnnkit.generation.native import native_kernel
+        sampler, native = compiled_sampler(model)
+        states = stack_states(state)
+        temperature = 1.0 if greedy else float(temperature)
+        simple = native is not None and logits.shape[0] == 1 and top_k is None and top_p is None
+        kernel = native_kernel() if simple else None
+        if kernel is not None:
+            # One LSTM sample, temperature or greedy: the C loop (generation/native.py).
+            return native.run(kernel, logits, *states, uniforms, temperature, bool(greedy), int(end))
+        return sample(sampler, logits, states, uniforms, temperature, -1 if top_k is None else int(top_k),
+                      1.0 if top_p is None else float(top_p), bool(greedy), int(end))
 
-        One token at a time is too little work to keep a GPU busy, and on the CPU the fast sampler
-        runs and samples match across machines for the same seed.
+    def _sampling_model(self) -> LanguageModel:
+        """The model to generate with, on the CPU: ``model_`` itself, or a copy when it lives on a GPU.
+
+        One token at a time is too little work to keep a GPU busy, and on the CPU the compiled samplers
+        run and samples match across machines for the same seed. The copy is kept until the weights
+        change (the compiled sampler is cached on it), and it is made outside inference mode: a tensor
+        made under ``torch.inference_mode`` (as ``generate`` runs) has no version counter to tell when
+        its weights change.
         """
-        if next(self.model_.parameters()).device.type == "cpu":
-            return self.model_.eval()
-        copy = self._build_model()
-        copy.load_state_dict({k: v.detach().cpu() for k, v in self.model_.state_dict().items()})
-        return copy.eval()
-
-    def _plain_loop(self, model, logits, state, uniforms, processors, greedy: bool, end: int) -> torch.Tensor:
-        """One Python-level step per token: processors, choice, model step. Returns tokens (N, L)."""
-        N, L = logits.shape[0], uniforms.shape[0]
-        out = torch.zeros(N, L, dtype=torch.long)
-        done = torch.zeros(N, dtype=torch.bool)
-        for t in range(L):
-            scores = _no_padding(logits)
-            nxt = torch.argmax(scores, dim=-1) if greedy else sample_uniform(processors(None, scores), uniforms[t])
-            nxt = torch.where(done, torch.zeros_like(nxt), nxt)       # finished samples emit padding
-            out[:, t] = nxt
-            done |= nxt == end
-            if bool(done.all()):
-                break
-            step_logits, state = model(nxt.view(N, 1), state)
-            logits = step_logits[:, -1]
-        return out
-
-    def _beam(self, model, logits, state, beam: int, length: int, processors, end: int,
-              num_samples: int) -> torch.Tensor:
-        def step(tokens, st):                                         # tokens (K,) -> logits (K, V)
-            out, st = model(tokens.view(-1, 1), st)
-            return _no_padding(out[:, -1]), st
-
-        tokens, _ = beam_search(step, state, _no_padding(logits), beam_size=beam, length=length,
-                                processors=processors, end_token=None if end < 0 else end,
-                                num_return=num_samples)
-        return tokens
+        model = self.model_
+        if _on_cpu(model):
+            return model
+        from rnnkit.generation.fast import _weights_version
+        version = _weights_version(model)
+        cached = self.__dict__.get("_cpu_copy")
+        if cached is None or cached[0] != version:
+            with torch.inference_mode(False), torch.no_grad():
+                copy = self._build_model()
+                copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            cached = (version, copy.eval())
+            self._cpu_copy = cached
+        return cached[1]
 
 
-def _no_padding(logits: torch.Tensor) -> torch.Tensor:
-    """Index 0 is padding, never a token of the text: never choose it."""
-    return torch.cat([torch.full_like(logits[:, :1], -math.inf), logits[:, 1:]], dim=1)
+def _on_cpu(model: nn.Module) -> bool:
+    return next(model.parameters()).device.type == "cpu"
 
 
-def _stack_states(state) -> list[torch.Tensor]:
-    """Per-layer (h[, c]) tuples -> [h (L, N, H)] or [h, c]: the layout the compiled sampler takes."""
-    return [torch.stack([st[k] for st in state]).contiguous() for k in range(len(state[0]))]
+def _metrics_of_held_weights(trainer: Trainer) -> dict[str, float]:
+    """The validation metrics of the weights the model holds after ``fit``: the best epoch's when the
+    Trainer put those back (``restore_best``), else the last epoch's."""
+    best = [r for r in trainer.history if r.get("event") == "epoch" and r.get("best")]
+    if not trainer.config.restore_best or not best:
+        return dict(trainer.metrics)
+    return {k: best[-1][k] for k in trainer.metrics if k in best[-1]}

@@ -1,0 +1,106 @@
+"""Text generation's data: corpus -> tokens -> contiguous streams, and the loss over a stream.
+
+The lectures' recipe: cut the token ids into ``batch_size`` contiguous streams, read them in chunks
+of ``seq_len`` tokens, and carry the recurrent state from one chunk to the next (:func:`stream_batches`);
+the held-out loss reads a text the same way (:func:`stream_loss`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from rnnkit.text import Tokenizer
+
+if TYPE_CHECKING:                      # only for the annotations: task.py imports this module
+    from rnnkit.tasks.textgen.task import TextGenConfig
+
+OOV = "<unk>"                   # word level: the token that replaces rare and unseen words
+
+
+def load_corpus(config: "TextGenConfig") -> tuple[str, bool]:
+    """The training text and whether it is a one-item-per-line corpus (whose samples end at a newline)."""
+    from rnnkit import datasets
+
+    if config.corpus is not None:
+        path = Path(config.corpus)
+        if not path.is_file():
+            raise FileNotFoundError(f"corpus={config.corpus!r}: no such file")
+        return datasets.load_text(path, encoding=config.encoding), False
+    options = {"variant": config.variant} if config.variant is not None else {}
+    data = datasets.load(config.dataset, **options)
+    return corpus_text(data, source=f"dataset={config.dataset!r}")
+
+
+def corpus_text(data: Any, source: str = "text") -> tuple[str, bool]:
+    """A str is used as it is; a list of strings (or a dataset dict with ``names``) becomes one item per line."""
+    if isinstance(data, dict) and "names" in data:
+        data = data["names"]
+    if isinstance(data, str):
+        return data, False
+    if isinstance(data, (list, tuple)) and all(isinstance(s, str) for s in data):
+        # Every item ends with a newline, so the model learns where an item ends.
+        return "".join(s.replace("\n", " ") + "\n" for s in data), True
+    raise ValueError(f"{source}: expected a text (str) or a list of strings, got {type(data).__name__}")
+
+
+def held_out_text(text: str, val_frac: float) -> str:
+    """The last ``val_frac`` of a text, cut at a character: the part training holds out (approximately,
+    since training cuts the token ids)."""
+    return text[int(len(text) * (1 - val_frac)):]
+
+
+def make_tokenizer(config: "TextGenConfig") -> Tokenizer:
+    if config.level == "char":
+        # Every character as written is a token: no lower-casing, no filters.
+        return Tokenizer(char_level=True, lower=False, filters="")
+    return Tokenizer(num_words=config.num_words, oov_token=OOV)
+
+
+def stream_batches(ids: torch.Tensor, batch_size: int, seq_len: int, *, name: str = "corpus",
+                   unit: str = "tokens") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Cut one id sequence into ``batch_size`` contiguous streams, then into chunks of ``seq_len``.
+
+    Chunk k of stream b follows chunk k-1 of stream b, so the state carried between batches is valid.
+    Returns a list of (x, y) pairs, each (B, seq_len), y being x shifted by one token.
+    """
+    n = (len(ids) - 1) // batch_size                                  # steps per stream
+    if n < seq_len:
+        need = batch_size * seq_len + 1
+        raise ValueError(f"{name}: {len(ids)} {unit} is too short for one batch of batch_size={batch_size} x "
+                         f"seq_len={seq_len} ({need} {unit} needed); use a longer text or lower --batch-size "
+                         f"or --seq-len")
+    x = ids[: n * batch_size].view(batch_size, n)                     # (B, N)
+    y = ids[1: n * batch_size + 1].view(batch_size, n)
+    return [(x[:, k:k + seq_len], y[:, k:k + seq_len]) for k in range(0, n - seq_len + 1, seq_len)]
+
+
+@torch.no_grad()
+def stream_loss(model: nn.Module, ids: torch.Tensor, batch_size: int = 16, seq_len: int = 100) -> tuple[float, int]:
+    """Mean next-token loss (nats) over ``ids`` read as up to ``batch_size`` streams, state carried.
+
+    Every token but the first of each stream (and a tail shorter than the number of streams) is
+    predicted once; returns (mean nats per predicted token, tokens predicted). ``ids`` may live on
+    any device: each chunk moves to the model's.
+    """
+    batch_size = max(1, min(batch_size, (len(ids) - 1) // max(1, seq_len)))
+    n = (len(ids) - 1) // batch_size
+    if n < 1:
+        raise ValueError(f"text: {len(ids)} tokens is too short to evaluate; need at least 2")
+    x = ids[: n * batch_size].view(batch_size, n)                     # (B, N)
+    y = ids[1: n * batch_size + 1].view(batch_size, n)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device                         # chunks go where the model is
+    state, total = None, torch.zeros((), dtype=torch.float64, device=device)
+    try:
+        for k in range(0, n, seq_len):                                # the last chunk may be shorter
+            logits, state = model(x[:, k:k + seq_len].to(device), state)          # (B, T, V)
+            total += nn.functional.cross_entropy(logits.flatten(0, 1), y[:, k:k + seq_len].flatten().to(device),
+                                                 reduction="sum").double()
+    finally:
+        model.train(was_training)
+    return float(total) / y.numel(), y.numel()
