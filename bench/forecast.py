@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from rnnkit import datasets  # noqa: E402
-from rnnkit.tasks.forecast.task import ForecastConfig, Forecaster, plot_losses, plot_predictions  # noqa: E402
+from rnnkit.tasks.forecast.task import Forecaster, plot_losses, plot_predictions  # noqa: E402
 from rnnkit.tasks.forecast.model import MODELS, RECURRENT  # noqa: E402
 
 NYC = dict(dataset="nyc-weather", train_end="2013-07-01", val_end="2013-10-01", lookback=120, step=1, delay=24)
@@ -43,7 +43,7 @@ HELPS = {"residual": dict(residual=True), "time features": dict(time_features=Tr
 
 def run(table, label: str, base: dict, extra: dict, rows: list, fitted: dict | None = None) -> Forecaster:
     start = time.monotonic()
-    fc = Forecaster(ForecastConfig(**base, **extra)).fit(table, progress=False, verbose=False)
+    fc = Forecaster(**base, **extra).fit(table, progress=False, verbose=False)
     m = fc.metrics_
     row = {"run": label, "model": fc.config.model, "val": m["val_mae"], "test": m["test_mae"],
            "val_norm": m["val_mae_norm"], "test_norm": m["test_mae_norm"],
@@ -86,7 +86,7 @@ def markdown(rows: list, unit: str) -> str:
 
 def nyc(args) -> int:
     table = datasets.load("nyc-weather")
-    base = {**NYC, "epochs": args.epochs, "patience": args.patience, "seed": args.seed}
+    base = {**NYC, "epochs": args.epochs, "early_stop_patience": args.patience, "seed": args.seed}
     rows, fitted = [], {}
     print("1. every model, the lecture's inputs")
     for model in args.models:
@@ -121,7 +121,8 @@ def nyc(args) -> int:
 
 def airline(args) -> int:
     table = datasets.load("airline")
-    base = {**AIRLINE, "epochs": max(args.epochs, 100), "patience": args.patience * 3, "seed": args.seed,
+    base = {**AIRLINE, "epochs": max(args.epochs, 100), "early_stop_patience": args.patience * 3,
+            "seed": args.seed,
             "batch_size": 16, "lr": 3e-3}
     rows = []
     for model in args.models:

@@ -83,6 +83,22 @@ def test_resample_reports_gaps_duplicates_and_order():
     assert counts == {"missing": 2, "merged": 1, "off_grid": 0, "unsorted": True}
 
 
+def test_resample_long_format_float_hours_mean_per_slot():
+    # irregular measurements (hours since the start, channel, value), as a clinical stay holds them
+    hours = np.array([0.2, 0.7, 2.5, 1.1, 2.9, 3.4, -0.5])
+    channel = np.array([0, 0, 0, 2, 2, 0, 1])
+    value = np.array([1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0])
+    grid, out, counts = S.resample(hours, value, 1.0, 0.0, 2.0, channels=channel, num_channels=3)
+    np.testing.assert_array_equal(grid, [0.0, 1.0, 2.0])
+    expected = np.array([[2.0, np.nan, np.nan],          # hour 0: the mean of 1 and 3
+                         [np.nan, np.nan, 7.0],
+                         [5.0, np.nan, 9.0]])            # 3.4 lies past the last slot, -0.5 before the first
+    np.testing.assert_array_equal(out, expected)
+    assert counts["missing"] == 0 and counts["merged"] == 2 and counts["unsorted"]
+    _, empty, _ = S.resample(np.zeros(0), np.zeros(0), 1.0, 0.0, 1.0, channels=np.zeros(0, int), num_channels=2)
+    assert empty.shape == (2, 2) and np.isnan(empty).all()
+
+
 def hourly_table(n=30, temp=None):
     times = np.datetime64("2021-03-01T00") + np.arange(n).astype("timedelta64[h]")
     temp = np.arange(n, dtype=float) if temp is None else temp

@@ -128,22 +128,36 @@ def infer_freq(times: np.ndarray) -> np.timedelta64 | int:
     return uniq[np.argmax(counts)]
 
 
-def resample(times: np.ndarray, values: np.ndarray, freq=None, start=None, stop=None):
-    """Put rows onto the regular grid ``start, start + freq, ...``: each row goes to the grid point at or
-    before it, rows sharing a point are averaged (NaNs ignored), points without rows get NaN.
+def resample(times: np.ndarray, values: np.ndarray, freq=None, start=None, stop=None, *,
+             channels: np.ndarray | None = None, num_channels: int | None = None):
+    """Put rows onto the regular grid ``start, start + freq, ..., stop``: each row goes to the grid point at
+    or before it, rows sharing a point are averaged (NaNs ignored), points without rows get NaN. Rows
+    before ``start`` or after the last point's slot (``stop + freq``) are left out.
+
+    ``times`` (N,): datetime64, integer step numbers, or floats (e.g. hours since admission); ``freq``,
+    ``start`` and ``stop`` in the same units (defaults: the most common spacing, the first and the last
+    time). ``values`` (N, F), NaN where a row lacks a value. Long-format observations, one value per row
+    with its column index in ``channels`` (N,) out of ``num_channels``, give a (M, num_channels) grid too:
+    a mean per time slot and channel of irregular measurements is
+    ``resample(hours, value, 1.0, 0.0, last_slot_start, channels=channel, num_channels=C)[1]``.
 
     Returns ``(grid (M,), values (M, F), counts)`` where counts says how many grid points were missing,
-    how many rows shared a point with another row, and how many rows were off the grid.
+    how many rows shared a point with another row, how many rows were off the grid, and whether the rows
+    came unsorted.
     """
+    if channels is not None:
+        wide = np.full((len(values), num_channels), np.nan)
+        wide[np.arange(len(values)), channels] = values
+        values = wide
     order = np.argsort(times, kind="stable")
     times, values = times[order], values[order]
     freq = infer_freq(times) if freq is None else freq
     start = times[0] if start is None else start
     stop = times[-1] if stop is None else stop
-    slot = (times - start) // freq                                     # grid point of each row
-    inside = (slot >= 0) & (times <= stop)
-    slot, values, times = slot[inside].astype(np.int64), values[inside], times[inside]
     m = int((stop - start) // freq) + 1
+    slot = (times - start) // freq                                     # grid point of each row
+    inside = (slot >= 0) & (slot < m)
+    slot, values, times = slot[inside].astype(np.int64), values[inside], times[inside]
     grid = start + np.arange(m) * freq
     # Mean of the non-NaN values per grid point, per column, in two scatter-adds.
     finite = np.isfinite(values)
@@ -229,7 +243,8 @@ def angles_to_sin_cos(values: np.ndarray, columns: list[str], angles: Sequence[s
 LONG_GAPS = ("fill", "drop", "skip")
 
 
-def _describe_freq(freq) -> str:
+def describe_freq(freq) -> str:
+    """A series step in words for messages: ``3600 s``, ``1 months``, or a step count."""
     return str(freq) if not isinstance(freq, np.timedelta64) else str(freq).replace("seconds", "s")
 
 
@@ -281,7 +296,7 @@ def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequenc
     if counts["unsorted"]:
         report.append("timestamps were not in order: sorted them")
     if counts["missing"] or counts["merged"] or counts["off_grid"]:
-        report.append(f"irregular timestamps at frequency {_describe_freq(freq)}: {counts['missing']} missing "
+        report.append(f"irregular timestamps at frequency {describe_freq(freq)}: {counts['missing']} missing "
                       f"steps (gaps), {counts['merged']} rows sharing a step (averaged), {counts['off_grid']} "
                       f"off the grid; resampled to {len(grid)} regular steps")
     base = list(columns)

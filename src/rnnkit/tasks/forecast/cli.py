@@ -1,0 +1,125 @@
+"""Time-series forecasting: rnnkit forecast train|eval|predict|compare.
+
+A thin layer over :class:`~rnnkit.tasks.forecast.task.Forecaster`: the flags are the fields of
+``ForecastConfig`` (training options as flat flags), and a run directory written here loads in Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rnnkit import _checks
+from rnnkit.config import add_config_arguments, config_from_args
+from rnnkit.runs.checkpoint import atomic_write_json
+from rnnkit.tasks.base import add_train_arguments, train_config_from_args
+from rnnkit.tasks.forecast.data import read_table
+from rnnkit.tasks.forecast.model import MODELS
+from rnnkit.tasks.forecast.task import Forecaster, ForecastConfig, best_recurrent, compare, results_markdown
+
+
+def _print_metrics(fc: Forecaster) -> None:
+    m = fc.metrics_
+    target = ", ".join(fc.series_.targets)
+    print(f"{fc.config.model}: MAE of {target} {fc.config.delay} steps ahead: validation {m['val_mae']:.4f} "
+          f"({m['val_mae_norm']:.4f} normalised), test {m['test_mae']:.4f} ({m['test_mae_norm']:.4f}); naive: "
+          f"validation {m['naive_val_mae']:.4f}, test {m['naive_test_mae']:.4f}")
+
+
+def _train_cmd(args) -> int:
+    cfg = train_config_from_args(Forecaster, args)
+    fc = Forecaster(cfg).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    _print_metrics(fc)
+    print(f"run saved in {args.run_dir}", file=sys.stderr)
+    return 0
+
+
+def _eval_cmd(args) -> int:
+    fc = Forecaster.load(args.run)
+    data = read_table(args.csv) if args.csv else None
+    m = fc.evaluate(data)
+    source = args.csv or f"the test part of {fc.config.dataset or fc.config.csv}"
+    gain = m["vs_naive_pct"]
+    print(f"{fc.config.model} on {source}: MAE of {', '.join(fc.series_.targets)} {fc.config.delay} steps ahead "
+          f"{m['mae']:.4f} ({m['mae_norm']:.4f} normalised) over {m['windows']} windows; naive {m['naive_mae']:.4f} "
+          f"({abs(gain):.1f}% {'better' if gain >= 0 else 'worse'} than naive)")
+    out = Path(args.output) if args.output else Path(args.run) / "eval.json"
+    atomic_write_json(out, {"source": source, **m})
+    print(f"metrics written to {out}", file=sys.stderr)
+    return 0
+
+
+def _predict_cmd(args) -> int:
+    fc = Forecaster.load(args.run)
+    rows = fc.predict(read_table(args.csv) if args.csv else None)
+    targets = fc.series_.targets
+    print(",".join(["time", *targets]))
+    for r in rows:
+        print(",".join([r["time"], *(f"{r[t]:.4f}" for t in targets)]))
+    return 0
+
+
+def _compare_cmd(args) -> int:
+    models = args.models or list(MODELS)
+    if args.resume:
+        # The comparison keeps its config: read it from a model's run (only budget flags may be given).
+        runs = [Path(args.run_dir) / m for m in models if (Path(args.run_dir) / m / "config.json").is_file()]
+        if not runs:
+            _checks.fail("--resume", True, f"a --run-dir holding a comparison of {', '.join(models)}; "
+                                           f"{args.run_dir} holds none of their runs")
+        cfg = train_config_from_args(Forecaster, argparse.Namespace(**{**vars(args), "run_dir": str(runs[0])}))
+    else:
+        cfg = config_from_args(ForecastConfig, args)
+    results = compare(cfg, models, args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    print(results_markdown(results), end="")
+    best = best_recurrent(results)
+    if best:
+        print(f"\nbest recurrent model by validation: {best['model']} ({best['val_vs_naive_pct']:+.1f}% val, "
+              f"{best['test_vs_naive_pct']:+.1f}% test against naive)")
+    print(f"\nwrote {args.run_dir}/compare.csv, compare.md, predictions.png, losses.png")
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("forecast", help="time-series forecasting: windows, baselines, GRU/LSTM/Conv1D",
+                       description=__doc__.split("\n\n")[0])
+    verbs = p.add_subparsers(dest="verb", metavar="<verb>")
+    p.set_defaults(group_parser=p)
+
+    t = verbs.add_parser("train", help="train one model and report validation and test MAE",
+                         description="Train one model and report validation and test MAE.")
+    add_train_arguments(t, ForecastConfig, default_run_dir="runs/forecast")
+    t.set_defaults(func=_train_cmd)
+
+    e = verbs.add_parser("eval", help="MAE of a trained run on a file, or on its own data's test part",
+                         description="MAE of a trained run (and of the naive forecast) on every window of a "
+                                     "file, or on the test part of the run's own data.")
+    e.add_argument("run", help="a run directory written by forecast train")
+    e.add_argument("--csv", default=None, help="data in the training file's format (default: the test part of "
+                                               "the run's own dataset or file)")
+    e.add_argument("-o", "--output", default=None, help="write the metrics here as JSON (default: "
+                                                        "RUN/eval.json)")
+    e.set_defaults(func=_eval_cmd)
+
+    q = verbs.add_parser("predict", help="forecast the next value(s) after the end of a file, with timestamps")
+    q.add_argument("run", help="a run directory written by forecast train")
+    q.add_argument("--csv", default=None, help="recent data in the training file's format (default: the "
+                                               "training source itself)")
+    q.set_defaults(func=_predict_cmd)
+
+    c = verbs.add_parser("compare", help="train every model on the same windows; one table of results",
+                         description="Train every model on the same windows; one table of results, plots, and "
+                                     "each model's run in RUN_DIR/<model>.")
+    add_config_arguments(c, ForecastConfig, skip=("model",))
+    c.add_argument("--models", nargs="*", choices=MODELS, default=None,
+                   help="models to compare (default: all of them)")
+    group = c.add_argument_group("run")
+    group.add_argument("--run-dir", default="runs/forecast-compare",
+                       help="write compare.csv, compare.md, the PNGs and each model's run here "
+                            "(default: %(default)s)")
+    group.add_argument("--resume", action="store_true",
+                       help="go on with the comparison in --run-dir: each model's run continues where it "
+                            "stopped, with its own config; only budgets (--epochs, --max-minutes, ...) may change")
+    group.add_argument("--dry-run", action="store_true", help="one tiny batch per model: checks the whole path")
+    c.set_defaults(func=_compare_cmd)
