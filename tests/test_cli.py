@@ -32,6 +32,61 @@ def test_every_flag_has_help_text():
                 assert action.help and action.help.strip(), f"{p.prog} {action.option_strings} has no help"
 
 
+# -- one CLI vocabulary (DESIGN.md): checked on every parser, so a new command cannot drift ---------------
+
+TRAIN_FLAGS = {"--epochs", "--max-minutes", "--lr", "--batch-size", "--optimizer", "--schedule", "--clip-grad-norm",
+               "--early-stop-patience", "--seed", "--device", "--precision", "--run-dir", "--resume", "--dry-run"}
+APPLY_VERBS = {"sample", "predict", "translate", "describe", "ask"}
+# Spellings that the one vocabulary replaced, and what replaced them.
+RETIRED = {"--out": "--run-dir or -o/--output", "--report": "-o/--output", "--patience": "--early-stop-patience",
+           "--val-fraction": "--val-frac", "--vocab-size": "--num-words", "--max-words": "--num-words"}
+REST_MARKUP = ("``", ":class:", ":func:", ":mod:", ":meth:", ":attr:")
+
+
+def verbs_of(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
+def option_strings(parser):
+    return {s for a in parser._actions for s in a.option_strings}
+
+
+@pytest.mark.parametrize("parser", list(all_parsers(build_parser())), ids=lambda p: p.prog)
+def test_every_help_renders_plainly_with_each_default_once(parser):
+    text = parser.format_help()                       # raised for a '%' in a help text before
+    assert not [m for m in REST_MARKUP if m in text], f"{parser.prog}: reST markup in --help"
+    for action in parser._actions:
+        if action.help:
+            shown = (action.help % {**vars(action), "prog": parser.prog}) if "%(" in action.help else action.help
+            assert shown.count("default:") <= 1, f"{parser.prog} {action.option_strings}: two defaults: {shown}"
+
+
+def test_one_vocabulary_across_every_command():
+    parsers = list(all_parsers(build_parser()))
+    trainers = [p for p in parsers if p.prog.split()[-1] in ("train", "compare")]
+    assert {p.prog for p in trainers} >= {"rnnkit textgen train", "rnnkit classify train",
+                                          "rnnkit classify multilabel train", "rnnkit forecast train",
+                                          "rnnkit forecast compare"}
+    for p in trainers:
+        missing = TRAIN_FLAGS - option_strings(p)
+        assert not missing, f"{p.prog} lacks {sorted(missing)}"
+        resume = next(a for a in p._actions if "--resume" in a.option_strings)
+        assert resume.nargs == 0, f"{p.prog}: --resume is a flag that uses --run-dir"
+    for p in parsers:
+        for old, new in RETIRED.items():
+            assert old not in option_strings(p), f"{p.prog}: {old} is spelled {new}"
+        for a in p._actions:
+            assert a.metavar != "BOOL", f"{p.prog} {a.option_strings}: booleans are --x / --no-x"
+    # every group that trains has train, eval and one verb that applies the model
+    for p in parsers:
+        verbs = set(verbs_of(p))
+        if "train" in verbs:
+            assert "eval" in verbs and verbs & APPLY_VERBS, f"{p.prog}: has {sorted(verbs)}"
+
+
 def test_group_without_verb_prints_its_help(capsys):
     assert main(["data"]) == 2
     assert "fetch" in capsys.readouterr().out
@@ -55,5 +110,5 @@ def test_demo_rejects_a_corpus_too_small(tmp_path, capsys):
     corpus.write_text("hello world")
     assert main(["demo", "--corpus", str(corpus), "--run-dir", "none"]) == 2
     err = capsys.readouterr().err
-    assert ("11 characters (9 for training after holding out val_fraction=0.1) is too short for one batch of "
+    assert ("11 characters (9 for training after holding out val_frac=0.1) is too short for one batch of "
             "batch_size=64 x seq_len=100 (6401 training characters needed)") in err

@@ -20,8 +20,8 @@ COMMAND_MODULES = [
     "rnnkit.demo",                # rnnkit demo (a small character model, trained and sampled)
     "rnnkit.tasks.embeddings.cli",  # rnnkit embed neighbors|analogy|eval|plot (pretrained word vectors)
     "rnnkit.tasks.textgen.cli",   # rnnkit textgen train|sample|eval
-    "rnnkit.tasks.classify.task",      # rnnkit classify train|predict|eval|multilabel
-    "rnnkit.tasks.forecast.task",      # rnnkit forecast train|compare|predict
+    "rnnkit.tasks.classify.cli",       # rnnkit classify train|predict|eval|multilabel
+    "rnnkit.tasks.forecast.cli",       # rnnkit forecast train|eval|predict|compare
 ]
 
 

@@ -1,4 +1,4 @@
-"""Task objects, one per problem shape; each is also a ``rnnkit <task>`` command group.
+"""Task objects, one per problem shape, all on the one ``Task`` base; each is also a ``rnnkit <task>`` command group.
 
 Imported lazily so that ``import rnnkit.tasks`` stays cheap and one task's optional pieces never
 slow down another's command line.
@@ -10,8 +10,10 @@ import importlib
 
 # public name -> module under rnnkit.tasks that defines it
 _EXPORTS = {
+    "Task": "base",
     "TextGenerator": "textgen",
     "SequenceClassifier": "classify",
+    "MultilabelClassifier": "classify",
     "Forecaster": "forecast",
     "Embeddings": "embeddings",
 }
