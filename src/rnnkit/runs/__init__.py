@@ -1,0 +1,1 @@
+"""Run directories: atomic checkpoints, and the one config.json schema every task writes."""
