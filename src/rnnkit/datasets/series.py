@@ -7,8 +7,11 @@ Two halves:
   column, sort, detect irregular timestamps and resample onto the regular grid (the most common spacing),
   fill short runs of NaN by linear interpolation (up to ``interpolate_limit`` steps), fill longer gaps in
   input columns with the last value before them (``long_gaps``), turn compass angles into sine and cosine
-  (``angles``), and report every change in plain words. Bad input (a text or all-NaN target, a series too short) is refused with a
-  message naming the argument and the value.
+  (``angles``), and report every change in plain words. Bad input is refused with a message naming the
+  argument and the value, and the file and line of a bad row when the table came from a file: a text or
+  all-NaN target, an infinite value, a missing or unreadable timestamp, a series too short, and a grid
+  absurdly larger than the table (a typo year 2200 among hourly rows of 2013 would make 1.6 M empty steps;
+  see :data:`MAX_STEPS_PER_ROW`). All of them are found before resampling allocates anything.
 * **Windows** cut the series into (input window, target) pairs with the lecture's parameters —
   ``lookback``, ``step``, ``delay``, ``min_index``/``max_index``, ``shuffle``, ``batch_size`` — but with
   one vectorised gather per batch instead of a Python loop per row.
@@ -22,11 +25,19 @@ row instead (``24`` means 24 steps after the last observation) and converts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from rnnkit._checks import check_choice, check_int, fail
+from rnnkit.datasets.files import MISSING, Table, row_place
+
+# The regular grid may have at most this many steps per row of the table, or MIN_MAX_STEPS, whichever is
+# larger. Real gaps (missing hours, weekends) stay far below; a timestamp with a wrong year goes far above.
+MAX_STEPS_PER_ROW = 10
+MIN_MAX_STEPS = 100_000
+# At most this many bad rows are listed in one message.
+SHOWN_ROWS = 5
 
 # ---------------------------------------------------------------------------------------------------------
 # Preparation
@@ -53,26 +64,55 @@ class Series:
         return len(self.times)
 
 
-def parse_times(values: np.ndarray, name: str = "time_col") -> np.ndarray:
+_ISO = "timestamps in ISO 8601 form such as '2013-01-01T06:00:00' or '1949-01' (or integer step numbers)"
+
+
+def parse_times(values: np.ndarray, name: str = "time_col", place: Callable[[int], str] | None = None,
+                column: str | None = None) -> np.ndarray:
     """Timestamps as numpy datetime64 (ISO 8601 text; a trailing ``Z`` for UTC is accepted).
 
-    Integer columns are kept as int64 step numbers (a series indexed by step, not by date).
+    Integer columns are kept as int64 step numbers (a series indexed by step, not by date). A missing
+    (blank, NA, NaT) or unreadable timestamp is refused, naming the rows: ``place(i)`` says where row
+    ``i`` came from (``t.csv: line 7``), ``column`` the time column.
     """
+    place = place or (lambda i: f"row {i + 1}")
     values = np.asarray(values)
     if values.dtype.kind in "iu":
         return values.astype(np.int64)
     if values.dtype.kind == "M":
+        _refuse_rows(np.flatnonzero(np.isnat(values)), values, place, name, column, "no timestamp")
         return values
+    if values.dtype.kind == "f":
+        # Step numbers with a blank cell come as floats with NaN (load_table): the NaN rows are the bad ones.
+        _refuse_rows(np.flatnonzero(~np.isfinite(values)), values, place, name, column, "no step number")
+        _refuse_rows(np.flatnonzero(values != np.round(values)), values, place, name, column,
+                     "a step number that is not an integer")
+        return values.astype(np.int64)
     texts = [str(v).strip() for v in values]
+    # numpy reads "" and "NaT" as NaT (not a time): a missing timestamp, whatever its spelling.
+    _refuse_rows(np.array([i for i, t in enumerate(texts) if t in MISSING or t.lower() == "nat"], dtype=np.int64),
+                 values, place, name, column, "no timestamp")
     # numpy parses ISO 8601 but refuses time zone designators; "Z" (UTC) is the common one.
     texts = [t[:-1] if t.endswith("Z") else t for t in texts]
     try:
         return np.array(texts, dtype="datetime64")
     except ValueError:
-        bad = next((t for t in texts if not _parses(t)), texts[0] if texts else "")
-        fail(name, bad, "timestamps in ISO 8601 form such as '2013-01-01T06:00:00' or '1949-01' "
-                        "(or integer step numbers)")
-    raise AssertionError  # unreachable: fail raises
+        bad = np.array([i for i, t in enumerate(texts) if not _parses(t)], dtype=np.int64)
+        _refuse_rows(bad, values, place, name, column, "a timestamp numpy cannot read")
+        fail(name, texts[0] if texts else "", _ISO)   # mixed forms that parse one by one but not together
+    raise AssertionError  # unreachable: both branches raise
+
+
+def _refuse_rows(rows: np.ndarray, values: np.ndarray, place: Callable[[int], str], name: str,
+                 column: str | None, what: str) -> None:
+    """Raise one message naming the first few bad rows (file and line, value), if there are any."""
+    if len(rows) == 0:
+        return
+    col = f"{name}={column!r}" if column else name
+    shown = "; ".join(f"{place(int(i))}: {str(values[i])!r}" for i in rows[:SHOWN_ROWS])
+    more = f" (and {len(rows) - SHOWN_ROWS} more)" if len(rows) > SHOWN_ROWS else ""
+    raise ValueError(f"{col}: {len(rows)} row(s) with {what}: {shown}{more}; expected {_ISO}. Fix or "
+                     f"remove these rows")
 
 
 def _parses(text: str) -> bool:
@@ -84,7 +124,8 @@ def _parses(text: str) -> bool:
 
 
 def select_rows(table: dict[str, np.ndarray], filters: Sequence[str], source: str = "table") -> dict[str, np.ndarray]:
-    """Keep the rows where every ``COLUMN=VALUE`` filter holds (text comparison)."""
+    """Keep the rows where every ``COLUMN=VALUE`` filter holds (text comparison); a :class:`Table` keeps the
+    file lines of its rows."""
     n = len(next(iter(table.values()))) if table else 0
     keep = np.ones(n, dtype=bool)
     for item in filters:
@@ -100,11 +141,12 @@ def select_rows(table: dict[str, np.ndarray], filters: Sequence[str], source: st
             fail("filter", item, f"a value that occurs in column {column!r} of {source}, such as "
                                  + ", ".join(repr(s) for s in seen[:8]))
         keep &= hit
-    return {k: v[keep] for k, v in table.items()}
+    return table.take(keep) if isinstance(table, Table) else {k: v[keep] for k, v in table.items()}
 
 
 def numeric_column(table: dict[str, np.ndarray], name: str, role: str, source: str) -> np.ndarray:
-    """Column ``name`` as float64; a missing or text column is refused, naming ``role`` (target/features)."""
+    """Column ``name`` as float64; a missing or text column, or an infinite value (a number too large for
+    a float64, or 'inf' written out), is refused, naming ``role`` (target/features)."""
     if name not in table:
         fail(role, name, f"a column of {source}; its columns are: {', '.join(table)}")
     col = table[name]
@@ -115,7 +157,38 @@ def numeric_column(table: dict[str, np.ndarray], name: str, role: str, source: s
     if len(col) and np.isnan(col).all():
         fail(role, name, f"a column with numbers, but all {len(col)} values of {name!r} in {source} "
                          f"are missing")
+    inf = np.flatnonzero(np.isinf(col))
+    if len(inf):
+        shown = "; ".join(f"{row_place(table, int(i), source)}: {col[i]}" for i in inf[:SHOWN_ROWS])
+        fail(role, name, f"finite numbers, but {len(inf)} value(s) of column {name!r} are infinite: {shown}. "
+                         f"Fix these values, or leave them blank to mark them missing")
     return col
+
+
+def check_grid_size(times: np.ndarray, freq, place: Callable[[int], str], texts: np.ndarray,
+                    time_col: str, source: str, max_steps: int | None = None) -> None:
+    """Refuse a regular grid absurdly larger than the table (see :data:`MAX_STEPS_PER_ROW`), naming the
+    widest jump between consecutive timestamps, which is almost always a typo (a year 2200) or a stray
+    row. ``texts`` holds the timestamps as written, for the message."""
+    order = np.argsort(times, kind="stable")
+    first, last = times[order[0]], times[order[-1]]
+    steps = int((last - first) // freq) + 1
+    limit = max(MIN_MAX_STEPS, MAX_STEPS_PER_ROW * len(times)) if max_steps is None else max_steps
+    if steps <= limit:
+        return
+    gaps = np.diff(times[order])
+    k = int(np.argmax(gaps))
+    a, b = int(order[k]), int(order[k + 1])
+    jump = int(gaps[k] // freq)
+    rule = (f"at most max({MIN_MAX_STEPS:,}, {MAX_STEPS_PER_ROW} x rows) = {limit:,}" if max_steps is None
+            else f"at most max_steps={max_steps:,}")
+    raise ValueError(
+        f"{source}: the timestamps in {time_col!r} run from {str(texts[order[0]])!r} to "
+        f"{str(texts[order[-1]])!r}: a regular series of one step every {describe_freq(freq)} would have "
+        f"{steps:,} steps for {len(times):,} rows ({rule} are allowed). The widest jump, {jump:,} steps, is "
+        f"from {place(a)}: {str(texts[a])!r} to {place(b)}: {str(texts[b])!r}: a typo in a date or a stray row? "
+        f"Fix or remove the rows beyond it; if the gap is real, cut the file at it or aggregate the rows to "
+        f"a coarser step first")
 
 
 def infer_freq(times: np.ndarray) -> np.timedelta64 | int:
@@ -251,7 +324,7 @@ def describe_freq(freq) -> str:
 def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequence[str],
                    features: Sequence[str] = (), filters: Sequence[str] = (), wide_by: str | None = None,
                    interpolate_limit: int = 3, source: str = "table", angles: Sequence[str] = (),
-                   long_gaps: str = "fill") -> Series:
+                   long_gaps: str = "fill", max_steps: int | None = None) -> Series:
     """The whole preparation; see the module docstring. ``features`` lists extra input columns (the targets
     are always inputs too); ``wide_by`` adds the targets and features of the other values of that column
     (the other stations) as extra columns named ``column@value``; ``angles`` names input columns in degrees,
@@ -261,8 +334,13 @@ def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequenc
     (runs longer than ``interpolate_limit``): ``fill`` carries the last value forward (reported), ``drop``
     drops the column, ``skip`` keeps the NaNs and the windows that touch them are skipped. Target values
     are never invented: windows whose targets are missing are always skipped.
+
+    Bad rows (missing or unreadable timestamps, infinite values) are refused before resampling, named by
+    file and line when ``table`` is a :class:`~rnnkit.datasets.files.Table`; so is a grid of more than
+    ``max_steps`` steps (default: ``max(MIN_MAX_STEPS, MAX_STEPS_PER_ROW x rows)``).
     """
     check_int("interpolate_limit", interpolate_limit, min=0)
+    check_int("max_steps", max_steps, min=2, allow_none=True)
     check_choice("long_gaps", long_gaps, LONG_GAPS)
     for a in angles:
         if a in targets:
@@ -290,7 +368,13 @@ def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequenc
     columns = list(dict.fromkeys([*targets, *features]))
     raw = np.stack([numeric_column(table, c, "target" if c in targets else "features", source)
                     for c in columns], axis=1)                          # (N, F)
-    times = parse_times(table[time_col])
+
+    def place(i: int) -> str:
+        return row_place(table, i, source)
+
+    times = parse_times(table[time_col], "time_col", place, time_col)
+    if len(times) > 1:
+        check_grid_size(times, infer_freq(np.sort(times)), place, table[time_col], time_col, source, max_steps)
     grid, values, counts = resample(times, raw)
     freq = grid[1] - grid[0] if len(grid) > 1 else infer_freq(times)
     if counts["unsorted"]:
@@ -303,7 +387,8 @@ def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequenc
     for value, sub in others.items():
         sub_raw = np.stack([numeric_column(sub, c, "features", f"{source} ({wide_by}={value})")
                             for c in base], axis=1)
-        _, sub_values, _ = resample(parse_times(sub[time_col]), sub_raw, freq, grid[0], grid[-1])
+        sub_times = parse_times(sub[time_col], "time_col", lambda i: row_place(sub, i, source), time_col)
+        _, sub_values, _ = resample(sub_times, sub_raw, freq, grid[0], grid[-1])
         values = np.concatenate([values, sub_values], axis=1)
         columns += [f"{c}@{value}" for c in base]
     if angles:
@@ -494,6 +579,8 @@ def generator(data: np.ndarray, lookback: int, delay: int, min_index: int = 0, m
     shuffled ones are B block copies each (see :class:`Windows`).
     """
     data = np.ascontiguousarray(data)
+    if data.ndim != 2:
+        fail("data", f"array of shape {data.shape}", "a 2-D array (rows, columns)")
     if max_index is None:
         max_index = len(data) - delay - horizon
     check_window_args(lookback, step, delay, horizon)
@@ -504,6 +591,11 @@ def generator(data: np.ndarray, lookback: int, delay: int, min_index: int = 0, m
                                      f"within the {len(data)} rows)")
     single = not isinstance(targets, (list, tuple, np.ndarray))
     cols = [targets] if single else list(targets)
+    width = data.shape[1]
+    for c in cols:   # numpy's own IndexError would name neither the argument nor the columns there are
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or not -width <= c < width:
+            fail("targets", targets, f"column indices of data's {width} columns (0 to {width - 1}, or "
+                                     f"-{width} to -1 from the end)")
     windows = Windows(data, lookback, step, delay, data[:, cols], horizon)
     draw = rng.integers if isinstance(rng, np.random.Generator) else (rng or np.random).randint
     i = min_index + lookback

@@ -11,7 +11,9 @@ separated by ``:``, the values of a channel by ``,``, the class label last::
     0.5,?:0,0:Standing           # ? (or blank, NA) marks a missing value: NaN
 
 Series may differ in length; the channels of one series may not. Errors name the source and the line,
-so a user can fix the file. Used by the ``basic-motions`` converter and by ``rnnkit classify --series``.
+so a user can fix the file: among them an infinite value and a label that marks a missing value (NaN,
+inf, NA), which a model would otherwise learn as a value and as a class. Used by the ``basic-motions``
+converter and by ``rnnkit classify --series``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.datasets.files import MISSING, read_text
+from rnnkit.datasets.files import MISSING, missing_label, read_text
 
 
 @dataclass
@@ -47,10 +49,14 @@ def _number(value: str, source: str, line: int, channel: int) -> float:
     if v in MISSING or v == "?":
         return math.nan
     try:
-        return float(v)
+        x = float(v)
     except ValueError:
         raise ValueError(f"{source}: line {line}, column 'channel {channel}': {value!r} is not a number "
                          f"(sensor values must be numeric; blank, NA or ? mark a missing value)") from None
+    if math.isinf(x):
+        raise ValueError(f"{source}: line {line}, column 'channel {channel}': {value!r} is not a finite number "
+                         f"(fix the value, or write ? to mark it missing)")
+    return x
 
 
 def parse_ts(text: str, source: str = ".ts") -> TsData:
@@ -76,6 +82,9 @@ def parse_ts(text: str, source: str = ".ts") -> TsData:
         if not channels:
             raise ValueError(f"{source}: line {lineno}: expected channels separated by ':' and a label last")
         label = label.strip()
+        if not label or missing_label(label):
+            raise ValueError(f"{source}: line {lineno}: row {len(y) + 1} has label {label!r}, which marks a "
+                             f"missing value, not a class; expected a class name: fix or remove the row")
         classes = _declared_classes(header)
         if classes is not None and label not in classes:
             raise ValueError(f"{source}: line {lineno}: row {len(y) + 1} has label {label!r}, not one of {classes}")

@@ -13,15 +13,25 @@ The library is built with the system C compiler (``$CC``, else ``cc``) into
 ``$XDG_CACHE_HOME/rnnkit/kernels`` (``~/.cache/rnnkit/kernels``), once per source, compiler and
 CPU, written atomically. With no compiler, or when the build fails, rnnkit uses the TorchScript
 loop and :func:`kernel_status` says why. ``RNNKIT_NATIVE=0`` turns the C loop off.
+
+Loading a library runs its code, and the cache's file names are predictable, so rnnkit loads only
+what it built itself: the sha256 of each library is recorded beside it at build time
+(``lstm_sampler-KEY.so.sha256``), and a cached library is loaded only when it and the folder belong
+to the current user, no other user may write to them, and its sha256 is the recorded one. Otherwise
+the library is built again (into a private temporary folder when the cache folder itself is not
+safe), and :func:`kernel_status` says why.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -35,7 +45,10 @@ SOURCE = Path(__file__).with_name("lstm_sampler.c")
 # tried when the compiler does not know -march=native.
 FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
 CHUNK = 2048                             # tokens per call of the C loop (Ctrl-C is seen between calls)
+SYMBOL = "rnnkit_lstm_sample"            # the C function
+DIGEST_SUFFIX = ".sha256"                # the library's sha256, recorded beside it at build time
 _loaded: dict[str, object] = {}          # cache directory -> the C function, or the reason there is none
+_notes: dict[str, str] = {}              # cache directory -> why the cached library was not used, if it was not
 
 
 def kernel_dir() -> Path:
@@ -53,8 +66,52 @@ def _cpu_id() -> str:
         return platform.machine() + platform.processor()
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _unsafe_folder(directory: Path) -> Optional[str]:
+    """None when libraries may be loaded from ``directory`` (it belongs to this user and no other user
+    may write to it), else why not."""
+    st = directory.stat()
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"{directory} belongs to user id {st.st_uid}, not to you (user id {os.getuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"other users may write to {directory} (mode {stat.S_IMODE(st.st_mode):o}; "
+                f"'chmod go-w {directory}' makes it private)")
+    return None
+
+
+def _untrusted_library(target: Path) -> Optional[str]:
+    """None when ``target`` is the library rnnkit built (a plain file of this user's that no other user may
+    write, with the sha256 recorded at build time), else why it is not."""
+    st = target.lstat()
+    if not stat.S_ISREG(st.st_mode):
+        return f"{target.name} is not a plain file"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"{target.name} belongs to user id {st.st_uid}, not to you"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"other users may write to {target.name}"
+    record = target.with_name(target.name + DIGEST_SUFFIX)
+    try:
+        recorded = record.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return f"{target.name} has no sha256 recorded beside it ({record.name}): rnnkit did not build it"
+    if _sha256(target) != recorded:
+        return f"{target.name} is not the library rnnkit built (its sha256 differs from the one recorded)"
+    return None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def _build(compiler: str, target: Path) -> Optional[str]:
-    """Compile SOURCE into target (atomically); returns None, or what went wrong."""
+    """Compile SOURCE into target (atomically) and record its sha256 beside it; returns None, or what
+    went wrong."""
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for flags in FLAG_SETS:
@@ -67,7 +124,10 @@ def _build(compiler: str, target: Path) -> Optional[str]:
             done = None
             errors.append(f"{' '.join(cmd)}: {e}")
         if done is not None and done.returncode == 0:
+            digest = _sha256(Path(tmp))
             os.replace(tmp, target)
+            # Written last: a library without its record (a build cut short) is built again.
+            _write_atomically(target.with_name(target.name + DIGEST_SUFFIX), digest + "\n")
             return None
         if done is not None:
             errors.append(f"{' '.join(cmd)}: {done.stderr.strip()[-500:]}")
@@ -96,11 +156,35 @@ def load_kernel():
                                        _cpu_id()]).encode()).hexdigest()[:16]
     target = directory / f"lstm_sampler-{digest}.so"
     try:
+        # A new folder is private (0700) whatever the umask: a group-writable one would not be trusted.
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        unsafe = _unsafe_folder(directory)
+        if unsafe is not None:
+            # Nothing in it can be trusted, nor anything built into it: build into a private folder,
+            # for this process only.
+            private = Path(tempfile.mkdtemp(prefix="rnnkit-kernels-"))
+            atexit.register(shutil.rmtree, private, True)
+            target = private / target.name
+            _notes[key] = f"{unsafe}: built in a private temporary folder instead"
+        elif target.exists() or target.is_symlink():
+            untrusted = _untrusted_library(target)
+            if untrusted is not None:
+                _notes[key] = f"rebuilt the cached library: {untrusted}"
+                target.unlink()          # a planted file is never loaded, and the build replaces it
         problem = None if target.exists() else _build(compiler, target)
         if problem is None:
-            fn = ctypes.CDLL(str(target)).rnnkit_lstm_sample
+            fn = getattr(ctypes.CDLL(str(target)), SYMBOL)
     except OSError as e:                 # the cache directory cannot be written, or the library not loaded
         problem = f"{target}: {e}"
+    except AttributeError:               # a library rnnkit built, from a C file without the function
+        for stale in (target, target.with_name(target.name + DIGEST_SUFFIX)):
+            with contextlib.suppress(OSError):
+                stale.unlink()           # the next process builds it again
+        # This process cannot load a new build under the same name (the loader would hand back the
+        # library already loaded), so it uses the TorchScript loop.
+        _loaded[key] = (f"the cached library {target} has no function {SYMBOL}: removed it (the next run "
+                        f"builds it again)")
+        return _loaded[key]
     if problem is not None:
         _loaded[key] = f"building {SOURCE.name} failed: {problem}"
         return _loaded[key]
@@ -118,9 +202,13 @@ def native_kernel():
 
 
 def kernel_status() -> str:
-    """'ready', or why generation at batch 1 uses the TorchScript loop."""
+    """'ready', 'ready (why the cached library was built again)', or why generation at batch 1 uses the
+    TorchScript loop."""
     found = load_kernel()
-    return found if isinstance(found, str) else "ready"
+    if isinstance(found, str):
+        return found
+    note = _notes.get(str(kernel_dir()))
+    return f"ready ({note})" if note else "ready"
 
 
 def _usable_cpus() -> int:

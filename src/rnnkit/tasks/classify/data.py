@@ -12,7 +12,8 @@ Two kinds of input, one shape for both (``Split``: inputs ``X`` and string label
       s1,0,0.1,0.3,9.8,walk         # every other column except the label is a channel
       s1,1,0.2,0.2,9.7,walk
 
-Errors name the file and line (non-numeric sensor values, ragged rows) so the user can fix the file.
+Errors name the file and line (non-numeric or infinite sensor values, ragged rows, a label that marks a
+missing value such as NaN, inf or NA, a column named twice in the header) so the user can fix the file.
 
 Splits: a dataset's own split is used where it has one (BasicMotions' train/test); otherwise duplicates
 are removed first (the same text in train and test would inflate the test score) and the rest is split
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from rnnkit import _checks
-from rnnkit.datasets.files import MISSING, read_text
+from rnnkit.datasets.files import MISSING, check_unique_header, missing_label, read_text
 from rnnkit.datasets.ts import read_ts
 
 TEXT_DATASETS = ("imdb", "rotten-tomatoes")
@@ -87,6 +88,7 @@ def read_text_csv(path: str | Path, text_col: str, label_col: str, encoding: str
     for name, col in (("text_col", text_col), ("label_col", label_col)):
         if col not in header:
             raise ValueError(f"{name}={col!r}: {path} has no such column; its columns are: {', '.join(header)}")
+    check_unique_header(header, (text_col, label_col), path)
     ti, li = header.index(text_col), header.index(label_col)
     texts, labels, empty = [], [], 0
     for row in reader:
@@ -100,9 +102,17 @@ def read_text_csv(path: str | Path, text_col: str, label_col: str, encoding: str
             continue
         if not lab:
             raise ValueError(f"{path}: line {reader.line_num}: empty label in column {label_col!r}")
+        _check_label(lab, path, reader.line_num, label_col)
         texts.append(t)
         labels.append(lab)
     return texts, np.array(labels, dtype=str), empty
+
+
+def _check_label(label: str, path: Path, line: int, column: str) -> None:
+    if missing_label(label):
+        raise ValueError(f"{path}: line {line}: label {label!r} in column {column!r} marks a missing value, "
+                         f"not a class (NaN, inf, NA and null are refused); expected a class name: fix or "
+                         f"remove the row")
 
 
 def drop_empty_texts(texts: list[str], labels: np.ndarray) -> tuple[list[str], np.ndarray, int]:
@@ -135,10 +145,14 @@ def _number(value: str, path: Path, line: int, column: str) -> float:
     if v in MISSING or v == "?":
         return math.nan
     try:
-        return float(v)
+        x = float(v)
     except ValueError:
         raise ValueError(f"{path}: line {line}, column {column!r}: {value!r} is not a number "
                          f"(sensor values must be numeric; blank, NA or ? mark a missing value)") from None
+    if math.isinf(x):
+        raise ValueError(f"{path}: line {line}, column {column!r}: {value!r} is not a finite number "
+                         f"(fix the value, or leave it blank to mark it missing)")
+    return x
 
 
 def read_long_csv(path: str | Path, label_col: str = "label", id_col: str = "id", step_col: str | None = "step",
@@ -160,6 +174,7 @@ def read_long_csv(path: str | Path, label_col: str = "label", id_col: str = "id"
     for name, col in (("id_col", id_col), ("step_col", step_col), ("label_col", label_col)):
         if col is not None and col not in header:
             raise ValueError(f"{name}={col!r}: {path} has no such column; its columns are: {', '.join(header)}")
+    check_unique_header(header, header, path)    # every column is used: the channels too
     channels = [h for h in header if h not in (id_col, step_col, label_col)]
     if not channels:
         raise ValueError(f"{path}: no channel columns besides {id_col!r}, {step_col!r}, {label_col!r}")
@@ -175,6 +190,9 @@ def read_long_csv(path: str | Path, label_col: str = "label", id_col: str = "id"
                              f"{len(header)} ({', '.join(header)})")
         sid = row[header.index(id_col)].strip()
         lab = row[header.index(label_col)].strip()
+        if not lab:
+            raise ValueError(f"{path}: line {line}: empty label in column {label_col!r}")
+        _check_label(lab, path, line, label_col)
         if sid in labels and labels[sid] != lab:
             raise ValueError(f"{path}: line {line}: sequence {sid!r} has label {lab!r} here but "
                              f"{labels[sid]!r} on an earlier line; expected one label per sequence")
@@ -207,24 +225,44 @@ def check_classes(labels: np.ndarray, source: str, name: str = "labels") -> None
                          f"expected at least two classes to classify")
 
 
-def stratified_split(y: np.ndarray, val_frac: float, test_frac: float, seed: int,
+def stratified_split(y: np.ndarray, val_frac: float, test_frac: float, seed: int, source: str = "the data",
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Index arrays (train, val, test), each holding every class in about the same proportion."""
+    """Index arrays (train, val, test), each holding every class in about the same proportion.
+
+    Too few examples for the shares are refused with a message naming ``source`` and the shares; too few
+    per class for stratification give a random split instead."""
     from sklearn.model_selection import train_test_split
 
-    idx = np.arange(len(y))
+    n = len(y)
+    n_test = math.ceil(test_frac * n) if test_frac > 0 else 0            # as scikit-learn rounds them
+    n_val = math.ceil(val_frac / (1.0 - test_frac) * (n - n_test)) if val_frac > 0 else 0
+    if n - n_test - n_val < 1:
+        raise ValueError(f"val_frac={val_frac:g}, test_frac={test_frac:g}: {source} has {n} example(s), which "
+                         f"leaves none to train on after {n_test} for test and {n_val} for validation; "
+                         f"expected more examples, or smaller (or zero) --val-frac/--test-frac")
+    idx = np.arange(n)
+    test = val = np.array([], dtype=np.int64)
     _, counts = np.unique(y, return_counts=True)
     # Stratifying needs at least two examples of every class in each cut; with fewer, split at random.
-    strat = y if counts.min() >= 3 else None
-    test = np.array([], dtype=np.int64)
-    if test_frac > 0:
-        idx, test = train_test_split(idx, test_size=test_frac, random_state=seed, stratify=strat)
-        strat = y[idx] if strat is not None else None
-    val = np.array([], dtype=np.int64)
-    if val_frac > 0:
-        rel = val_frac / (1.0 - test_frac)
-        idx, val = train_test_split(idx, test_size=rel, random_state=seed + 1, stratify=strat)
+    stratify = counts.min() >= 3
+    try:
+        if test_frac > 0:
+            idx, test = train_test_split(idx, test_size=test_frac, random_state=seed,
+                                         stratify=_stratify(y, n_test, stratify))
+        if val_frac > 0:
+            idx, val = train_test_split(idx, test_size=val_frac / (1.0 - test_frac), random_state=seed + 1,
+                                        stratify=_stratify(y[idx], n_val, stratify))
+    except ValueError as err:   # a case the checks above missed: still say it in rnnkit's terms
+        raise ValueError(f"val_frac={val_frac:g}, test_frac={test_frac:g}: cannot split the {n} examples of "
+                         f"{source} ({err}); expected more examples, or other --val-frac/--test-frac") from None
     return np.sort(idx), np.sort(val), np.sort(test)
+
+
+def _stratify(labels: np.ndarray, n_cut: int, allowed: bool) -> np.ndarray | None:
+    """The labels to stratify a cut of ``n_cut`` examples by, or None for a random cut: a stratified cut
+    needs room for every class on both of its sides."""
+    room = min(n_cut, len(labels) - n_cut) >= len(np.unique(labels))
+    return labels if allowed and room else None
 
 
 def small_sample(X: list, y: np.ndarray, n: int, seed: int = 0) -> tuple[list, np.ndarray]:
@@ -263,7 +301,8 @@ def load_data(dataset: str | None = None, csv_path: str | None = None, series: s
         if dataset in SERIES_DATASETS:
             # The dataset's own split is the benchmark's; validation comes out of its training part.
             X_tr, y_tr = list(data["X_train"]), np.asarray(data["y_train"], dtype=str)
-            tr, va, _ = stratified_split(y_tr, val_frac / (1 - test_frac) if val_frac else 0.0, 0.0, seed)
+            tr, va, _ = stratified_split(y_tr, val_frac / (1 - test_frac) if val_frac else 0.0, 0.0, seed,
+                                         f"the training part of {dataset}")
             stats["split"] = "given train/test; validation taken from train"
             return ClassificationData("series", _take(X_tr, y_tr, tr), _take(X_tr, y_tr, va),
                                       Split(list(data["X_test"]), np.asarray(data["y_test"], dtype=str)),
@@ -287,6 +326,6 @@ def load_data(dataset: str | None = None, csv_path: str | None = None, series: s
     if not len(y):
         raise ValueError(f"{source}: no examples left to train on")
     check_classes(y, str(source), "labels" if dataset else f"label_col={label_col!r}")
-    tr, va, te = stratified_split(y, val_frac, test_frac, seed)
+    tr, va, te = stratified_split(y, val_frac, test_frac, seed, str(source))
     stats["split"] = f"stratified, seed {seed}: val {val_frac:g}, test {test_frac:g}"
     return ClassificationData(kind, _take(X, y, tr), _take(X, y, va), _take(X, y, te), str(source), stats)
