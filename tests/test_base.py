@@ -3,7 +3,9 @@
 import argparse
 import dataclasses
 import json
+import re
 
+import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
@@ -167,3 +169,62 @@ def test_resume_keeps_the_runs_config_and_takes_only_budgets(tmp_path, toy_task)
     args = parser.parse_args(["--resume"])
     with pytest.raises(ValueError, match=r"--resume=True: expected a --run-dir to resume"):
         train_config_from_args(Toy, args)
+
+
+# -- nothing lost (issue 14): data digests, run directories that hold a run, damaged config.json -------------
+
+def test_data_digest_is_stable_and_tells_data_apart():
+    from rnnkit.tasks.base import data_digest
+
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    same = data_digest(["ab", "c"], x, {"b": 1, "a": None})
+    assert same == data_digest(["ab", "c"], x.copy(), {"a": None, "b": 1}) and same.startswith("sha256:")
+    assert data_digest(["ab", "c"]) != data_digest(["a", "bc"])             # items are framed
+    assert data_digest(x) != data_digest(x.astype(np.float64))              # dtype and shape count
+    assert data_digest(x) != data_digest(x.reshape(3, 2))
+    assert data_digest(np.array(["a", "b"], dtype=object)) == data_digest(["a", "b"])
+    assert data_digest(torch.from_numpy(x)) == data_digest(x)
+    assert data_digest("text") == "sha256:" + __import__("hashlib").sha256(
+        b"s" + (4).to_bytes(8, "little") + b"text").hexdigest()           # the framing, by hand
+
+
+def test_a_run_dir_that_holds_a_run_is_refused_and_overwrite_clears_only_run_files(tmp_path, toy_task):
+    run = tmp_path / "run"
+    Toy(hidden_size=4).fit(*data()).save(run)
+    (run / "metrics.jsonl").write_text("{}\n")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "model.safetensors").write_bytes(b"x")
+    (run / "my_data.csv").write_text("a,b\n")
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser, ToyConfig, default_run_dir=None)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(run))}: holds an earlier toy run, which training again "
+                                         r"would overwrite; expected a new folder: go on with that run with --resume "
+                                         rf"\(rnnkit toy train --run-dir {re.escape(str(run))} --resume\), choose "
+                                         r"another --run-dir, or replace it with --overwrite$"):
+        train_config_from_args(Toy, parser.parse_args(["--run-dir", str(run)]))
+    assert (run / "config.json").is_file()
+    cfg = train_config_from_args(Toy, parser.parse_args(["--run-dir", str(run), "--overwrite", "--hidden-size", "2"]))
+    assert cfg.hidden_size == 2
+    assert sorted(p.name for p in run.iterdir()) == ["my_data.csv"]          # the user's file stays
+    train_config_from_args(Toy, parser.parse_args(["--run-dir", str(run)]))  # no run there now: fine
+
+
+@pytest.mark.parametrize("doc,message", [
+    ({"task": "toy", "format_version": 2}, r"config\.json: no 'config'; expected \"config\": \{\.\.\.\}, the toy "
+                                           r"run's settings as a JSON object$"),
+    ({"task": "toy", "format_version": 2, "config": None}, r"config\.json: 'config' is null; expected"),
+    ({"task": "toy", "format_version": 2, "config": {}, "fitted": [1]}, r"config\.json: 'fitted' is \[1\]; expected "
+                                                                         r"a JSON object$"),
+    ({"task": "toy", "format_version": 2, "config": {"train": {"lr": -1}}}, r"config\.json: train: lr=-1: "
+                                                                             r"expected a number in \(0, inf\)$"),
+    ({"task": "classify", "model": "gru"}, r"config\.json: a config\.json of format_version 1 that cannot be read "
+                                           r"\(no 'config'\); expected one as rnnkit wrote it, or train the run again$"),
+    ({"task": "classify", "config": None}, r"config\.json: a config\.json of format_version 1 that cannot be read "),
+])
+def test_a_damaged_config_json_is_one_message_naming_the_file(tmp_path, toy_task, doc, message):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config(doc)
+    with pytest.raises(ValueError, match=message) as err:
+        rnnkit.load(str(run.path))
+    assert str(err.value).startswith(str(run.config_path)) and "\n" not in str(err.value)

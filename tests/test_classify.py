@@ -460,3 +460,86 @@ def test_a_run_directory_of_rnnkit_0_1_still_loads(tmp_path, kind):
         assert loaded.config.num_words == clf.config.num_words and loaded.config.train.clip_grad_norm == 5.0
         assert loaded.config.train.device == "cpu" and loaded.classes_ == clf.classes_
         np.testing.assert_allclose(loaded.predict_proba(X[:6]), clf.predict_proba(X[:6]), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- nothing lost (issue 14)
+
+@pytest.fixture
+def ctrl_c_at_step(monkeypatch):
+    """Press Ctrl-C once, right after optimizer step ``step`` of the next training (a Trainer callback)."""
+    from rnnkit.training import Trainer
+
+    def arm(step):
+        fit, fired = Trainer.fit, []
+
+        def fit_with_ctrl_c(self, *args, **kwargs):
+            def press(trainer):
+                if not fired and trainer.step >= step:
+                    fired.append(step)
+                    raise KeyboardInterrupt
+            self.add_callback("on_step_end", press)
+            return fit(self, *args, **kwargs)
+        monkeypatch.setattr(Trainer, "fit", fit_with_ctrl_c)
+    return arm
+
+
+def small_text_run(tmp_path, n=60):
+    texts, y = sentiment_texts(n)
+    data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    return data, ["classify", "train", "--csv", str(data), "--model", "gru", "--hidden-size", "4",
+                  "--embedding-size", "4", "--batch-size", "8", "--early-stop-patience", "None"]
+
+
+def test_ctrl_c_stops_before_the_test_report_and_the_run_predicts_and_resumes(tmp_path, capsys, ctrl_c_at_step):
+    data, train = small_text_run(tmp_path)
+    run = tmp_path / "run"
+    ctrl_c_at_step(2)
+    assert main(train + ["--epochs", "2", "--run-dir", str(run)]) == 130
+    captured = capsys.readouterr()
+    command = f"rnnkit classify train --run-dir {run} --resume"
+    assert f"resume with: {command}\n" in captured.err and "test accuracy" not in captured.out
+    assert not (run / "test_metrics.json").exists() and not (run / WEIGHTS_FILE).exists()
+    # A stopped (or killed) run predicts from its checkpoint, and says so.
+    assert main(["classify", "predict", str(run), "the film was great"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("\t") == 2
+    assert (f"{run}: its training has not finished (no {WEIGHTS_FILE}): using its last checkpoint; finish it "
+            f"with {command}") in captured.err
+    # The printed command goes on with the run and finishes it.
+    assert main(command.split()[1:]) == 0
+    assert (run / "test_metrics.json").is_file() and (run / WEIGHTS_FILE).is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [0, 1]
+
+
+def test_resume_refuses_changed_data_and_a_spent_budget(tmp_path, capsys):
+    data, train = small_text_run(tmp_path)
+    run = tmp_path / "run"
+    assert main(train + ["--epochs", "1", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["classify", "train", "--resume", "--run-dir", str(run)]) == 2
+    assert capsys.readouterr().err.endswith(f"\nrnnkit: error: {run}: the run is complete: all --epochs 1 epochs "
+                                            f"are trained; expected a larger budget to train on, e.g. rnnkit classify "
+                                            f"train --run-dir {run} --resume --epochs 2\n")
+    texts, y = sentiment_texts(60, seed=1)
+    write_csv(data, list(zip(texts, y)))
+    assert main(["classify", "train", "--resume", "--epochs", "2", "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]                  # after the data summary line
+    assert err.startswith(f"rnnkit: error: {data}: the training data changed since the run in {run} began (digest "
+                          f"sha256:")
+    assert main(train + ["--epochs", "1", "--run-dir", str(run)]) == 2
+    assert "holds an earlier classify run, which training again would overwrite" in capsys.readouterr().err
+    assert main(train + ["--epochs", "1", "--run-dir", str(run), "--overwrite"]) == 0
+
+
+def test_a_run_without_a_checkpoint_or_model_says_how_to_go_on(tmp_path, capsys):
+    data, train = small_text_run(tmp_path)
+    run = tmp_path / "run"
+    assert main(train + ["--epochs", "1", "--run-dir", str(run)]) == 0
+    for name in (WEIGHTS_FILE, "model.safetensors", "best.safetensors"):
+        (run / name).unlink()
+    capsys.readouterr()
+    assert main(["classify", "predict", str(run), "great"]) == 2
+    assert capsys.readouterr().err == (f"rnnkit: error: {run}: the run has no trained model: no {WEIGHTS_FILE} (its "
+                                       f"training did not finish) and no checkpoint; expected a finished run: go on "
+                                       f"with rnnkit classify train --run-dir {run} --resume, or train it again\n")

@@ -35,7 +35,8 @@ def test_every_flag_has_help_text():
 # -- one CLI vocabulary (DESIGN.md): checked on every parser, so a new command cannot drift ---------------
 
 TRAIN_FLAGS = {"--epochs", "--max-minutes", "--lr", "--batch-size", "--optimizer", "--schedule", "--clip-grad-norm",
-               "--early-stop-patience", "--seed", "--device", "--precision", "--run-dir", "--resume", "--dry-run"}
+               "--early-stop-patience", "--seed", "--device", "--precision", "--run-dir", "--resume", "--overwrite",
+               "--dry-run"}
 APPLY_VERBS = {"sample", "predict", "translate", "describe", "ask"}
 # Spellings that the one vocabulary replaced, and what replaced them.
 RETIRED = {"--out": "--run-dir or -o/--output", "--report": "-o/--output", "--patience": "--early-stop-patience",
@@ -112,3 +113,18 @@ def test_demo_rejects_a_corpus_too_small(tmp_path, capsys):
     err = capsys.readouterr().err
     assert ("11 characters (9 for training after holding out val_frac=0.1) is too short for one batch of "
             "batch_size=64 x seq_len=100 (6401 training characters needed)") in err
+
+
+def test_demo_refuses_to_replace_an_earlier_run_unless_told(tmp_path, capsys):
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcd" * 1000)
+    run = tmp_path / "run"
+    argv = ["demo", "--corpus", str(corpus), "--hidden-size", "8", "--num-layers", "1", "--embedding-size", "4",
+            "--seq-len", "8", "--batch-size", "4", "--epochs", "1", "--seed-text", "ab", "--length", "4",
+            "--run-dir", str(run)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"rnnkit: error: {run}: holds an earlier textgen run, which training "
+                                              f"again would overwrite; expected a new folder")
+    assert main(argv + ["--overwrite"]) == 0

@@ -334,3 +334,89 @@ def test_cli_compare_resume_goes_on_with_each_model(tmp_path, capsys):
     assert main(["forecast", "compare", "--models", "gru", "--delay", "4", "--resume", "--run-dir",
                  str(out_dir)]) == 2
     assert "--delay=4: expected no --delay with --resume" in capsys.readouterr().err
+
+
+# --- nothing lost: Ctrl-C, unfinished runs, changed data, comparisons (issue 14) ----------------------------
+
+@pytest.fixture
+def ctrl_c_at_step(monkeypatch):
+    """Press Ctrl-C once, right after optimizer step ``step`` of the next training (a Trainer callback)."""
+    from rnnkit.training import Trainer
+
+    def arm(step):
+        fit, fired = Trainer.fit, []
+
+        def fit_with_ctrl_c(self, *args, **kwargs):
+            def press(trainer):
+                if not fired and trainer.step >= step:
+                    fired.append(step)
+                    raise KeyboardInterrupt
+            self.add_callback("on_step_end", press)
+            return fit(self, *args, **kwargs)
+        monkeypatch.setattr(Trainer, "fit", fit_with_ctrl_c)
+    return arm
+
+
+def test_ctrl_c_exits_130_without_the_test_evaluation_and_resumes(tmp_path, capsys, ctrl_c_at_step):
+    csv = write_csv(tmp_path / "s.csv", n=240)
+    run = tmp_path / "run"
+    ctrl_c_at_step(2)
+    assert main(["forecast", "train", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24",
+                 "--delay", "3", "--model", "gru", "--hidden-size", "8", "--batch-size", "16", "--epochs", "2",
+                 "--run-dir", str(run)]) == 130
+    captured = capsys.readouterr()
+    command = f"rnnkit forecast train --run-dir {run} --resume"
+    assert f"resume with: {command}\n" in captured.err and "MAE" not in captured.out
+    # The stopped run is a forecast run without a trained model yet: it says so, and how to go on.
+    assert main(["forecast", "predict", str(run)]) == 2
+    assert capsys.readouterr().err == (f"rnnkit: error: {run / 'config.json'}: the forecast run has no trained model "
+                                       f"yet (its training did not finish); expected a finished run: go on with "
+                                       f"{command}\n")
+    assert main(command.split()[1:]) == 0
+    assert "gru: MAE of y 3 steps ahead" in capsys.readouterr().out
+    assert main(["forecast", "predict", str(run)]) == 0
+
+
+def test_resume_refuses_a_changed_file(tmp_path, capsys):
+    csv = write_csv(tmp_path / "s.csv", n=240)
+    run = tmp_path / "run"
+    assert main(["forecast", "train", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24",
+                 "--delay", "3", "--model", "gru", "--hidden-size", "8", "--epochs", "1", "--run-dir", str(run)]) == 0
+    write_csv(csv, n=240, nan_at={100})
+    capsys.readouterr()
+    assert main(["forecast", "train", "--resume", "--epochs", "2", "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"rnnkit: error: {csv}: the training data changed since the "
+                                                   f"run in {run} began (digest sha256:")
+
+
+def write_int_steps(path, n=200):
+    """A series whose time column is a step number (no calendar, so no season to guess)."""
+    path.write_text("step,y\n" + "".join(f"{i},{10 + 5 * np.sin(2 * np.pi * i / 12):.5f}\n" for i in range(n)))
+    return path
+
+
+def test_compare_runs_every_model_it_can_and_says_seasonal_naive_needs_a_season(tmp_path, capsys):
+    csv = write_int_steps(tmp_path / "steps.csv")
+    out_dir = tmp_path / "cmp"
+    data = ["--csv", str(csv), "--time-col", "step", "--target", "y", "--lookback", "24", "--delay", "3"]
+    assert main(["forecast", "compare", *data, "--models", "naive", "seasonal_naive", "ridge",
+                 "--run-dir", str(out_dir)]) == 0
+    captured = capsys.readouterr()
+    assert "| naive |" in captured.out and "| ridge |" in captured.out and "| seasonal_naive |" not in captured.out
+    assert "skipped: seasonal_naive (seasonal_naive needs a period: give --season N)" in captured.out
+    assert "seasonal_naive  skipped: season=None: expected a period in steps" in captured.err
+    # With --season it runs; an earlier comparison in the folder is replaced only with --overwrite.
+    assert main(["forecast", "compare", *data, "--models", "naive", "seasonal_naive", "--season", "12",
+                 "--run-dir", str(out_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"rnnkit: error: {out_dir}: holds an earlier comparison, which comparing again would overwrite; expected a "
+        f"new folder: go on with it with --resume (rnnkit forecast compare --models naive seasonal_naive --run-dir "
+        f"{out_dir} --resume), choose another --run-dir, or replace it with --overwrite\n")
+    assert main(["forecast", "compare", *data, "--models", "naive", "seasonal_naive", "--season", "12",
+                 "--run-dir", str(out_dir), "--overwrite"]) == 0
+    assert "| seasonal_naive |" in capsys.readouterr().out
+    assert not (out_dir / "ridge").exists()
+    # Asked for alone, seasonal naive without a season is an error.
+    assert main(["forecast", "compare", *data, "--models", "seasonal_naive", "--run-dir", str(tmp_path / "c2")]) == 2
+    assert "season=None: expected a period in steps" in capsys.readouterr().err

@@ -220,3 +220,29 @@ def test_a_multilabel_run_of_rnnkit_0_1_still_loads(tmp_path):
     loaded = rnnkit.load(tmp_path / "run")
     assert type(loaded) is MultilabelClassifier and loaded.config.train.epochs == 1 and loaded.num_aux_ == 6
     np.testing.assert_allclose(loaded.predict_proba(stays[:5]), clf.predict_proba(stays[:5]), rtol=1e-6)
+
+
+def test_ctrl_c_stops_before_the_test_metrics_and_the_resume_command_works(tmp_path, capsys, monkeypatch):
+    from rnnkit.training import Trainer
+
+    fit, fired = Trainer.fit, []
+
+    def fit_with_ctrl_c(self, *args, **kwargs):
+        def press(trainer):
+            if not fired and trainer.step >= 1:
+                fired.append(1)
+                raise KeyboardInterrupt
+        self.add_callback("on_step_end", press)
+        return fit(self, *args, **kwargs)
+    monkeypatch.setattr(Trainer, "fit", fit_with_ctrl_c)
+    run = tmp_path / "run"
+    assert main(["classify", "multilabel", "train", "--num-stays", "40", "--hidden-size", "4", "--num-layers", "1",
+                 "--batch-size", "8", "--epochs", "1", "--run-dir", str(run)]) == 130
+    captured = capsys.readouterr()
+    command = f"rnnkit classify multilabel train --run-dir {run} --resume"
+    assert f"resume with: {command}\n" in captured.err and "micro_auc" not in captured.out
+    assert not (run / "test_metrics.json").exists()
+    assert main(command.split()[1:]) == 0
+    assert (run / "test_metrics.json").is_file() and (run / "classifier.safetensors").is_file()
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["data"]["digest"].startswith("sha256:") and doc["data"]["num_stays"] == 40

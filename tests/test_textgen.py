@@ -522,3 +522,165 @@ def test_sampling_in_the_middle_of_training_keeps_dropout_on():
     gen.model_.train()
     gen.generate("ab", 5, random_seed=0)
     assert gen.model_.training                   # generate() put the model back as it found it
+
+
+# --- nothing lost: no silent overwrite or drift, Ctrl-C, damaged run files (issue 14) ------------------------
+
+CLI_TINY = ["--hidden-size", "16", "--num-layers", "1", "--embedding-size", "8", "--seq-len", "16",
+            "--batch-size", "8", "--lr", "0.01", "--sample-length", "0"]
+
+
+@pytest.fixture
+def ctrl_c_at_step(monkeypatch):
+    """Press Ctrl-C once, right after optimizer step ``step`` of the next training (a Trainer callback)."""
+    def arm(step):
+        fit, fired = Trainer.fit, []
+
+        def fit_with_ctrl_c(self, *args, **kwargs):
+            def press(trainer):
+                if not fired and trainer.step >= step:
+                    fired.append(step)
+                    raise KeyboardInterrupt
+            self.add_callback("on_step_end", press)
+            return fit(self, *args, **kwargs)
+        monkeypatch.setattr(Trainer, "fit", fit_with_ctrl_c)
+    return arm
+
+
+def epochs_logged(run):
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["epoch"] for r in records if r["event"] == "epoch"]
+
+
+def test_cli_train_refuses_a_run_dir_that_holds_a_run_and_overwrite_replaces_it(tmp_path, capsys):
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcd" * 1000)
+    run = tmp_path / "run"
+    assert main(["textgen", "train", "--corpus", str(corpus), *CLI_TINY, "--epochs", "1", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    before = (run / "config.json").read_text()
+    # Again into the same folder (even with another model): refused in one line, the earlier run untouched.
+    assert main(["textgen", "train", "--corpus", str(corpus), *CLI_TINY, "--hidden-size", "24", "--epochs", "1",
+                 "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"rnnkit: error: {run}: holds an earlier textgen run, which training again would overwrite; "
+                   f"expected a new folder: go on with that run with --resume (rnnkit textgen train --run-dir {run} "
+                   f"--resume), choose another --run-dir, or replace it with --overwrite\n")
+    assert (run / "config.json").read_text() == before and epochs_logged(run) == [0]
+    assert main(["textgen", "train", "--corpus", str(corpus), "--dry-run", "--run-dir", str(run)]) == 2
+    capsys.readouterr()
+    # --overwrite deletes the earlier run's files first (a file of the user's stays): one run's metrics only.
+    (run / "notes.txt").write_text("mine")
+    assert main(["textgen", "train", "--corpus", str(corpus), *CLI_TINY, "--hidden-size", "24", "--epochs", "1",
+                 "--run-dir", str(run), "--overwrite"]) == 0
+    assert json.loads((run / "config.json").read_text())["config"]["hidden_size"] == 24
+    assert epochs_logged(run) == [0] and (run / "notes.txt").read_text() == "mine"
+    assert main(["textgen", "train", "--run-dir", str(run), "--resume", "--overwrite"]) == 2
+    assert "--overwrite=True: expected no --overwrite with --resume" in capsys.readouterr().err
+    # A dry run into a new folder, or an empty one, is fine.
+    (tmp_path / "empty").mkdir()
+    for folder in ("fresh", "empty"):
+        assert main(["textgen", "train", "--corpus", str(corpus), "--dry-run", "--hidden-size", "8",
+                     "--run-dir", str(tmp_path / folder)]) == 0
+
+
+def test_resume_refuses_a_corpus_that_changed(tmp_path, capsys):
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcd" * 1000)
+    run = tmp_path / "run"
+    assert main(["textgen", "train", "--corpus", str(corpus), *CLI_TINY, "--epochs", "1", "--run-dir", str(run)]) == 0
+    digest = json.loads((run / "config.json").read_text())["data"]["digest"]
+    assert digest.startswith("sha256:") and len(digest) == 7 + 64
+    corpus.write_text("abcd" * 900 + "dcba" * 100)
+    capsys.readouterr()
+    assert main(["textgen", "train", "--run-dir", str(run), "--resume", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"rnnkit: error: {corpus}: the training data changed since the run in {run} began (digest "
+                          f"{digest[:19]}... then, sha256:")
+    assert err.endswith("now); expected the same data to resume: put the data back, or start a new run (another "
+                        "--run-dir, or --overwrite)\n")
+    assert epochs_logged(run) == [0]
+    corpus.write_text("abcd" * 1000)                     # the same data again: the run goes on
+    assert main(["textgen", "train", "--run-dir", str(run), "--resume", "--epochs", "2"]) == 0
+    assert epochs_logged(run) == [0, 1]
+
+
+def test_ctrl_c_exits_130_with_a_resume_command_that_works(tmp_path, capsys, ctrl_c_at_step):
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcd" * 1000)
+    run = tmp_path / "run"
+    ctrl_c_at_step(3)
+    assert main(["textgen", "train", "--corpus", str(corpus), *CLI_TINY, "--batch-size", "4", "--epochs", "2",
+                 "--run-dir", str(run)]) == 130
+    captured = capsys.readouterr()
+    assert "validation loss" not in captured.out
+    command = f"rnnkit textgen train --run-dir {run} --resume"
+    assert f"resume with: {command}\n" in captured.err
+    assert main(command.split()[1:]) == 0                # the printed command, as typed
+    assert epochs_logged(run) == [0, 1]
+
+
+def test_resume_of_a_complete_run_says_how_to_extend_it(tmp_path, capsys):
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcd" * 1000)
+    run = tmp_path / "run"
+    assert main(["textgen", "train", "--corpus", str(corpus), *CLI_TINY, "--epochs", "1", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["textgen", "train", "--run-dir", str(run), "--resume"]) == 2
+    assert capsys.readouterr().err.endswith(f"\nrnnkit: error: {run}: the run is complete: all --epochs 1 epochs "
+                                            f"are trained; expected a larger budget to train on, e.g. rnnkit textgen "
+                                            f"train --run-dir {run} --resume --epochs 2\n")
+    assert main(["textgen", "train", "--run-dir", str(run), "--resume", "--epochs", "3", "--max-steps", "3"]) == 2
+    assert ("the run is complete: its --max-steps 3 budget is used up (28 steps taken); expected a larger budget "
+            f"to train on, e.g. rnnkit textgen train --run-dir {run} --resume --max-steps 56\n"
+            in capsys.readouterr().err)
+    # A refused resume leaves the run's config as it was; the budget the message names goes on.
+    assert json.loads((run / "config.json").read_text())["config"]["train"]["max_steps"] is None
+    assert main(["textgen", "train", "--run-dir", str(run), "--resume", "--epochs", "2"]) == 0
+
+
+def test_damaged_or_foreign_run_files_are_one_line_errors(tmp_path, capsys):
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcd\n" * 800)
+    run = tmp_path / "run"
+    assert main(["textgen", "train", "--corpus", str(corpus), *CLI_TINY, "--epochs", "1", "--end-token", "\\n",
+                 "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    good = json.loads((run / "config.json").read_text())
+
+    def with_config(doc):
+        (run / "config.json").write_text(json.dumps(doc))
+        assert main(["textgen", "sample", str(run), "--length", "5"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"rnnkit: error: {run / 'config.json'}: ")
+        return err
+
+    # A wrong end token is named when the run is read, not at sampling.
+    err = with_config({**good, "fitted": {"end_token": 5}})
+    assert "fitted.end_token=5: expected null or a token of the run's vocabulary (tokenizer.json)" in err
+    err = with_config({k: v for k, v in good.items() if k != "config"})
+    assert err.endswith("config.json: no 'config'; expected \"config\": {...}, the textgen run's settings as a JSON "
+                        "object\n")
+    assert "'config' is null; expected" in with_config({**good, "config": None})
+    err = with_config({**good, "config": {**good["config"], "hidden_size": "big"}})
+    assert "config.json: hidden_size='big': expected an integer >= 1" in err
+    err = with_config({"task": "textgen", "textgen": None})                     # format 1, its section null
+    assert "format_version 1, which this rnnkit cannot convert: train the run again" in err
+    (run / "config.json").write_text(json.dumps(good))
+    assert main(["textgen", "sample", str(run), "--length", "5", "--random-seed", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("rnnkit: error: --random-seed=-1: expected an integer between 0 and ")
+
+
+def test_resume_on_another_tasks_run_names_its_own_command(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": "classify", "format_version": 2, "config": {}}))
+    assert main(["textgen", "train", "--run-dir", str(run), "--resume"]) == 2
+    assert capsys.readouterr().err == (f"rnnkit: error: {run / 'config.json'}: this run directory holds a 'classify' "
+                                       f"run, expected 'textgen': resume it with its own command, rnnkit classify "
+                                       f"train --run-dir {run} --resume\n")
+    assert main(["textgen", "train", "--run-dir", str(run), "--dry-run"]) == 2
+    assert capsys.readouterr().err == (f"rnnkit: error: {run}: holds a 'classify' run, which training again would "
+                                       f"overwrite; expected a new folder: choose another --run-dir, or replace that "
+                                       f"run with --overwrite\n")

@@ -142,7 +142,8 @@ def config_from_args(cls: Type[T], args: argparse.Namespace, **overrides: Any) -
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, default_run_dir: str | None) -> None:
-    """The flags every train verb shares besides its config: ``--run-dir``, ``--resume``, ``--dry-run``."""
+    """The flags every train verb shares besides its config: ``--run-dir``, ``--resume``, ``--overwrite``,
+    ``--dry-run``."""
     group = parser.add_argument_group("run")
     group.add_argument("--run-dir", default=default_run_dir,
                        help="where the run is saved: checkpoints, metrics.jsonl, loss.png, config.json"
@@ -150,6 +151,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, default_run_dir: str |
     group.add_argument("--resume", action="store_true",
                        help="continue the run in --run-dir where it stopped, with its own config; only "
                             "budgets (--epochs, --max-minutes, ...) may change")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier run in --run-dir: its files are deleted first (without this "
+                            "flag or --resume, a --run-dir that holds a run is refused)")
     group.add_argument("--dry-run", action="store_true",
                        help="train on one tiny batch and evaluate a little: a smoke test that takes seconds")
 
@@ -174,4 +178,8 @@ def config_from_dict(cls: Type[T], data: dict, *, source: str = "config") -> T:
         if dataclasses.is_dataclass(default) and isinstance(value, dict):
             values[name] = config_from_dict(type(default), {**dataclasses.asdict(default), **value},
                                             source=f"{source}: {name}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as err:
+        # A bad value in a file: the message names the file as well as the field.
+        raise ValueError(f"{source}: {err}") from None

@@ -15,6 +15,7 @@ from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args, field
+from rnnkit.tasks.base import claim_run_dir, stop_if_interrupted
 from rnnkit.tasks.textgen.task import SAMPLE_TEMPERATURES, TextGenerator
 
 
@@ -34,6 +35,8 @@ class DemoConfig:
     seed: int = field(0, "random seed for training and sampling")
     run_dir: Optional[str] = field("runs/demo", "save the run here (sample it later with "
                                                 "`rnnkit textgen sample RUN`); None: do not save")
+    overwrite: bool = field(False, "replace an earlier run in --run-dir: its files are deleted first (without "
+                                   "this flag, a --run-dir that holds a run is refused)")
 
     def __post_init__(self):
         _checks.check_int("length", self.length, min=1)
@@ -45,7 +48,12 @@ def run(cfg: DemoConfig) -> dict:
     gen = TextGenerator(corpus=cfg.corpus, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                         embedding_size=cfg.embedding_size, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
                         lr=cfg.lr, max_minutes=cfg.max_minutes, epochs=cfg.epochs, seed=cfg.seed,
-                        sample_length=0).fit(run_dir=cfg.run_dir)
+                        sample_length=0)
+    # An earlier run in run_dir is not replaced silently (its metrics.jsonl would mix with this one's).
+    claim_run_dir(cfg.run_dir, TextGenerator, overwrite=cfg.overwrite)
+    gen.fit(run_dir=cfg.run_dir)
+    # Ctrl-C: stop with the command that goes on (a demo run is a textgen run).
+    stop_if_interrupted(gen.trainer_, cfg.run_dir, TextGenerator.command())
     metrics = gen.metrics_
     print(f"\nafter {gen.trainer_.step} steps: validation loss {metrics['val_loss']:.3f} nats/char "
           f"({metrics['val_bits_per_char']:.3f} bits/char)\n")

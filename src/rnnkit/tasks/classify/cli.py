@@ -21,7 +21,7 @@ from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args, config_from_dict, field
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.schema import read_run_config
-from rnnkit.tasks.base import Task, add_train_arguments, train_config_from_args
+from rnnkit.tasks.base import Task, add_train_arguments, stop_if_interrupted, train_config_from_args
 from rnnkit.tasks.classify import multilabel as ml
 from rnnkit.tasks.classify.data import Split, load_data, read_series, read_text_csv, small_sample
 from rnnkit.tasks.classify.task import SequenceClassifier
@@ -75,6 +75,8 @@ def cmd_train(args) -> int:
             "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test")}}
     clf = SequenceClassifier(cfg).fit(train.X, train.y, (val.X, val.y), run_dir=args.run_dir, resume=args.resume,
                                       dry_run=args.dry_run, data_info=info)
+    # Ctrl-C (or SIGTERM) stopped training: no test evaluation; exit 130 with the command that goes on.
+    stop_if_interrupted(clf.trainer_, args.run_dir, SequenceClassifier.command())
     test = data.test if len(data.test) else data.val
     if args.dry_run:
         test = Split(*small_sample(test.X, test.y, 16))

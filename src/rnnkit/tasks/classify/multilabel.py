@@ -50,7 +50,7 @@ from rnnkit.nn.layers import RNN
 from rnnkit.report.metrics import multilabel_metrics
 from rnnkit.runs.checkpoint import RunDir, load_weights, save_weights
 from rnnkit.runs.schema import FORMAT_VERSION
-from rnnkit.tasks.base import Task
+from rnnkit.tasks.base import Task, stop_if_interrupted
 from rnnkit.tasks.classify.task import check_run_dir, nest_train_fields
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.trainer import Trainer, seed_everything, to_device
@@ -221,6 +221,7 @@ class MultilabelClassifier(Task):
 
     name = "classify-multilabel"
     config_class = MultilabelConfig
+    train_command = "rnnkit classify multilabel train"
     channel_names = CHANNEL_NAMES
 
     def _features(self, stays: list[Stay]) -> tuple[np.ndarray, np.ndarray]:
@@ -258,8 +259,11 @@ class MultilabelClassifier(Task):
         std = np.array([vals[chans == c].std() if (chans == c).sum() > 1 else 1.0 for c in range(C)])
         self.std_ = np.where(std > 1e-8, std, 1.0)
         self.trainer_ = None
-        self.data_ = {"train_size": len(stays), "val_size": 0 if validation_data is None else len(validation_data[0]),
-                      **(data_info or {})}
+        # What the run trains and validates on; a resumed run refuses data that changed since it began.
+        record = self._data_record((data_info or {}).get("source") or "the stays passed to fit", list(stays), Y, A,
+                                   validation_data, run_dir=run_dir, resume=resume)
+        self.data_ = {**record, "train_size": len(stays),
+                      "val_size": 0 if validation_data is None else len(validation_data[0]), **(data_info or {})}
         bs = cfg.train.batch_size
         if dry_run:
             stays, Y = stays[:bs], Y[:bs]
@@ -307,9 +311,11 @@ class MultilabelClassifier(Task):
         # The Trainer leaves the best epoch's weights in the model (restore_best).
         self.trainer_ = Trainer(self.model_, tcfg, run_dir=run_dir, progress=progress)
         self.trainer_.fit(batches, compute_loss, evaluate, resume=resume)
+        self._refuse_spent_budget(self.trainer_, run_dir, resume)
         self.model_.eval()
         self.train_seconds_ = time.monotonic() - start
-        if run_dir:
+        # The final model marks a finished run; an interrupted one keeps only its checkpoint (to resume).
+        if run_dir and not self.trainer_.interrupted:
             self.save(run_dir)
         return self
 
@@ -354,9 +360,11 @@ class MultilabelClassifier(Task):
         self.num_labels_, self.num_aux_ = st.get("num_labels", len(self.labels_)), fitted["num_aux"]
         self.train_seconds_ = fitted.get("train_seconds", 0.0)
         self.trainer_ = None
-        run.require(WEIGHTS_FILE)
         net = MultilabelNet(self.config, 2 * len(self.mean_), self.num_labels_, self.num_aux_)
-        load_weights(run.file(WEIGHTS_FILE), net)
+        if run.file(WEIGHTS_FILE).is_file():
+            load_weights(run.file(WEIGHTS_FILE), net)
+        else:
+            net.load_state_dict(self._checkpoint_weights(run, WEIGHTS_FILE)[1])   # training has not finished
         self.model_ = net.eval()
 
     @classmethod
@@ -419,6 +427,8 @@ def run_synthetic(cfg: MultilabelConfig, scfg: SyntheticConfig, run_dir: str | N
     val = parts["val"][:2] if len(parts["val"][0]) else None
     clf = MultilabelClassifier(cfg).fit(stays, Y, aux, val, run_dir=run_dir, resume=resume, dry_run=dry_run,
                                         progress=progress, data_info=synthetic_info(scfg))
+    # Ctrl-C (or SIGTERM) stopped training: stop here too (no test metrics), with the command that goes on.
+    stop_if_interrupted(clf.trainer_, run_dir, MultilabelClassifier.command())
     metrics = clf.evaluate(*parts["test"][:2])
     metrics["train_seconds"] = clf.train_seconds_
     metrics["epochs"] = clf.trainer_.epoch

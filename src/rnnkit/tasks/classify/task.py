@@ -142,6 +142,7 @@ class SequenceClassifier(Task):
 
     name = "classify"
     config_class = ClassifyConfig
+    train_command = "rnnkit classify train"
 
     # -- input encoding ----------------------------------------------------------------------------------
 
@@ -222,7 +223,12 @@ class SequenceClassifier(Task):
         self.trainer_ = None
         if validation_data is not None and len(validation_data[0]) == 0:
             validation_data = None
-        self.data_ = {"kind": self.kind_, "train_size": len(y),
+        # What the run trains and validates on; a resumed run refuses data that changed since it began.
+        val = None if validation_data is None else (list(validation_data[0]),
+                                                    np.asarray(validation_data[1]).astype(str))
+        record = self._data_record((data_info or {}).get("source") or "the data passed to fit", list(X), y, val,
+                                   run_dir=run_dir, resume=resume)
+        self.data_ = {**record, "kind": self.kind_, "train_size": len(y),
                       "val_size": 0 if validation_data is None else len(validation_data[0]), **(data_info or {})}
         if dry_run:
             # One tiny batch: enough to run every code path in seconds.
@@ -236,7 +242,8 @@ class SequenceClassifier(Task):
         else:
             self._fit_net(X, y, validation_data, run_dir, resume, dry_run, progress)
         self.train_seconds_ = time.monotonic() - start
-        if run_dir:
+        # The final model marks a finished run; an interrupted one keeps only its checkpoint (to resume).
+        if run_dir and not (self.trainer_ is not None and self.trainer_.interrupted):
             self.save(run_dir)
         return self
 
@@ -315,10 +322,15 @@ class SequenceClassifier(Task):
 
         tcfg = dataclasses.replace(cfg.train, epochs=1) if dry_run else cfg.train
         if run_dir:
-            self.write_config(run_dir)   # a run dir is recognisable as a classifier while it trains
+            # A run dir is recognisable as a classifier while it trains, and with the classes and the
+            # vocabulary written now, a run that is stopped can still predict from its best checkpoint.
+            self.write_config(run_dir)
+            if self.kind_ == "text":
+                self.tokenizer_.save(RunDir(run_dir).file("tokenizer.json"))
         # The Trainer leaves the best epoch's weights in the model (restore_best).
         self.trainer_ = Trainer(self.model_, tcfg, run_dir=run_dir, progress=progress)
         self.trainer_.fit(train_batches, compute_loss, evaluate, resume=resume)
+        self._refuse_spent_budget(self.trainer_, run_dir, resume)
         self.model_.eval()
 
     # -- predict -----------------------------------------------------------------------------------------
@@ -405,10 +417,14 @@ class SequenceClassifier(Task):
             # Runs of rnnkit 0.1 kept the channel scales in standardize.json.
             st = fitted if "mean" in fitted else run.read_json("standardize.json")
             self.mean_, self.std_ = np.array(st["mean"], np.float32), np.array(st["std"], np.float32)
-        run.require(WEIGHTS_FILE)
         net = self._build_net()
-        tensors = upgrade_state_dict(load_weights(run.file(WEIGHTS_FILE)))
-        check_weights_match(tensors, net.state_dict(), source=str(run.file(WEIGHTS_FILE)))
+        source = run.file(WEIGHTS_FILE)
+        if source.is_file():
+            tensors = load_weights(source)
+        else:
+            source, tensors = self._checkpoint_weights(run, WEIGHTS_FILE)    # training has not finished
+        tensors = upgrade_state_dict(tensors)
+        check_weights_match(tensors, net.state_dict(), source=str(source))
         net.load_state_dict(tensors)
         self.model_ = net.eval()
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args
 from rnnkit.runs.checkpoint import atomic_write_json
-from rnnkit.tasks.base import add_train_arguments, train_config_from_args
+from rnnkit.tasks.base import (add_train_arguments, clear_run, holds_run, resume_command, stop_if_interrupted,
+                               train_config_from_args)
 from rnnkit.tasks.forecast.data import read_table
 from rnnkit.tasks.forecast.model import MODELS
 from rnnkit.tasks.forecast.task import Forecaster, ForecastConfig, best_recurrent, compare, results_markdown
@@ -30,6 +31,8 @@ def _print_metrics(fc: Forecaster) -> None:
 def _train_cmd(args) -> int:
     cfg = train_config_from_args(Forecaster, args)
     fc = Forecaster(cfg).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    # Ctrl-C (or SIGTERM) stopped training: no test evaluation; exit 130 with the command that goes on.
+    stop_if_interrupted(fc.trainer_, args.run_dir, Forecaster.command())
     _print_metrics(fc)
     print(f"run saved in {args.run_dir}", file=sys.stderr)
     return 0
@@ -60,8 +63,31 @@ def _predict_cmd(args) -> int:
     return 0
 
 
+def _claim_compare_dir(run_dir: str, models: list[str], overwrite: bool) -> None:
+    """A new comparison does not silently replace an earlier one (or mix its runs' metrics): refuse a
+    --run-dir that holds one, or with --overwrite delete its reports and its models' runs first."""
+    out = Path(run_dir)
+    runs = [out / m for m in MODELS if holds_run(out / m)]
+    if not (runs or (out / "compare.csv").exists()):
+        return
+    if overwrite:
+        clear_run(out)
+        for run in runs:
+            clear_run(run)
+            if not any(run.iterdir()):
+                run.rmdir()          # a model this comparison may not train again leaves no empty folder
+        return
+    command = "rnnkit forecast compare" + (" --models " + " ".join(models) if models != list(MODELS) else "")
+    raise ValueError(f"{run_dir}: holds an earlier comparison, which comparing again would overwrite; expected a "
+                     f"new folder: go on with it with --resume ({resume_command(command, run_dir)}), choose "
+                     f"another --run-dir, or replace it with --overwrite")
+
+
 def _compare_cmd(args) -> int:
     models = args.models or list(MODELS)
+    if args.resume and args.overwrite:
+        _checks.fail("--overwrite", True, "no --overwrite with --resume (--resume goes on with the comparison in "
+                                          "--run-dir, --overwrite replaces it)")
     if args.resume:
         # The comparison keeps its config: read it from a model's run (only budget flags may be given).
         runs = [Path(args.run_dir) / m for m in models if (Path(args.run_dir) / m / "config.json").is_file()]
@@ -71,8 +97,12 @@ def _compare_cmd(args) -> int:
         cfg = train_config_from_args(Forecaster, argparse.Namespace(**{**vars(args), "run_dir": str(runs[0])}))
     else:
         cfg = config_from_args(ForecastConfig, args)
+        _claim_compare_dir(args.run_dir, models, args.overwrite)
     results = compare(cfg, models, args.run_dir, resume=args.resume, dry_run=args.dry_run)
     print(results_markdown(results), end="")
+    skipped = [m for m in models if m not in {r["model"] for r in results}]
+    if skipped:
+        print(f"\nskipped: {', '.join(skipped)} (seasonal_naive needs a period: give --season N)")
     best = best_recurrent(results)
     if best:
         print(f"\nbest recurrent model by validation: {best['model']} ({best['val_vs_naive_pct']:+.1f}% val, "
@@ -121,5 +151,8 @@ def add_commands(sub) -> None:
     group.add_argument("--resume", action="store_true",
                        help="go on with the comparison in --run-dir: each model's run continues where it "
                             "stopped, with its own config; only budgets (--epochs, --max-minutes, ...) may change")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier comparison in --run-dir: its reports and its models' runs are "
+                            "deleted first (without this flag or --resume, such a --run-dir is refused)")
     group.add_argument("--dry-run", action="store_true", help="one tiny batch per model: checks the whole path")
     c.set_defaults(func=_compare_cmd)

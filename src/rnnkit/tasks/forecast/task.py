@@ -36,7 +36,7 @@ from rnnkit.report.metrics import forecast_metrics, mae_per_target
 from rnnkit.report.plots import new_figure, save_png
 from rnnkit.runs.checkpoint import RunDir, atomic_write_text, load_weights, save_weights
 from rnnkit.runs.schema import FORMAT_VERSION, read_run_config
-from rnnkit.tasks.base import RESUME_FIELDS, Task, replace_config
+from rnnkit.tasks.base import RESUME_FIELDS, Task, replace_config, resume_command, stop_if_interrupted
 from rnnkit.tasks.forecast.data import (PRESETS, default_season, freq_from_json, freq_to_json, load_source,
                                         make_windows, prepare, split_points, valid_windows, window_rows)
 from rnnkit.tasks.forecast.model import BASELINES, MODELS, RECURRENT, build_model, seasonal_positions
@@ -112,6 +112,10 @@ class ForecastConfig:
             _checks.fail("train", self.train, "a TrainConfig")
 
 
+class SeasonError(ValueError):
+    """seasonal_naive cannot run with this season (none given and none to guess, or one the window lacks)."""
+
+
 def model_device(model: nn.Module) -> torch.device:
     """Where a model's weights live (the baselines have none: the CPU)."""
     for t in (*model.parameters(), *model.buffers()):
@@ -124,12 +128,15 @@ class Forecaster(Task):
 
     Learned attributes after ``fit``: ``series_`` (the prepared series), ``columns_`` (input columns),
     ``normalizer_``, ``model_``, ``splits_`` (rows where validation and test begin), ``windows_`` and ``rows_``
-    (the windows of the normalised series and their rows per split), ``history_`` (epoch records), ``best_epoch_``, ``metrics_`` (val/test MAE, normalised and in
-    original units, and the naive baseline's), ``train_seconds_``; ``alpha_`` for ridge.
+    (the windows of the normalised series and their rows per split), ``history_`` (epoch records), ``best_epoch_``,
+    ``metrics_`` (val/test MAE, normalised and in original units, and the naive baseline's; empty when Ctrl-C
+    stopped training, see ``trainer_.interrupted``), ``train_seconds_``, ``trainer_`` (None for the baselines
+    and ridge); ``alpha_`` for ridge.
     """
 
     name = "forecast"
     config_class = ForecastConfig
+    train_command = "rnnkit forecast train"
 
     # -- fit -------------------------------------------------------------------------------------------
 
@@ -149,6 +156,8 @@ class Forecaster(Task):
         if data is None:
             data, source = load_source(cfg)
         series, values, columns = prepare(cfg, data, source)
+        # What the run trains on; a resumed run refuses data that changed since it began.
+        record = self._data_record(source, series.times, values, columns, run_dir=run_dir, resume=resume)
         S.check_length(len(series), cfg.lookback, cfg.delay, name=source)
         val_start, test_start = split_points(cfg, series.times)
         self.series_, self.columns_, self.splits_ = series, columns, (val_start, test_start)
@@ -167,7 +176,7 @@ class Forecaster(Task):
                                  f"other split points (train_end/val_end, val_frac/test_frac)")
         if dry_run:
             self.rows_ = {k: v[:min(len(v), 2 * cfg.train.batch_size)] for k, v in self.rows_.items()}
-        self.data_ = {"source": source, "steps": len(series), "freq": S.describe_freq(series.freq),
+        self.data_ = {**record, "steps": len(series), "freq": S.describe_freq(series.freq),
                       "start": str(series.times[0]), "end": str(series.times[-1]), "input_columns": columns,
                       "windows": {k: len(v) for k, v in self.rows_.items()}, "report": series.report}
         if verbose:
@@ -181,13 +190,17 @@ class Forecaster(Task):
 
         self.model_ = self._build()
         start = time.monotonic()
-        self.history_, self.best_epoch_ = [], None
+        self.history_, self.best_epoch_, self.trainer_ = [], None, None
         if cfg.model == "ridge":
             self._fit_ridge()
         elif cfg.model not in BASELINES:
             self._fit_net(run_dir, resume, dry_run, progress)
         self.train_seconds_ = time.monotonic() - start
         self.model_.eval()
+        if self.trainer_ is not None and self.trainer_.interrupted:
+            # Ctrl-C: stop now, without measuring (the checkpoint is saved; resume=True goes on from it).
+            self.metrics_ = {}
+            return self
         self.metrics_ = self._split_metrics()
         if run_dir is not None:
             self.save(run_dir)
@@ -199,9 +212,12 @@ class Forecaster(Task):
         if cfg.model == "seasonal_naive":
             season = cfg.season or default_season(self.freq_)
             if season is None:
-                _checks.fail("season", None, f"a period in steps (it cannot be guessed from the step "
-                                             f"{S.describe_freq(self.freq_)})")
-            positions = seasonal_positions(season, cfg.lookback, cfg.step, cfg.delay, cfg.horizon)
+                raise SeasonError(f"season=None: expected a period in steps (it cannot be guessed from the step "
+                                  f"{S.describe_freq(self.freq_)}): give --season N")
+            try:
+                positions = seasonal_positions(season, cfg.lookback, cfg.step, cfg.delay, cfg.horizon)
+            except ValueError as err:
+                raise SeasonError(str(err)) from None
         torch.manual_seed(cfg.train.seed)
         return build_model(cfg.model, n_features=len(self.columns_), steps=cfg.lookback // cfg.step,
                            n_targets=self.n_targets_, horizon=cfg.horizon, positions=positions,
@@ -266,6 +282,8 @@ class Forecaster(Task):
             return {"val_loss": float(mae_per_target(*self.predict_rows(self.rows_["val"], model)).mean())}
 
         trainer.fit(train_batches, compute_loss, evaluate, resume=resume)
+        self._refuse_spent_budget(trainer, run_dir, resume)
+        self.trainer_ = trainer
         self.history_ = [r for r in trainer.history if r.get("event") == "epoch"]
         self.best_epoch_ = trainer.best_epoch
 
@@ -383,8 +401,10 @@ class Forecaster(Task):
 
     def _load_files(self, run: RunDir, fitted: dict[str, Any], **options: Any) -> None:
         if not fitted:
-            raise ValueError(f"{run.config_path}: the run holds no trained forecaster (its training did not "
-                             f"finish); go on with `rnnkit forecast train --resume --run-dir {run.path}`")
+            # config.json is written when training starts; "fitted" only when it has finished.
+            raise ValueError(f"{run.config_path}: the forecast run has no trained model yet (its training did not "
+                             f"finish); expected a finished run: go on with "
+                             f"{resume_command(self.command(), run.path)}")
         self.columns_, self.n_targets_ = fitted["columns"], len(fitted["targets"])
         self.normalizer_ = S.Normalizer(np.array(fitted["mean"]), np.array(fitted["std"]))
         # Only the series' description is stored; evaluate and predict prepare their data afresh.
@@ -436,7 +456,9 @@ def compare(cfg: ForecastConfig, models: list[str] | None = None, run_dir: str |
     With ``run_dir``: each model's run directory (``run_dir/<model>``), ``compare.csv``, ``compare.md``,
     ``predictions.png`` (the test series against each model's forecast) and ``losses.png`` (validation MAE
     per epoch). ``resume=True`` goes on with each model whose run directory holds a checkpoint (its config
-    must be ``cfg`` apart from the budgets) and trains the others.
+    must be ``cfg`` apart from the budgets) and trains the others. ``seasonal_naive`` is skipped, with a
+    message, when the series has no season to guess (integer steps) and none is given. Ctrl-C stops the
+    comparison after the interrupted model's checkpoint is saved (``KeyboardInterrupt``).
     """
     models = list(models or MODELS)
     for m in models:
@@ -444,6 +466,8 @@ def compare(cfg: ForecastConfig, models: list[str] | None = None, run_dir: str |
     if resume and run_dir is None:
         _checks.fail("run_dir", None, "the run directory of the comparison to resume")
     table, source = load_source(cfg)
+    # The command that goes on with this comparison after Ctrl-C (its own models, when not all of them).
+    command = "rnnkit forecast compare" + ("" if models == list(MODELS) else " --models " + " ".join(models))
     results, fitted = [], {}
     for i, name in enumerate(models):
         config = replace_config(cfg, model=name)
@@ -451,8 +475,16 @@ def compare(cfg: ForecastConfig, models: list[str] | None = None, run_dir: str |
         go_on = resume and run.has_checkpoint()
         if go_on:
             _check_same_config(run, config)
-        fc = Forecaster(config).fit(table, run_dir=run and str(run.path), resume=go_on, dry_run=dry_run,
-                                    progress=progress, verbose=(i == 0))
+        try:
+            fc = Forecaster(config).fit(table, run_dir=run and str(run.path), resume=go_on, dry_run=dry_run,
+                                        progress=progress, verbose=(i == 0))
+        except SeasonError as err:
+            # One model that cannot run here (integer steps have no natural season) does not stop the others.
+            if len(models) == 1:
+                raise
+            print(f"{name:15s} skipped: {err}", file=sys.stderr)
+            continue
+        stop_if_interrupted(fc.trainer_, run_dir, command)
         m = fc.metrics_
         results.append({"model": name, "val_mae": m["val_mae"], "test_mae": m["test_mae"],
                         "val_mae_norm": m["val_mae_norm"], "test_mae_norm": m["test_mae_norm"],

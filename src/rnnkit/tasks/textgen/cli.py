@@ -16,7 +16,7 @@ from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args, field
-from rnnkit.tasks.base import add_train_arguments, train_config_from_args
+from rnnkit.tasks.base import add_train_arguments, stop_if_interrupted, train_config_from_args
 from rnnkit.tasks.textgen.data import held_out_text, load_corpus
 from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
 
@@ -44,6 +44,8 @@ class SampleConfig:
     def __post_init__(self):
         _checks.check_int("length", self.length, min=0)
         _checks.check_int("num_samples", self.num_samples, min=1)
+        # Named as typed: generate() would call it random_seed, torch's generator seed.
+        _checks.check_int("--random-seed", self.random_seed, min=0, max=2**64 - 1, allow_none=True)
 
 
 def add_commands(sub) -> None:
@@ -83,16 +85,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.dry_run:
         _checks.fail("--dry-run", True, "no --dry-run with --resume (a dry run is a fresh smoke test)")
     gen = TextGenerator(config).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    stop_if_interrupted(gen.trainer_, args.run_dir, TextGenerator.command())   # exit 130 with the resume command
     metrics = gen.metrics_
     print(f"validation loss {metrics['val_loss']:.4f} nats/token"
           + (f" ({metrics['val_bits_per_char']:.4f} bits/char)" if "val_bits_per_char" in metrics else
              f" (perplexity {metrics['val_perplexity']:.1f})")
           + f"; {gen.trainer_.step} steps ({gen.trainer_.stop_reason}); "
           + (f"run saved in {args.run_dir}" if args.run_dir else "not saved"))
-    if gen.trainer_.interrupted:
-        if args.run_dir:
-            print(f"resume with: rnnkit textgen train --run-dir {args.run_dir} --resume")
-        return 130
     return 0
 
 

@@ -151,6 +151,7 @@ class TextGenerator(Task):
 
     name = "textgen"
     config_class = TextGenConfig
+    train_command = "rnnkit textgen train"
 
     # -- training --------------------------------------------------------------------------------------
 
@@ -179,6 +180,8 @@ class TextGenerator(Task):
         if not text:
             raise ValueError("corpus: the text is empty; expected at least one batch of text "
                              f"(batch_size={train.batch_size} x seq_len={cfg.seq_len} tokens)")
+        # What the run trains on; a resumed run refuses a corpus that changed since it began.
+        record = self._data_record(source, text, run_dir=run_dir, resume=resume)
         if dry_run:
             text = text[:50_000]
         if cfg.end_token == "auto":
@@ -215,7 +218,7 @@ class TextGenerator(Task):
         print(f"corpus: {size}, vocabulary {self.tokenizer_.vocab_size - 1}; "
               f"{len(train_batches)} batches of {batch_size}x{seq_len} per epoch, {len(val_ids):,} {unit} held out",
               file=sys.stderr)
-        self.data_ = {"source": source, "characters": len(text), "tokens": len(ids), "unit": unit,
+        self.data_ = {**record, "characters": len(text), "tokens": len(ids), "unit": unit,
                       "vocabulary": self.tokenizer_.vocab_size - 1, "train_tokens": split,
                       "val_tokens": len(ids) - split, "one_item_per_line": line_corpus}
 
@@ -255,6 +258,7 @@ class TextGenerator(Task):
         trainer = Trainer(self.model_, train, run_dir=run_dir, progress=progress,
                           items_name="chars" if cfg.level == "char" else "words")
         trainer.fit(lambda epoch: train_batches, compute_loss, evaluate, show_samples, resume=resume)
+        self._refuse_spent_budget(trainer, run_dir, resume)
         self.trainer_ = trainer
         self.history_ = trainer.history
         self.metrics_ = _metrics_of_held_weights(trainer)
@@ -299,8 +303,13 @@ class TextGenerator(Task):
 
     def _load_files(self, run: RunDir, fitted: dict[str, Any], *, weights: str = "best") -> None:
         run.require(TOKENIZER_FILE)
-        self.end_token_ = fitted.get("end_token")
         self.tokenizer_ = Tokenizer.load(run.file(TOKENIZER_FILE))
+        end = fitted.get("end_token")
+        # Checked here, not at the first sample: a damaged config.json is named when it is read.
+        if end is not None and not (isinstance(end, str) and end in self.tokenizer_.word_index):
+            raise ValueError(f"{run.config_path}: fitted.end_token={end!r}: expected null or a token of the run's "
+                             f"vocabulary ({TOKENIZER_FILE}), such as \"\\n\"")
+        self.end_token_ = end
         self.model_ = self._build_model()
         best = weights == "best" and run.best_path.is_file()
         if not best and not run.weights_path.is_file():
@@ -390,6 +399,7 @@ class TextGenerator(Task):
         _checks.check_int("num_samples", num_samples, min=1)
         _checks.check_int("beam", beam, min=1, allow_none=True)
         _checks.check_float("temperature", temperature, min=0)
+        _checks.check_int("random_seed", random_seed, min=0, max=2**64 - 1, allow_none=True)
         if random_seed is None:
             random_seed = int(torch.randint(0, 2**31 - 1, ()).item())
         greedy = greedy or temperature == 0
