@@ -1,9 +1,11 @@
 """Run directories: atomic writes, safetensors weights, pickle-free training state, clear load errors."""
 
+import errno
 import json
 import os
 import pickle
 import random
+import re
 
 import numpy as np
 import pytest
@@ -11,10 +13,11 @@ import torch
 from torch import nn
 
 from rnnkit import __version__
+from rnnkit.runs import checkpoint
 from rnnkit.runs.checkpoint import (
-    RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, load_metadata, load_tree,
-    load_weights, pack_tree, read_json, rng_states, save_tree, save_weights, set_rng_states,
-    unpack_tree, write_json,
+    BEST_WEIGHTS, LAST_WEIGHTS, STATE_JSON, STATE_TENSORS, CheckpointError, RunDir, atomic_write_bytes,
+    atomic_write_json, atomic_write_text, load_metadata, load_tree, load_weights, pack_tree, read_json,
+    rng_states, save_tree, save_weights, set_rng_states, unpack_tree, write_json,
 )
 
 
@@ -290,34 +293,61 @@ def test_metrics_append_read_and_torn_last_line(tmp_path):
     assert run.metrics_path.read_text().count("\n") == 3
 
 
-def test_metrics_bad_line_in_the_middle_is_an_error(tmp_path):
+def test_metrics_bad_lines_are_skipped_with_a_warning(tmp_path):
+    # Metrics are a report: damage to them must never keep a model from loading.
     run = RunDir(tmp_path)
-    run.metrics_path.write_text('{"step": 1}\n{"step": 2,,}\n{"step": 3}\n')
-    with pytest.raises(ValueError, match=r"metrics\.jsonl: line 2: not valid JSON"):
-        run.read_metrics()
+    run.metrics_path.write_bytes(b'{"step": 1}\n{"step": 2,,}\n\xff\xfe\n[1, 2]\n{"step": 3}\n')
+    with pytest.warns(UserWarning) as caught:
+        assert run.read_metrics() == [{"step": 1}, {"step": 3}]
+    assert [str(w.message) for w in caught] == [
+        f"{run.metrics_path}: line 2 skipped: not a JSON record (Expecting property name enclosed in double quotes)",
+        f"{run.metrics_path}: line 3 skipped: not a JSON record (Expecting value)",
+        f"{run.metrics_path}: line 4 skipped: not a JSON record (a JSON list, not an object)",
+    ]
 
 
-def test_checkpoint_files_from_different_saves_are_refused(tmp_path):
+def save_earlier_layout(run, model, opt, trainer_state, checkpoint_id, best=False):
+    """A checkpoint as rnnkit wrote it before checkpoint.json: four files at the top level."""
+    weights = {k: v for k, v in model.state_dict().items()}
+    save_weights(run.weights_path, weights, {"checkpoint_id": checkpoint_id})
+    if best:
+        save_weights(run.best_path, weights, {"checkpoint_id": checkpoint_id})
+    save_tree(run.path / STATE_JSON, run.path / STATE_TENSORS,
+              {"optimizer": opt.state_dict(), "trainer": trainer_state}, checkpoint_id=checkpoint_id)
+
+
+def test_checkpoint_of_the_earlier_layout_loads_and_its_files_must_match(tmp_path):
     model = nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     run = RunDir(tmp_path)
-    run.save_checkpoint(model, opt, {"step": 1})
+    save_earlier_layout(run, model, opt, {"step": 1}, "one", best=True)
+    assert run.has_checkpoint() and run.checkpoint_path(STATE_JSON) == tmp_path / STATE_JSON
+    assert run.load_checkpoint(model, opt) == {"step": 1}
     old_weights = run.weights_path.read_bytes()
-    run.save_checkpoint(model, opt, {"step": 2}, best=True)
-    assert run.best_path.read_bytes() == run.weights_path.read_bytes()
-    run.weights_path.write_bytes(old_weights)  # as if killed after the state but before the weights
-    with pytest.raises(ValueError, match=r"model\.safetensors \(checkpoint \w+\) and trainer_state\.json "
-                                         r"\(checkpoint \w+\) come from different saves"):
+    save_earlier_layout(run, model, opt, {"step": 2}, "two")
+    run.weights_path.write_bytes(old_weights)  # as an earlier version left a kill between two of its writes
+    with pytest.raises(ValueError, match=r"model\.safetensors \(checkpoint one\) and trainer_state\.json "
+                                         r"\(checkpoint two\) come from different saves"):
         run.load_checkpoint(model, opt)
+    # The next save writes the current layout; the earlier layout's state files go, its best weights stay.
+    save_earlier_layout(run, model, opt, {"step": 2}, "two")
+    run.save_checkpoint(model, opt, {"step": 3})
+    assert sorted(os.listdir(tmp_path)) == ["best.safetensors", "checkpoint.json", "checkpoints", "model.safetensors"]
+    assert run.load_checkpoint(model, opt) == {"step": 3}
+    assert load_metadata(run.checkpoint_path(BEST_WEIGHTS))["checkpoint_id"] == "one"
 
 
-def test_load_checkpoint_names_missing_files(tmp_path):
+def test_load_checkpoint_without_one_names_what_is_missing(tmp_path):
     run = RunDir(tmp_path)
     run.write_config({"task": "t", "model": {}})
-    with pytest.raises(FileNotFoundError, match=r"missing model\.safetensors, trainer_state\.json, "
-                                                r"trainer_state\.safetensors \(it holds: config\.json\)"):
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint to resume from: checkpoint\.json is missing "
+                                                r"\(it holds: config\.json\)"):
         run.load_checkpoint(nn.Linear(2, 2))
     assert not run.has_checkpoint()
+    (tmp_path / STATE_JSON).write_text("{}")   # the earlier layout, incomplete
+    with pytest.raises(FileNotFoundError, match=r"missing model\.safetensors, trainer_state\.safetensors "
+                                                r"\(it holds: config\.json, trainer_state\.json\)"):
+        run.load_checkpoint(nn.Linear(2, 2))
 
 
 def test_optimizer_state_that_does_not_fit(tmp_path):
@@ -328,3 +358,172 @@ def test_optimizer_state_that_does_not_fit(tmp_path):
     other_opt = torch.optim.Adam([model.weight])  # one parameter instead of two
     with pytest.raises(ValueError, match=r"trainer_state\.json: optimizer state does not fit the optimizer"):
         run.load_checkpoint(model, other_opt)
+
+
+# -- a checkpoint is one unit ----------------------------------------------------------------------------------
+
+def _saved(run, step, best=False, seed=0):
+    """Save a checkpoint of a freshly trained Linear at ``step``; returns the model's weights."""
+    torch.manual_seed(seed + step)
+    model = nn.Linear(4, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    _train(model, opt, 2, seed=seed + step)
+    run.save_checkpoint(model, opt, {"step": step}, best=best)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _load(run):
+    model = nn.Linear(4, 2)
+    state = run.load_checkpoint(model, torch.optim.Adam(model.parameters(), lr=0.01))
+    return state["step"], model.state_dict()
+
+
+def test_checkpoint_layout_pointer_folder_and_top_level_copies(tmp_path):
+    run = RunDir(tmp_path)
+    first = _saved(run, 1, best=True)
+    second = _saved(run, 2)               # not better: the best weights stay those of step 1
+    assert sorted(os.listdir(tmp_path)) == ["best.safetensors", "checkpoint.json", "checkpoints", "model.safetensors"]
+    (folder,) = os.listdir(tmp_path / "checkpoints")       # the previous checkpoint is gone
+    assert folder.startswith("step-000000002-")
+    pointer = read_json(tmp_path / "checkpoint.json")
+    assert pointer["folder"] == f"checkpoints/{folder}" and pointer["step"] == 2
+    assert sorted(pointer["files"]) == sorted([LAST_WEIGHTS, BEST_WEIGHTS, STATE_JSON, STATE_TENSORS])
+    assert run.checkpoint_path(STATE_JSON) == tmp_path / "checkpoints" / folder / STATE_JSON
+    for name in (LAST_WEIGHTS, BEST_WEIGHTS):   # the top-level files are copies, not links, of the checkpoint's
+        assert (tmp_path / name).read_bytes() == run.checkpoint_path(name).read_bytes()
+        assert os.stat(tmp_path / name).st_ino != os.stat(run.checkpoint_path(name)).st_ino
+    step, weights = _load(run)
+    assert step == 2 and all(torch.equal(weights[k], second[k]) for k in weights)
+    best = run.load_weights(best=True)
+    assert all(torch.equal(best[k], first[k]) for k in best)
+
+
+class Killed(BaseException):
+    """What the in-process kill test raises at a fault point (a BaseException, like a real kill it is
+    not caught by ``except Exception``)."""
+
+
+def _fault_points_of_one_save(tmp_path, monkeypatch, best):
+    run = RunDir(tmp_path / "count")
+    _saved(run, 1, best=True)
+    count = []
+    monkeypatch.setattr(checkpoint, "_fault_point", lambda: count.append(1))
+    _saved(run, 2, best=best)
+    monkeypatch.undo()
+    return len(count)
+
+
+@pytest.mark.parametrize("best", [False, True], ids=["keep-best", "new-best"])
+def test_a_kill_at_any_point_of_a_save_leaves_the_last_complete_checkpoint(tmp_path, monkeypatch, best):
+    # In-process and exhaustive: stop the save at each of its fault points (test_kills.py does it with
+    # SIGKILL to real training processes).
+    points = _fault_points_of_one_save(tmp_path, monkeypatch, best)
+    assert points >= 12
+    outcomes = set()
+    for n in range(1, points + 1):
+        run = RunDir(tmp_path / f"kill{n}")
+        before = _saved(run, 1, best=True)
+        calls = []
+
+        def fault():
+            calls.append(1)
+            if len(calls) == n:
+                raise Killed
+
+        monkeypatch.setattr(checkpoint, "_fault_point", fault)
+        with pytest.raises(Killed):
+            _saved(run, 2, best=best)
+        monkeypatch.undo()
+        step, weights = _load(run)               # always one complete checkpoint: the old one or the new one
+        expected = before if step == 1 else _saved(RunDir(tmp_path / "again"), 2, best=best)
+        assert all(torch.equal(weights[k], expected[k]) for k in weights), n
+        outcomes.add(step)
+        run.clean()                              # what the next start does
+        assert os.listdir(run.path / "checkpoints") == [run.checkpoint_path(STATE_JSON).parent.name]
+        assert not [p for p in os.listdir(run.path) if p.endswith(".tmp")]
+        run.load_weights(nn.Linear(4, 2), best=True)
+        _saved(run, 3)                           # and training goes on
+        assert _load(run)[0] == 3
+    assert outcomes == {1, 2}                    # kills before and after the commit point were both tried
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    run = RunDir(tmp_path / "run")
+    before = _saved(run, 1, best=True)
+    real_write = os.write
+    budget = {"bytes": 300}
+
+    def write(fd, data):   # the disk fills up after a few hundred bytes
+        if budget["bytes"] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real_write(fd, bytes(data[:budget["bytes"]]))
+        budget["bytes"] -= n
+        return n
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(CheckpointError) as err:
+        _saved(run, 2, best=True)
+    monkeypatch.undo()
+    text = str(err.value)
+    assert text.startswith(f"{run.path}: could not write {run.path / 'checkpoints'}")
+    assert text.endswith(": no space left on device; the previous checkpoint (step 1) is intact. Free some space "
+                         "(or move the run directory) and continue the run with --resume (Python: resume=True)")
+    assert len(os.listdir(run.path / "checkpoints")) == 1            # the partial folder was removed
+    step, weights = _load(run)
+    assert step == 1 and all(torch.equal(weights[k], before[k]) for k in weights)
+    _saved(run, 2)                                                    # space freed: it goes on
+    assert _load(run)[0] == 2
+
+
+def test_damaged_files_are_named(tmp_path):
+    run = RunDir(tmp_path)
+    _saved(run, 1, best=True)
+    _saved(run, 2)
+    data = bytearray(run.best_path.read_bytes())
+    data[-16:-8] = bytes(255 - b for b in data[-16:-8])                # flip bytes in the tensor data
+    run.best_path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(run.best_path))}: damaged: the sha256 of its tensor "
+                                         r"data \(\w{12}\.\.\.\) is not the one recorded when it was written"):
+        run.load_weights(nn.Linear(4, 2), best=True)
+    # In the checkpoint itself: checkpoint.json's digests catch it, in any of its files.
+    for name in (BEST_WEIGHTS, STATE_JSON):
+        path = run.checkpoint_path(name)
+        original = path.read_bytes()
+        path.write_bytes(original.replace(b"0", b"1", 1))
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: damaged: its sha256 \(\w{{12}}\.\.\.\) is "
+                                             r"not the one checkpoint\.json recorded"):
+            _load(run)
+        path.write_bytes(original)
+    assert _load(run)[0] == 2
+
+
+def test_a_pointer_cannot_send_reads_elsewhere(tmp_path):
+    run = RunDir(tmp_path)
+    _saved(run, 1)
+    pointer = read_json(run.pointer_path)
+    write_json(run.pointer_path, {**pointer, "folder": "../elsewhere"})
+    with pytest.raises(ValueError, match=r"checkpoint\.json: folder='\.\./elsewhere': expected 'checkpoints/<name>'"):
+        _load(run)
+    assert run.clean() == []                 # a damaged pointer: nothing is removed
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t["optimizer"]["state"]["__items__"][0][1].update(step={"__scalar__": 1.0, "dtype": "os.system"}),
+     r"trainer_state\.json: /optimizer/state/0/step/dtype='os\.system': expected a torch dtype name"),
+    (lambda t: t["optimizer"]["state"]["__items__"][0][1].update(step={"__scalar__": "x", "dtype": "float32"}),
+     r"trainer_state\.json: /optimizer/state/0/step/__scalar__='x': expected a number"),
+    (lambda t: t["optimizer"]["state"]["__items__"][0][1].update(exp_avg={"__tensor__": "nope"}),
+     r"trainer_state\.json: /optimizer/state/0/exp_avg: tensor 'nope' named in the skeleton is missing"),
+    (lambda t: t["optimizer"]["param_groups"][0].update(betas={"__tuple__": 5}),
+     r"trainer_state\.json: /optimizer/param_groups/0/betas=5: expected a JSON list"),
+], ids=["dtype", "scalar", "tensor", "tuple"])
+def test_a_hand_edited_training_state_names_file_and_field(tmp_path, edit, message):
+    model = nn.Linear(4, 2)
+    opt = torch.optim.Adam(model.parameters())
+    _train(model, opt, 1, seed=0)
+    save_tree(tmp_path / STATE_JSON, tmp_path / STATE_TENSORS, {"optimizer": opt.state_dict()})
+    doc = read_json(tmp_path / STATE_JSON)
+    edit(doc["tree"])
+    write_json(tmp_path / STATE_JSON, doc)
+    with pytest.raises(ValueError, match=message):
+        load_tree(tmp_path / STATE_JSON, tmp_path / STATE_TENSORS)

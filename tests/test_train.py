@@ -1,8 +1,12 @@
 """The Trainer: numbers and behaviour on tiny models (regression, a GRU with carried state)."""
 
+import errno
+import hashlib
 import json
 import math
+import os
 import random
+import re
 import sys
 from collections import namedtuple
 
@@ -11,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnnkit.runs.checkpoint import RunDir, read_json
+from rnnkit.runs.checkpoint import STATE_JSON, RunDir, read_json
 from rnnkit.training.trainer import TrainConfig, Trainer, detach_state, lr_at, seed_everything
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -71,6 +75,11 @@ def gru_problem(n_batches=6, batch=2, steps=4):
         return nn.functional.mse_loss(pred, yb), h, xb.shape[0] * xb.shape[1]
 
     return train_batches, compute_loss
+
+
+def saved_state(run_dir):
+    """The trainer part of the training state in a run directory's current checkpoint (as JSON)."""
+    return read_json(RunDir(run_dir).checkpoint_path(STATE_JSON))["tree"]["trainer"]
 
 
 def params_of(model):
@@ -276,9 +285,11 @@ def test_run_dir_files_metrics_and_plot(tmp_path):
                               "elapsed_s"}
     assert all(r["items_per_s"] > 0 and r["loss"] > 0 for r in train)
     assert run.plot_path.read_bytes()[:8] == PNG_MAGIC
-    for name in ("model.safetensors", "best.safetensors", "trainer_state.json", "trainer_state.safetensors"):
+    for name in ("model.safetensors", "best.safetensors", "checkpoint.json"):
         assert (tmp_path / "run" / name).is_file()
-    state = read_json(tmp_path / "run" / "trainer_state.json")["tree"]["trainer"]
+    for name in ("model.safetensors", "best.safetensors", "trainer_state.json", "trainer_state.safetensors"):
+        assert run.checkpoint_path(name).is_file()
+    state = saved_state(tmp_path / "run")
     assert (state["epoch"], state["step"], state["batch_in_epoch"]) == (2, 16, 0)
 
 
@@ -299,8 +310,9 @@ def test_no_host_sync_except_on_logging_steps(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "__float__", counting(torch.Tensor.__float__))
     trainer = Trainer(mlp(), TrainConfig(epochs=2, log_every=4), progress=False)
     trainer.fit(train_batches, compute_loss)
-    # 16 steps: 4 logging steps (mean loss, grad norm) and 2 epoch ends (mean loss).
-    assert sorted(calls) == ["_evaluate_and_save"] * 2 + ["_log_train"] * 8
+    # 16 steps: 4 logging steps (mean loss, grad norm), 2 epoch ends (mean loss) and, once, the first step's
+    # loss (the yardstick for divergence), read at the first log.
+    assert sorted(calls) == ["_evaluate_and_save"] * 2 + ["_log_train"] * 8 + ["_reference_loss"]
 
 
 def test_nan_loss_is_reported():
@@ -355,7 +367,7 @@ def test_interrupt_saves_the_exact_position_and_resume_continues(tmp_path, capsy
     assert first.interrupted and first.stop_reason == "interrupted"
     assert "Interrupted in epoch 2/2 after 8 steps; checkpoint saved in" in capsys.readouterr().err
     assert "resume=True" in first.message
-    state = read_json(tmp_path / "b" / "trainer_state.json")["tree"]["trainer"]
+    state = saved_state(tmp_path / "b")
     assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 2, 8)
     assert state["carried_state"] == {"__tensor__": "trainer/carried_state"}
 
@@ -374,7 +386,7 @@ def test_max_minutes_stops_after_the_current_step_with_a_checkpoint(tmp_path):
     assert trainer.stop_reason == "max_minutes" and trainer.step == 1 and trainer.epoch == 0
     epoch_record = trainer.history[-1]
     assert epoch_record["event"] == "epoch" and epoch_record["partial"] and epoch_record["step"] == 1
-    state = read_json(tmp_path / "trainer_state.json")["tree"]["trainer"]
+    state = saved_state(tmp_path)
     assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (0, 1, 1)
     assert (tmp_path / "loss.png").read_bytes()[:8] == PNG_MAGIC
 
@@ -454,6 +466,208 @@ def test_interrupt_without_run_dir_returns_with_the_flag(capsys):
     assert trainer.fit([(torch.zeros(1, 3), torch.zeros(1, 1))], stop) is trainer
     assert trainer.interrupted and trainer.step == 0
     assert "nothing saved (no run_dir)" in capsys.readouterr().err
+
+
+# -- faults: divergence, signals, a full disk, damaged or older checkpoints ------------------------------------
+
+def test_an_exploding_loss_stops_the_run_naming_the_step(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    calls = {"n": 0}
+
+    def exploding(model, batch, state):
+        calls["n"] += 1
+        loss, state, n = compute_loss(model, batch, state)
+        return loss * (1e8 if calls["n"] > 10 else 1.0), state, n
+
+    trainer = Trainer(mlp(), TrainConfig(epochs=3, log_every=4, lr=0.01), tmp_path, progress=False)
+    with pytest.raises(RuntimeError) as err:
+        trainer.fit(train_batches, exploding, evaluate)
+    first = trainer.first_loss
+    assert first > 0
+    assert str(err.value).startswith("the training loss became ")
+    assert " at step 12, " in str(err.value) and f" times the first step's loss {first:.4g}: training diverged; " \
+        "try a lower --lr (now 0.01) or set --clip-grad-norm. The last checkpoint saved before this is kept" \
+        in str(err.value)
+    assert saved_state(tmp_path)["step"] == 8          # epoch 1's checkpoint: the last sound one
+
+
+def test_a_loss_gone_bad_between_logs_stops_at_the_epoch_end(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    calls = {"n": 0}
+
+    def bad_once(model, batch, state):
+        calls["n"] += 1
+        loss, state, n = compute_loss(model, batch, state)
+        return (loss * float("nan") if calls["n"] == 11 else loss), state, n
+
+    trainer = Trainer(mlp(), TrainConfig(epochs=2, log_every=100, lr=0.01), tmp_path, progress=False)
+    with pytest.raises(RuntimeError, match=r"^the training loss became nan in epoch 2 \(its mean up to step 16\): "
+                                           r"training diverged; try a lower --lr \(now 0\.01\) or set "
+                                           r"--clip-grad-norm\. The last checkpoint saved before this is kept$"):
+        trainer.fit(train_batches, bad_once, evaluate)
+    assert saved_state(tmp_path)["step"] == 8
+
+
+def test_the_first_loss_travels_with_the_checkpoint(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    first = Trainer(mlp(), TrainConfig(epochs=1), tmp_path, progress=False).fit(train_batches, compute_loss)
+    resumed = Trainer(mlp(), TrainConfig(epochs=1), tmp_path, progress=False).resume()
+    assert resumed.first_loss == first.first_loss == saved_state(tmp_path)["first_loss"] > 0
+
+
+def test_sigterm_saves_like_ctrl_c_and_ends_the_process(tmp_path, capsys):
+    from rnnkit.training.trainer import Terminated
+    train_batches, compute_loss = gru_problem()
+    cfg = TrainConfig(epochs=2, lr=0.01, log_every=2)
+    torch.manual_seed(0)
+    straight = Trainer(TinyGRU(), cfg, tmp_path / "a", progress=False).fit(train_batches, compute_loss)
+    calls = {"n": 0}
+
+    def terminated(model, batch, state):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise Terminated("SIGTERM")
+        return compute_loss(model, batch, state)
+
+    torch.manual_seed(0)
+    first = Trainer(TinyGRU(), cfg, tmp_path / "b", progress=False)
+    with pytest.raises(Terminated):          # raised again after the save: the process is to end
+        first.fit(train_batches, terminated)
+    assert first.interrupted and first.stop_reason == "interrupted"
+    assert f"Terminated (SIGTERM) in epoch 2/2 after 8 steps; checkpoint saved in {tmp_path / 'b'}. Resume with " \
+           f"fit(..., resume=True) on a Trainer with this run_dir (CLI: rnnkit <task> train --run-dir " \
+           f"{tmp_path / 'b'} --resume)." in capsys.readouterr().err
+    resumed = Trainer(TinyGRU(), cfg, tmp_path / "b", progress=False).fit(train_batches, compute_loss, resume=True)
+    assert resumed.step == 12
+    assert_same_params(params_of(resumed.model), params_of(straight.model))
+
+
+def test_a_second_ctrl_c_during_the_ctrl_c_save_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    from rnnkit.runs import checkpoint
+    train_batches, compute_loss = gru_problem()
+    cfg = TrainConfig(epochs=2, lr=0.01, log_every=2)
+    torch.manual_seed(0)
+    straight = Trainer(TinyGRU(), cfg, tmp_path / "a", progress=False).fit(train_batches, compute_loss)
+    for second_at in (1, 3, 6, 9):             # fault points of the save: mid-file, after files, the commit
+        calls, faults = {"n": 0}, {"n": 0}
+
+        def interrupting(model, batch, state):
+            calls["n"] += 1
+            if calls["n"] == 9:
+                monkeypatch.setattr(checkpoint, "_fault_point", second_ctrl_c)
+                raise KeyboardInterrupt
+            return compute_loss(model, batch, state)
+
+        def second_ctrl_c():
+            faults["n"] += 1
+            if faults["n"] == second_at:
+                raise KeyboardInterrupt
+
+        run = tmp_path / f"b{second_at}"
+        torch.manual_seed(0)
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(TinyGRU(), cfg, run, progress=False).fit(train_batches, interrupting)
+        monkeypatch.undo()
+        assert saved_state(run)["step"] in (6, 8)     # epoch 1's checkpoint, or the interrupt's if committed
+        resumed = Trainer(TinyGRU(), cfg, run, progress=False).fit(train_batches, compute_loss, resume=True)
+        assert resumed.step == 12
+        assert_same_params(params_of(resumed.model), params_of(straight.model))
+
+
+def test_a_full_disk_stops_training_with_the_last_checkpoint_intact_and_it_resumes(tmp_path, monkeypatch):
+    from rnnkit.runs.checkpoint import CheckpointError
+    train_batches, compute_loss, evaluate = regression_problem()
+    cfg = TrainConfig(epochs=2, lr=0.01, log_every=3)
+    straight = Trainer(mlp(), cfg, tmp_path / "a", progress=False).fit(train_batches, compute_loss, evaluate)
+    Trainer(mlp(), TrainConfig(**{**vars(cfg), "epochs": 1}), tmp_path / "b", progress=False).fit(
+        train_batches, compute_loss, evaluate)
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(CheckpointError, match=r": no space left on device; the previous checkpoint \(step 8\) is "
+                                              r"intact\. Free some space"):
+        Trainer(mlp(), cfg, tmp_path / "b", progress=False).fit(train_batches, compute_loss, evaluate, resume=True)
+    monkeypatch.undo()
+    assert saved_state(tmp_path / "b")["step"] == 8
+    resumed = Trainer(mlp(seed=5), cfg, tmp_path / "b", progress=False)
+    resumed.fit(train_batches, compute_loss, evaluate, resume=True)
+    assert resumed.step == 16
+    assert_same_params(params_of(resumed.model), params_of(straight.model))
+
+
+def edit_state(run_dir, edit):
+    """Edit the current checkpoint's trainer_state.json by hand, and its digest in checkpoint.json with it
+    (a consistent edit: only the field checks can catch it)."""
+    run = RunDir(run_dir)
+    path = run.checkpoint_path(STATE_JSON)
+    doc = read_json(path)
+    edit(doc["tree"]["trainer"])
+    path.write_text(json.dumps(doc))
+    pointer = read_json(run.pointer_path)
+    pointer["files"][STATE_JSON]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    run.pointer_path.write_text(json.dumps(pointer))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.update(step="abc"), "trainer.step='abc': expected an integer >= 0"),
+    (lambda t: t.pop("epoch"), "trainer.epoch is missing: expected an integer >= 0"),
+    (lambda t: t.update(best="low"), "trainer.best='low': expected a number or null"),
+    (lambda t: t["rng"].update(python=[3, [1, 2], None]), "trainer.rng: not a saved random generator state"),
+], ids=["step", "epoch", "best", "rng"])
+def test_a_hand_edited_trainer_state_is_refused_naming_file_and_field(tmp_path, edit, message):
+    train_batches, compute_loss, _ = regression_problem()
+    Trainer(mlp(), TrainConfig(epochs=1), tmp_path, progress=False).fit(train_batches, compute_loss)
+    path = edit_state(tmp_path, edit)
+    state = random.getstate()
+    with pytest.raises(ValueError) as err:
+        Trainer(mlp(), TrainConfig(epochs=2), tmp_path, progress=False).resume()
+    assert str(err.value).startswith(f"{path}: {message}")
+    assert random.getstate() == state      # trying out a bad generator state changed nothing
+
+
+def test_damage_to_the_checkpoint_is_refused_naming_the_file(tmp_path):
+    train_batches, compute_loss, _ = regression_problem()
+    Trainer(mlp(), TrainConfig(epochs=1), tmp_path, progress=False).fit(train_batches, compute_loss)
+    path = RunDir(tmp_path).checkpoint_path(STATE_JSON)
+    path.write_text(path.read_text().replace('"step": 8', '"step": "abc"'))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: damaged: its sha256 .* is not the one "
+                                         r"checkpoint\.json recorded"):
+        Trainer(mlp(), TrainConfig(epochs=2), tmp_path, progress=False).resume()
+
+
+def test_a_run_directory_of_the_earlier_layout_resumes_and_is_converted(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem()
+    cfg = TrainConfig(epochs=2, lr=0.01, log_every=3)
+    straight = Trainer(mlp(), cfg, tmp_path / "a", progress=False).fit(train_batches, compute_loss, evaluate)
+    Trainer(mlp(), TrainConfig(**{**vars(cfg), "epochs": 1}), tmp_path / "b", progress=False).fit(
+        train_batches, compute_loss, evaluate)
+    run = RunDir(tmp_path / "b")
+    folder = run.checkpoint_path(STATE_JSON).parent      # -> the four files at the top level, no pointer
+    for path in folder.iterdir():
+        os.replace(path, run.path / path.name)
+    folder.rmdir()
+    run.pointer_path.unlink()
+    resumed = Trainer(mlp(seed=3), cfg, run.path, progress=False).fit(train_batches, compute_loss, evaluate,
+                                                                      resume=True)
+    assert resumed.step == 16
+    assert_same_params(params_of(resumed.model), params_of(straight.model))
+    assert not (run.path / STATE_JSON).exists() and run.pointer_path.is_file()
+
+
+def test_leftovers_of_a_killed_save_are_removed_at_the_next_start(tmp_path):
+    train_batches, compute_loss, _ = regression_problem()
+    Trainer(mlp(), TrainConfig(epochs=1), tmp_path, progress=False).fit(train_batches, compute_loss)
+    (tmp_path / "checkpoints" / "step-000000016-deadbeef").mkdir()
+    (tmp_path / "checkpoints" / "step-000000016-deadbeef" / "model.safetensors").write_bytes(b"half")
+    (tmp_path / ".model.safetensors.x1y2z3w4.tmp").write_bytes(b"half")
+    (tmp_path / "checkpoints" / "notes.txt").write_text("not rnnkit's: kept")
+    Trainer(mlp(), TrainConfig(epochs=1), tmp_path, progress=False).fit(train_batches, compute_loss, resume=True)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [
+        "notes.txt", RunDir(tmp_path).checkpoint_path(STATE_JSON).parent.name]
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 # -- weight averaging (ema_decay) ---------------------------------------------------------------------------------

@@ -3,37 +3,58 @@
 A run directory holds everything needed to load a model or to continue training it::
 
     runs/shakespeare/
-      config.json                  {"task": ..., "rnnkit_version": ..., "model": {...}, "train": {...}, ...}
-      vocab.json                   the tokenizer, written by the task through ``write_json``
-      model.safetensors            the last weights            (written every epoch)
-      best.safetensors             the best weights so far     (written when the monitored metric improves)
-      trainer_state.safetensors    optimizer tensors, torch RNG state, carried recurrent state
-      trainer_state.json           the rest of the training state: param groups, step, epoch, best metric,
-                                   python/numpy RNG states, and the skeleton that puts the tensors back in place
+      config.json                  {"task": ..., "rnnkit_version": ..., "config": {...}, ...}
+      tokenizer.json               side files, written by the task through ``write_json``
+      model.safetensors            the last weights            (a copy of the current checkpoint's)
+      best.safetensors             the best weights so far     (a copy, when the checkpoint has best weights)
+      checkpoint.json              the pointer: which folder holds the current checkpoint, and the sha256 of
+                                   each of its files
+      checkpoints/<step>-<id>/     one checkpoint, written as a unit:
+        model.safetensors            the last weights
+        best.safetensors             the best weights (a hard link to an earlier checkpoint's when unchanged)
+        trainer_state.safetensors    optimizer tensors, torch RNG state, carried recurrent state
+        trainer_state.json           the rest of the training state: param groups, step, epoch, best metric,
+                                     python/numpy RNG states, and the skeleton that puts the tensors back
       metrics.jsonl                one JSON record per log event, appended
       loss.png                     the loss curve
 
-Three rules hold for every file here:
+Rules that hold for every file here:
 
 * Writes are atomic: the bytes go to a temporary file in the same directory, are flushed and fsynced, and
   the temporary file is renamed over the target (``os.replace``). A kill at any moment leaves either the old
-  file or the new one, never half of one. (``metrics.jsonl`` is append-only instead; a torn last line from a
-  kill is skipped when reading and cut off before the next append.)
+  file or the new one, never half of one. (``metrics.jsonl`` is append-only instead; a torn or damaged line
+  is skipped with a warning when reading, and a torn last line is cut off before the next append.)
+* A checkpoint is one unit: its files go into a new folder, and only when all of them are on disk does
+  ``checkpoint.json`` switch to it (one atomic rename, the commit point). The previous checkpoint is removed
+  after that, so a kill at any instant leaves the last complete checkpoint loadable and resumable;
+  leftovers of an unfinished save (a folder no pointer names, ``.tmp`` files) are removed by ``clean()``
+  and by the next save. Run directories of the earlier layout (the four files at the top level, no
+  pointer) still load and resume.
+* Damage is detected: every safetensors file rnnkit writes carries the sha256 of its tensor data in its
+  metadata, checked on every load, and ``checkpoint.json`` records the sha256 of each checkpoint file,
+  checked when a checkpoint is loaded. A mismatch names the file.
 * Nothing is unpickled. Tensors live in safetensors files; everything else is JSON. The optimizer's
   ``state_dict()`` is split by ``pack_tree`` into tensors and a JSON skeleton and put back together by
   ``unpack_tree`` exactly (same keys and key types, tuples stay tuples, same dtypes).
 * A file that is missing, truncated, corrupted or does not fit the model fails with an error naming the
-  file and the problem.
+  file and the problem; a failed save (a full disk) names the run directory and leaves the previous
+  checkpoint as it was.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import os
 import random
+import re
+import shutil
+import signal
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,6 +75,12 @@ STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
+POINTER_FILE = "checkpoint.json"      # names the current checkpoint's folder: the commit point of a save
+CHECKPOINTS_DIR = "checkpoints"       # one folder per checkpoint (normally just the current one)
+POINTER_FORMAT = "rnnkit.checkpoint"
+
+# The safetensors metadata key holding the sha256 of the file's tensor data (the bytes after the header).
+DATA_DIGEST_KEY = "data_sha256"
 
 # Keys a config.json must have for a run directory to load.
 REQUIRED_CONFIG_KEYS = ("task",)
@@ -65,25 +92,70 @@ REQUIRED_CONFIG_KEYS = ("task",)
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a torn one."""
-    path = Path(path)
+    return _atomic_write(Path(path), data)
+
+
+def _atomic_write(path: Path, data: bytes, *, faults: bool = False) -> Path:
+    # ``faults``: this write is part of a checkpoint save, where the kill test may stop the process.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+            _write_all(f.fileno(), data, faults=faults)
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
+        if faults:
+            _fault_point()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         # Also on KeyboardInterrupt: never leave a stray temporary file behind.
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and err.filename is None:   # os.write names no file: say which
+            raise _named(err, path) from err
         raise
+    if faults:
+        _fault_point()
     _fsync_dir(path.parent)
     return path
+
+
+def _write_all(fd: int, data: bytes, *, faults: bool = False) -> None:
+    """Write every byte of ``data`` to ``fd`` (one ``os.write`` may write fewer)."""
+    view = memoryview(data)
+    if faults and len(view) > 1:
+        half = len(view) // 2
+        _write_all(fd, view[:half])
+        _fault_point()                 # the kill test stops the process with the file half written
+        view = view[half:]
+    while len(view):
+        view = view[os.write(fd, view):]
+
+
+def _named(err: OSError, path: Path) -> OSError:
+    """The same error (same class and errno) with the file it concerns."""
+    return err if err.filename is not None else type(err)(err.errno, err.strerror or str(err), str(path))
+
+
+def _fault_point() -> None:
+    """A point inside a checkpoint save where the kill test stops the process.
+
+    ``RNNKIT_FAULT_AT=N`` (a test-only environment variable) makes the N-th such point of this process
+    SIGKILL it, as ``kill -9`` or a power cut would: tests/test_kills.py resumes the run it leaves. Tests
+    in the same process replace this function (to raise KeyboardInterrupt or a full-disk error instead).
+    """
+    at = os.environ.get("RNNKIT_FAULT_AT")
+    if not at:
+        return
+    global _faults_passed
+    _faults_passed += 1
+    if _faults_passed == int(at):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_faults_passed = 0   # fault points this process has passed (for RNNKIT_FAULT_AT)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -159,7 +231,8 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module | None = None) 
 def load_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The ``__metadata__`` strings of a safetensors file (an empty dict when it has none)."""
     path = Path(path)
-    return _safetensors_header(path, _read_bytes(path))[1]
+    metadata = _safetensors_header(path, _read_bytes(path))[1]
+    return {k: v for k, v in metadata.items() if k != DATA_DIGEST_KEY}   # the digest is rnnkit's check value
 
 
 def check_weights_match(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], *,
@@ -198,10 +271,16 @@ def _safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, Any
             t = t.clone()
         seen.add(t.untyped_storage().data_ptr())
         out[key] = t
-    meta = None
-    if metadata:
-        meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    # The data part does not depend on the metadata: serialise once to hash it, once more to record it.
+    data = safetensors.torch.save(out, metadata=meta or None)
+    meta[DATA_DIGEST_KEY] = hashlib.sha256(memoryview(data)[_data_start(data):]).hexdigest()
     return safetensors.torch.save(out, metadata=meta)
+
+
+def _data_start(data: bytes) -> int:
+    """Where the tensor data of a safetensors file begins (after the 8-byte length and the header)."""
+    return 8 + int.from_bytes(data[:8], "little")
 
 
 def _safetensors_header(path: Path, data: bytes) -> tuple[dict, dict[str, str]]:
@@ -239,6 +318,13 @@ def _safetensors_header(path: Path, data: bytes) -> tuple[dict, dict[str, str]]:
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     data = _read_bytes(path)
     _, metadata = _safetensors_header(path, data)
+    recorded = metadata.get(DATA_DIGEST_KEY)
+    if recorded is not None:   # files of older rnnkit versions (and of other tools) carry none
+        actual = hashlib.sha256(memoryview(data)[_data_start(data):]).hexdigest()
+        if actual != recorded:
+            raise ValueError(f"{path}: damaged: the sha256 of its tensor data ({actual[:12]}...) is not the one "
+                             f"recorded when it was written ({recorded[:12]}...); the file was changed or "
+                             f"corrupted on disk")
     try:
         tensors = safetensors.torch.load(data)
     except Exception as err:  # the Rust parser's errors are not a public Python type
@@ -288,26 +374,54 @@ def pack_tree(tree: Any) -> tuple[Any, dict[str, torch.Tensor]]:
 
 
 def unpack_tree(skeleton: Any, tensors: dict[str, torch.Tensor], *, source: str = "state") -> Any:
-    """Inverse of ``pack_tree``."""
-    def walk(obj: Any) -> Any:
+    """Inverse of ``pack_tree``. A skeleton that is not one ``pack_tree`` could have written (a damaged
+    or hand-edited file) raises a ``ValueError`` naming ``source`` and the place in the tree."""
+    def walk(obj: Any, where: str) -> Any:
         if isinstance(obj, list):
-            return [walk(v) for v in obj]
+            return [walk(v, f"{where}/{i}") for i, v in enumerate(obj)]
         if not isinstance(obj, dict):
             return obj
         if "__tensor__" in obj:
             key = obj["__tensor__"]
-            if key not in tensors:
-                raise ValueError(f"{source}: tensor {key!r} named in the skeleton is missing")
+            if not isinstance(key, str) or key not in tensors:
+                raise ValueError(f"{source}: {where or '/'}: tensor {key!r} named in the skeleton is missing")
             return tensors[key]
         if "__scalar__" in obj:
-            return torch.tensor(obj["__scalar__"], dtype=getattr(torch, obj["dtype"]))
+            return _scalar(obj, where)
         if "__tuple__" in obj:
-            return tuple(walk(v) for v in obj["__tuple__"])
+            return tuple(walk(v, f"{where}/{i}") for i, v in enumerate(_as_list(obj["__tuple__"], where)))
         if "__items__" in obj:
-            return {_hashable(walk(k)): walk(v) for k, v in obj["__items__"]}
-        return {k: walk(v) for k, v in obj.items()}
+            items = _as_list(obj["__items__"], where)
+            if not all(isinstance(kv, list) and len(kv) == 2 for kv in items):
+                _bad(where, obj["__items__"], "a list of [key, value] pairs")
+            return {_hashable(walk(k, f"{where}/key")): walk(v, f"{where}/{k}") for k, v in items}
+        return {k: walk(v, f"{where}/{k}") for k, v in obj.items()}
 
-    return walk(skeleton)
+    def _bad(where: str, value: Any, expected: str):
+        raise ValueError(f"{source}: {where or '/'}={_short_repr(value)}: expected {expected}")
+
+    def _as_list(value: Any, where: str) -> list:
+        if not isinstance(value, list):
+            _bad(where, value, "a JSON list")
+        return value
+
+    def _scalar(obj: dict, where: str) -> torch.Tensor:
+        # Only names of real torch dtypes: "dtype" must never reach an arbitrary attribute of torch.
+        name = obj.get("dtype")
+        if not isinstance(name, str) or not isinstance(getattr(torch, name, None), torch.dtype):
+            _bad(f"{where}/dtype", name, "a torch dtype name such as 'float32' or 'int64'")
+        value = obj["__scalar__"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not (isinstance(value, bool) and name == "bool"):
+                _bad(f"{where}/__scalar__", value, "a number")
+        return torch.tensor(value, dtype=getattr(torch, name))
+
+    return walk(skeleton, "")
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _hashable(key: Any) -> Any:
@@ -336,7 +450,7 @@ def load_tree(json_path: str | os.PathLike, tensors_path: str | os.PathLike) -> 
     if meta.get("checkpoint_id") != checkpoint_id:
         raise ValueError(_mismatch_text(json_path.parent, tensors_path.name, meta.get("checkpoint_id"),
                                         json_path.name, checkpoint_id))
-    return unpack_tree(doc["tree"], tensors, source=str(tensors_path)), checkpoint_id
+    return unpack_tree(doc["tree"], tensors, source=str(json_path)), checkpoint_id
 
 
 def _mismatch_text(directory: Path, a: str, a_id: Any, b: str, b_id: Any) -> str:
@@ -451,34 +565,36 @@ class RunDir:
         line = (json.dumps(record) + "\n").encode("utf-8")
         path = self.metrics_path
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as f:
-            if f.tell() and _last_byte(path) != b"\n":
-                _cut_torn_line(path)
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(path, "ab") as f:
+                if f.tell() and _last_byte(path) != b"\n":
+                    _cut_torn_line(path)
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise CheckpointError(_write_failure(self.path, path, err, self._last_step())) from err
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """All records; a torn last line (a kill during an append) is skipped, a bad line elsewhere is an error."""
+        """All records. A line that is not a JSON object (a torn last line from a kill, or damage) is
+        skipped with a warning: metrics are a report and must never keep a model from loading."""
         if not self.metrics_path.is_file():
             return []
-        data = self.metrics_path.read_bytes()
-        lines = data.split(b"\n")
-        torn = lines.pop()  # b"" when the file ends with a newline
+        lines = self.metrics_path.read_bytes().split(b"\n")
         records = []
         for i, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{self.metrics_path}: line {i}: not valid JSON: {err.msg} "
-                                 f"at column {err.colno}") from None
-        if torn.strip():
-            try:
-                records.append(json.loads(torn))
-            except json.JSONDecodeError:
-                pass
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a JSON {type(record).__name__}, not an object")
+            except (ValueError, RecursionError) as err:   # JSONDecodeError, UnicodeDecodeError too
+                if i < len(lines):      # the last line without its newline is a torn append: expected
+                    warnings.warn(f"{self.metrics_path}: line {i} skipped: not a JSON record "
+                                  f"({getattr(err, 'msg', err)})", stacklevel=2)
+                continue
+            records.append(record)
         return records
 
     def rewrite_metrics(self, records: Iterable[dict[str, Any]]) -> None:
@@ -486,43 +602,143 @@ class RunDir:
 
     # -- checkpoints -----------------------------------------------------------------------------------
 
+    @property
+    def pointer_path(self) -> Path:
+        return self.path / POINTER_FILE
+
     def has_checkpoint(self) -> bool:
-        return all((self.path / n).is_file() for n in (LAST_WEIGHTS, STATE_JSON, STATE_TENSORS))
+        """Whether the directory holds a checkpoint to resume from (this layout's or the earlier one's)."""
+        return self.pointer_path.is_file() or all(
+            (self.path / n).is_file() for n in (LAST_WEIGHTS, STATE_JSON, STATE_TENSORS))
+
+    def checkpoint_path(self, name: str) -> Path:
+        """Where the current checkpoint keeps the file ``name`` (e.g. ``BEST_WEIGHTS``, ``STATE_JSON``):
+        in the folder ``checkpoint.json`` names, or at the top level in a run directory of the earlier layout."""
+        pointer = self._read_pointer()
+        return self.path / pointer["folder"] / name if pointer else self.path / name
 
     def save_checkpoint(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                         trainer_state: dict[str, Any] | None = None, best: bool = False) -> None:
-        """Write the last weights and the training state (and the best weights when ``best``).
+        """Write a checkpoint: the last weights, the training state, and the best weights (these weights
+        when ``best``, else the previous checkpoint's best, if any) -- as one unit.
 
-        All three files of a checkpoint carry one id; ``load_checkpoint`` refuses a mixed set, which is
-        what a kill between two of the writes would leave.
+        The files go into a new folder under ``checkpoints/``; then ``checkpoint.json`` is replaced to name
+        it (the commit point); then the previous checkpoint is removed and ``model.safetensors`` (and
+        ``best.safetensors``) are copied to the top level for loading. A kill at any instant leaves the
+        last complete checkpoint; an ``OSError`` (a full disk) raises ``CheckpointError`` naming the run
+        directory, with the previous checkpoint intact.
         """
         checkpoint_id = uuid.uuid4().hex
+        # Everything is serialised before the first byte reaches the disk.
         weights = _safetensors_bytes(model.state_dict(), {"checkpoint_id": checkpoint_id})
         tree = {"optimizer": optimizer.state_dict() if optimizer is not None else None,
                 "trainer": trainer_state or {}}
-        # The JSON skeleton is written last: it is the commit point of a checkpoint.
-        atomic_write_bytes(self.weights_path, weights)
-        if best:
-            atomic_write_bytes(self.best_path, weights)
-        save_tree(self.path / STATE_JSON, self.path / STATE_TENSORS, tree, checkpoint_id=checkpoint_id)
+        skeleton, tensors = pack_tree(tree)
+        state_tensors = _safetensors_bytes(tensors, {"checkpoint_id": checkpoint_id})
+        state_json = _json_bytes({"format": "rnnkit.state", "version": 1, "rnnkit_version": __version__,
+                                  "checkpoint_id": checkpoint_id, "tree": skeleton})
+        step = tree["trainer"].get("step")
+        name = f"step-{step:09d}-{checkpoint_id[:8]}" if _is_count(step) else f"ckpt-{checkpoint_id[:16]}"
+        previous = self._read_pointer(strict=False)
+        folder = self.path / CHECKPOINTS_DIR / name
+        committed = False
+        try:
+            folder.mkdir(parents=True)
+            _fault_point()
+            files = {LAST_WEIGHTS: _write_new(folder / LAST_WEIGHTS, weights)}
+            if best:
+                files[BEST_WEIGHTS] = _link_or_write(folder / LAST_WEIGHTS, folder / BEST_WEIGHTS, weights,
+                                                     files[LAST_WEIGHTS])
+            else:
+                files.update(self._carry_best(previous, folder))
+            files[STATE_TENSORS] = _write_new(folder / STATE_TENSORS, state_tensors)
+            files[STATE_JSON] = _write_new(folder / STATE_JSON, state_json)
+            _fsync_dir(folder)
+            _fsync_dir(folder.parent)
+            pointer = {"format": POINTER_FORMAT, "version": 1, "rnnkit_version": __version__,
+                       "checkpoint_id": checkpoint_id, "folder": f"{CHECKPOINTS_DIR}/{name}",
+                       "step": step, "files": files}
+            _atomic_write(self.pointer_path, _json_bytes(pointer), faults=True)   # the commit point
+            committed = True
+            # The new checkpoint is complete: free the space of the old one before writing the copies.
+            self.clean(_in_save=True)
+            _atomic_write(self.weights_path, weights, faults=True)
+            if best:
+                _atomic_write(self.best_path, weights, faults=True)
+            elif BEST_WEIGHTS in files and not self.best_path.is_file():
+                _atomic_write(self.best_path, _read_bytes(folder / BEST_WEIGHTS), faults=True)
+        except BaseException as err:
+            # Stopped just after the rename of the pointer (a second Ctrl-C), the folder is the checkpoint.
+            current = self._read_pointer(strict=False)
+            committed = committed or (current is not None and current["checkpoint_id"] == checkpoint_id)
+            if not committed:
+                shutil.rmtree(folder, ignore_errors=True)   # a partial folder; clean() would remove it too
+            if isinstance(err, OSError):
+                last = step if committed else (previous or {}).get("step")
+                raise CheckpointError(_write_failure(self.path, getattr(err, "filename", None) or folder, err,
+                                                     last, saved=committed)) from err
+            raise
+
+    def _carry_best(self, previous: dict | None, folder: Path) -> dict[str, dict]:
+        """Put the previous checkpoint's best weights into ``folder`` (a hard link: no bytes copied)."""
+        if previous is not None:
+            entry = previous["files"].get(BEST_WEIGHTS)
+            source = self.path / previous["folder"] / BEST_WEIGHTS
+        else:   # a run directory of the earlier layout, or a first checkpoint
+            entry, source = None, self.best_path if self.has_checkpoint() else None
+        if source is None or not source.is_file():
+            return {}
+        data = None if entry is not None else _read_bytes(source)
+        return {BEST_WEIGHTS: _link_or_write(source, folder / BEST_WEIGHTS, data, entry)}
 
     def load_checkpoint(self, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
-        """Load the last weights into ``model`` (and the optimizer state); returns the trainer state."""
-        self.require(LAST_WEIGHTS, STATE_JSON, STATE_TENSORS)
+        """Load the last weights into ``model`` (and the optimizer state); returns the trainer state.
+
+        Every file of the checkpoint is checked against the sha256 that ``checkpoint.json`` recorded.
+        """
+        pointer = self._read_pointer()
+        if pointer is None:
+            return self._load_checkpoint_of_earlier_layout(model, optimizer)
+        folder = self.path / pointer["folder"]
+        for name, entry in pointer["files"].items():
+            _check_digest(folder / name, entry, self.pointer_path)
+        for name in (LAST_WEIGHTS, STATE_JSON, STATE_TENSORS):
+            if name not in pointer["files"]:
+                raise ValueError(f"{self.pointer_path}: files: {name} is missing from the checkpoint's list")
+        tree, checkpoint_id = load_tree(folder / STATE_JSON, folder / STATE_TENSORS)
+        weights_id = load_metadata(folder / LAST_WEIGHTS).get("checkpoint_id")
+        if not checkpoint_id == weights_id == pointer["checkpoint_id"]:
+            raise ValueError(_mismatch_text(folder, LAST_WEIGHTS, weights_id, STATE_JSON, checkpoint_id))
+        load_weights(folder / LAST_WEIGHTS, model)
+        return self._trainer_state(tree, folder / STATE_JSON, optimizer)
+
+    def _load_checkpoint_of_earlier_layout(self, model, optimizer) -> dict[str, Any]:
+        # Before checkpoint.json: the four files at the top level, tied together by a checkpoint id.
+        legacy = (LAST_WEIGHTS, STATE_JSON, STATE_TENSORS)
+        if self.path.is_dir() and not any((self.path / n).is_file() for n in (STATE_JSON, STATE_TENSORS)):
+            held = sorted(p.name for p in self.path.iterdir() if not p.name.startswith("."))
+            raise FileNotFoundError(f"{self.path}: no checkpoint to resume from: {POINTER_FILE} is missing "
+                                    f"(it holds: {', '.join(held) or 'nothing'})")
+        self.require(*legacy)
         tree, checkpoint_id = load_tree(self.path / STATE_JSON, self.path / STATE_TENSORS)
         weights_id = load_metadata(self.weights_path).get("checkpoint_id")
         if weights_id != checkpoint_id:
             raise ValueError(_mismatch_text(self.path, LAST_WEIGHTS, weights_id, STATE_JSON, checkpoint_id))
         load_weights(self.weights_path, model)
+        return self._trainer_state(tree, self.path / STATE_JSON, optimizer)
+
+    @staticmethod
+    def _trainer_state(tree: Any, source: Path, optimizer) -> dict[str, Any]:
+        if not isinstance(tree, dict) or not isinstance(tree.get("trainer"), dict) or "optimizer" not in tree:
+            raise ValueError(f"{source}: tree: expected an object with 'optimizer' and 'trainer'")
         if optimizer is not None:
             if tree["optimizer"] is None:
-                raise ValueError(f"{self.path / STATE_JSON}: holds no optimizer state")
+                raise ValueError(f"{source}: holds no optimizer state")
             try:
                 optimizer.load_state_dict(tree["optimizer"])
-            except (ValueError, KeyError) as err:
-                raise ValueError(f"{self.path / STATE_JSON}: optimizer state does not fit the optimizer: "
-                                 f"{err}") from None
+            except (ValueError, KeyError, TypeError, IndexError) as err:
+                raise ValueError(f"{source}: optimizer state does not fit the optimizer: {err}") from None
         return tree["trainer"]
 
     def load_weights(self, model: torch.nn.Module | None = None, *, best: bool = False) -> dict[str, torch.Tensor]:
@@ -530,6 +746,135 @@ class RunDir:
         name = BEST_WEIGHTS if best else LAST_WEIGHTS
         self.require(name)
         return load_weights(self.path / name, model)
+
+    def _read_pointer(self, strict: bool = True) -> dict[str, Any] | None:
+        """``checkpoint.json``, checked; None when there is none (or, not ``strict``, when it is unreadable)."""
+        path = self.pointer_path
+        if not path.is_file():
+            return None
+        try:
+            doc = read_json(path)
+            if not isinstance(doc, dict) or doc.get("format") != POINTER_FORMAT:
+                raise ValueError(f"{path}: not an rnnkit checkpoint pointer (expected format {POINTER_FORMAT!r})")
+            folder, files = doc.get("folder"), doc.get("files")
+            # The folder must be one of ours: a hand-edited pointer must not send reads (or removals) elsewhere.
+            if (not isinstance(folder, str) or Path(folder).parent != Path(CHECKPOINTS_DIR)
+                    or Path(folder).name in ("", ".", "..")):
+                raise ValueError(f"{path}: folder={folder!r}: expected '{CHECKPOINTS_DIR}/<name>'")
+            if not isinstance(files, dict) or not all(
+                    n in CHECKPOINT_FILES and isinstance(e, dict) and isinstance(e.get("sha256"), str)
+                    for n, e in files.items()):
+                raise ValueError(f"{path}: files: expected {{file name: {{\"sha256\": ...}}}} for the files "
+                                 f"{', '.join(CHECKPOINT_FILES)}")
+            if not isinstance(doc.get("checkpoint_id"), str):
+                raise ValueError(f"{path}: checkpoint_id={doc.get('checkpoint_id')!r}: expected a string")
+        except ValueError:
+            if strict:
+                raise
+            return None
+        return doc
+
+    def clean(self, *, _in_save: bool = False) -> list[Path]:
+        """Remove what unfinished saves left: checkpoint folders that ``checkpoint.json`` does not name,
+        ``.tmp`` files, and the earlier layout's training-state files once a pointer exists. Returns what
+        was removed. (Not for a directory that another process is training in.)"""
+        pointer = self._read_pointer(strict=False)
+        if pointer is None and self.pointer_path.is_file():
+            return []   # a damaged pointer: keep everything, so nothing of the run is lost
+        keep = (self.path / pointer["folder"]) if pointer else None
+        removed = []
+        folders = self.path / CHECKPOINTS_DIR
+        for entry in sorted(folders.iterdir()) if folders.is_dir() else []:
+            # Only names save_checkpoint gives: anything else in the folder is not ours to remove.
+            if entry != keep and _CHECKPOINT_NAME.fullmatch(entry.name):
+                if _in_save:
+                    _fault_point()
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                removed.append(entry)
+        leftovers = [p for p in self.path.glob(".*.tmp") if p.is_file() and _TEMP_NAME.fullmatch(p.name)]
+        if pointer:
+            leftovers += [self.path / n for n in (STATE_JSON, STATE_TENSORS) if (self.path / n).is_file()]
+        for path in leftovers:
+            if _in_save:
+                _fault_point()
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
+
+    def _last_step(self) -> Any:
+        pointer = self._read_pointer(strict=False)
+        return pointer.get("step") if pointer else None
+
+
+CHECKPOINT_FILES = (LAST_WEIGHTS, BEST_WEIGHTS, STATE_TENSORS, STATE_JSON)
+_CHECKPOINT_NAME = re.compile(r"step-\d{9,}-[0-9a-f]{8}|ckpt-[0-9a-f]{16}")    # save_checkpoint's folder names
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")                         # _atomic_write's temporary files
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint (or a metrics record) could not be written: a full disk, no permission, a read-only
+    file system. The message names the run directory and says what of the run is intact."""
+
+
+def _write_failure(run: Path, target: Any, err: OSError, step: Any, *, saved: bool = False) -> str:
+    reason = "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+    if saved:
+        kept = f"the checkpoint of step {step} was saved before that and is complete"
+    elif step is not None:
+        kept = f"the previous checkpoint (step {step}) is intact"
+    else:
+        kept = "no earlier checkpoint exists"
+    return (f"{run}: could not write {target}: {reason}; {kept}. Free some space (or move the run directory) "
+            f"and continue the run with --resume (Python: resume=True)")
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _file_entry(data: bytes) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def _write_new(path: Path, data: bytes) -> dict[str, Any]:
+    """Write a file that did not exist (inside a checkpoint folder no pointer names yet: no temporary
+    file needed) and fsync it; returns its entry for ``checkpoint.json``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        _write_all(fd, data, faults=True)
+        os.fsync(fd)
+    except OSError as err:
+        raise _named(err, path) from err
+    finally:
+        os.close(fd)
+    _fault_point()
+    return _file_entry(data)
+
+
+def _link_or_write(source: Path, target: Path, data: bytes | None, entry: dict | None) -> dict[str, Any]:
+    """``target`` as a hard link to ``source`` (files in checkpoint folders are never changed in place),
+    or, where the file system has no hard links, a copy. Returns the entry for ``checkpoint.json``."""
+    try:
+        os.link(source, target)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise
+        return _write_new(target, data if data is not None else _read_bytes(source))
+    _fault_point()
+    return entry if entry is not None else _file_entry(data if data is not None else _read_bytes(target))
+
+
+def _check_digest(path: Path, entry: dict[str, Any], pointer: Path) -> None:
+    data = _read_bytes(path)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry["sha256"]:
+        raise ValueError(f"{path}: damaged: its sha256 ({actual[:12]}...) is not the one {pointer.name} recorded "
+                         f"when the checkpoint was written ({entry['sha256'][:12]}...); the file was changed or "
+                         f"corrupted on disk")
 
 
 def _last_byte(path: Path) -> bytes:

@@ -18,7 +18,10 @@ clip the gradient norm, optimizer step. The loss is summed as a tensor and read 
 Each epoch ends with: evaluate, append a record to ``metrics.jsonl``, call ``on_epoch_end``, save the last
 (and, on improvement, the best) checkpoint, redraw ``loss.png``. A time budget (``max_minutes``), a step
 budget (``max_steps``), early stopping and Ctrl-C all stop cleanly with a checkpoint that
-``fit(..., resume=True)`` continues from exactly.
+``fit(..., resume=True)`` continues from exactly. ``Terminated`` (what the CLI raises on SIGTERM) saves the
+same way and is then raised again, so the process ends. A diverging run (a non-finite loss, or one that
+grows past ``DIVERGED_FACTOR`` times the first one) stops with an error before its state is saved, so the
+last checkpoint is the last sound one.
 
 Weight averaging (``ema_decay``): the Trainer also keeps an exponential moving average of the weights,
 updated after every optimizer step. The average is what evaluation measures, what the checkpoints' weight
@@ -32,6 +35,7 @@ import dataclasses
 import io
 import math
 import random
+import shlex
 import sys
 import time
 from contextlib import contextmanager
@@ -43,7 +47,8 @@ import torch
 from tqdm.auto import tqdm
 
 from rnnkit import _checks
-from rnnkit.runs.checkpoint import RunDir, _short_list, atomic_write_bytes, rng_states, set_rng_states
+from rnnkit.runs.checkpoint import (BEST_WEIGHTS, STATE_JSON, RunDir, _short_list, load_weights,
+                                    rng_states, set_rng_states)
 from rnnkit.report.plots import plot_history
 from rnnkit.training.config import PRECISIONS, TrainConfig
 from rnnkit.training.schedules import lr_at, make_optimizer
@@ -121,6 +126,16 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM handler (``timeout``, systemd, docker stop): the Trainer saves a checkpoint
+    as for Ctrl-C, then raises it again so the process ends (exit status 143)."""
+
+
+# A training loss this many times the first one (or at least this large, for losses that start below 1)
+# means the run diverged: the learning rate is far too high.
+DIVERGED_FACTOR = 1e4
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The Trainer
 # ---------------------------------------------------------------------------------------------------------
@@ -168,6 +183,8 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0           # epochs since the monitored metric last improved
         self.history: list[dict[str, Any]] = []
+        self.first_loss: float | None = None   # the loss of the first step: the yardstick for divergence
+        self._first_loss_t: torch.Tensor | None = None   # ... still on the device (read at the next log)
         self.train_seconds = 0.0      # training time of earlier fit calls (restored on resume)
         self._start: float | None = None   # monotonic time the current fit call began (None outside fit)
         self._carried = None          # recurrent state to pass into the next batch
@@ -225,6 +242,7 @@ class Trainer:
             seed_everything(cfg.seed)
         if self.run_dir is not None:
             self.run_dir.path.mkdir(parents=True, exist_ok=True)
+            self.run_dir.clean()    # what a killed save left behind (the checkpoint it had is kept)
 
         self.stop_reason = None
         self.interrupted = False
@@ -250,19 +268,23 @@ class Trainer:
                     self.stop_reason = "max_minutes"      # a resumed run whose budget was already spent
                 else:
                     self._run_epoch(get_batches, compute_loss, evaluate, on_epoch_end)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             # Save the exact position (the batch that was interrupted has not been applied) and return.
+            # A second Ctrl-C during this save stops it; the previous checkpoint stays (a save is one unit).
             self.interrupted = True
             self.stop_reason = "interrupted"
+            what = "Terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "Interrupted"
             if self.run_dir is not None:
                 self.save(best=False)
-                self.message = (f"Interrupted in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
+                self.message = (f"{what} in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
                                 f"checkpoint saved in {self.run_dir.path}. Resume with fit(..., resume=True) "
-                                f"on a Trainer with this run_dir (CLI: the same command with --resume).")
+                                f"on a Trainer with this run_dir (CLI: {self._resume_command()}).")
             else:
-                self.message = (f"Interrupted in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
+                self.message = (f"{what} in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
                                 f"nothing saved (no run_dir).")
             print(self.message, file=sys.stderr)
+            if isinstance(interrupt, Terminated):
+                raise
         finally:
             self.train_seconds, self._start = self.elapsed(), None
             if self._average is not None and not self._swapped:
@@ -276,8 +298,9 @@ class Trainer:
         if self.best_epoch is None or self._holds_best:
             return
         best = self._best_weights
-        if best is None and self.run_dir is not None and self.run_dir.best_path.is_file():
-            best = self.run_dir.load_weights(best=True)       # a resumed run: the best epoch was before it
+        if best is None and self.run_dir is not None:
+            path = self.run_dir.checkpoint_path(BEST_WEIGHTS)   # a resumed run: the best epoch was before it
+            best = load_weights(path) if path.is_file() else None
         if best is None:
             return
         self._last_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -338,6 +361,8 @@ class Trainer:
                 self._carried = state
 
                 loss = loss.detach().float()
+                if self.first_loss is None and self._first_loss_t is None:
+                    self._first_loss_t = loss        # read back at the next log: no sync here
                 n_items = 1 if n_items is None else n_items
                 self._epoch_loss = self._epoch_loss + loss
                 self._epoch_steps += 1
@@ -374,9 +399,7 @@ class Trainer:
     def _log_train(self, epoch: int) -> None:
         now = time.monotonic()
         loss = (self._window_loss / self._window_steps).item()  # the one host sync per log_every steps
-        if not math.isfinite(loss):
-            raise RuntimeError(f"the training loss became {loss} at step {self.step}; try a lower lr or "
-                               f"set clip_grad_norm")
+        self._check_loss(loss, f"at step {self.step}")
         items = float(self._window_items)
         record = {"event": "train", "epoch": epoch, "step": self.step, "loss": loss, "lr": self.lr,
                   "items_per_s": items / max(now - self._window_start, 1e-9),
@@ -390,6 +413,25 @@ class Trainer:
         self._reset_window()
         self._window_start = now
 
+    def _reference_loss(self) -> float | None:
+        """The first step's loss, read back from the device once."""
+        if self.first_loss is None and self._first_loss_t is not None:
+            self.first_loss, self._first_loss_t = self._first_loss_t.item(), None
+        return self.first_loss
+
+    def _check_loss(self, loss: float, where: str) -> None:
+        """Stop a diverging run: a non-finite loss, or one DIVERGED_FACTOR times the first (at least)."""
+        first = self._reference_loss()
+        if math.isfinite(loss) and (first is None or not math.isfinite(first)
+                                    or loss <= DIVERGED_FACTOR * max(abs(first), 1.0)):
+            return
+        grown = ""
+        if math.isfinite(loss) and first:
+            grown = f", {loss / first:.3g} times the first step's loss {first:.4g}"
+        raise RuntimeError(f"the training loss became {loss:.4g} {where}{grown}: training diverged; try a lower "
+                           f"--lr (now {self.config.lr:g}) or set --clip-grad-norm. The last checkpoint "
+                           f"saved before this is kept")
+
     def _end_epoch(self, epoch: int, evaluate, on_epoch_end, *, partial: bool) -> None:
         cfg = self.config
         with self.averaged_weights():
@@ -400,6 +442,9 @@ class Trainer:
     def _evaluate_and_save(self, epoch: int, evaluate, on_epoch_end, *, partial: bool) -> None:
         cfg = self.config
         train_loss = (self._epoch_loss / self._epoch_steps).item() if self._epoch_steps else math.nan
+        if self._epoch_steps:
+            # Between two logs (or in an epoch shorter than log_every) a loss may have gone bad unseen.
+            self._check_loss(train_loss, f"in epoch {epoch + 1} (its mean up to step {self.step})")
         metrics: dict[str, float] = {"train_loss": train_loss}
         if evaluate is not None:
             self.model.eval()
@@ -516,6 +561,7 @@ class Trainer:
             "window_loss": self._window_loss, "window_steps": self._window_steps,
             "window_items": self._window_items,
             "train_seconds": self.elapsed(),
+            "first_loss": self._reference_loss(),
             # With averaging the weight files hold the average; training goes on from these.
             "trained_weights": self._trained_copy(),
             "config": dataclasses.asdict(self.config),
@@ -542,10 +588,12 @@ class Trainer:
         if self.run_dir is None:
             _checks.fail("run_dir", None, "a run directory to resume from")
         state = self.run_dir.load_checkpoint(self.model, self.optimizer)
+        check_trainer_state(state, self.run_dir.checkpoint_path(STATE_JSON))
         self._best_weights, self._holds_best, self._last_weights = None, False, None
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
-        self._carried = to_device(state["carried_state"], self.device)
+        self.first_loss, self._first_loss_t = state.get("first_loss"), None   # absent before this version
+        self._carried = to_device(state.get("carried_state"), self.device)
         self._epoch_loss = state["epoch_loss"].to(self.device)
         self._epoch_steps = state["epoch_steps"]
         self._window_loss = state["window_loss"].to(self.device)
@@ -562,6 +610,14 @@ class Trainer:
             self.run_dir.rewrite_metrics(self.history)
         return self
 
+    def _resume_command(self) -> str:
+        """The shell command that continues this run (with --resume only budgets may be given)."""
+        try:
+            task = self.run_dir.read_config().get("task")
+        except (OSError, ValueError):
+            task = None
+        group = task.replace("-", " ") if isinstance(task, str) else "<task>"   # classify-multilabel
+        return f"rnnkit {group} train --run-dir {shlex.quote(str(self.run_dir.path))} --resume"
 
     def _restore_trained_weights(self, trained: dict[str, torch.Tensor] | None) -> None:
         """After loading a checkpoint's weight file: put the trained weights back and rebuild the average."""
@@ -581,6 +637,66 @@ class Trainer:
             for name, p in self.model.named_parameters():
                 p.copy_(trained[name])
         self._average = average if self.config.ema_decay else None
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or (
+        isinstance(v, torch.Tensor) and v.numel() == 1 and not v.dtype.is_complex)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+# What each field of a saved training position must be. Checked on resume, so that a damaged or hand-edited
+# trainer_state.json gets one message naming the file and the field, not a failure deep inside training.
+# (Fields added in later versions are optional: older checkpoints lack them.)
+STATE_FIELDS: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
+    # name: (check, what is expected, required)
+    "epoch": (_count, "an integer >= 0", True),
+    "batch_in_epoch": (_count, "an integer >= 0", True),
+    "step": (_count, "an integer >= 0", True),
+    "best": (_optional(_number), "a number or null", True),
+    "best_epoch": (_optional(_count), "an integer >= 0 or null", True),
+    "bad_epochs": (_count, "an integer >= 0", True),
+    "epoch_loss": (lambda v: isinstance(v, torch.Tensor) and v.numel() == 1, "a one-number tensor", True),
+    "epoch_steps": (_count, "an integer >= 0", True),
+    "window_loss": (lambda v: isinstance(v, torch.Tensor) and v.numel() == 1, "a one-number tensor", True),
+    "window_steps": (_count, "an integer >= 0", True),
+    "window_items": (_number, "a number", True),
+    "rng": (lambda v: isinstance(v, dict), "the saved random generator states", True),
+    "train_seconds": (_number, "a number", False),
+    "first_loss": (_optional(_number), "a number or null", False),
+    "trained_weights": (_optional(lambda v: isinstance(v, dict)), "an object of tensors or null", False),
+}
+
+
+def check_trainer_state(state: Any, source: Any) -> None:
+    """Raise a ``ValueError`` naming ``source`` and the field when ``state`` is not a training position
+    that ``Trainer.resume`` can use (see ``STATE_FIELDS``)."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{source}: trainer: expected an object, got {type(state).__name__}")
+    for name, (check, expected, required) in STATE_FIELDS.items():
+        if name not in state:
+            if required:
+                raise ValueError(f"{source}: trainer.{name} is missing: expected {expected}")
+            continue
+        if not check(state[name]):
+            value = repr(state[name])
+            value = value if len(value) <= 60 else value[:60] + "..."
+            raise ValueError(f"{source}: trainer.{name}={value}: expected {expected}")
+    # The generator states are tried out (and the current ones put back): a bad one fails here, by name.
+    current = rng_states()
+    try:
+        set_rng_states(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, OverflowError) as err:
+        raise ValueError(f"{source}: trainer.rng: not a saved random generator state ({err})") from None
+    finally:
+        set_rng_states(current)
 
 
 def _total_steps(config: TrainConfig, per_epoch: int | None) -> int | None:
