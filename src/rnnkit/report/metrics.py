@@ -3,7 +3,9 @@
 * :func:`classification_metrics`: one label per example (accuracy, macro-F1, ROC AUC for two classes,
   per-class precision/recall/F1, the confusion matrix);
 * :func:`multilabel_metrics`: any number of 0/1 labels per example (micro/macro ROC AUC and F1,
-  precision at k and its ceiling).
+  precision at k and its ceiling);
+* :func:`bleu_chrf` and :func:`edit_distance_rates`: sequence to sequence outputs against one or more
+  references each (BLEU and chrF by sacrebleu; token and sequence error rates by rapidfuzz).
 """
 
 from __future__ import annotations
@@ -84,3 +86,52 @@ def forecast_metrics(pred: np.ndarray, truth: np.ndarray, naive: np.ndarray, sca
     out["vs_naive_pct"] = 100 * (1 - out["mae"] / out["naive_mae"]) if out["naive_mae"] > 0 else float("nan")
     out.update({f"mae[{t}]": float(v) for t, v in zip(targets, own)})
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sequence to sequence (rnnkit.tasks.seq2seq): outputs against one or more references each
+# ---------------------------------------------------------------------------------------------------------
+
+def bleu_chrf(hypotheses: list[str], references: list[list[str]], tokenize: str = "13a") -> dict[str, float]:
+    """Corpus BLEU and chrF (sacrebleu, 0-100) of ``hypotheses`` against each one's references (any number
+    per hypothesis; missing ones are filled with None, which sacrebleu skips). ``tokenize``: sacrebleu's
+    BLEU tokenizer (``"13a"`` for words, ``"char"`` to count character n-grams)."""
+    import sacrebleu
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"references: {len(references)} lists for {len(hypotheses)} hypotheses; expected one "
+                         f"list per hypothesis")
+    if not hypotheses:
+        return {"bleu": float("nan"), "chrf": float("nan")}
+    k = max(len(r) for r in references)
+    streams = [[r[j] if j < len(r) else None for r in references] for j in range(k)]
+    bleu = sacrebleu.metrics.BLEU(tokenize=tokenize, effective_order=True).corpus_score(hypotheses, streams)
+    chrf = sacrebleu.metrics.CHRF().corpus_score(hypotheses, streams)
+    return {"bleu": float(bleu.score), "chrf": float(chrf.score)}
+
+
+def edit_distance_rates(hypotheses: list[list[str]], references: list[list[list[str]]]) -> dict[str, float]:
+    """Token and sequence error rates of token sequences against each one's references (rapidfuzz's
+    Levenshtein distance over tokens: phonemes, words or characters).
+
+    ``token_error_rate``: the edit distance to the closest reference, summed, over the summed lengths of
+    those references (PER when the tokens are phonemes, WER when they are words of a sentence);
+    ``sequence_error_rate``: the share of hypotheses equal to none of their references (the "word error
+    rate" of grapheme-to-phoneme conversion, where a sequence is one word)."""
+    from rapidfuzz.distance import Levenshtein
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"references: {len(references)} lists for {len(hypotheses)} hypotheses; expected one "
+                         f"list per hypothesis")
+    errors = length = wrong = 0
+    for hyp, refs in zip(hypotheses, references):
+        if not refs:
+            raise ValueError("references: an empty list; expected at least one reference per hypothesis")
+        # The closest reference (the shorter one on a tie) is the one the output is scored against.
+        dist, ref = min(((Levenshtein.distance(hyp, r), len(r)) for r in refs))
+        errors += dist
+        length += ref
+        wrong += dist > 0
+    n = len(hypotheses)
+    return {"token_error_rate": errors / length if length else float("nan"),
+            "sequence_error_rate": wrong / n if n else float("nan")}

@@ -16,6 +16,7 @@ _EXPORTS = {
     "MultilabelClassifier": "classify",
     "Forecaster": "forecast",
     "Embeddings": "embeddings",
+    "Seq2Seq": "seq2seq",
 }
 
 __all__ = sorted(_EXPORTS)

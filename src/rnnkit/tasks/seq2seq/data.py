@@ -1,0 +1,356 @@
+"""Sequence to sequence data: pairs from a named dataset or a TSV file, held-out splits, vocabularies, batches.
+
+* **Pairs** are ``(source, target)`` strings. ``number-phrases`` gives numbers 0-9999 as words (num2words)
+  and as digits, in either direction (``variant``: ``fr-digits``, the default, or ``digits-en``, ...); the
+  words are written with spaces for hyphens and without commas ("quatre-vingt-dix-sept" is read as
+  "quatre vingt dix sept"). ``cmudict`` gives English spellings and ARPAbet phonemes, every pronunciation of a
+  word as its own pair, with the stress digits stripped unless ``keep_stress`` ("AH0" -> "AH"); a
+  pronunciation that only stress told apart from another becomes one pair. ``--tsv FILE`` reads
+  ``source<TAB>target`` lines (UTF-8); a line without a tab, or with more than one, is an error naming the
+  file and the line; blank lines are skipped.
+* **Held-out splits** are decided by a hash of a key, never by position: the number (number-phrases), the
+  word (cmudict: all its pronunciations fall on the same side), the source text (a TSV). A key goes to the
+  test part when ``sha1(key)`` read as a fraction in [0, 1) is below ``test_frac``, to validation when it is
+  below ``test_frac + val_frac``, else to training. The split is the same on every machine and for every
+  order of the data, and no number, word or source text is in two parts.
+* **Tokens** are characters or whitespace-separated words on each side (``level``); runs of whitespace are
+  one space. A :class:`Vocab` puts ``<pad> <unk> <go> <eos>`` at ids 0-3 on both sides; tokens it lacks
+  become ``<unk>`` (and are counted).
+* **Batches** pad at the end: ``src`` (B, S) with lengths (B,), ``tgt_in`` = ``<go>`` + target and
+  ``tgt_out`` = target + ``<eos>`` (B, T), padding 0 (the loss ignores it). Training batches are bucketed by
+  source length (sorted within chunks of 20 batches, then shuffled), so little of a batch is padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from rnnkit import _checks
+
+SPECIALS = ("<pad>", "<unk>", "<go>", "<eos>")
+PAD, UNK, GO, EOS = 0, 1, 2, 3
+LEVELS = ("char", "word")
+DATASETS = ("number-phrases", "cmudict")
+NUMBER_LANGS = ("en", "fr", "de", "es", "it")
+# Languages whose number words are written as one compound ("neuntausendneunhundert..."): characters.
+COMPOUND_LANGS = ("de", "it")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tokens and vocabularies
+# ---------------------------------------------------------------------------------------------------------
+
+def tokenize(text: str, level: str) -> list[str]:
+    """A text -> its tokens: characters (runs of whitespace one space) or whitespace-separated words."""
+    text = " ".join(text.split())
+    return list(text) if level == "char" else text.split(" ") if text else []
+
+
+def detokenize(tokens: Sequence[str], level: str) -> str:
+    return ("" if level == "char" else " ").join(tokens)
+
+
+class Vocab:
+    """Tokens <-> ids for one side: ``<pad> <unk> <go> <eos>`` at 0-3, then the tokens, most frequent first."""
+
+    def __init__(self, tokens: Sequence[str], level: str):
+        _checks.check_choice("level", level, LEVELS)
+        self.level = level
+        self.itos = list(SPECIALS) + [t for t in tokens if t not in SPECIALS]
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, texts: Iterable[str], level: str, num_words: int | None = None) -> "Vocab":
+        """The vocabulary of ``texts``: every token, or the ``num_words - 4`` most frequent ones (ties by
+        first appearance), so that the vocabulary has at most ``num_words`` entries with the specials."""
+        counts = Counter(t for text in texts for t in tokenize(text, level))
+        ranked = [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])]   # stable: first seen first
+        if num_words is not None:
+            ranked = ranked[:max(0, num_words - len(SPECIALS))]
+        return cls(ranked, level)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> tuple[list[int], int]:
+        """A text -> (ids, number of tokens that became ``<unk>``)."""
+        ids = [self.stoi.get(t, UNK) for t in tokenize(text, self.level)]
+        return ids, sum(1 for i in ids if i == UNK)
+
+    def tokens(self, ids: Iterable[int]) -> list[str]:
+        """Ids -> tokens, up to the first ``<eos>``; ``<pad>`` and ``<go>`` are left out."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == EOS:
+                break
+            if i not in (PAD, GO):
+                out.append(self.itos[i] if 0 <= i < len(self.itos) else SPECIALS[UNK])
+        return out
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return detokenize(self.tokens(ids), self.level)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "tokens": self.itos}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "vocabulary") -> "Vocab":
+        if (not isinstance(data, dict) or not isinstance(data.get("tokens"), list)
+                or list(data["tokens"][:len(SPECIALS)]) != list(SPECIALS)
+                or not all(isinstance(t, str) for t in data["tokens"])):
+            raise ValueError(f"{source}: expected {{\"level\": \"char\" or \"word\", \"tokens\": [{', '.join(map(repr, SPECIALS))}, ...]}}")
+        if data.get("level") not in LEVELS:
+            raise ValueError(f"{source}: level={data.get('level')!r}: expected one of 'char', 'word'")
+        return cls(data["tokens"][len(SPECIALS):], data["level"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Where pairs come from
+# ---------------------------------------------------------------------------------------------------------
+
+def read_tsv(path: str | Path) -> list[tuple[str, str]]:
+    """``source<TAB>target`` lines of a UTF-8 file -> pairs. Blank lines are skipped; a line without a tab,
+    with more than one, or not UTF-8 is an error naming ``FILE:LINE``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tsv={str(path)!r}: no such file")
+    pairs = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{number}: not UTF-8 ({err.reason} at byte {err.start} of the line); "
+                                 f"expected a UTF-8 text file") from None
+            if number == 1:
+                line = line.lstrip("\ufeff")                            # a byte-order mark
+            if not line.strip():
+                continue
+            tabs = line.count("\t")
+            if tabs != 1:
+                found = "no tab" if tabs == 0 else f"{tabs} tabs"
+                raise ValueError(f"{path}:{number}: found {found} in {_short(line)}; expected source<TAB>target "
+                                 f"(exactly one tab)")
+            source, target = line.split("\t")
+            pairs.append((source, target))
+    return pairs
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def number_words(words: str) -> str:
+    """num2words' spelling -> the one used here: hyphens as spaces, no commas."""
+    return " ".join(words.replace("-", " ").replace(",", " ").split())
+
+
+def parse_variant(variant: str | None) -> tuple[str, str]:
+    """``"fr-digits"`` -> ("fr", "to_digits"); ``"digits-en"`` -> ("en", "to_words")."""
+    variant = "fr-digits" if variant is None else variant
+    parts = variant.split("-") if isinstance(variant, str) else []
+    if len(parts) == 2 and parts[1] == "digits" and parts[0] in NUMBER_LANGS:
+        return parts[0], "to_digits"
+    if len(parts) == 2 and parts[0] == "digits" and parts[1] in NUMBER_LANGS:
+        return parts[1], "to_words"
+    _checks.fail("variant", variant, f"<lang>-digits or digits-<lang> with lang one of {', '.join(NUMBER_LANGS)} "
+                 f"(e.g. fr-digits)")
+
+
+def number_pairs(variant: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+    """(pairs, keys) of number-phrases in one direction; the key is the number."""
+    from rnnkit import datasets
+
+    lang, direction = parse_variant(variant)
+    data = datasets.load("number-phrases")
+    rows = data["lang"] == lang
+    numbers = [str(int(n)) for n in data["number"][rows]]
+    words = [number_words(w) for w in data["words"][rows]]
+    pairs = list(zip(words, numbers)) if direction == "to_digits" else list(zip(numbers, words))
+    return pairs, numbers
+
+
+def strip_stress(phonemes: str) -> str:
+    """ARPAbet with stress digits -> without: "K AH0 Z" -> "K AH Z"."""
+    return re.sub(r"\d", "", phonemes)
+
+
+def cmudict_pairs(keep_stress: bool = False) -> tuple[list[tuple[str, str]], list[str]]:
+    """(pairs, keys) of cmudict: (spelling, phonemes) for every distinct pronunciation; the key is the word."""
+    from rnnkit import datasets
+
+    data = datasets.load("cmudict")
+    seen, pairs = set(), []
+    for word, phonemes in zip(data["word"], data["phonemes"]):
+        pair = (str(word), str(phonemes) if keep_stress else strip_stress(str(phonemes)))
+        if pair not in seen:
+            seen.add(pair)
+            pairs.append(pair)
+    return pairs, [w for w, _ in pairs]
+
+
+def split_of(key: str, val_frac: float, test_frac: float) -> str:
+    """``"train"``, ``"val"`` or ``"test"`` for ``key``, from a hash of it (see the module docstring)."""
+    h = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:15], 16) / 16 ** 15
+    return "test" if h < test_frac else "val" if h < test_frac + val_frac else "train"
+
+
+@dataclass
+class PairSplits:
+    """Pairs split into training, validation and test parts, with where they came from."""
+
+    train: list[tuple[str, str]]
+    val: list[tuple[str, str]]
+    test: list[tuple[str, str]]
+    source: str                                  # what they are, for messages and config.json
+    phonemes: bool = False                       # targets are phonemes (cmudict): report PER and WER
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def split_pairs(pairs: Sequence[tuple[str, str]], keys: Sequence[str] | None, val_frac: float, test_frac: float,
+                source: str, phonemes: bool = False) -> PairSplits:
+    """Split by the hash of each pair's key (default: its source text)."""
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
+    keys = [p[0] for p in pairs] if keys is None else keys
+    for pair, key in zip(pairs, keys):
+        parts[split_of(key, val_frac, test_frac)].append(pair)
+    return PairSplits(parts["train"], parts["val"], parts["test"], source, phonemes)
+
+
+def load_pairs(config: Any) -> PairSplits:
+    """The pairs a config names (``tsv``, else ``dataset`` with its ``variant``), split into three parts."""
+    if config.tsv is not None:
+        pairs = read_tsv(config.tsv)
+        return split_pairs(pairs, None, config.val_frac, config.test_frac, f"tsv {config.tsv}")
+    if config.dataset == "number-phrases":
+        pairs, keys = number_pairs(config.variant)
+        name = f"number-phrases {config.variant or 'fr-digits'}"
+        return split_pairs(pairs, keys, config.val_frac, config.test_frac, name)
+    if config.dataset == "cmudict":
+        if config.variant is not None:
+            _checks.fail("variant", config.variant, "None for cmudict (variants are number-phrases')")
+        pairs, keys = cmudict_pairs(config.keep_stress)
+        name = "cmudict" + (" (with stress)" if config.keep_stress else " (stress digits stripped)")
+        return split_pairs(pairs, keys, config.val_frac, config.test_frac, name, phonemes=True)
+    _checks.fail("dataset", config.dataset, f"one of {', '.join(map(repr, DATASETS))}, or a --tsv file")
+
+
+def auto_levels(config: Any) -> tuple[str, str]:
+    """The token levels a config asks for, ``auto`` settled by the data: number-phrases reads words (or
+    characters for the compounds of de/it) and digits as characters; cmudict spellings as characters and
+    phonemes as words; a TSV words on both sides."""
+    if config.tsv is not None:
+        auto = ("word", "word")
+    elif config.dataset == "cmudict":
+        auto = ("char", "word")
+    else:
+        lang, direction = parse_variant(config.variant)
+        words = "char" if lang in COMPOUND_LANGS else "word"
+        auto = (words, "char") if direction == "to_digits" else ("char", words)
+    return (auto[0] if config.source_level == "auto" else config.source_level,
+            auto[1] if config.target_level == "auto" else config.target_level)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pairs -> ids -> batches
+# ---------------------------------------------------------------------------------------------------------
+
+def clean_pairs(pairs: Sequence[Any], source_level: str, target_level: str,
+                max_source_length: int | None = None) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """Keep the pairs a model can learn from; count the others: an empty source or target, or a source
+    longer than ``max_source_length`` tokens. A pair that is not two strings is an error naming it."""
+    kept, skipped = [], {"empty_source": 0, "empty_target": 0, "too_long": 0}
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
+            _checks.fail(f"pairs[{i}]", pair, "a (source, target) pair of strings")
+        source, target = pair
+        n = len(tokenize(source, source_level))
+        if n == 0:
+            skipped["empty_source"] += 1
+        elif not tokenize(target, target_level):
+            skipped["empty_target"] += 1
+        elif max_source_length is not None and n > max_source_length:
+            skipped["too_long"] += 1
+        else:
+            kept.append((source, target))
+    return kept, skipped
+
+
+@dataclass
+class Encoded:
+    """Id sequences of pairs (targets without <go>/<eos>), and how many tokens became <unk>."""
+
+    sources: list[list[int]]
+    targets: list[list[int]]
+    unknown_source: int = 0
+    unknown_target: int = 0
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+def encode_pairs(pairs: Sequence[tuple[str, str]], source_vocab: Vocab, target_vocab: Vocab) -> Encoded:
+    out = Encoded([], [])
+    for source, target in pairs:
+        s, us = source_vocab.encode(source)
+        t, ut = target_vocab.encode(target)
+        out.sources.append(s)
+        out.targets.append(t)
+        out.unknown_source += us
+        out.unknown_target += ut
+    return out
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], before: Sequence[int] = (), after: Sequence[int] = ()) -> torch.Tensor:
+    """Sequences (each framed by ``before`` and ``after``) -> (B, longest) long tensor padded at the end with 0."""
+    rows = [list(before) + list(s) + list(after) for s in seqs]
+    out = torch.zeros(len(rows), max((len(r) for r in rows), default=0), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def make_batch(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]] | None = None) -> tuple:
+    """(src (B, S), lengths (B,)[, tgt_in (B, T), tgt_out (B, T)])."""
+    src = pad_batch(sources)
+    lengths = torch.tensor([len(s) for s in sources], dtype=torch.long)
+    if targets is None:
+        return src, lengths
+    return src, lengths, pad_batch(targets, before=[GO]), pad_batch(targets, after=[EOS])
+
+
+def batches(data: Encoded, batch_size: int, rng: np.random.Generator | None = None) -> list[tuple]:
+    """Training batches bucketed by source length (``rng``: shuffled), or in length order (no ``rng``)."""
+    n = len(data)
+    lengths = np.array([len(s) for s in data.sources])
+    if rng is not None:
+        order = rng.permutation(n)
+        chunks = np.array_split(order, max(1, math.ceil(n / (batch_size * 20))))
+        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks]) if n else order
+        groups = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        groups = [groups[i] for i in rng.permutation(len(groups))]
+    else:
+        order = np.argsort(lengths, kind="stable")
+        groups = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [make_batch([data.sources[i] for i in g], [data.targets[i] for i in g]) for g in groups]
+
+
+def group_references(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """Pairs -> (source, every target it has) in the order sources first appear: a source with several
+    targets (cmudict's alternate pronunciations) is one item with several references."""
+    refs: dict[str, list[str]] = {}
+    for source, target in pairs:
+        targets = refs.setdefault(source, [])
+        if target not in targets:
+            targets.append(target)
+    return list(refs.items())

@@ -1,0 +1,614 @@
+"""Sequence to sequence (many to many, unaligned): number words to digits, spelling to phonemes, your pairs.
+
+An encoder reads the source; a decoder writes the target one token at a time from ``<go>`` until
+``<eos>``, attending over the encoder's outputs; beam search keeps the best partial outputs::
+
+    from rnnkit.tasks import Seq2Seq
+    s2s = Seq2Seq(attention="general", max_minutes=5).fit()          # number-phrases, French words -> digits
+    s2s.translate("quatre vingt dix sept")                            # '97'
+    s2s.translate(["cent un", "mille"], beam=5, n_best=2, details=True)   # Translation objects with scores
+    s2s.evaluate(pairs)                                               # exact match, BLEU, chrF, error rates
+    s2s.save("runs/numbers"); Seq2Seq.load("runs/numbers"); rnnkit.load("runs/numbers")
+
+The main path reads in three places: the model (``model.py`` over :mod:`rnnkit.nn.attention`), the shared
+Trainer (teacher forcing through the one time loop, the loss over the target tokens only: padding never
+counts), and generation (greedy and sampling by :func:`rnnkit.generation.stateful.decode`, beam search by
+:func:`rnnkit.generation.search.batch_beam_search`, both over :meth:`Seq2SeqModel.step`). ``data.py`` holds
+the pairs, the hash splits, the vocabularies and the batches; ``cli.py`` is ``rnnkit seq2seq``.
+
+Choices a user should know about:
+
+* Training options are the shared :class:`~rnnkit.training.TrainConfig`, nested as ``config.train``; keyword
+  arguments and CLI flags take them by their flat names. The model keeps the weights of the epoch with the
+  lowest validation loss; ``val_exact_match`` (greedy, on up to ``val_decode`` validation sources) is
+  reported beside it.
+* Pairs with an empty source or target are skipped and counted (``data_["skipped"]``), as are training
+  pairs whose source is longer than ``max_source_length`` when that is set. At translate time an empty
+  source is an error naming it, and a source longer than the model's maximum (``max_source_length``, by
+  default the longest training source) is **cut to it, with a warning** naming the input: a batch of inputs
+  is not lost to one long line, and the cut is counted in ``Translation.truncated``.
+* Source tokens the vocabulary lacks become ``<unk>``; they are counted (``Translation.unknown``, and
+  ``unknown_tokens`` in ``evaluate``).
+* Decoding runs on the CPU (a model trained on a GPU is copied there), one batch of inputs at a time:
+  greedy by default, ``sample=True`` draws from the processed distribution, ``beam=N`` decodes the batch's
+  inputs and their N beams together. Beam scores follow GNMT: ``length_penalty`` (α) and
+  ``coverage_penalty`` (β), both 0 by default (plain summed log-probabilities).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rnnkit import _checks
+from rnnkit.config import field
+from rnnkit.generation.processors import make_processors
+from rnnkit.generation.search import batch_beam_search, expand_rows, make_generator
+from rnnkit.generation.stateful import decode
+from rnnkit.report.metrics import bleu_chrf, edit_distance_rates
+from rnnkit.runs.checkpoint import RunDir, check_weights_match, load_weights, save_weights
+from rnnkit.tasks.base import Task
+from rnnkit.tasks.seq2seq.data import (EOS, GO, LEVELS, PairSplits, Vocab, auto_levels, batches, clean_pairs,
+                                       detokenize, encode_pairs, group_references, load_pairs, make_batch,
+                                       split_pairs, tokenize)
+from rnnkit.tasks.seq2seq.model import ATTENTION_KINDS, CELLS, Seq2SeqModel
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.trainer import Trainer, pick_device, seed_everything
+
+WEIGHTS_FILE = "seq2seq.safetensors"     # the finished model (the best epoch's weights)
+TOKENIZER_FILE = "tokenizer.json"        # both vocabularies: {"source": {...}, "target": {...}}
+LEVEL_CHOICES = ("auto", *LEVELS)
+
+TRAIN_DEFAULTS = TrainConfig(
+    epochs=15,             # number-phrases: held-out exact match 1.0 in 15 epochs (bench/seq2seq.py)
+    batch_size=64,
+    lr=2e-3,
+    clip_grad_norm=1.0,
+    early_stop_patience=4,     # epochs without a lower validation loss
+    log_every=50,
+)
+
+
+@dataclass
+class Seq2SeqConfig:
+    """Everything `rnnkit seq2seq train` takes: the data, the model, and the training options."""
+
+    dataset: str = field("number-phrases", "named dataset when --tsv is not given: number-phrases or cmudict",
+                         choices=("number-phrases", "cmudict"))
+    variant: Optional[str] = field(None, "number-phrases direction: <lang>-digits or digits-<lang>, lang one of en "
+                                         "fr de es it (None: fr-digits, French words to digits)")
+    tsv: Optional[str] = field(None, "your own pairs: a UTF-8 file of source<TAB>target lines")
+    keep_stress: bool = field(False, "cmudict: keep the stress digits of the vowels (AH0, AH1); by default they "
+                                     "are stripped")
+    val_frac: float = field(0.05, "share held out for validation, by a hash of the number, word or source text")
+    test_frac: float = field(0.05, "share held out for the test report, by the same hash (never trained on)")
+    source_level: str = field("auto", "source tokens: characters or words (auto: by the data: words for number "
+                                      "words, characters for digits and spellings, words for a TSV)",
+                              choices=LEVEL_CHOICES)
+    target_level: str = field("auto", "target tokens: characters or words (auto: by the data: characters for "
+                                      "digits, words for phonemes, number words and a TSV)", choices=LEVEL_CHOICES)
+    num_words: Optional[int] = field(None, "keep this many entries per vocabulary (with the 4 special tokens); "
+                                           "rarer tokens become <unk> (None: all)")
+    max_source_length: Optional[int] = field(None, "longest source in tokens: longer training pairs are skipped "
+                                                   "and counted, longer inputs to translate are cut to it with a "
+                                                   "warning (None: the longest training source)")
+    cell: str = field("lstm", "recurrent cell of the encoder and the decoder", choices=CELLS)
+    attention: str = field("general", "attention score: none (plain encoder-decoder), additive (Bahdanau), dot "
+                                      "or general (Luong)", choices=ATTENTION_KINDS)
+    embedding_size: int = field(64, "size of the token embeddings (each side)")
+    hidden_size: int = field(128, "units of every recurrent layer (even: the first encoder layer has half of "
+                                  "them in each direction); 256 for cmudict")
+    encoder_layers: int = field(2, "encoder layers: the first bidirectional, the others residual")
+    decoder_layers: int = field(2, "decoder layers (residual from the second on)")
+    dropout: float = field(0.1, "dropout on every recurrent layer's input and before the output layer")
+    teacher_forcing: float = field(1.0, "share of decoder inputs taken from the target while training; below 1 "
+                                        "the decoder sometimes reads its own previous prediction (scheduled "
+                                        "sampling, run step by step: slower)")
+    val_decode: int = field(1000, "validation sources decoded greedily after each epoch for val_exact_match "
+                                  "(0: none)")
+    train: TrainConfig = field(TRAIN_DEFAULTS, "training options, flat flags --lr, --epochs, ...")
+
+    def __post_init__(self) -> None:
+        _checks.check_choice("dataset", self.dataset, ("number-phrases", "cmudict"))
+        _checks.check_choice("source_level", self.source_level, LEVEL_CHOICES)
+        _checks.check_choice("target_level", self.target_level, LEVEL_CHOICES)
+        _checks.check_choice("cell", self.cell, CELLS)
+        _checks.check_choice("attention", self.attention, ATTENTION_KINDS)
+        _checks.check_float("val_frac", self.val_frac, min=0, max=0.5, min_open=True)
+        _checks.check_float("test_frac", self.test_frac, min=0, max=0.5)
+        _checks.check_int("num_words", self.num_words, min=5, allow_none=True)
+        _checks.check_int("max_source_length", self.max_source_length, min=1, allow_none=True)
+        for name in ("embedding_size", "encoder_layers", "decoder_layers"):
+            _checks.check_int(name, getattr(self, name), min=1)
+        _checks.check_int("hidden_size", self.hidden_size, min=2)
+        if self.hidden_size % 2:
+            _checks.fail("hidden_size", self.hidden_size, "an even number (the first encoder layer has half of "
+                                                          "the units in each direction)")
+        _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
+        _checks.check_float("teacher_forcing", self.teacher_forcing, min=0, max=1)
+        _checks.check_int("val_decode", self.val_decode, min=0)
+        if not isinstance(self.train, TrainConfig):
+            _checks.fail("train", self.train, "a TrainConfig")
+
+
+@dataclass
+class Hypothesis:
+    """One output for one source."""
+
+    text: str
+    tokens: list[str]
+    score: float                      # beam: the GNMT score that ranked it; greedy/sampling: its log-probability
+    log_prob: float                   # summed log-probabilities of its tokens and <eos> (after the processors)
+    attention: Optional[np.ndarray] = None   # (output steps, <eos> included; source tokens) with return_attention
+
+
+@dataclass
+class Translation:
+    """The outputs for one source, best first, and what happened to the source on the way in."""
+
+    source: str
+    source_tokens: list[str]          # as the model read them (<unk> for unseen ones, cut to the maximum)
+    hypotheses: list[Hypothesis]
+    unknown: int = 0                  # source tokens the vocabulary lacks (read as <unk>)
+    truncated: int = 0                # source tokens cut off beyond max_source_length
+
+    @property
+    def text(self) -> str:
+        return self.hypotheses[0].text
+
+
+class Seq2Seq(Task):
+    """An attention encoder-decoder: ``fit`` pairs, ``translate`` texts, ``evaluate`` pairs.
+
+    ``Seq2Seq(config)`` or ``Seq2Seq(attention="dot", lr=1e-3, ...)`` (fields of :class:`Seq2SeqConfig` and of
+    its ``train`` options). Learned after ``fit`` or ``load``: ``source_vocab_``, ``target_vocab_``,
+    ``model_``, ``max_source_length_``, ``max_target_length_``; after ``fit`` also ``trainer_``,
+    ``history_``, ``metrics_`` (validation metrics of the weights it holds) and ``data_``.
+    """
+
+    name = "seq2seq"
+    config_class = Seq2SeqConfig
+    train_command = "rnnkit seq2seq train"
+
+    # -- training --------------------------------------------------------------------------------------
+
+    def fit(self, pairs: Sequence[tuple[str, str]] | None = None,
+            validation_pairs: Sequence[tuple[str, str]] | None = None, *, run_dir: str | None = None,
+            resume: bool = False, dry_run: bool = False, progress: bool | None = None) -> "Seq2Seq":
+        """Build the vocabularies and the model from the training pairs and train; returns ``self``.
+
+        ``pairs``: ``(source, target)`` strings; None loads ``config.tsv`` or ``config.dataset`` and holds out
+        its validation and test parts. Given pairs without ``validation_pairs`` give up ``val_frac`` of
+        their sources (by hash) for validation. ``run_dir`` gets checkpoints, metrics.jsonl, loss.png,
+        config.json, tokenizer.json and the finished model; ``resume=True`` continues the run saved there.
+        ``dry_run`` trains on one small batch and validates on a few pairs: seconds, for smoke tests.
+        """
+        cfg, train = self.config, self.config.train
+        pick_device(train.device)
+        if resume and run_dir is None:
+            _checks.fail("run_dir", run_dir, "the run directory to resume")
+        if resume and dry_run:
+            _checks.fail("dry_run", dry_run, "False with resume=True (a dry run is a fresh smoke test)")
+        if pairs is None:
+            splits = load_pairs(cfg)
+            levels = auto_levels(cfg)
+        else:
+            pairs = list(pairs)
+            if validation_pairs is None:
+                splits = split_pairs(pairs, None, cfg.val_frac, 0.0, "pairs passed to fit")
+            else:
+                splits = PairSplits(pairs, list(validation_pairs), [], "pairs passed to fit")
+            levels = tuple(("word" if v == "auto" else v) for v in (cfg.source_level, cfg.target_level))
+        self.source_level_, self.target_level_ = levels
+        train_pairs, skipped = clean_pairs(splits.train, *levels, cfg.max_source_length)
+        val_pairs, val_skipped = clean_pairs(splits.val, *levels, cfg.max_source_length)
+        if not train_pairs:
+            raise ValueError(f"{splits.source}: no training pairs ({len(splits.train)} before skipping "
+                             f"{_skipped_text(skipped) or 'none'}); expected at least one (source, target) "
+                             f"pair with a non-empty source and target")
+        if not val_pairs:
+            raise ValueError(f"{splits.source}: no validation pairs (val_frac={cfg.val_frac} of "
+                             f"{len(splits.train) + len(splits.val)} pairs); expected at least one: pass more "
+                             f"pairs, a larger val_frac, or validation_pairs")
+        # What the run trains on; a resumed run refuses data that changed since it began.
+        record = self._data_record(splits.source, train_pairs, val_pairs, run_dir=run_dir, resume=resume)
+
+        if resume:
+            RunDir(run_dir).require(TOKENIZER_FILE)
+            self.source_vocab_, self.target_vocab_ = _read_vocabs(RunDir(run_dir))
+        else:
+            self.source_vocab_ = Vocab.build((s for s, _ in train_pairs), levels[0], cfg.num_words)
+            self.target_vocab_ = Vocab.build((t for _, t in train_pairs), levels[1], cfg.num_words)
+        train_data = encode_pairs(train_pairs, self.source_vocab_, self.target_vocab_)
+        val_data = encode_pairs(val_pairs, self.source_vocab_, self.target_vocab_)
+        self.max_source_length_ = cfg.max_source_length or max(len(s) for s in train_data.sources)
+        self.max_target_length_ = max(len(t) for t in train_data.targets)
+        skipped = {k: skipped[k] + val_skipped[k] for k in skipped}
+        self.data_ = {**record, "dataset": None if cfg.tsv or pairs is not None else cfg.dataset,
+                      "phonemes": splits.phonemes, "source_level": levels[0], "target_level": levels[1],
+                      "sizes": {"train": len(train_pairs), "val": len(val_pairs), "test": len(splits.test)},
+                      "skipped": skipped, "vocabulary": {"source": len(self.source_vocab_),
+                                                         "target": len(self.target_vocab_)},
+                      "unknown_tokens": {"source": train_data.unknown_source + val_data.unknown_source,
+                                         "target": train_data.unknown_target + val_data.unknown_target}}
+        print(f"{splits.source}: {len(train_pairs):,} training pairs, {len(val_pairs):,} validation, "
+              f"{len(splits.test):,} test; {levels[0]} -> {levels[1]} tokens, vocabularies "
+              f"{len(self.source_vocab_)} / {len(self.target_vocab_)}"
+              + (f"; skipped {_skipped_text(skipped)}" if any(skipped.values()) else ""), file=sys.stderr)
+
+        if dry_run:
+            train_data = _head(train_data, train.batch_size)
+            val_data = _head(val_data, 16)
+            train = dataclasses.replace(train, max_steps=1, max_minutes=None, epochs=1, schedule="constant")
+        seed_everything(train.seed)
+        self.model_ = self._build_model()
+        seed = train.seed
+        train_batches = (lambda epoch: batches(train_data, train.batch_size, np.random.default_rng([seed, epoch])))
+        val_batches = batches(val_data, 256)
+        val_groups = group_references(val_pairs[:len(val_data)])[:cfg.val_decode]
+
+        def compute_loss(model, batch, state):
+            src, lengths, tgt_in, tgt_out = batch
+            logits = model(src, lengths, tgt_in, cfg.teacher_forcing)                # (B, T, V)
+            # Mean over the target tokens; <pad> (id 0) positions never count.
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=0)
+            return loss, None, len(lengths)
+
+        def evaluate(model):
+            device = next(model.parameters()).device
+            nats, tokens = 0.0, 0
+            for src, lengths, tgt_in, tgt_out in val_batches:
+                logits = model(src.to(device), lengths.to(device), tgt_in.to(device))
+                nats += float(F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.to(device).flatten(),
+                                              ignore_index=0, reduction="sum"))
+                tokens += int((tgt_out != 0).sum())
+            metrics = {"val_loss": nats / max(tokens, 1)}
+            if val_groups:
+                with warnings.catch_warnings():             # sources longer than any trained on: cut, silently
+                    warnings.simplefilter("ignore")
+                    outputs = self._translate_with(_on_cpu(model, self._build_model), [s for s, _ in val_groups],
+                                                   batch_size=256)
+                metrics["val_exact_match"] = float(np.mean([
+                    o.text in {_normal(r, self.target_level_) for r in refs}
+                    for o, (_, refs) in zip(outputs, val_groups)]))
+            return metrics
+
+        if run_dir is not None:
+            # config.json and the vocabularies first: a run directory in training says what it is, and a
+            # stopped run can still translate from its best checkpoint.
+            self.write_config(run_dir)
+            self._write_vocabs(RunDir(run_dir))
+        trainer = Trainer(self.model_, train, run_dir=run_dir, progress=progress, items_name="pairs")
+        trainer.fit(train_batches, compute_loss, evaluate, resume=resume)
+        self._refuse_spent_budget(trainer, run_dir, resume)
+        self.trainer_ = trainer
+        self.history_ = trainer.history
+        self.metrics_ = _metrics_of_held_weights(trainer)
+        self.model_.eval()
+        if run_dir is not None and not trainer.interrupted:
+            self.save(run_dir)
+        return self
+
+    def _build_model(self) -> Seq2SeqModel:
+        cfg = self.config
+        return Seq2SeqModel(len(self.source_vocab_), len(self.target_vocab_), cfg.embedding_size, cfg.hidden_size,
+                            cfg.encoder_layers, cfg.decoder_layers, cfg.cell, cfg.attention, cfg.dropout)
+
+    # -- translation -------------------------------------------------------------------------------------
+
+    def translate(self, texts: str | Sequence[str], *, beam: int | None = None, n_best: int = 1,
+                  sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None, random_seed: int | None = None, length_penalty: float = 0.0,
+                  coverage_penalty: float = 0.0, max_length: int | None = None, batch_size: int = 64,
+                  processors: Sequence[Callable] | None = None, return_attention: bool = False,
+                  details: bool = False) -> Any:
+        """Translate one text (a str back) or a list of texts (a list back, in the same order).
+
+        Greedy by default; ``sample=True`` draws each token (``temperature``, ``top_k``, ``top_p``, your own
+        ``processors`` ``(tokens, logits) -> logits``, ``random_seed``); ``beam=N`` keeps N hypotheses per
+        text, all texts of a batch decoded together, ranked by GNMT's score with ``length_penalty`` (α)
+        and ``coverage_penalty`` (β). ``max_length``: most output tokens (default: twice the longest
+        training target, + 10).
+
+        Each result is the best output's text, unless ``n_best > 1`` (the N best, needs ``beam >= N``),
+        ``return_attention`` or ``details``: then a :class:`Translation` with its hypotheses (text, tokens,
+        score, log-probability, and the attention (output steps x source tokens) with ``return_attention``).
+        """
+        self._check_fitted()
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts) if isinstance(texts, (list, tuple)) else None
+        if items is None:
+            _checks.fail("texts", texts, "a text (str) or a list of texts")
+        simple = not (details or return_attention or n_best > 1)
+        out = self._translate_with(self._cpu_model(), items, beam=beam, n_best=n_best, sample=sample,
+                                   temperature=temperature, top_k=top_k, top_p=top_p, random_seed=random_seed,
+                                   length_penalty=length_penalty, coverage_penalty=coverage_penalty,
+                                   max_length=max_length, batch_size=batch_size, processors=processors,
+                                   return_attention=return_attention, single=single, rescore=not simple)
+        if simple:
+            out = [t.text for t in out]
+        return out[0] if single else out
+
+    def _translate_with(self, model: Seq2SeqModel, items: list, *, beam: int | None = None, n_best: int = 1,
+                        sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
+                        top_p: float | None = None, random_seed: int | None = None, length_penalty: float = 0.0,
+                        coverage_penalty: float = 0.0, max_length: int | None = None, batch_size: int = 64,
+                        processors: Sequence[Callable] | None = None, return_attention: bool = False,
+                        single: bool = False, rescore: bool = False) -> list[Translation]:
+        """Translations (with details) of ``items`` by ``model`` (on the CPU); see :meth:`translate`.
+        ``rescore``: greedy and sampled outputs get their log-probability (one more teacher-forced pass; beam
+        search has it anyway); without it theirs is NaN."""
+        _checks.check_int("beam", beam, min=1, allow_none=True)
+        _checks.check_int("n_best", n_best, min=1)
+        if beam is None and n_best > 1:
+            _checks.fail("n_best", n_best, "1 without beam search (greedy and sampling give one output per "
+                                           "text; pass beam >= n_best)")
+        if beam is not None and n_best > beam:
+            _checks.fail("n_best", n_best, f"at most beam={beam} (the outputs are among the beams)")
+        if beam is not None and sample:
+            raise ValueError("sample=True and beam: choose one (beam search keeps the most likely outputs)")
+        _checks.check_float("temperature", temperature, min=0)
+        _checks.check_float("length_penalty", length_penalty, min=0)
+        _checks.check_float("coverage_penalty", coverage_penalty, min=0)
+        _checks.check_int("max_length", max_length, min=1, allow_none=True)
+        _checks.check_int("batch_size", batch_size, min=1)
+        _checks.check_int("random_seed", random_seed, min=0, max=2**64 - 1, allow_none=True)
+        if coverage_penalty > 0 and self.config.attention == "none":
+            _checks.fail("coverage_penalty", coverage_penalty, "0 for a model without attention (coverage "
+                                                               "sums the attention weights)")
+        if sample and temperature == 0:
+            sample = False                                         # temperature 0 is the argmax
+        chain = make_processors(temperature if temperature > 0 else 1.0, top_k, top_p,
+                                processors=list(processors) if processors is not None else [])
+        max_length = max_length or 2 * self.max_target_length_ + 10
+        want_attention = return_attention and self.config.attention != "none"
+
+        # Sources -> ids: empty ones refused, unseen tokens counted, long ones cut (with a warning).
+        encoded, translations = [], []
+        for i, text in enumerate(items):
+            name = "text" if single else f"texts[{i}]"
+            if not isinstance(text, str):
+                _checks.fail(name, text, "a text (str)")
+            ids, unknown = self.source_vocab_.encode(text)
+            if not ids:
+                _checks.fail(name, text, "a non-empty source text (at least one token)")
+            cut = max(0, len(ids) - self.max_source_length_)
+            if cut:
+                warnings.warn(f"{name}: {len(ids)} {self.source_level_} tokens, more than the model's maximum "
+                              f"max_source_length={self.max_source_length_}: cut to the first "
+                              f"{self.max_source_length_}", stacklevel=3)
+                ids = ids[:self.max_source_length_]
+            unknown = sum(1 for t in ids if t == 1)
+            encoded.append(ids)
+            translations.append(Translation(text, [self.source_vocab_.itos[t] for t in ids], [], unknown, cut))
+
+        generator = make_generator(random_seed if random_seed is not None
+                                   else int(torch.randint(0, 2**31 - 1, ()).item())) if sample else None
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))   # similar lengths together
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                for k in range(0, len(order), batch_size):
+                    chunk = order[k:k + batch_size]
+                    hyps = self._decode_batch(model, [encoded[i] for i in chunk], beam, n_best, chain, generator,
+                                              length_penalty, coverage_penalty, max_length, want_attention,
+                                              rescore)
+                    for i, h in zip(chunk, hyps):
+                        translations[i].hypotheses = h
+        finally:
+            model.train(was_training)
+        return translations
+
+    def _decode_batch(self, model: Seq2SeqModel, sources: list[list[int]], beam, n_best, chain, generator, alpha,
+                      beta, max_length, want_attention, rescore) -> list[list[Hypothesis]]:
+        """One batch of id sequences -> each one's hypotheses."""
+        src, lengths = make_batch(sources)
+        memory, state = model.encode(src, lengths)
+        B = len(sources)
+        start = torch.full((B,), GO, dtype=torch.long)
+        logits, state, attention = model.step(start, state, memory)    # the first step, once per input
+        if beam is not None:
+            memory_k = expand_rows(memory, beam)                     # fixed: bound to the step, never reordered
+            res = batch_beam_search(lambda tokens, st: model.step(tokens, st, memory_k), state, logits, beam,
+                                    max_length, EOS, attention=attention, prefix=start.unsqueeze(1),
+                                    processors=chain, length_penalty_alpha=alpha, coverage_penalty_beta=beta,
+                                    source_mask=None if memory is None else memory.mask, n_best=n_best,
+                                    return_attention=want_attention)
+            out = []
+            for b in range(B):
+                hyps = []
+                for j in range(n_best):
+                    if not math.isfinite(float(res.scores[b, j])):
+                        continue
+                    n = int(res.lengths[b, j])
+                    attention = (res.attention[b, j, :n, :len(sources[b])].float().numpy()
+                                 if res.attention is not None else None)
+                    hyps.append(self._hypothesis(res.tokens[b, j, :n].tolist(), float(res.scores[b, j]),
+                                                 float(res.log_probs[b, j]), attention))
+                out.append(hyps)
+            return out
+        uniforms = None if generator is None else torch.rand(max_length, B, generator=generator)
+        tokens = decode(lambda tok, st: model.step(tok, st, memory)[:2], logits, state, max_length,
+                        processors=chain, greedy=generator is None, uniforms=uniforms, end_token=EOS,
+                        prefix=start.unsqueeze(1))                    # (B, L); processors see <go> first
+        # The log-probability (and attention) of what was chosen: the same steps once more, teacher-forced.
+        logp = attention = None
+        if rescore or want_attention:
+            logp, attention = self._rescore(model, src, lengths, tokens, chain, want_attention)
+        out = []
+        for b in range(B):
+            row = tokens[b].tolist()
+            n = row.index(EOS) + 1 if EOS in row else len(row)
+            att = attention[b, :n, :len(sources[b])].float().numpy() if attention is not None else None
+            total = float(logp[b, :n].sum()) if logp is not None else math.nan
+            out.append([self._hypothesis(row[:n], total, total, att)])
+        return out
+
+    @staticmethod
+    def _rescore(model, src, lengths, tokens, chain, want_attention):
+        """Per-token log-probabilities (B, L) (0 after <eos>) of ``tokens`` (B, L), and the attention."""
+        memory, state = model.encode(src, lengths)
+        B, L = tokens.shape
+        prev = torch.full((B,), GO, dtype=torch.long)
+        history = prev.unsqueeze(1)
+        logps, attns = [], []
+        for t in range(L):
+            logits, state, weights = model.step(prev, state, memory)
+            logits = chain(history, logits) if chain else logits
+            logps.append(torch.log_softmax(logits.double(), -1).gather(1, tokens[:, t:t + 1]).squeeze(1))
+            if want_attention:
+                attns.append(weights)
+            prev = tokens[:, t]
+            history = torch.cat([history, prev.unsqueeze(1)], dim=1)
+        logp = torch.stack(logps, 1)                                           # (B, L)
+        ended = (tokens == EOS).long().cumsum(1) - (tokens == EOS).long()       # 1 after the first <eos>
+        logp = logp.masked_fill((ended > 0) | (tokens == 0), 0.0)
+        return logp, (torch.stack(attns, 1) if want_attention else None)
+
+    def _hypothesis(self, ids: list[int], score: float, log_prob: float, attention) -> Hypothesis:
+        tokens = self.target_vocab_.tokens(ids)
+        return Hypothesis(detokenize(tokens, self.target_level_), tokens, score, log_prob, attention)
+
+    def _cpu_model(self) -> Seq2SeqModel:
+        """The model to decode with, on the CPU: ``model_`` itself, or a copy when it lives on a GPU."""
+        return _on_cpu(self.model_, self._build_model)
+
+    # -- evaluation --------------------------------------------------------------------------------------
+
+    def evaluate(self, pairs: Sequence[tuple[str, str]], *, beam: int | None = None, length_penalty: float = 0.0,
+                 coverage_penalty: float = 0.0, max_length: int | None = None,
+                 batch_size: int = 64) -> dict[str, Any]:
+        """Exact match, BLEU, chrF and the token error rate of the outputs for ``pairs`` (+ PER and WER for
+        phonemes); greedy, or beam search with ``beam``.
+
+        A source with several targets (cmudict's alternate pronunciations) is one item whose output is right
+        when it equals any of them (and is scored against the closest one). Pairs with an empty source or
+        target are skipped and counted. BLEU counts word n-grams (sacrebleu's 13a tokenizer), or character
+        n-grams when the targets are characters."""
+        self._check_fitted()
+        kept, skipped = clean_pairs(list(pairs), self.source_level_, self.target_level_)
+        if not kept:
+            _checks.fail("pairs", f"{len(pairs)} pairs", "at least one (source, target) pair with a non-empty "
+                                                         "source and target")
+        groups = group_references(kept)
+        with warnings.catch_warnings():                     # one warning for all the sources that were cut
+            warnings.simplefilter("ignore")
+            outputs = self.translate([s for s, _ in groups], beam=beam, length_penalty=length_penalty,
+                                     coverage_penalty=coverage_penalty, max_length=max_length,
+                                     batch_size=batch_size, details=True)
+        cut = sum(1 for o in outputs if o.truncated)
+        if cut:
+            warnings.warn(f"pairs: {cut} sources longer than the model's maximum max_source_length="
+                          f"{self.max_source_length_} tokens were cut to it", stacklevel=2)
+        refs = [[_normal(r, self.target_level_) for r in targets] for _, targets in groups]
+        hyps = [o.text for o in outputs]
+        exact = float(np.mean([h in r for h, r in zip(hyps, refs)]))
+        level = self.target_level_
+        result: dict[str, Any] = {
+            "n": len(groups), "pairs": len(kept), "decoding": "greedy" if beam is None else f"beam {beam}",
+            "exact_match": exact,
+            **bleu_chrf(hyps, refs, tokenize="char" if level == "char" else "13a"),
+            **{k: v for k, v in edit_distance_rates([o.hypotheses[0].tokens for o in outputs],
+                                                    [[tokenize(r, level) for r in rs] for rs in refs]).items()
+               if k == "token_error_rate"},
+            "unknown_tokens": sum(o.unknown for o in outputs),
+            "truncated": cut,
+            "skipped": skipped,
+        }
+        if self.data_.get("phonemes"):
+            result["per"] = result["token_error_rate"]        # phoneme error rate
+            result["wer"] = 1.0 - exact                       # word error rate: words with any phoneme wrong
+        return result
+
+    # -- saving and loading (config.json itself is the Task base's) -------------------------------------
+
+    def fitted_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"source_level": self.source_level_, "target_level": self.target_level_,
+                                  "max_source_length": self.max_source_length_,
+                                  "max_target_length": self.max_target_length_}
+        trainer = self.__dict__.get("trainer_")
+        if trainer is not None and trainer.stop_reason is not None:
+            values["training"] = {"steps": trainer.step, "epochs": trainer.epoch, "stop_reason": trainer.stop_reason,
+                                  "best_val_loss": trainer.best, "seconds": round(trainer.train_seconds, 1)}
+        return values
+
+    def _write_vocabs(self, run: RunDir) -> None:
+        run.write_json(TOKENIZER_FILE, {"source": self.source_vocab_.to_dict(),
+                                        "target": self.target_vocab_.to_dict()})
+
+    def _save_files(self, run: RunDir) -> None:
+        self._write_vocabs(run)
+        save_weights(run.file(WEIGHTS_FILE), {k: v.detach().cpu() for k, v in self.model_.state_dict().items()})
+
+    def _load_files(self, run: RunDir, fitted: dict[str, Any], **options: Any) -> None:
+        run.require(TOKENIZER_FILE)
+        self.source_vocab_, self.target_vocab_ = _read_vocabs(run)
+        for key in ("max_source_length", "max_target_length"):
+            value = fitted.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{run.config_path}: fitted.{key}={value!r}: expected an integer >= 1")
+        self.source_level_, self.target_level_ = self.source_vocab_.level, self.target_vocab_.level
+        self.max_source_length_ = fitted["max_source_length"]
+        self.max_target_length_ = fitted["max_target_length"]
+        model = self._build_model()
+        source = run.file(WEIGHTS_FILE)
+        if source.is_file():
+            tensors = load_weights(source)
+        else:
+            source, tensors = self._checkpoint_weights(run, WEIGHTS_FILE)    # training has not finished
+        check_weights_match(tensors, model.state_dict(), source=str(source))
+        model.load_state_dict(tensors)
+        self.model_ = model.eval()
+        self.trainer_ = None
+        self.history_ = run.read_metrics()
+
+
+def _read_vocabs(run: RunDir) -> tuple[Vocab, Vocab]:
+    doc = run.read_json(TOKENIZER_FILE)
+    path = run.file(TOKENIZER_FILE)
+    if not isinstance(doc, dict) or "source" not in doc or "target" not in doc:
+        raise ValueError(f"{path}: expected {{\"source\": {{...}}, \"target\": {{...}}}}: the two vocabularies")
+    return (Vocab.from_dict(doc["source"], f"{path}: source"), Vocab.from_dict(doc["target"], f"{path}: target"))
+
+
+def _normal(text: str, level: str) -> str:
+    """A reference as the model would write it (whitespace runs as one space)."""
+    return detokenize(tokenize(text, level), level)
+
+
+def _head(data, n: int):
+    return dataclasses.replace(data, sources=data.sources[:n], targets=data.targets[:n])
+
+
+def _skipped_text(skipped: dict[str, int]) -> str:
+    names = {"empty_source": "with an empty source", "empty_target": "with an empty target",
+             "too_long": "with a source longer than max_source_length"}
+    return ", ".join(f"{n} {names[k]}" for k, n in skipped.items() if n)
+
+
+def _on_cpu(model: Seq2SeqModel, build: Callable[[], Seq2SeqModel]) -> Seq2SeqModel:
+    """``model`` if it is on the CPU, else a CPU copy of it (decoding runs on the CPU)."""
+    if next(model.parameters()).device.type == "cpu":
+        return model
+    with torch.inference_mode(False), torch.no_grad():
+        copy = build()
+        copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    return copy.eval()
+
+
+def _metrics_of_held_weights(trainer: Trainer) -> dict[str, float]:
+    """The validation metrics of the weights the model holds after ``fit`` (the best epoch's, with
+    ``restore_best``), else the last epoch's."""
+    best = [r for r in trainer.history if r.get("event") == "epoch" and r.get("best")]
+    if not trainer.config.restore_best or not best:
+        return dict(trainer.metrics)
+    return {k: best[-1][k] for k in trainer.metrics if k in best[-1]}
