@@ -44,18 +44,20 @@ class TsData:
         return np.stack(self.X) if self.X else np.zeros((0, 0, 0), np.float32)
 
 
-def _number(value: str, source: str, line: int, channel: int) -> float:
+def parse_number(value: str, source, line: int, column: str, missing: str = "write ? to mark it missing") -> float:
+    """One sensor reading: a finite float, or NaN for a missing one (blank, NA, ?); errors name the
+    file, line and column. ``missing`` says how this file format marks a missing value."""
     v = value.strip()
     if v in MISSING or v == "?":
         return math.nan
     try:
         x = float(v)
     except ValueError:
-        raise ValueError(f"{source}: line {line}, column 'channel {channel}': {value!r} is not a number "
+        raise ValueError(f"{source}: line {line}, column {column!r}: {value!r} is not a number "
                          f"(sensor values must be numeric; blank, NA or ? mark a missing value)") from None
     if math.isinf(x):
-        raise ValueError(f"{source}: line {line}, column 'channel {channel}': {value!r} is not a finite number "
-                         f"(fix the value, or write ? to mark it missing)")
+        raise ValueError(f"{source}: line {line}, column {column!r}: {value!r} is not a finite number "
+                         f"(fix the value, or {missing})")
     return x
 
 
@@ -88,7 +90,7 @@ def parse_ts(text: str, source: str = ".ts") -> TsData:
         classes = _declared_classes(header)
         if classes is not None and label not in classes:
             raise ValueError(f"{source}: line {lineno}: row {len(y) + 1} has label {label!r}, not one of {classes}")
-        series = [[_number(v, source, lineno, c + 1) for v in ch.split(",")] for c, ch in enumerate(channels)]
+        series = [[parse_number(v, source, lineno, f"channel {c + 1}") for v in ch.split(",")] for c, ch in enumerate(channels)]
         lengths = [len(s) for s in series]
         if len(set(lengths)) != 1:
             raise ValueError(f"{source}: line {lineno}: ragged row: its channels have {lengths} values; "

@@ -33,7 +33,7 @@ import numpy as np
 
 from rnnkit import _checks
 from rnnkit.datasets.files import MISSING, check_unique_header, missing_label, read_text
-from rnnkit.datasets.ts import read_ts
+from rnnkit.datasets.ts import parse_number, read_ts
 
 TEXT_DATASETS = ("imdb", "rotten-tomatoes")
 SERIES_DATASETS = ("basic-motions",)
@@ -141,18 +141,7 @@ def remove_duplicates(texts: list[str], labels: np.ndarray) -> tuple[list[str], 
 # ----------------------------------------------------------------------------- series
 
 def _number(value: str, path: Path, line: int, column: str) -> float:
-    v = value.strip()
-    if v in MISSING or v == "?":
-        return math.nan
-    try:
-        x = float(v)
-    except ValueError:
-        raise ValueError(f"{path}: line {line}, column {column!r}: {value!r} is not a number "
-                         f"(sensor values must be numeric; blank, NA or ? mark a missing value)") from None
-    if math.isinf(x):
-        raise ValueError(f"{path}: line {line}, column {column!r}: {value!r} is not a finite number "
-                         f"(fix the value, or leave it blank to mark it missing)")
-    return x
+    return parse_number(value, path, line, column, missing="leave it blank to mark it missing")
 
 
 def read_long_csv(path: str | Path, label_col: str = "label", id_col: str = "id", step_col: str | None = "step",
