@@ -464,24 +464,6 @@ def test_a_run_directory_of_rnnkit_0_1_still_loads(tmp_path, kind):
 
 # ----------------------------------------------------------------------------- nothing lost (issue 14)
 
-@pytest.fixture
-def ctrl_c_at_step(monkeypatch):
-    """Press Ctrl-C once, right after optimizer step ``step`` of the next training (a Trainer callback)."""
-    from rnnkit.training import Trainer
-
-    def arm(step):
-        fit, fired = Trainer.fit, []
-
-        def fit_with_ctrl_c(self, *args, **kwargs):
-            def press(trainer):
-                if not fired and trainer.step >= step:
-                    fired.append(step)
-                    raise KeyboardInterrupt
-            self.add_callback("on_step_end", press)
-            return fit(self, *args, **kwargs)
-        monkeypatch.setattr(Trainer, "fit", fit_with_ctrl_c)
-    return arm
-
 
 def small_text_run(tmp_path, n=60):
     texts, y = sentiment_texts(n)

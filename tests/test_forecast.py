@@ -338,24 +338,6 @@ def test_cli_compare_resume_goes_on_with_each_model(tmp_path, capsys):
 
 # --- nothing lost: Ctrl-C, unfinished runs, changed data, comparisons (issue 14) ----------------------------
 
-@pytest.fixture
-def ctrl_c_at_step(monkeypatch):
-    """Press Ctrl-C once, right after optimizer step ``step`` of the next training (a Trainer callback)."""
-    from rnnkit.training import Trainer
-
-    def arm(step):
-        fit, fired = Trainer.fit, []
-
-        def fit_with_ctrl_c(self, *args, **kwargs):
-            def press(trainer):
-                if not fired and trainer.step >= step:
-                    fired.append(step)
-                    raise KeyboardInterrupt
-            self.add_callback("on_step_end", press)
-            return fit(self, *args, **kwargs)
-        monkeypatch.setattr(Trainer, "fit", fit_with_ctrl_c)
-    return arm
-
 
 def test_ctrl_c_exits_130_without_the_test_evaluation_and_resumes(tmp_path, capsys, ctrl_c_at_step):
     csv = write_csv(tmp_path / "s.csv", n=240)

@@ -530,23 +530,6 @@ CLI_TINY = ["--hidden-size", "16", "--num-layers", "1", "--embedding-size", "8",
             "--batch-size", "8", "--lr", "0.01", "--sample-length", "0"]
 
 
-@pytest.fixture
-def ctrl_c_at_step(monkeypatch):
-    """Press Ctrl-C once, right after optimizer step ``step`` of the next training (a Trainer callback)."""
-    def arm(step):
-        fit, fired = Trainer.fit, []
-
-        def fit_with_ctrl_c(self, *args, **kwargs):
-            def press(trainer):
-                if not fired and trainer.step >= step:
-                    fired.append(step)
-                    raise KeyboardInterrupt
-            self.add_callback("on_step_end", press)
-            return fit(self, *args, **kwargs)
-        monkeypatch.setattr(Trainer, "fit", fit_with_ctrl_c)
-    return arm
-
-
 def epochs_logged(run):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return [r["epoch"] for r in records if r["event"] == "epoch"]
