@@ -32,15 +32,12 @@ the optimizer trains travel in the training state, so a resumed run continues th
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import random
-import shlex
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -278,7 +275,7 @@ class Trainer:
                 self.save(best=False)
                 self.message = (f"{what} in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
                                 f"checkpoint saved in {self.run_dir.path}. Resume with fit(..., resume=True) "
-                                f"on a Trainer with this run_dir (CLI: {self._resume_command()}).")
+                                f"on a Trainer with this run_dir.")   # the CLI prints its own command
             else:
                 self.message = (f"{what} in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
                                 f"nothing saved (no run_dir).")
@@ -609,15 +606,6 @@ class Trainer:
         if len(self.history) != len(history):
             self.run_dir.rewrite_metrics(self.history)
         return self
-
-    def _resume_command(self) -> str:
-        """The shell command that continues this run (with --resume only budgets may be given)."""
-        try:
-            task = self.run_dir.read_config().get("task")
-        except (OSError, ValueError):
-            task = None
-        group = task.replace("-", " ") if isinstance(task, str) else "<task>"   # classify-multilabel
-        return f"rnnkit {group} train --run-dir {shlex.quote(str(self.run_dir.path))} --resume"
 
     def _restore_trained_weights(self, trained: dict[str, torch.Tensor] | None) -> None:
         """After loading a checkpoint's weight file: put the trained weights back and rebuild the average."""

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from rnnkit import _checks
-from rnnkit.datasets.files import MISSING, check_unique_header, missing_label, read_text
+from rnnkit.datasets.files import check_unique_header, missing_label, read_text
 from rnnkit.datasets.ts import parse_number, read_ts
 
 TEXT_DATASETS = ("imdb", "rotten-tomatoes")
