@@ -35,7 +35,7 @@ import numpy as np
 from rnnkit import _checks
 from rnnkit.config import (add_config_arguments, add_run_arguments, config_from_args, config_from_dict,
                            config_to_dict, flag_name, given_fields)
-from rnnkit.runs.checkpoint import RunDir, atomic_write_bytes
+from rnnkit.runs.checkpoint import RunDir, atomic_write_bytes, load_weights
 from rnnkit.runs.schema import read_run_config, write_run_config
 from rnnkit.runs.schema import task_class as schema_task_class   # base's own task_class is an argument name
 
@@ -215,9 +215,11 @@ class Task:
 
     # -- saving and loading ----------------------------------------------------------------------------------
 
-    def _checkpoint_weights(self, run: RunDir, final_name: str) -> tuple[Path, dict[str, Any]]:
-        """(file, tensors) of a run whose training has not finished (stopped or killed before ``final_name``,
-        the finished model, was written): its best checkpoint, else its last, with a note saying so."""
+    def _model_weights(self, run: RunDir, final_name: str) -> tuple[Path, dict[str, Any]]:
+        """(file, tensors) of the run's model: ``final_name`` when training finished; else (stopped or killed
+        before it was written) the best checkpoint, else the last, with a note saying so."""
+        if run.file(final_name).is_file():
+            return run.file(final_name), load_weights(run.file(final_name))
         best = run.best_path.is_file()
         if not best and not run.weights_path.is_file():
             raise FileNotFoundError(f"{run.path}: the run has no trained model: no {final_name} (its training did "

@@ -48,7 +48,7 @@ from rnnkit.config import field
 from rnnkit.datasets import series
 from rnnkit.nn.layers import RNN
 from rnnkit.report.metrics import multilabel_metrics
-from rnnkit.runs.checkpoint import RunDir, load_weights, save_weights
+from rnnkit.runs.checkpoint import RunDir, check_weights_match, save_weights
 from rnnkit.runs.schema import FORMAT_VERSION
 from rnnkit.tasks.base import Task, stop_if_interrupted
 from rnnkit.tasks.classify.task import check_run_dir, nest_train_fields
@@ -361,10 +361,9 @@ class MultilabelClassifier(Task):
         self.train_seconds_ = fitted.get("train_seconds", 0.0)
         self.trainer_ = None
         net = MultilabelNet(self.config, 2 * len(self.mean_), self.num_labels_, self.num_aux_)
-        if run.file(WEIGHTS_FILE).is_file():
-            load_weights(run.file(WEIGHTS_FILE), net)
-        else:
-            net.load_state_dict(self._checkpoint_weights(run, WEIGHTS_FILE)[1])   # training has not finished
+        source, tensors = self._model_weights(run, WEIGHTS_FILE)    # a checkpoint if training has not finished
+        check_weights_match(tensors, net.state_dict(), source=str(source))
+        net.load_state_dict(tensors)
         self.model_ = net.eval()
 
     @classmethod

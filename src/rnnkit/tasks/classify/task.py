@@ -27,7 +27,7 @@ from rnnkit import _checks
 from rnnkit.config import field
 from rnnkit.report.metrics import classification_metrics
 from rnnkit.report.plots import new_figure, save_png
-from rnnkit.runs.checkpoint import RunDir, check_weights_match, load_weights, save_weights
+from rnnkit.runs.checkpoint import RunDir, check_weights_match, save_weights
 from rnnkit.runs.schema import FORMAT_VERSION
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.classify.data import Split, small_sample
@@ -418,11 +418,7 @@ class SequenceClassifier(Task):
             st = fitted if "mean" in fitted else run.read_json("standardize.json")
             self.mean_, self.std_ = np.array(st["mean"], np.float32), np.array(st["std"], np.float32)
         net = self._build_net()
-        source = run.file(WEIGHTS_FILE)
-        if source.is_file():
-            tensors = load_weights(source)
-        else:
-            source, tensors = self._checkpoint_weights(run, WEIGHTS_FILE)    # training has not finished
+        source, tensors = self._model_weights(run, WEIGHTS_FILE)    # a checkpoint if training has not finished
         tensors = upgrade_state_dict(tensors)
         check_weights_match(tensors, net.state_dict(), source=str(source))
         net.load_state_dict(tensors)

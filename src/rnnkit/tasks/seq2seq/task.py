@@ -54,7 +54,7 @@ from rnnkit.generation.processors import make_processors
 from rnnkit.generation.search import batch_beam_search, expand_rows, make_generator
 from rnnkit.generation.stateful import decode
 from rnnkit.report.metrics import bleu_chrf, edit_distance_rates
-from rnnkit.runs.checkpoint import RunDir, check_weights_match, load_weights, save_weights
+from rnnkit.runs.checkpoint import RunDir, check_weights_match, save_weights
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.seq2seq.data import (EOS, GO, LEVELS, PairSplits, Vocab, auto_levels, batches, clean_pairs,
                                        detokenize, encode_pairs, group_references, load_pairs, make_batch,
@@ -560,11 +560,7 @@ class Seq2Seq(Task):
         self.max_source_length_ = fitted["max_source_length"]
         self.max_target_length_ = fitted["max_target_length"]
         model = self._build_model()
-        source = run.file(WEIGHTS_FILE)
-        if source.is_file():
-            tensors = load_weights(source)
-        else:
-            source, tensors = self._checkpoint_weights(run, WEIGHTS_FILE)    # training has not finished
+        source, tensors = self._model_weights(run, WEIGHTS_FILE)    # a checkpoint if training has not finished
         check_weights_match(tensors, model.state_dict(), source=str(source))
         model.load_state_dict(tensors)
         self.model_ = model.eval()
