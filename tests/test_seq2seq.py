@@ -371,6 +371,55 @@ def test_vocab_tokens_and_specials():
         Vocab.from_dict({"level": "char", "tokens": ["a"]})
 
 
+# Rare words made of frequent pieces: subwords spell them, a word vocabulary would make them <unk>.
+STEMS = ["play", "walk", "talk", "jump", "cook", "paint"]
+ENDINGS = {"": "o", "s": "as", "ed": "ado", "ing": "ando"}
+
+
+def stem_pairs() -> list[tuple[str, str]]:
+    """A made-up 'translation': stem+ending -> stem reversed + another ending, two words per sentence."""
+    words = [(stem + e, stem[::-1] + f) for stem in STEMS for e, f in ENDINGS.items()]
+    return [(f"{a} {c}", f"{b} {d}") for a, b in words for c, d in words]
+
+
+def test_subword_vocab_learns_pieces_and_round_trips():
+    texts = [s for s, _ in stem_pairs()]
+    v = Vocab.build(texts, "subword", num_words=40)
+    assert v.itos[:4] == ["<pad>", "<unk>", "<go>", "<eos>"] and len(v) <= 40
+    # A word the vocabulary never saw whole ("paints" appears, "painted" with "walks" too) is spelled in
+    # pieces, none of them <unk>, and joins back to the text.
+    ids, unknown = v.encode("  cooking   walks ")
+    assert unknown == 0 and len(ids) > 2 and v.decode(ids) == "cooking walks"
+    assert v.split("cooking")[0].startswith("\u2581")              # a word start is marked
+    assert v.encode("zzz") == ([v.stoi["\u2581"], 1, 1, 1], 3)          # unseen letters: <unk>, counted
+    again = Vocab.from_dict(json.loads(json.dumps(v.to_dict())))
+    assert again.itos == v.itos and again.encode("painted jumps") == v.encode("painted jumps")
+    edited = v.to_dict()
+    edited["tokens"] = edited["tokens"][:-1]
+    with pytest.raises(ValueError, match="differ from \"tokens\""):
+        Vocab.from_dict(edited, "tok.json: source")
+    with pytest.raises(ValueError, match="a subword model goes with level 'subword'"):
+        Vocab(["a"], "subword")
+
+
+def test_subword_model_trains_saves_and_reports_words(tmp_path):
+    torch.set_num_threads(1)
+    pairs = stem_pairs()
+    random.Random(0).shuffle(pairs)
+    s2s = Seq2Seq(source_level="subword", target_level="subword", num_words=60, hidden_size=48, embedding_size=16,
+                  encoder_layers=1, decoder_layers=1, attention="dot", dropout=0.0, epochs=12, lr=1e-2,
+                  val_decode=50).fit(pairs[:500], pairs[500:], run_dir=tmp_path / "run", progress=False)
+    report = s2s.evaluate(pairs[500:])
+    assert report["exact_match"] >= 0.8 and report["bleu"] >= 70 and report["chrf"] >= 80
+    # Errors are counted in words: the token error rate is at most the share of outputs that are wrong.
+    assert report["token_error_rate"] <= 1 - report["exact_match"] + 1e-9
+    saved = json.loads((tmp_path / "run" / "tokenizer.json").read_text())
+    assert saved["source"]["level"] == "subword" and saved["source"]["subwords"]["model"]["type"] == "BPE"
+    loaded = rnnkit.load(tmp_path / "run")
+    sources = [s for s, _ in pairs[500:520]]
+    assert [t.text for t in loaded.translate(sources, details=True)] == [t.text for t in s2s.translate(sources, details=True)]
+
+
 # --- the command line ---------------------------------------------------------------------------------------
 
 def test_cli_train_translate_eval_and_resume(tmp_path, capsys):

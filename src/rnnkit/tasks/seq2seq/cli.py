@@ -179,8 +179,8 @@ def plot_attention(translation: Translation, path: str | Path, level: str = "cha
     fig = new_figure(1.5 + 0.45 * max(len(cols), 4), 1.2 + 0.4 * max(len(rows), 3))
     ax = fig.add_subplot()
     image = ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(cols)), cols, rotation=60 if level == "word" or len(cols) > 12 else 0, ha="right"
-                  if level == "word" else "center")
+    slanted = level != "char" or len(cols) > 12                        # words and subwords are wide labels
+    ax.set_xticks(range(len(cols)), cols, rotation=60 if slanted else 0, ha="right" if slanted else "center")
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("source")
     ax.set_ylabel("output")

@@ -13,9 +13,11 @@
   test part when ``sha1(key)`` read as a fraction in [0, 1) is below ``test_frac``, to validation when it is
   below ``test_frac + val_frac``, else to training. The split is the same on every machine and for every
   order of the data, and no number, word or source text is in two parts.
-* **Tokens** are characters or whitespace-separated words on each side (``level``); runs of whitespace are
-  one space. A :class:`Vocab` puts ``<pad> <unk> <go> <eos>`` at ids 0-3 on both sides; tokens it lacks
-  become ``<unk>`` (and are counted).
+* **Tokens** are characters, whitespace-separated words, or subwords on each side (``level``); runs of
+  whitespace are one space. Subwords are learned from the training side by byte-pair encoding (the
+  ``tokenizers`` library; "▁" marks the start of a word), so a rare word is spelled in frequent pieces
+  instead of becoming ``<unk>``; the learned model is saved with the vocabulary. A :class:`Vocab` puts
+  ``<pad> <unk> <go> <eos>`` at ids 0-3 on both sides; tokens it lacks become ``<unk>`` (and are counted).
 * **Batches** pad at the end: ``src`` (B, S) with lengths (B,), ``tgt_in`` = ``<go>`` + target and
   ``tgt_out`` = target + ``<eos>`` (B, T), padding 0 (the loss ignores it). Training batches are bucketed by
   source length (sorted within chunks of 20 batches, then shuffled), so little of a batch is padding.
@@ -24,12 +26,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +41,9 @@ from rnnkit import _checks
 
 SPECIALS = ("<pad>", "<unk>", "<go>", "<eos>")
 PAD, UNK, GO, EOS = 0, 1, 2, 3
-LEVELS = ("char", "word")
+LEVELS = ("char", "word", "subword")
+# Learned subwords per side when --num-words does not say (with the 4 special tokens).
+SUBWORDS = 4000
 DATASETS = ("number-phrases", "cmudict")
 NUMBER_LANGS = ("en", "fr", "de", "es", "it")
 # Languages whose number words are written as one compound ("neuntausendneunhundert..."): characters.
@@ -60,30 +65,67 @@ def detokenize(tokens: Sequence[str], level: str) -> str:
 
 
 class Vocab:
-    """Tokens <-> ids for one side: ``<pad> <unk> <go> <eos>`` at 0-3, then the tokens, most frequent first."""
+    """Tokens <-> ids for one side: ``<pad> <unk> <go> <eos>`` at 0-3, then the tokens, most frequent first.
+    A subword vocabulary also holds its byte-pair model (``subwords``), which splits a text into tokens."""
 
-    def __init__(self, tokens: Sequence[str], level: str):
+    def __init__(self, tokens: Sequence[str], level: str, subwords: Any = None):
         _checks.check_choice("level", level, LEVELS)
+        if (level == "subword") != (subwords is not None):
+            raise ValueError(f"level={level!r}: a subword model goes with level 'subword' and only with it")
         self.level = level
+        self.subwords = subwords                 # a tokenizers.Tokenizer, whose ids are this vocabulary's
         self.itos = list(SPECIALS) + [t for t in tokens if t not in SPECIALS]
         self.stoi = {t: i for i, t in enumerate(self.itos)}
 
     @classmethod
     def build(cls, texts: Iterable[str], level: str, num_words: int | None = None) -> "Vocab":
         """The vocabulary of ``texts``: every token, or the ``num_words - 4`` most frequent ones (ties by
-        first appearance), so that the vocabulary has at most ``num_words`` entries with the specials."""
+        first appearance), so that the vocabulary has at most ``num_words`` entries with the specials.
+        Subwords: a byte-pair model learned from ``texts`` with ``num_words`` entries (default SUBWORDS)."""
+        if level == "subword":
+            return cls._learn_subwords(texts, num_words or SUBWORDS)
         counts = Counter(t for text in texts for t in tokenize(text, level))
         ranked = [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])]   # stable: first seen first
         if num_words is not None:
             ranked = ranked[:max(0, num_words - len(SPECIALS))]
         return cls(ranked, level)
 
+    @classmethod
+    def _learn_subwords(cls, texts: Iterable[str], size: int) -> "Vocab":
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        model = Tokenizer(models.BPE(unk_token=SPECIALS[UNK]))
+        model.pre_tokenizer = pre_tokenizers.Metaspace()      # words split at spaces, "▁" marks a word start
+        model.decoder = decoders.Metaspace()                  # ... and is a space again when decoding
+        # The specials come first, so the model's ids 0-3 are <pad> <unk> <go> <eos> as on every side.
+        trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=list(SPECIALS), show_progress=False)
+        model.train_from_iterator((" ".join(t.split()) for t in texts), trainer)
+        return cls._from_subwords(model)
+
+    @classmethod
+    def _from_subwords(cls, model: Any) -> "Vocab":
+        itos = [model.id_to_token(i) for i in range(model.get_vocab_size())]
+        return cls(itos[len(SPECIALS):], "subword", model)
+
     def __len__(self) -> int:
         return len(self.itos)
 
+    def split(self, text: str) -> list[str]:
+        """A text -> its tokens at this vocabulary's level."""
+        if self.subwords is None:
+            return tokenize(text, self.level)
+        text = " ".join(text.split())
+        return self.subwords.encode(text).tokens if text else []
+
+    def join(self, tokens: Sequence[str]) -> str:
+        """Tokens -> text: the inverse of :meth:`split` (up to whitespace runs and ``<unk>``)."""
+        if self.subwords is None:
+            return detokenize(tokens, self.level)
+        return self.subwords.decoder.decode(list(tokens)).strip()
+
     def encode(self, text: str) -> tuple[list[int], int]:
         """A text -> (ids, number of tokens that became ``<unk>``)."""
-        ids = [self.stoi.get(t, UNK) for t in tokenize(text, self.level)]
+        ids = [self.stoi.get(t, UNK) for t in self.split(text)]
         return ids, sum(1 for i in ids if i == UNK)
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
@@ -98,20 +140,34 @@ class Vocab:
         return out
 
     def decode(self, ids: Iterable[int]) -> str:
-        return detokenize(self.tokens(ids), self.level)
+        return self.join(self.tokens(ids))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "tokens": self.itos}
+        data: dict[str, Any] = {"level": self.level, "tokens": self.itos}
+        if self.subwords is not None:
+            data["subwords"] = json.loads(self.subwords.to_str())     # the byte-pair model, as tokenizers saves it
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "vocabulary") -> "Vocab":
         if (not isinstance(data, dict) or not isinstance(data.get("tokens"), list)
                 or list(data["tokens"][:len(SPECIALS)]) != list(SPECIALS)
                 or not all(isinstance(t, str) for t in data["tokens"])):
-            raise ValueError(f"{source}: expected {{\"level\": \"char\" or \"word\", \"tokens\": [{', '.join(map(repr, SPECIALS))}, ...]}}")
+            raise ValueError(f"{source}: expected {{\"level\": \"char\", \"word\" or \"subword\", "
+                             f"\"tokens\": [{', '.join(map(repr, SPECIALS))}, ...]}}")
         if data.get("level") not in LEVELS:
-            raise ValueError(f"{source}: level={data.get('level')!r}: expected one of 'char', 'word'")
-        return cls(data["tokens"][len(SPECIALS):], data["level"])
+            raise ValueError(f"{source}: level={data.get('level')!r}: expected one of {', '.join(map(repr, LEVELS))}")
+        if data["level"] != "subword":
+            return cls(data["tokens"][len(SPECIALS):], data["level"])
+        from tokenizers import Tokenizer
+        try:
+            vocab = cls._from_subwords(Tokenizer.from_str(json.dumps(data.get("subwords"))))
+        except Exception as err:                  # tokenizers raises its own Exception type
+            raise ValueError(f"{source}: subwords: not a byte-pair model tokenizers can read ({err})") from None
+        if vocab.itos != data["tokens"]:
+            raise ValueError(f"{source}: the subword model's tokens differ from \"tokens\": the file was edited "
+                             f"or mixed with another run's")
+        return vocab
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -265,25 +321,38 @@ def auto_levels(config: Any) -> tuple[str, str]:
 # Pairs -> ids -> batches
 # ---------------------------------------------------------------------------------------------------------
 
-def clean_pairs(pairs: Sequence[Any], source_level: str, target_level: str,
+def clean_pairs(pairs: Sequence[Any], split_source: Callable[[str], list[str]],
+                split_target: Callable[[str], list[str]],
                 max_source_length: int | None = None) -> tuple[list[tuple[str, str]], dict[str, int]]:
     """Keep the pairs a model can learn from; count the others: an empty source or target, or a source
-    longer than ``max_source_length`` tokens. A pair that is not two strings is an error naming it."""
+    longer than ``max_source_length`` tokens (``split_source``/``split_target``: text -> tokens, e.g.
+    :func:`splitter`). A pair that is not two strings is an error naming it."""
     kept, skipped = [], {"empty_source": 0, "empty_target": 0, "too_long": 0}
-    for i, pair in enumerate(pairs):
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
-            _checks.fail(f"pairs[{i}]", pair, "a (source, target) pair of strings")
+    for i, pair in enumerate(check_pairs(pairs)):
         source, target = pair
-        n = len(tokenize(source, source_level))
+        n = len(split_source(source))
         if n == 0:
             skipped["empty_source"] += 1
-        elif not tokenize(target, target_level):
+        elif not split_target(target):
             skipped["empty_target"] += 1
         elif max_source_length is not None and n > max_source_length:
             skipped["too_long"] += 1
         else:
             kept.append((source, target))
     return kept, skipped
+
+
+def check_pairs(pairs: Sequence[Any]) -> Sequence[tuple[str, str]]:
+    """``pairs`` itself, once every item is known to be a (source, target) pair of strings."""
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
+            _checks.fail(f"pairs[{i}]", pair, "a (source, target) pair of strings")
+    return pairs
+
+
+def splitter(level: str, vocab: Vocab | None = None) -> Callable[[str], list[str]]:
+    """text -> tokens at ``level``: the vocabulary's own split when there is one (subwords need it)."""
+    return vocab.split if vocab is not None else (lambda text: tokenize(text, level))
 
 
 @dataclass

@@ -56,9 +56,9 @@ from rnnkit.generation.stateful import decode
 from rnnkit.report.metrics import bleu_chrf, edit_distance_rates
 from rnnkit.runs.checkpoint import RunDir, check_weights_match, save_weights
 from rnnkit.tasks.base import Task
-from rnnkit.tasks.seq2seq.data import (EOS, GO, LEVELS, PairSplits, Vocab, auto_levels, batches, clean_pairs,
-                                       detokenize, encode_pairs, group_references, load_pairs, make_batch,
-                                       split_pairs, tokenize)
+from rnnkit.tasks.seq2seq.data import (EOS, GO, LEVELS, PairSplits, Vocab, auto_levels, batches, check_pairs,
+                                       clean_pairs, encode_pairs, group_references, load_pairs, make_batch,
+                                       split_pairs, splitter, tokenize)
 from rnnkit.tasks.seq2seq.model import ATTENTION_KINDS, CELLS, Seq2SeqModel
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.trainer import Trainer, pick_device, seed_everything
@@ -90,13 +90,16 @@ class Seq2SeqConfig:
                                      "are stripped")
     val_frac: float = field(0.05, "share held out for validation, by a hash of the number, word or source text")
     test_frac: float = field(0.05, "share held out for the test report, by the same hash (never trained on)")
-    source_level: str = field("auto", "source tokens: characters or words (auto: by the data: words for number "
-                                      "words, characters for digits and spellings, words for a TSV)",
+    source_level: str = field("auto", "source tokens: characters, words or subwords (byte-pair pieces learned "
+                                      "from the training sources; for natural language) (auto: by the data: words "
+                                      "for number words, characters for digits and spellings, words for a TSV)",
                               choices=LEVEL_CHOICES)
-    target_level: str = field("auto", "target tokens: characters or words (auto: by the data: characters for "
-                                      "digits, words for phonemes, number words and a TSV)", choices=LEVEL_CHOICES)
+    target_level: str = field("auto", "target tokens: characters, words or subwords (auto: by the data: "
+                                      "characters for digits, words for phonemes, number words and a TSV)",
+                              choices=LEVEL_CHOICES)
     num_words: Optional[int] = field(None, "keep this many entries per vocabulary (with the 4 special tokens); "
-                                           "rarer tokens become <unk> (None: all)")
+                                           "rarer tokens become <unk> (None: all); subwords: the number of "
+                                           "byte-pair pieces to learn (None: 4000)")
     max_source_length: Optional[int] = field(None, "longest source in tokens: longer training pairs are skipped "
                                                    "and counted, longer inputs to translate are cut to it with a "
                                                    "warning (None: the longest training source)")
@@ -208,8 +211,18 @@ class Seq2Seq(Task):
                 splits = PairSplits(pairs, list(validation_pairs), [], "pairs passed to fit")
             levels = tuple(("word" if v == "auto" else v) for v in (cfg.source_level, cfg.target_level))
         self.source_level_, self.target_level_ = levels
-        train_pairs, skipped = clean_pairs(splits.train, *levels, cfg.max_source_length)
-        val_pairs, val_skipped = clean_pairs(splits.val, *levels, cfg.max_source_length)
+        if resume:
+            RunDir(run_dir).require(TOKENIZER_FILE)
+            vocabs = _read_vocabs(RunDir(run_dir))
+        else:
+            # Subwords are learned first, from every training text (a source's length is counted in them);
+            # characters and words are counted in the pairs that are kept, below.
+            texts = list(zip(*check_pairs(splits.train))) or [(), ()]
+            vocabs = tuple(Vocab.build(side, level, cfg.num_words) if level == "subword" else None
+                           for side, level in zip(texts, levels))
+        split_source, split_target = (splitter(level, vocab) for level, vocab in zip(levels, vocabs))
+        train_pairs, skipped = clean_pairs(splits.train, split_source, split_target, cfg.max_source_length)
+        val_pairs, val_skipped = clean_pairs(splits.val, split_source, split_target, cfg.max_source_length)
         if not train_pairs:
             raise ValueError(f"{splits.source}: no training pairs ({len(splits.train)} before skipping "
                              f"{_skipped_text(skipped) or 'none'}); expected at least one (source, target) "
@@ -221,12 +234,8 @@ class Seq2Seq(Task):
         # What the run trains on; a resumed run refuses data that changed since it began.
         record = self._data_record(splits.source, train_pairs, val_pairs, run_dir=run_dir, resume=resume)
 
-        if resume:
-            RunDir(run_dir).require(TOKENIZER_FILE)
-            self.source_vocab_, self.target_vocab_ = _read_vocabs(RunDir(run_dir))
-        else:
-            self.source_vocab_ = Vocab.build((s for s, _ in train_pairs), levels[0], cfg.num_words)
-            self.target_vocab_ = Vocab.build((t for _, t in train_pairs), levels[1], cfg.num_words)
+        self.source_vocab_ = vocabs[0] or Vocab.build((s for s, _ in train_pairs), levels[0], cfg.num_words)
+        self.target_vocab_ = vocabs[1] or Vocab.build((t for _, t in train_pairs), levels[1], cfg.num_words)
         train_data = encode_pairs(train_pairs, self.source_vocab_, self.target_vocab_)
         val_data = encode_pairs(val_pairs, self.source_vocab_, self.target_vocab_)
         self.max_source_length_ = cfg.max_source_length or max(len(s) for s in train_data.sources)
@@ -277,7 +286,7 @@ class Seq2Seq(Task):
                     outputs = self._translate_with(_on_cpu(model, self._build_model), [s for s, _ in val_groups],
                                                    batch_size=256)
                 metrics["val_exact_match"] = float(np.mean([
-                    o.text in {_normal(r, self.target_level_) for r in refs}
+                    o.text in {_normal(r) for r in refs}
                     for o, (_, refs) in zip(outputs, val_groups)]))
             return metrics
 
@@ -476,7 +485,7 @@ class Seq2Seq(Task):
 
     def _hypothesis(self, ids: list[int], score: float, log_prob: float, attention) -> Hypothesis:
         tokens = self.target_vocab_.tokens(ids)
-        return Hypothesis(detokenize(tokens, self.target_level_), tokens, score, log_prob, attention)
+        return Hypothesis(self.target_vocab_.join(tokens), tokens, score, log_prob, attention)
 
     def _cpu_model(self) -> Seq2SeqModel:
         """The model to decode with, on the CPU: ``model_`` itself, or a copy when it lives on a GPU."""
@@ -495,7 +504,7 @@ class Seq2Seq(Task):
         target are skipped and counted. BLEU counts word n-grams (sacrebleu's 13a tokenizer), or character
         n-grams when the targets are characters."""
         self._check_fitted()
-        kept, skipped = clean_pairs(list(pairs), self.source_level_, self.target_level_)
+        kept, skipped = clean_pairs(list(pairs), self.source_vocab_.split, self.target_vocab_.split)
         if not kept:
             _checks.fail("pairs", f"{len(pairs)} pairs", "at least one (source, target) pair with a non-empty "
                                                          "source and target")
@@ -509,15 +518,21 @@ class Seq2Seq(Task):
         if cut:
             warnings.warn(f"pairs: {cut} sources longer than the model's maximum max_source_length="
                           f"{self.max_source_length_} tokens were cut to it", stacklevel=2)
-        refs = [[_normal(r, self.target_level_) for r in targets] for _, targets in groups]
+        refs = [[_normal(r) for r in targets] for _, targets in groups]
         hyps = [o.text for o in outputs]
         exact = float(np.mean([h in r for h, r in zip(hyps, refs)]))
         level = self.target_level_
+        # Errors are counted in the target's tokens; for subwords in words (pieces are the model's business).
+        if level == "subword":
+            level = "word"
+            outputs_tokens = [tokenize(o.text, level) for o in outputs]
+        else:
+            outputs_tokens = [o.hypotheses[0].tokens for o in outputs]
         result: dict[str, Any] = {
             "n": len(groups), "pairs": len(kept), "decoding": "greedy" if beam is None else f"beam {beam}",
             "exact_match": exact,
             **bleu_chrf(hyps, refs, tokenize="char" if level == "char" else "13a"),
-            **{k: v for k, v in edit_distance_rates([o.hypotheses[0].tokens for o in outputs],
+            **{k: v for k, v in edit_distance_rates(outputs_tokens,
                                                     [[tokenize(r, level) for r in rs] for rs in refs]).items()
                if k == "token_error_rate"},
             "unknown_tokens": sum(o.unknown for o in outputs),
@@ -576,9 +591,9 @@ def _read_vocabs(run: RunDir) -> tuple[Vocab, Vocab]:
     return (Vocab.from_dict(doc["source"], f"{path}: source"), Vocab.from_dict(doc["target"], f"{path}: target"))
 
 
-def _normal(text: str, level: str) -> str:
-    """A reference as the model would write it (whitespace runs as one space)."""
-    return detokenize(tokenize(text, level), level)
+def _normal(text: str) -> str:
+    """A reference as the model would write it, at any token level: whitespace runs as one space."""
+    return " ".join(text.split())
 
 
 def _head(data, n: int):
