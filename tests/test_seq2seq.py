@@ -391,12 +391,15 @@ def test_subword_vocab_learns_pieces_and_round_trips():
     ids, unknown = v.encode("  cooking   walks ")
     assert unknown == 0 and len(ids) > 2 and v.decode(ids) == "cooking walks"
     assert v.split("cooking")[0].startswith("\u2581")              # a word start is marked
-    assert v.encode("zzz") == ([v.stoi["\u2581"], 1, 1, 1], 3)          # unseen letters: <unk>, counted
+    assert v.encode("zzz")[1] == 1 and v.encode("zzz")[0][-1] == 1     # unseen letters: <unk>, counted
     again = Vocab.from_dict(json.loads(json.dumps(v.to_dict())))
     assert again.itos == v.itos and again.encode("painted jumps") == v.encode("painted jumps")
     edited = v.to_dict()
     edited["tokens"] = edited["tokens"][:-1]
     with pytest.raises(ValueError, match="differ from \"tokens\""):
+        Vocab.from_dict(edited, "tok.json: source")
+    edited["subwords"] = "not base64!"
+    with pytest.raises(ValueError, match="tok.json: source: subwords: expected a sentencepiece model"):
         Vocab.from_dict(edited, "tok.json: source")
     with pytest.raises(ValueError, match="a subword model goes with level 'subword'"):
         Vocab(["a"], "subword")
@@ -414,7 +417,7 @@ def test_subword_model_trains_saves_and_reports_words(tmp_path):
     # Errors are counted in words: the token error rate is at most the share of outputs that are wrong.
     assert report["token_error_rate"] <= 1 - report["exact_match"] + 1e-9
     saved = json.loads((tmp_path / "run" / "tokenizer.json").read_text())
-    assert saved["source"]["level"] == "subword" and saved["source"]["subwords"]["model"]["type"] == "BPE"
+    assert saved["source"]["level"] == "subword" and len(saved["source"]["subwords"]) > 100     # the model
     loaded = rnnkit.load(tmp_path / "run")
     sources = [s for s, _ in pairs[500:520]]
     assert [t.text for t in loaded.translate(sources, details=True)] == [t.text for t in s2s.translate(sources, details=True)]

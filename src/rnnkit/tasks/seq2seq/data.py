@@ -14,8 +14,8 @@
   below ``test_frac + val_frac``, else to training. The split is the same on every machine and for every
   order of the data, and no number, word or source text is in two parts.
 * **Tokens** are characters, whitespace-separated words, or subwords on each side (``level``); runs of
-  whitespace are one space. Subwords are learned from the training side by byte-pair encoding (the
-  ``tokenizers`` library; "▁" marks the start of a word), so a rare word is spelled in frequent pieces
+  whitespace are one space. Subwords are learned from the training side by byte-pair encoding
+  (``sentencepiece``, as GNMT and OpenNMT use it; "▁" marks the start of a word), so a rare word is spelled in frequent pieces
   instead of becoming ``<unk>``; the learned model is saved with the vocabulary. A :class:`Vocab` puts
   ``<pad> <unk> <go> <eos>`` at ids 0-3 on both sides; tokens it lacks become ``<unk>`` (and are counted).
 * **Batches** pad at the end: ``src`` (B, S) with lengths (B,), ``tgt_in`` = ``<go>`` + target and
@@ -25,8 +25,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import json
+import io
 import math
 import re
 from collections import Counter
@@ -73,7 +74,7 @@ class Vocab:
         if (level == "subword") != (subwords is not None):
             raise ValueError(f"level={level!r}: a subword model goes with level 'subword' and only with it")
         self.level = level
-        self.subwords = subwords                 # a tokenizers.Tokenizer, whose ids are this vocabulary's
+        self.subwords = subwords                 # a SentencePieceProcessor, whose ids are this vocabulary's
         self.itos = list(SPECIALS) + [t for t in tokens if t not in SPECIALS]
         self.stoi = {t: i for i, t in enumerate(self.itos)}
 
@@ -92,19 +93,25 @@ class Vocab:
 
     @classmethod
     def _learn_subwords(cls, texts: Iterable[str], size: int) -> "Vocab":
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        import sentencepiece
 
-        model = Tokenizer(models.BPE(unk_token=SPECIALS[UNK]))
-        model.pre_tokenizer = pre_tokenizers.Metaspace()      # words split at spaces, "▁" marks a word start
-        model.decoder = decoders.Metaspace()                  # ... and is a space again when decoding
-        # The specials come first, so the model's ids 0-3 are <pad> <unk> <go> <eos> as on every side.
-        trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=list(SPECIALS), show_progress=False)
-        model.train_from_iterator((" ".join(t.split()) for t in texts), trainer)
-        return cls._from_subwords(model)
+        model = io.BytesIO()
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=(" ".join(t.split()) for t in texts), model_writer=model, model_type="bpe",
+            vocab_size=size, hard_vocab_limit=False,       # a small corpus may give fewer pieces: fine
+            # The specials first, so the model's ids 0-3 are <pad> <unk> <go> <eos> as on every side.
+            pad_id=PAD, unk_id=UNK, bos_id=GO, eos_id=EOS, pad_piece=SPECIALS[PAD], unk_piece=SPECIALS[UNK],
+            bos_piece=SPECIALS[GO], eos_piece=SPECIALS[EOS],
+            character_coverage=1.0, normalization_rule_name="identity",   # keep every letter as written
+            num_threads=1, minloglevel=2)                  # deterministic, and quiet
+        return cls._from_subwords(model.getvalue())
 
     @classmethod
-    def _from_subwords(cls, model: Any) -> "Vocab":
-        itos = [model.id_to_token(i) for i in range(model.get_vocab_size())]
+    def _from_subwords(cls, proto: bytes) -> "Vocab":
+        import sentencepiece
+
+        model = sentencepiece.SentencePieceProcessor(model_proto=proto)
+        itos = [model.id_to_piece(i) for i in range(model.get_piece_size())]
         return cls(itos[len(SPECIALS):], "subword", model)
 
     def __len__(self) -> int:
@@ -115,13 +122,13 @@ class Vocab:
         if self.subwords is None:
             return tokenize(text, self.level)
         text = " ".join(text.split())
-        return self.subwords.encode(text).tokens if text else []
+        return self.subwords.encode(text, out_type=str) if text else []
 
     def join(self, tokens: Sequence[str]) -> str:
         """Tokens -> text: the inverse of :meth:`split` (up to whitespace runs and ``<unk>``)."""
         if self.subwords is None:
             return detokenize(tokens, self.level)
-        return self.subwords.decoder.decode(list(tokens)).strip()
+        return self.subwords.decode_pieces(list(tokens)).strip()
 
     def encode(self, text: str) -> tuple[list[int], int]:
         """A text -> (ids, number of tokens that became ``<unk>``)."""
@@ -145,7 +152,8 @@ class Vocab:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"level": self.level, "tokens": self.itos}
         if self.subwords is not None:
-            data["subwords"] = json.loads(self.subwords.to_str())     # the byte-pair model, as tokenizers saves it
+            # The byte-pair model as sentencepiece writes it (a few kB), in base64 inside the JSON.
+            data["subwords"] = base64.b64encode(self.subwords.serialized_model_proto()).decode("ascii")
         return data
 
     @classmethod
@@ -159,11 +167,11 @@ class Vocab:
             raise ValueError(f"{source}: level={data.get('level')!r}: expected one of {', '.join(map(repr, LEVELS))}")
         if data["level"] != "subword":
             return cls(data["tokens"][len(SPECIALS):], data["level"])
-        from tokenizers import Tokenizer
         try:
-            vocab = cls._from_subwords(Tokenizer.from_str(json.dumps(data.get("subwords"))))
-        except Exception as err:                  # tokenizers raises its own Exception type
-            raise ValueError(f"{source}: subwords: not a byte-pair model tokenizers can read ({err})") from None
+            vocab = cls._from_subwords(base64.b64decode(data.get("subwords"), validate=True))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"{source}: subwords: expected a sentencepiece model in base64 "
+                             f"({' '.join(str(err).split())[:80]})") from None
         if vocab.itos != data["tokens"]:
             raise ValueError(f"{source}: the subword model's tokens differ from \"tokens\": the file was edited "
                              f"or mixed with another run's")
