@@ -31,6 +31,9 @@ COMMAND_MODULES = [
     "rnnkit.tasks.classify.cli",       # rnnkit classify train|predict|eval|multilabel
     "rnnkit.tasks.forecast.cli",       # rnnkit forecast train|eval|predict|compare
     "rnnkit.tasks.seq2seq.cli",        # rnnkit seq2seq train|translate|eval
+    "rnnkit.runs.commands",            # rnnkit models list|register|promote|rm
+    "rnnkit.serve.cli",                # rnnkit serve RUN_OR_NAME... (HTTP API + playground; the serve extra)
+    "rnnkit.export.cli",               # rnnkit export RUN --format onnx|c -o FILE (ONNX; a C header for devices)
 ]
 
 # Set RNNKIT_DEBUG=1 to see the traceback behind an error line.
@@ -59,11 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         (getattr(args, "group_parser", None) or parser).print_help()
         return 2
     from rnnkit.training.trainer import Terminated   # (imports torch: only once a verb runs)
+    from rnnkit.training import threads
 
     restore_sigterm = _handle_sigterm(Terminated)
     previous_format = warnings.formatwarning
     warnings.formatwarning = _format_warning
     try:
+        # CPU threads: --threads, OMP_NUM_THREADS, else one per CPU that other processes leave free; the
+        # verbs that take --threads (training, sampling) say so when that is fewer than the CPUs.
+        threads.apply(threads.choose(getattr(args, "threads", None)), say=hasattr(args, "threads"))
         return int(args.func(args) or 0)
     except Terminated:
         print("rnnkit: terminated (SIGTERM)", file=sys.stderr)

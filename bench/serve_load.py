@@ -1,0 +1,163 @@
+"""Load test of `rnnkit serve` on loopback: concurrent clients asking one text model to generate.
+
+The server runs `rnnkit serve` in a subprocess (as a user would start it); the clients run here, each
+sending one non-streaming generate request after another for a bounded time. Two servers are measured
+in turn: with continuous batching (every active request stepped in one forward pass per token), and one
+request at a time (`--no-batching`: the same loop with a batch of 1). Reported per server: requests,
+status counts (there must be no 5xx), p50/p99 latency, and the total generated tokens per second; then the
+ratio of the two. For reference, the tokens/s of `TextGenerator.generate` itself, one call at a time in
+this process (its compiled sampler, no HTTP, no streaming).
+
+The model is a 2-layer LSTM-256 character model (embedding 64, the Shakespeare character set) with random
+weights, saved as a run directory: speed does not depend on what the weights learned, and with no end
+token every request generates exactly --max-tokens tokens.
+
+    python bench/serve_load.py                                   # 16 clients, 20 s per server
+    python bench/serve_load.py --clients 16 --seconds 60 --max-tokens 200 --run runs/shakespeare
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import torch
+
+from rnnkit.tasks.textgen.model import LanguageModel
+from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
+from rnnkit.text import Tokenizer
+
+CHARS = "\n !&',-.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz3$[]|_()\"*"
+
+
+def make_run(path: Path, hidden: int = 256, layers: int = 2) -> Path:
+    """A random-weight character model saved as a run directory."""
+    torch.manual_seed(0)
+    gen = TextGenerator(TextGenConfig(hidden_size=hidden, num_layers=layers, embedding_size=64, end_token=None))
+    gen.tokenizer_ = Tokenizer(char_level=True, lower=False, filters="").fit_on_texts([CHARS])
+    gen.end_token_ = None
+    gen.model_ = LanguageModel(gen.tokenizer_.vocab_size, 64, hidden, layers).eval()
+    gen.save(path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run: Path, port: int, batching: bool, threads: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "rnnkit.cli", "serve", str(run), "--port", str(port),
+           "--batching" if batching else "--no-batching", "--timeout", "120"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {proc.stderr.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the server did not answer within 120 s")
+
+
+async def load(port: int, model: str, clients: int, seconds: float, max_tokens: int,
+               temperature: float) -> dict:
+    """``clients`` loops of one request after another until ``seconds`` have passed (a request under way
+    then is finished and counted)."""
+    url = f"http://127.0.0.1:{port}/v1/models/{model}/generate"
+    latencies, statuses, tokens = [], {}, 0
+    began = time.monotonic()
+    end = began + seconds
+
+    async def client(i: int, ac: httpx.AsyncClient):
+        nonlocal tokens
+        n = 0
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            r = await ac.post(url, json={"prompt": "KING:\n", "max_tokens": max_tokens, "temperature": temperature,
+                                         "seed": 1000 * i + n})
+            latencies.append(time.monotonic() - t0)
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            if r.status_code == 200:
+                tokens += r.json()["tokens"]
+            n += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as ac:
+        await asyncio.gather(*[client(i, ac) for i in range(clients)])
+        details = (await ac.get(f"http://127.0.0.1:{port}/v1/models")).json()["models"][0]["details"]
+    elapsed = time.monotonic() - began
+    latencies.sort()
+    return {"requests": len(latencies), "statuses": statuses, "errors_5xx": sum(v for k, v in statuses.items() if k >= 500),
+            "p50_s": statistics.median(latencies), "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+            "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed, "mean_batch": details["mean_batch"]}
+
+
+def direct_generate(run: Path, max_tokens: int, temperature: float, seconds: float, threads: int) -> float:
+    """Tokens/s of TextGenerator.generate called one request after another, in this process."""
+    torch.set_num_threads(threads)
+    gen = TextGenerator.load(str(run))
+    gen.generate("KING:\n", max_tokens, temperature=temperature, random_seed=0)    # compile the sampler once
+    n, began = 0, time.monotonic()
+    while time.monotonic() - began < seconds:
+        gen.generate("KING:\n", max_tokens, temperature=temperature, random_seed=n)
+        n += 1
+    return n * max_tokens / (time.monotonic() - began)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", help="a textgen run directory to serve (default: a random-weight 2x256 LSTM)")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=20.0, help="load time per server")
+    p.add_argument("--max-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the server (OMP_NUM_THREADS)")
+    p.add_argument("-o", "--output", help="also write the results as JSON to this file")
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(args.run) if args.run else make_run(Path(tmp) / "lstm256")
+        results = {}
+        for mode, batching in (("batched", True), ("one at a time", False)):
+            port = free_port()
+            proc = start_server(run, port, batching, args.threads)
+            try:
+                model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["models"][0]["model"]
+                results[mode] = asyncio.run(load(port, model, args.clients, args.seconds, args.max_tokens,
+                                                 args.temperature))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            r = results[mode]
+            print(f"{mode:>14}: {r['requests']} requests {r['statuses']}, p50 {r['p50_s']:.2f} s, p99 {r['p99_s']:.2f} s, "
+                  f"{r['tokens_per_s']:.0f} tokens/s, mean batch {r['mean_batch']}", flush=True)
+        direct = direct_generate(run, args.max_tokens, args.temperature, min(args.seconds, 10), args.threads)
+    ratio = results["batched"]["tokens_per_s"] / results["one at a time"]["tokens_per_s"]
+    print(f"batched / one at a time: {ratio:.1f}x the generated tokens/s "
+          f"({'meets' if ratio >= 3 else 'misses'} the 3x bar); 5xx: "
+          f"{results['batched']['errors_5xx'] + results['one at a time']['errors_5xx']}")
+    print(f"reference: TextGenerator.generate one call at a time, in process (compiled sampler, no HTTP): "
+          f"{direct:.0f} tokens/s")
+    if args.output:
+        Path(args.output).write_text(json.dumps({"args": vars(args), "results": results, "ratio": ratio,
+                                                 "direct_generate_tokens_per_s": direct}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

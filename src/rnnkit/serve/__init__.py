@@ -1,0 +1,66 @@
+"""``rnnkit serve``: an HTTP API for trained runs, and a playground page served by the same process.
+
+    rnnkit serve runs/shakespeare runs/imdb --embeddings glove-50d      # then open http://127.0.0.1:8000/
+
+The pieces: :mod:`rnnkit.serve.app` (the FastAPI application: one endpoint per task, request limits, JSON
+errors), :mod:`rnnkit.serve.batching` (continuous batching: the requests for one text model stepped
+together), :mod:`rnnkit.serve.cli` (the command) and ``static/`` (the playground: plain HTML, JS and CSS,
+nothing fetched from elsewhere).
+
+FastAPI and uvicorn are an optional extra, ``pip install "rnnkit[serve]"``; this package imports them
+only when a server is built, so ``rnnkit --help`` works without them. :class:`ServeConfig` (the limits
+every request is held to) lives here for the same reason: the CLI reads it without importing FastAPI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnnkit import _checks
+from rnnkit.config import field
+
+INSTALL_HINT = 'pip install "rnnkit[serve]"'
+
+
+@dataclass
+class ServeConfig:
+    """What ``rnnkit serve`` takes besides the models: where it listens, and the limits of a request."""
+
+    host: str = field("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
+    port: int = field(8000, "TCP port to listen on")
+    max_tokens: int = field(1000, "most tokens one generate or translate request may ask for")
+    max_prompt_chars: int = field(2000, "most characters of a generation prompt")
+    max_texts: int = field(64, "most texts (or series) in one classify or translate request")
+    max_text_chars: int = field(5000, "most characters of one text to classify or translate")
+    max_beam: int = field(16, "largest beam a translate request may ask for")
+    max_top: int = field(100, "most neighbours an embeddings request may ask for")
+    max_body_bytes: int = field(1_000_000, "largest request body in bytes; larger ones get 413")
+    timeout: float = field(30.0, "seconds one request may take; slower ones get 504")
+    max_batch: int = field(64, "most generation requests of one text model stepped together")
+    batching: bool = field(True, "step the generation requests of one model together (--no-batching: one at a "
+                                 "time, for comparison)")
+
+    def __post_init__(self) -> None:
+        _checks.check_int("port", self.port, min=0, max=65535)
+        for name in ("max_tokens", "max_prompt_chars", "max_texts", "max_text_chars", "max_beam", "max_top",
+                     "max_body_bytes", "max_batch"):
+            _checks.check_int(name, getattr(self, name), min=1)
+        _checks.check_float("timeout", self.timeout, min=0, min_open=True)
+
+
+def require_fastapi() -> None:
+    """Raise a one-line error with the install command when the ``serve`` extra is missing."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as err:
+        raise RuntimeError(f"rnnkit serve needs FastAPI and uvicorn ({err.name} is not installed): "
+                           f"{INSTALL_HINT}") from None
+
+
+def create_app(models, embeddings=(), config: ServeConfig | None = None):
+    """The FastAPI application serving ``models`` (run directories or registry names) and ``embeddings``
+    (a dataset name such as glove-50d, or a GloVe text file); see :func:`rnnkit.serve.app.create_app`."""
+    require_fastapi()
+    from rnnkit.serve.app import create_app as create
+    return create(models, embeddings, config)
