@@ -35,8 +35,8 @@ def test_every_flag_has_help_text():
 # -- one CLI vocabulary (DESIGN.md): checked on every parser, so a new command cannot drift ---------------
 
 TRAIN_FLAGS = {"--epochs", "--max-minutes", "--lr", "--batch-size", "--optimizer", "--schedule", "--clip-grad-norm",
-               "--early-stop-patience", "--seed", "--device", "--precision", "--run-dir", "--resume", "--overwrite",
-               "--dry-run"}
+               "--early-stop-patience", "--seed", "--device", "--threads", "--precision", "--run-dir", "--resume",
+               "--overwrite", "--dry-run"}
 APPLY_VERBS = {"sample", "predict", "translate", "describe", "ask"}
 # Spellings that the one vocabulary replaced, and what replaced them.
 RETIRED = {"--out": "--run-dir or -o/--output", "--report": "-o/--output", "--patience": "--early-stop-patience",

@@ -432,7 +432,11 @@ def test_a_run_directory_of_the_old_format_loads_and_resumes(tmp_path, capsys):
     del old["textgen"]["ema_decay"], old["textgen"]["precision"]
     (run / "config.json").write_text(json.dumps(old))
     assert TextGenerator.load(run).config == gen.config
-    # A resumed run goes on from its checkpoint and writes the current format.
+    # A resumed run goes on from its checkpoint and writes the current format. (Old runs came from the CLI,
+    # which read a corpus file: the same text here; an old config.json has no digest to check it against.)
+    (tmp_path / "colors.txt").write_text("".join(line + "\n" for line in lines))
+    old["textgen"]["corpus"] = str(tmp_path / "colors.txt")
+    (run / "config.json").write_text(json.dumps(old))
     assert main(["textgen", "train", "--run-dir", str(run), "--resume", "--epochs", "2"]) == 0
     new = json.loads((run / "config.json").read_text())
     assert new["format_version"] == 2 and new["config"]["val_frac"] == 0.2 and new["config"]["train"]["epochs"] == 2

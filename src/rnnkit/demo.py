@@ -1,8 +1,10 @@
 """rnnkit demo: a small character-level Shakespeare model, trained for a few minutes and sampled.
 
-A thin wrapper over ``rnnkit textgen train`` (``rnnkit.tasks.TextGenerator``) with a
-smaller model and a 5-minute budget, followed by samples at temperatures 0.2, 0.5 and 1.0: low
-temperatures repeat the likeliest phrases, high ones invent words. The whole stack is on this path:
+A thin wrapper over ``rnnkit textgen train`` (``rnnkit.tasks.TextGenerator``) with a 5-minute
+budget, followed by samples at temperatures 0.2, 0.5 and 1.0: low temperatures repeat the likeliest
+phrases, high ones invent words. The model sizes itself: a few timed steps on this machine pick the
+width that gets enough steps in the budget (``--hidden-size auto``), so a slow or busy machine trains
+a narrower model that still learns, and the demo says when it will be done. The whole stack is on this path:
 the dataset registry fetches the plays, the char Tokenizer maps characters to ids, the RNN layer runs
 a 2-layer LSTM (fused kernel), the Trainer trains it with truncated backprop through time, and
 generation carries the state one character at a time.
@@ -10,19 +12,21 @@ generation carries the state one character at a time.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args, field
 from rnnkit.tasks.base import claim_run_dir, stop_if_interrupted
-from rnnkit.tasks.textgen.task import SAMPLE_TEMPERATURES, TextGenerator
+from rnnkit.tasks.textgen.task import AUTO_MIN_STEPS, SAMPLE_TEMPERATURES, TextGenerator, int_or_auto
 
 
 @dataclass
 class DemoConfig:
     corpus: Optional[str] = field(None, "train on this UTF-8 text file instead of the Shakespeare plays")
-    hidden_size: int = field(256, "LSTM units per layer")
+    hidden_size: int_or_auto = field("auto", "LSTM units per layer; auto: 128, 256 or 512, the widest that "
+                                             "gets enough steps in --max-minutes on this machine")
     num_layers: int = field(2, "stacked LSTM layers")
     embedding_size: int = field(64, "size of the character embedding")
     seq_len: int = field(100, "characters per truncated-BPTT chunk")
@@ -33,6 +37,8 @@ class DemoConfig:
     seed_text: str = field("QUEEN:\n", "text the samples start from")
     length: int = field(300, "characters to generate per sample")
     seed: int = field(0, "random seed for training and sampling")
+    threads: Optional[int] = field(None, "CPU threads (None: one per CPU that other processes leave free; "
+                                         "OMP_NUM_THREADS also sets it)")
     run_dir: Optional[str] = field("runs/demo", "save the run here (sample it later with "
                                                 "`rnnkit textgen sample RUN`); None: do not save")
     overwrite: bool = field(False, "replace an earlier run in --run-dir: its files are deleted first (without "
@@ -48,15 +54,21 @@ def run(cfg: DemoConfig) -> dict:
     gen = TextGenerator(corpus=cfg.corpus, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                         embedding_size=cfg.embedding_size, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
                         lr=cfg.lr, max_minutes=cfg.max_minutes, epochs=cfg.epochs, seed=cfg.seed,
-                        sample_length=0)
+                        threads=cfg.threads, sample_length=0)
     # An earlier run in run_dir is not replaced silently (its metrics.jsonl would mix with this one's).
     claim_run_dir(cfg.run_dir, TextGenerator, overwrite=cfg.overwrite)
+    done = time.strftime("%H:%M", time.localtime(time.time() + 60 * cfg.max_minutes))
+    print(f"rnnkit demo: training a character model for {cfg.max_minutes:g} minutes (until about {done}), "
+          f"then sampling it", flush=True)
     gen.fit(run_dir=cfg.run_dir)
     # Ctrl-C: stop with the command that goes on (a demo run is a textgen run).
     stop_if_interrupted(gen.trainer_, cfg.run_dir, TextGenerator.command())
     metrics = gen.metrics_
     print(f"\nafter {gen.trainer_.step} steps: validation loss {metrics['val_loss']:.3f} nats/char "
           f"({metrics['val_bits_per_char']:.3f} bits/char)\n")
+    if gen.trainer_.step < AUTO_MIN_STEPS and gen.trainer_.stop_reason == "max_minutes":
+        print(f"(only {gen.trainer_.step} steps in {cfg.max_minutes:g} minutes, so the samples are rough: a model "
+              f"needs ~{AUTO_MIN_STEPS} steps to learn much. A longer --max-minutes learns more.)\n")
     samples = {}
     for temperature in SAMPLE_TEMPERATURES:
         samples[temperature] = gen.generate(cfg.seed_text, cfg.length, temperature, random_seed=cfg.seed,

@@ -38,10 +38,11 @@ from rnnkit.config import (add_config_arguments, add_run_arguments, config_from_
 from rnnkit.runs.checkpoint import RunDir, atomic_write_bytes, load_weights
 from rnnkit.runs.schema import read_run_config, write_run_config
 from rnnkit.runs.schema import task_class as schema_task_class   # base's own task_class is an argument name
+from rnnkit.training import distributed
 
 # What a resumed run may change: its budgets and how it reports, never the model or the data.
 RESUME_FIELDS = ("epochs", "max_steps", "max_minutes", "early_stop_patience", "device", "precision",
-                 "log_every")
+                 "log_every", "threads")
 
 # What ``--overwrite`` deletes from a run directory: the files and folders rnnkit writes there (checkpoints,
 # metrics, plots, reports, side files). Anything else in the folder is left alone.
@@ -315,7 +316,8 @@ def claim_run_dir(path: str | Path | None, task_class: type, *, overwrite: bool 
     if not holds_run(path):
         return
     if overwrite:
-        clear_run(path)
+        if distributed.is_main():        # under torchrun one process deletes, not all of them at once
+            clear_run(path)
         return
     try:
         task = RunDir(path).read_config().get("task")
@@ -354,7 +356,7 @@ def stop_if_interrupted(trainer: Any, run_dir: str | Path | None, command: str) 
     ends the command (exit 130, or 143 for SIGTERM) before any test evaluation or report."""
     if trainer is None or not trainer.interrupted:
         return
-    if run_dir is not None:
+    if run_dir is not None and distributed.is_main():
         print(f"resume with: {resume_command(command, run_dir)}", file=sys.stderr)
     raise KeyboardInterrupt
 

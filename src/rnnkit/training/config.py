@@ -46,6 +46,9 @@ class TrainConfig:
     seed: int = field(0, "seed for python, numpy and torch at the start of training")
     device: str = field("auto", "where to train: auto picks cuda when available",
                         choices=("auto", "cpu", "cuda"))
+    threads: Optional[int] = field(None, "CPU threads for torch (None: one per CPU this process may use that other "
+                                         "processes leave free, looked at again while training; OMP_NUM_THREADS "
+                                         "also sets it)")
     precision: str = field("fp32", "arithmetic of the forward pass: fp32, bf16 (mixed precision: bfloat16 "
                                    "matrix products, float32 weights, optimizer and loss), or auto (bf16 "
                                    "where the hardware runs it fast, else fp32)", choices=PRECISIONS)
@@ -77,6 +80,7 @@ class TrainConfig:
         _checks.check_int("log_every", self.log_every, min=1)
         _checks.check_int("seed", self.seed)
         _checks.check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _checks.check_int("threads", self.threads, min=1, allow_none=True)
         _checks.check_choice("precision", self.precision, PRECISIONS)
         _checks.check_float("ema_decay", self.ema_decay, min=0, max=1, min_open=True, max_open=True,
                             allow_none=True)

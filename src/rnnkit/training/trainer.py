@@ -21,7 +21,11 @@ budget (``max_steps``), early stopping and Ctrl-C all stop cleanly with a checkp
 ``fit(..., resume=True)`` continues from exactly. ``Terminated`` (what the CLI raises on SIGTERM) saves the
 same way and is then raised again, so the process ends. A diverging run (a non-finite loss, or one that
 grows past ``DIVERGED_FACTOR`` times the first one) stops with an error before its state is saved, so the
-last checkpoint is the last sound one.
+last checkpoint is the last sound one. The time budget holds the final validation pass too: training stops
+early enough to leave what the last epoch's end took.
+
+Progress (``progress.py``): a bar per epoch on a terminal; written to a log, a line every 30 s and at each
+tenth of the run (step, loss, rate, elapsed, ETA), and lines while a long validation pass runs.
 
 Weight averaging (``ema_decay``): the Trainer also keeps an exponential moving average of the weights,
 updated after every optimizer step. The average is what evaluation measures, what the checkpoints' weight
@@ -47,8 +51,11 @@ from rnnkit import _checks
 from rnnkit.runs.checkpoint import (BEST_WEIGHTS, STATE_JSON, RunDir, _short_list, load_weights,
                                     rng_states, set_rng_states)
 from rnnkit.report.plots import plot_history
+from rnnkit.training import distributed
 from rnnkit.training.config import PRECISIONS, TrainConfig
+from rnnkit.training.progress import TrainingProgress, timed_pass
 from rnnkit.training.schedules import lr_at, make_optimizer
+from rnnkit.training.threads import watch_threads
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -159,18 +166,25 @@ class Trainer:
                  progress: bool | None = None, items_name: str = "items",
                  callbacks: dict[str, Callable | list[Callable]] | None = None):
         self.config = config or TrainConfig()
-        self.device = pick_device(self.config.device)
+        distributed.init_from_env()   # started by torchrun: join the others (see training/distributed.py)
+        self.device = distributed.local_device(pick_device(self.config.device))
         # "auto" is settled once, here: bf16 where this device runs it natively.
         self.precision = resolve_precision(self.config.precision, self.device)
         self.model = model.to(self.device)
+        # What the steps run: the model itself, or in a distributed run the model wrapped in
+        # DistributedDataParallel. Everything else (evaluation, averaging, checkpoints) uses self.model.
+        self._train_model = distributed.wrap(self.model, self.device)
         self.optimizer = optimizer or make_optimizer(self.model, self.config)
         self.run_dir = RunDir(run_dir) if run_dir is not None else None
-        self.progress = progress  # None: show a bar when stderr is a terminal
+        # None: show a bar when stderr is a terminal. Only rank 0 of a distributed run shows progress.
+        self.progress = progress if distributed.is_main() else False
         self.items_name = items_name  # what n_items counts ("chars", "words"): the bar shows <name>/s
         self.callbacks: dict[str, list[Callable]] = {name: [] for name in EVENTS}
         for event, fns in (callbacks or {}).items():
             for fn in (fns if isinstance(fns, (list, tuple)) else [fns]):
                 self.add_callback(event, fn)
+        # CPU threads: config.threads, else one per free CPU, looked at again while training (threads.py).
+        self.threads = watch_threads(self)
 
         # The position in training; a checkpoint stores exactly these.
         self.step = 0                 # optimizer steps taken
@@ -237,7 +251,7 @@ class Trainer:
             self.resume()
         elif self.step == 0 and self.epoch == 0 and self.batch_in_epoch == 0:
             seed_everything(cfg.seed)
-        if self.run_dir is not None:
+        if self.run_dir is not None and distributed.is_main():
             self.run_dir.path.mkdir(parents=True, exist_ok=True)
             self.run_dir.clean()    # what a killed save left behind (the checkpoint it had is kept)
 
@@ -246,6 +260,12 @@ class Trainer:
         self._start = time.monotonic()
         # The budget covers the whole run: time spent before a resume counts (self.train_seconds).
         self._deadline = (self._start + 60 * cfg.max_minutes - self.train_seconds) if cfg.max_minutes else None
+        # The final validation pass counts in the budget: training stops early enough to leave the time the
+        # last epoch's end (evaluation, checkpoint, plot) took. Unknown until an epoch of this call has ended;
+        # then the stop only announces the pass. (Counting it beats announcing it: --max-minutes is a limit.)
+        self._end_seconds: float | None = None
+        self._eval_seconds: float | None = None      # the last validation pass alone
+        self._progress = TrainingProgress(self.progress, self.items_name)
         self._window_start = self._start
         if self._last_weights is not None:
             self.model.load_state_dict(self._last_weights)   # go on from the last weights, not the best
@@ -263,8 +283,13 @@ class Trainer:
                     self.stop_reason = "max_steps"
                 elif cfg.max_minutes and self.train_seconds >= 60 * cfg.max_minutes:
                     self.stop_reason = "max_minutes"      # a resumed run whose budget was already spent
+                elif self._end_seconds is not None and self._out_of_time():
+                    # An epoch of this call has ended (and been evaluated) and another epoch's end would not fit.
+                    self.stop_reason = "max_minutes"
+                    self._progress.budget_stop(self, self._end_seconds, final_pass=False)
                 else:
                     self._run_epoch(get_batches, compute_loss, evaluate, on_epoch_end)
+            distributed.barrier()   # rank 0 has written its last checkpoint before any rank reads the run again
         except KeyboardInterrupt as interrupt:
             # Save the exact position (the batch that was interrupted has not been applied) and return.
             # A second Ctrl-C during this save stops it; the previous checkpoint stays (a save is one unit).
@@ -272,14 +297,16 @@ class Trainer:
             self.stop_reason = "interrupted"
             what = "Terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "Interrupted"
             if self.run_dir is not None:
-                self.save(best=False)
+                # No collective here: the other ranks may be stopping too (rank 0 saves what it holds).
+                self.save(best=False, together=False)
                 self.message = (f"{what} in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
                                 f"checkpoint saved in {self.run_dir.path}. Resume with fit(..., resume=True) "
                                 f"on a Trainer with this run_dir.")   # the CLI prints its own command
             else:
                 self.message = (f"{what} in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
                                 f"nothing saved (no run_dir).")
-            print(self.message, file=sys.stderr)
+            if distributed.is_main():
+                print(self.message, file=sys.stderr)
             if isinstance(interrupt, Terminated):
                 raise
         finally:
@@ -326,10 +353,8 @@ class Trainer:
             set_rng_states(self._pending_rng)
             self._pending_rng = None
 
-        bar = tqdm(total=per_epoch, initial=self.batch_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   unit="batch", dynamic_ncols=True, file=sys.stderr,
-                   disable=None if self.progress is None else not self.progress)
-        self._bar = bar
+        # A bar on a terminal; in a log file a line every 30 s and at each tenth of the run (progress.py).
+        self._progress.start_epoch(self, per_epoch, self._total_steps)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         state = self._carried
         stopped = False
@@ -338,9 +363,14 @@ class Trainer:
                 self.lr = lr_at(cfg, self.step, self._total_steps, self._time_fraction())
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr
+                batch, share = distributed.shard_rows(batch)   # this rank's rows (in one process: all of them)
                 batch = to_device(batch, self.device)
                 with self.autocast():
-                    loss, state, n_items = compute_loss(self.model, batch, state)
+                    loss, state, n_items = compute_loss(self._train_model, batch, state)
+                if share != 1.0:
+                    # Weighted by this rank's share of the rows: the average over the ranks (what DDP takes
+                    # of the gradients) is then the mean over the whole batch.
+                    loss, n_items = loss * share, (0 if share == 0 else n_items)
                 # Truncated BPTT: the next batch starts from these values but not from their history.
                 state = detach_state(state)
                 if self.precision != "fp32":
@@ -357,10 +387,11 @@ class Trainer:
                 self.batch_in_epoch += 1
                 self._carried = state
 
-                loss = loss.detach().float()
+                n_items = 1 if n_items is None else n_items
+                # The whole batch's loss and items: averaged (items summed) over the ranks of a distributed run.
+                loss, n_items = distributed.average_loss(loss.detach().float(), n_items)
                 if self.first_loss is None and self._first_loss_t is None:
                     self._first_loss_t = loss        # read back at the next log: no sync here
-                n_items = 1 if n_items is None else n_items
                 self._epoch_loss = self._epoch_loss + loss
                 self._epoch_steps += 1
                 self._window_loss = self._window_loss + loss
@@ -369,15 +400,17 @@ class Trainer:
                 self._trigger("on_step_end")
                 if self.step % cfg.log_every == 0:
                     self._log_train(epoch)
-                bar.update(1)
+                self._progress.step(self, loss, n_items)
                 if cfg.max_steps is not None and self.step >= cfg.max_steps:
                     self.stop_reason, stopped = "max_steps", True
                     break
-                if self._deadline is not None and time.monotonic() >= self._deadline:
+                # Rank 0's clock decides in a distributed run, so that every rank stops after this same step.
+                if self._out_of_time():
                     self.stop_reason, stopped = "max_minutes", True
+                    self._progress.budget_stop(self, self._end_seconds)
                     break
         finally:
-            bar.close()
+            self._progress.end_epoch()
         # A budget that ran out on the epoch's last batch still ends a whole epoch.
         partial = stopped and (per_epoch is None or self.batch_in_epoch < per_epoch)
         self._end_epoch(epoch, evaluate, on_epoch_end, partial=partial)
@@ -386,7 +419,15 @@ class Trainer:
         """The part of the max_minutes budget of this fit call used so far (None without a budget)."""
         if self._deadline is None:
             return None
-        return self.elapsed() / (60 * self.config.max_minutes)
+        # Rank 0's clock in a distributed run: every rank takes the same learning rate.
+        return distributed.from_main(self.elapsed()) / (60 * self.config.max_minutes)
+
+    def _out_of_time(self) -> bool:
+        """Whether the time budget, less what the last epoch's end took (the final pass), is used up."""
+        if self._deadline is None:
+            return False
+        stop_at = self._deadline - (self._end_seconds or 0.0)
+        return distributed.from_main(time.monotonic() - stop_at) >= 0
 
     def elapsed(self) -> float:
         """Seconds of training in this run so far, earlier (resumed-from) fit calls included."""
@@ -404,8 +445,7 @@ class Trainer:
         if self.grad_norm is not None:
             record["grad_norm"] = float(self.grad_norm)
         self._record(record)
-        rate_key = "items_s" if self.items_name == "items" else f"{self.items_name}/s"
-        self._bar.set_postfix({"loss": f"{loss:.4f}", rate_key: f"{record['items_per_s']:.0f}"}, refresh=False)
+        self._progress.logged(loss, record["items_per_s"])
         self._trigger("on_log", record)
         self._reset_window()
         self._window_start = now
@@ -431,8 +471,10 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, evaluate, on_epoch_end, *, partial: bool) -> None:
         cfg = self.config
+        began = time.monotonic()
         with self.averaged_weights():
             self._evaluate_and_save(epoch, evaluate, on_epoch_end, partial=partial)
+        self._end_seconds = time.monotonic() - began     # what the next budget stop leaves free
         if not partial and cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
             self.stop_reason = "early_stop"
 
@@ -445,9 +487,15 @@ class Trainer:
         metrics: dict[str, float] = {"train_loss": train_loss}
         if evaluate is not None:
             self.model.eval()
-            with torch.no_grad():
+            began = time.monotonic()
+            # The task's pass is opaque here: its progress is shown by the clock, against the last pass.
+            with torch.no_grad(), timed_pass(f"validation after step {self.step}", self._eval_seconds,
+                                             show=self._progress.show):
                 metrics.update({k: float(v) for k, v in evaluate(self.model).items()})
+            self._eval_seconds = time.monotonic() - began
             self.model.train()
+            # Rank 0's figures decide the best epoch and early stopping on every rank of a distributed run.
+            metrics = distributed.object_from_main(metrics)
             if cfg.monitor not in metrics:
                 _checks.fail("monitor", cfg.monitor, "a key of the metrics that evaluate returns: "
                              + ", ".join(repr(k) for k in metrics))
@@ -539,11 +587,11 @@ class Trainer:
 
     def _record(self, record: dict[str, Any]) -> None:
         self.history.append(record)
-        if self.run_dir is not None:
+        if self.run_dir is not None and distributed.is_main():
             self.run_dir.append_metrics(record)
 
     def _plot(self) -> None:
-        if self.run_dir is not None:
+        if self.run_dir is not None and distributed.is_main():
             plot_history(self.history, self.run_dir.plot_path)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
@@ -572,11 +620,22 @@ class Trainer:
             return {name: t.clone() for name, t in self._average.items()}
         return {name: p.detach().clone() for name, p in self.model.named_parameters()}
 
-    def save(self, best: bool = False) -> None:
-        """Write the last checkpoint (and ``best.safetensors`` when ``best``) to the run directory."""
-        if self.run_dir is not None:
+    def save(self, best: bool = False, *, together: bool = True) -> None:
+        """Write the last checkpoint (and ``best.safetensors`` when ``best``) to the run directory.
+
+        In a distributed run rank 0 writes. ``together``: every rank calls this at the same point (the end
+        of an epoch or a budget), so the carried state of every rank's streams is gathered into the
+        checkpoint; after Ctrl-C (not together) none is saved and the resumed streams start from zeros.
+        """
+        if self.run_dir is None:
+            return
+        carried = distributed.gather_rows(self._carried) if together else None   # (B, ...) pieces
+        if distributed.is_main():
             with self.averaged_weights():
-                self.run_dir.save_checkpoint(self.model, self.optimizer, self.state_dict(), best=best)
+                state = self.state_dict()
+                if distributed.active():
+                    state["carried_state"] = carried
+                self.run_dir.save_checkpoint(self.model, self.optimizer, state, best=best)
 
     def resume(self, run_dir: str | RunDir | None = None) -> "Trainer":
         """Load weights, optimizer and position from a run directory; the next ``fit`` continues from there."""
@@ -590,7 +649,8 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
         self.first_loss, self._first_loss_t = state.get("first_loss"), None   # absent before this version
-        self._carried = to_device(state.get("carried_state"), self.device)
+        # The checkpoint holds the whole batch's carried state; a distributed run takes this rank's rows.
+        self._carried = to_device(distributed.shard_rows(state.get("carried_state"))[0], self.device)
         self._epoch_loss = state["epoch_loss"].to(self.device)
         self._epoch_steps = state["epoch_steps"]
         self._window_loss = state["window_loss"].to(self.device)
@@ -603,7 +663,7 @@ class Trainer:
         # written again by the resumed run: drop them.
         history = self.run_dir.read_metrics()
         self.history = [r for r in history if r.get("step", 0) <= self.step]
-        if len(self.history) != len(history):
+        if len(self.history) != len(history) and distributed.is_main():
             self.run_dir.rewrite_metrics(self.history)
         return self
 

@@ -40,12 +40,15 @@ class SampleConfig:
     unknown: str = field("error", "seed text tokens the model never saw: error lists them, drop leaves them out",
                          choices=("error", "drop"))
     weights: str = field("best", "checkpoint to sample from", choices=("best", "last"))
+    threads: Optional[int] = field(None, "CPU threads (None: one per CPU that other processes leave free; "
+                                         "OMP_NUM_THREADS also sets it)")
 
     def __post_init__(self):
         _checks.check_int("length", self.length, min=0)
         _checks.check_int("num_samples", self.num_samples, min=1)
         # Named as typed: generate() would call it random_seed, torch's generator seed.
         _checks.check_int("--random-seed", self.random_seed, min=0, max=2**64 - 1, allow_none=True)
+        _checks.check_int("threads", self.threads, min=1, allow_none=True)
 
 
 def add_commands(sub) -> None:
@@ -98,7 +101,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     cfg = config_from_args(SampleConfig, args)
     gen = TextGenerator.load(args.run, weights=cfg.weights)
-    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "weights"}
+    # (--threads was applied by rnnkit.cli.main before this ran.)
+    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("weights", "threads")}
     out = gen.generate(**options)
     samples = [out] if isinstance(out, str) else out
     for i, text in enumerate(samples):

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -50,12 +51,13 @@ from rnnkit.generation.processors import make_processors
 from rnnkit.generation.search import beam_search, make_generator
 from rnnkit.generation.stateful import decode
 from rnnkit.runs.checkpoint import RunDir, save_weights
-from rnnkit.runs.schema import FORMAT_VERSION
+from rnnkit.runs.schema import FORMAT_VERSION, read_run_config
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.textgen.data import (corpus_text, load_corpus, make_tokenizer, stream_batches,
                                        stream_loss)
 from rnnkit.tasks.textgen.model import LanguageModel, no_padding, stack_states
 from rnnkit.text import Tokenizer
+from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.trainer import Trainer, pick_device
 
@@ -78,6 +80,48 @@ TRAIN_DEFAULTS = TrainConfig(
     log_every=50,
 )
 
+# --hidden-size auto (the default): the best width depends on the budget and the machine. Measured on an AMD
+# EPYC (fp32, 2 cores, a novel): after 90 s, 256 units beat 512 (1.742 against 2.042 nats/char); after 8
+# minutes, 512 beat 256 (1.259 against 1.284). A wider model learns more per step but takes ~3x as long for
+# one (2.8-3.1x measured for 512 against 256, fp32), so it pulls ahead only once it has had enough steps: 512
+# had had roughly 180 steps at 90 s and 950 at 8 minutes; 600 lies between. The rule: time PROBE_STEPS steps
+# of each width on this machine (the first is a warm-up), estimate the steps each gets in max_minutes, and
+# take the widest that gets at least AUTO_MIN_STEPS (the narrowest when none does; the widest when there is
+# no time budget: then every width gets the same steps). The probe is not counted in the budget.
+AUTO_WIDTHS = (128, 256, 512)
+AUTO_MIN_STEPS = 600
+PROBE_STEPS = 4
+DRY_RUN_WIDTH = 256       # a dry run (one tiny batch) does not probe
+
+
+def int_or_auto(value: Any) -> int | str:
+    """A width given as a whole number or ``"auto"`` (the CLI's parser for ``--hidden-size``)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return int(value)
+
+
+def choose_width(rates: dict[int, float], budget_s: float | None) -> tuple[int, str]:
+    """The width by the rule above, and why (one line). ``rates``: optimizer steps/s of each probed width."""
+    widths = sorted(rates)
+    if budget_s is None:
+        return AUTO_WIDTHS[-1], "no --max-minutes budget: every width gets the same steps, so the widest"
+    steps = {w: budget_s * rates[w] for w in widths}
+    enough = [w for w in widths if steps[w] >= AUTO_MIN_STEPS]
+    width = max(enough) if enough else widths[0]
+    probe = ", ".join(f"{w}: {rates[w]:.2f}" for w in widths)
+    minutes = f"{budget_s / 60:g} minutes"
+    if not enough:
+        why = (f"even {width} units get only ~{steps[width]:.0f} steps in {minutes} (a model needs ~"
+               f"{AUTO_MIN_STEPS} to learn much): expect rough samples; a longer --max-minutes learns more")
+    else:
+        why = f"{width} units get ~{steps[width]:.0f} steps in {minutes}"
+        wider = [w for w in widths if w > width]
+        if wider:
+            why += (f"; {wider[0]} would get ~{steps[wider[0]]:.0f}, fewer than the {AUTO_MIN_STEPS} a wider "
+                    f"model needs to pull ahead")
+    return width, f"{why} (steps/s measured: {probe})"
+
 
 @dataclass
 class TextGenConfig:
@@ -95,8 +139,10 @@ class TextGenConfig:
     end_token: Optional[str] = field("auto", "token that ends a sample: 'auto' (newline for one-item-per-"
                                              "line corpora such as xkcd-colors), '\\n', or None")
     cell: str = field("lstm", "recurrent cell", choices=CELLS)
-    hidden_size: int = field(512, "units per recurrent layer (512 with bf16 learns most in 15 minutes on a CPU "
-                                  "with AMX; without fast bf16, 256 learns more in a short budget)")
+    hidden_size: int_or_auto = field("auto", "units per recurrent layer; auto picks 128, 256 or 512 from "
+                                             "--max-minutes and a few timed steps on this machine (the widest "
+                                             "that gets ~600 steps) and stores the number in the run's "
+                                             "config.json")
     num_layers: int = field(2, "stacked recurrent layers")
     embedding_size: int = field(64, "size of the token embedding")
     dropout: float = field(0.0, "variational dropout on each layer's input and on the head's input")
@@ -116,7 +162,12 @@ class TextGenConfig:
     def __post_init__(self) -> None:
         _checks.check_choice("level", self.level, LEVELS)
         _checks.check_choice("cell", self.cell, CELLS)
-        for name in ("hidden_size", "num_layers", "embedding_size", "seq_len"):
+        if isinstance(self.hidden_size, str) and self.hidden_size.strip().isdigit():
+            self.hidden_size = int(self.hidden_size)          # "256" from a --set key=value or a hand-made dict
+        width = self.hidden_size
+        if width != "auto" and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+            _checks.fail("hidden_size", self.hidden_size, "an integer >= 1 or 'auto'")
+        for name in ("num_layers", "embedding_size", "seq_len"):
             _checks.check_int(name, getattr(self, name), min=1)
         _checks.check_int("num_words", self.num_words, min=2, allow_none=True)
         _checks.check_int("sample_length", self.sample_length, min=0)
@@ -207,6 +258,10 @@ class TextGenerator(Task):
                              f"{cfg.val_frac}) is too short for one batch of batch_size={batch_size} x "
                              f"seq_len={seq_len} ({batch_size * seq_len + 1} training {unit} needed); use a "
                              f"longer text or lower --batch-size or --seq-len")
+        if batch_size < distributed.world_size():
+            # Each process trains on its own streams of every batch (training/distributed.py).
+            _checks.fail("batch_size", batch_size, f"at least one stream per process ({distributed.world_size()} "
+                                                   f"processes)")
         train_batches = stream_batches(ids[:split], batch_size, seq_len, name="corpus", unit=unit)
         val_ids = ids[split:]
         if dry_run:
@@ -215,15 +270,13 @@ class TextGenerator(Task):
             raise ValueError(f"corpus: {len(ids)} {unit} leave {len(val_ids)} for validation "
                              f"(val_frac={cfg.val_frac}); use a longer text")
         size = f"{len(text):,} characters" + (f", {len(ids):,} words" if cfg.level == "word" else "")
-        print(f"corpus: {size}, vocabulary {self.tokenizer_.vocab_size - 1}; "
-              f"{len(train_batches)} batches of {batch_size}x{seq_len} per epoch, {len(val_ids):,} {unit} held out",
-              file=sys.stderr)
+        if distributed.is_main():
+            print(f"corpus: {size}, vocabulary {self.tokenizer_.vocab_size - 1}; {len(train_batches)} batches of "
+                  f"{batch_size}x{seq_len} per epoch, {len(val_ids):,} {unit} held out", file=sys.stderr)
         self.data_ = {**record, "characters": len(text), "tokens": len(ids), "unit": unit,
                       "vocabulary": self.tokenizer_.vocab_size - 1, "train_tokens": split,
                       "val_tokens": len(ids) - split, "one_item_per_line": line_corpus}
 
-        torch.manual_seed(train.seed)
-        self.model_ = self._build_model()
         loss_fn = nn.CrossEntropyLoss()
         self._sample_seed = cfg.sample_seed_text if cfg.sample_seed_text is not None else self._default_seed(text)
 
@@ -232,12 +285,20 @@ class TextGenerator(Task):
             logits, state = model(x, state)                           # (B, T, V)
             return loss_fn(logits.flatten(0, 1), y.flatten()), state, x.numel()
 
+        if cfg.hidden_size == "auto":
+            # Settled before config.json is written: the run stores the number, and a resume reuses it.
+            width = self._auto_width(train_batches, compute_loss, train, run_dir=run_dir, resume=resume,
+                                     dry_run=dry_run)
+            self.config = cfg = dataclasses.replace(cfg, hidden_size=width)
+        torch.manual_seed(train.seed)
+        self.model_ = self._build_model()
+
         def evaluate(model):
             nats, _ = stream_loss(model, val_ids, batch_size=16, seq_len=cfg.seq_len)
             return self._loss_metrics(nats, prefix="val_")
 
         def show_samples(trainer, epoch, metrics):
-            if cfg.sample_length == 0:
+            if cfg.sample_length == 0 or not distributed.is_main():
                 return
             lines = []
             for temperature in SAMPLE_TEMPERATURES:
@@ -251,7 +312,8 @@ class TextGenerator(Task):
 
         if dry_run:
             train = dataclasses.replace(train, max_steps=1, max_minutes=None, schedule="constant", epochs=1)
-        if run_dir is not None:
+        distributed.barrier()    # every process has checked the run directory before rank 0 writes it
+        if run_dir is not None and distributed.is_main():
             # config.json and the vocabulary first: a run directory in training says what it is.
             self.write_config(run_dir)
             self.tokenizer_.save(RunDir(run_dir).file(TOKENIZER_FILE))
@@ -265,10 +327,46 @@ class TextGenerator(Task):
         self.model_.eval()
         return self
 
-    def _build_model(self) -> LanguageModel:
+    def _build_model(self, hidden_size: int | None = None) -> LanguageModel:
         cfg = self.config
-        return LanguageModel(self.tokenizer_.vocab_size, cfg.embedding_size, cfg.hidden_size, cfg.num_layers,
-                             cfg.cell, cfg.dropout, cfg.recurrent_dropout, cfg.recurrent_dropout_mode)
+        return LanguageModel(self.tokenizer_.vocab_size, cfg.embedding_size, hidden_size or cfg.hidden_size,
+                             cfg.num_layers, cfg.cell, cfg.dropout, cfg.recurrent_dropout, cfg.recurrent_dropout_mode)
+
+    def _auto_width(self, batches: list, compute_loss: Callable, train: TrainConfig, *, run_dir: str | None,
+                    resume: bool, dry_run: bool) -> int:
+        """``hidden_size="auto"``: the run's own width on resume, else the rule by AUTO_WIDTHS (printed)."""
+        if resume:
+            return read_run_config(run_dir)["config"]["hidden_size"]
+        if dry_run:
+            width, why = DRY_RUN_WIDTH, "a dry run does not probe"
+        else:
+            budget = 60 * train.max_minutes if train.max_minutes else None
+            rates: dict[int, float] = {}
+            for width in AUTO_WIDTHS if budget else ():
+                # Every process of a distributed run probes together and uses rank 0's clock.
+                rates[width] = distributed.from_main(self._probe_rate(width, batches, compute_loss, train))
+                if budget * rates[width] < AUTO_MIN_STEPS:
+                    break                                  # a wider model would get fewer steps still
+            width, why = choose_width(rates, budget)
+        if distributed.is_main():
+            print(f"hidden_size auto: {width} units: {why}; --hidden-size N sets it", file=sys.stderr)
+        return width
+
+    def _probe_rate(self, width: int, batches: list, compute_loss: Callable, train: TrainConfig) -> float:
+        """Optimizer steps per second of a ``width``-unit model here, timed the real way: the Trainer on the
+        first PROBE_STEPS batches (the first step, which sets up the kernels, is not timed)."""
+        probe = dataclasses.replace(train, max_steps=PROBE_STEPS, max_minutes=None, epochs=1, schedule="constant",
+                                    warmup_steps=0, ema_decay=None, early_stop_patience=None, log_every=10**6)
+        ends: list[float] = []
+
+        def clock(trainer):
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()                   # a GPU step ends when its kernels have run
+            ends.append(time.perf_counter())
+
+        trainer = Trainer(self._build_model(width), probe, progress=False, callbacks={"on_step_end": clock})
+        trainer.fit(lambda epoch: (batches * PROBE_STEPS)[:PROBE_STEPS], compute_loss)
+        return (len(ends) - 1) / (ends[-1] - ends[0])
 
     def _default_seed(self, text: str) -> str:
         if self.end_token_ is not None:
