@@ -237,7 +237,8 @@ def test_more_classes_than_a_split_can_hold_splits_at_random(tmp_path):
     # 12 examples of 4 classes: a test part of 3 cannot hold every class; scikit-learn would refuse.
     path = tmp_path / "four.csv"
     path.write_text("text,label\n" + "".join(f"text {i},c{i % 4}\n" for i in range(12)))
-    data = load_data(csv_path=str(path), val_frac=0.1, test_frac=0.2)
+    with pytest.warns(UserWarning, match=r"too few rows to split by class \(4 classes\).*--val-frac/--test-frac"):
+        data = load_data(csv_path=str(path), val_frac=0.1, test_frac=0.2)
     assert (len(data.train), len(data.val), len(data.test)) == (7, 2, 3)
 
 

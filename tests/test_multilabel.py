@@ -71,6 +71,17 @@ def test_replicated_loss_mixes_every_step_and_final_step():
     assert replicated_loss(logits, y, lengths, 0.25).item() == pytest.approx(0.25 * every + 0.75 * bce2)
 
 
+def test_balanced_class_weight_weighs_each_labels_positives():
+    logits = torch.tensor([[[0.0, 2.0]]])                          # (1, 1, 2)
+    y = torch.tensor([[1.0, 0.0]])
+    # label 0 is positive: its term is scaled by pos_weight 3; label 1 is negative: unchanged
+    expected = (3 * math.log(2) + math.log(1 + math.exp(2.0))) / 2
+    got = replicated_loss(logits, y, torch.tensor([1]), 0.5, torch.tensor([3.0, 5.0]))
+    assert got.item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"class_weight='even': expected one of"):
+        MultilabelConfig(class_weight="even")
+
+
 def test_loss_is_averaged_over_labels():
     logits = torch.tensor([[[0.0, 2.0]]])                          # (1, 1, 2)
     y = torch.tensor([[1.0, 0.0]])

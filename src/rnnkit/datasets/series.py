@@ -165,6 +165,19 @@ def numeric_column(table: dict[str, np.ndarray], name: str, role: str, source: s
     return col
 
 
+def numeric_columns(table: dict[str, np.ndarray], skip: Sequence[str] = ()) -> list[str]:
+    """The columns of ``table`` that hold numbers (at least one), in file order, leaving out ``skip`` (e.g.
+    the time column and the targets): what ``--features all`` means."""
+    out = []
+    for name, col in table.items():
+        if name in skip or np.asarray(col).dtype.kind not in "iuf":
+            continue
+        if np.asarray(col).dtype.kind == "f" and np.isnan(col).all():
+            continue                                               # all missing: nothing to learn from
+        out.append(name)
+    return out
+
+
 def check_grid_size(times: np.ndarray, freq, place: Callable[[int], str], texts: np.ndarray,
                     time_col: str, source: str, max_steps: int | None = None) -> None:
     """Refuse a regular grid absurdly larger than the table (see :data:`MAX_STEPS_PER_ROW`), naming the
@@ -321,6 +334,29 @@ def describe_freq(freq) -> str:
     return str(freq) if not isinstance(freq, np.timedelta64) else str(freq).replace("seconds", "s")
 
 
+def describe_steps(n: int, freq) -> str:
+    """``n`` steps of ``freq`` as a duration in words, in the step's own unit (and a larger one when it is a
+    whole number of at least two of them): ``24 hours``, ``120 hours (5 days)``, ``1 day``, ``24 months (2
+    years)``; ``n steps`` for a step-numbered series."""
+    def words(count: int, name: str) -> str:
+        return f"{count} {name}{'s' if count != 1 else ''}"
+
+    if not isinstance(freq, np.timedelta64):
+        return words(n, "step")
+    unit = np.datetime_data(np.asarray(freq).dtype)[0]
+    if unit in ("M", "Y"):                                         # calendar units: no fixed length in seconds
+        months = n * int(np.asarray(freq).astype(np.int64)) * (12 if unit == "Y" else 1)
+        return words(months, "month") + (f" ({words(months // 12, 'year')})" if months % 12 == 0 and months >= 24
+                                         else "")
+    sizes = ((7 * 86400, "week"), (86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
+    step = int(np.asarray(freq).astype("timedelta64[s]").astype(np.int64))
+    total = n * step
+    size, name = next((size, name) for size, name in sizes[1:] if step % size == 0)   # the step's unit
+    text = words(total // size, name)
+    larger = next(((s, m) for s, m in sizes if s > size and total % s == 0 and total // s >= 2), None)
+    return text + (f" ({words(total // larger[0], larger[1])})" if larger else "")
+
+
 def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequence[str],
                    features: Sequence[str] = (), filters: Sequence[str] = (), wide_by: str | None = None,
                    interpolate_limit: int = 3, source: str = "table", angles: Sequence[str] = (),
@@ -460,6 +496,22 @@ def time_features(times: np.ndarray, freq) -> tuple[np.ndarray, list[str]]:
         cols += [np.sin(phase), np.cos(phase)]
         names += ["year_sin", "year_cos"]
     return np.stack(cols, axis=1), names
+
+
+def calendar_features(times: np.ndarray, freq) -> tuple[np.ndarray, list[str]]:
+    """The calendar cycles that fit the step, as sin/cos pairs: :func:`time_features` (time of day for steps
+    shorter than a day, time of year for steps shorter than a year) plus the day of the week (``week_sin``,
+    ``week_cos``; Monday 00:00 is phase 0) for steps shorter than a week. (N, 2 x pairs) and their names."""
+    values, names = time_features(times, freq)
+    if times.dtype.kind != "M" or freq_seconds(freq) >= 7 * 86400:
+        return values, names
+    week = 7 * 86400
+    seconds = times.astype("datetime64[s]").astype(np.int64)
+    phase = 2 * np.pi * ((seconds + 3 * 86400) % week) / week      # 1970-01-01 was a Thursday
+    at = 2 if names[:1] == ["day_sin"] else 0                      # after the time of day, before the year
+    values = np.concatenate([values[:, :at], np.stack([np.sin(phase), np.cos(phase)], axis=1), values[:, at:]],
+                            axis=1)
+    return values, names[:at] + ["week_sin", "week_cos"] + names[at:]
 
 
 @dataclass

@@ -13,6 +13,8 @@ The path: inputs -> (embedding for text | standardised channels for series) -> a
 * ``bow`` is the baseline every neural model must beat: tf-idf over unigrams and bigrams and a logistic
   regression (scikit-learn). Its vocabulary, idf weights and coefficients are saved as JSON + safetensors
   (no pickle) and applied by rnnkit itself when loaded.
+* ``rocket`` is the series baseline: random convolution kernels and a ridge classifier
+  (:mod:`rnnkit.tasks.classify.rocket`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from rnnkit.runs.checkpoint import load_weights, read_json, save_weights
 if TYPE_CHECKING:
     from rnnkit.tasks.classify.task import ClassifyConfig
 
-MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm", "bow")
+MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm", "bow", "rocket")
 POOLINGS = ("last", "max", "mean", "maxmean")
 BOW_FILE = "bow.safetensors"
 BOW_VOCABULARY_FILE = "bow_vocabulary.json"
@@ -149,13 +151,15 @@ class BowModel:
         self.vocabulary, self.idf, self.coef, self.intercept = vocabulary, idf, coef, intercept
 
     @classmethod
-    def fit(cls, texts: list[str], y: np.ndarray, C: float, min_df: int, seed: int) -> "BowModel":
+    def fit(cls, texts: list[str], y: np.ndarray, C: float, min_df: int, seed: int,
+            class_weight: str = "none") -> "BowModel":
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
         vec = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, token_pattern=BOW_TOKEN_PATTERN)
         X = vec.fit_transform(texts)
-        lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(X, y)
+        lr = LogisticRegression(C=C, max_iter=2000, random_state=seed,
+                                class_weight="balanced" if class_weight == "balanced" else None).fit(X, y)
         vocab = {k: int(v) for k, v in vec.vocabulary_.items()}
         return cls(vocab, vec.idf_.astype(np.float64), lr.coef_.astype(np.float64), lr.intercept_.astype(np.float64))
 

@@ -33,22 +33,28 @@ from rnnkit.tasks.base import Task
 from rnnkit.tasks.classify.data import Split, small_sample
 from rnnkit.tasks.classify.model import (BOW_FILE, BOW_VOCABULARY_FILE, MODELS, POOLINGS, BowModel, SequenceNet,
                                          upgrade_state_dict)
+from rnnkit.tasks.classify.rocket import ROCKET_FILE, RocketModel
 from rnnkit.text import Tokenizer
+from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.trainer import Trainer, seed_everything, to_device
 
 WEIGHTS_FILE = "classifier.safetensors"    # the final (best-on-validation) model; Trainer files sit beside it
+CLASS_WEIGHTS = ("none", "balanced")
+TEXT_MAXLEN = 400     # words of a text kept when --maxlen is not given (the IMDB lessons' cut)
 
 
 @dataclass
 class ClassifyConfig:
-    model: str = field("bilstm", "model type; bow is the tf-idf logistic-regression baseline", choices=MODELS)
+    model: str = field("bilstm", "model type; bow is the tf-idf logistic-regression baseline (text), rocket the "
+                                 "random-convolution-kernels + ridge baseline (series)", choices=MODELS)
     hidden_size: int = field(64, "recurrent units per direction and layer (also conv filters)")
     num_layers: int = field(1, "stacked recurrent (or conv) layers")
     embedding_size: int = field(64, "word embedding size (text); set by --embeddings when given")
     num_words: int = field(30000, "keep the most frequent words, the rest become <unk> (text)")
-    maxlen: int = field(400, "steps kept per sequence; longer ones are truncated, shorter ones padded (the "
-                             "padding is masked, so its side never matters)")
+    maxlen: Optional[int] = field(None, "steps kept per sequence (None: 400 words of a text, every step of a "
+                                        "series); longer ones are truncated, shorter ones padded (the padding "
+                                        "is masked, so its side never matters)")
     truncating: str = field("pre", "where long sequences lose steps: pre keeps the end, post keeps the start",
                             choices=("pre", "post"))
     pooling: str = field("maxmean", "how the sequence of outputs becomes one vector", choices=POOLINGS)
@@ -58,18 +64,23 @@ class ClassifyConfig:
     kernel_size: int = field(5, "convolution width (conv1d, cnn-lstm)")
     embeddings: Optional[str] = field(None, "pretrained word vectors: glove-50d or a GloVe text file")
     freeze_embeddings: bool = field(False, "keep the pretrained vectors fixed (else fine-tune them)")
+    class_weight: str = field("none", "balanced: weight each class's loss by n / (classes x its count), so a "
+                                      "rare class counts as much as a common one", choices=CLASS_WEIGHTS)
     bow_c: float = field(4.0, "inverse regularisation strength of the bow logistic regression")
     bow_min_df: int = field(2, "bow: ignore n-grams found in fewer documents")
+    rocket_kernels: int = field(10000, "rocket: random convolution kernels (2 features each; fewer is faster)")
     train: TrainConfig = field(TrainConfig(epochs=10, batch_size=64, lr=2e-3, clip_grad_norm=5.0,
                                            early_stop_patience=2, log_every=20), "training options")
 
     def __post_init__(self):
         _checks.check_choice("model", self.model, MODELS)
-        for name in ("hidden_size", "num_layers", "embedding_size", "num_words", "maxlen", "kernel_size",
-                     "bow_min_df"):
+        for name in ("hidden_size", "num_layers", "embedding_size", "num_words", "kernel_size",
+                     "bow_min_df", "rocket_kernels"):
             _checks.check_int(name, getattr(self, name), min=1)
+        _checks.check_int("maxlen", self.maxlen, min=1, allow_none=True)
         _checks.check_choice("truncating", self.truncating, ("pre", "post"))
         _checks.check_choice("pooling", self.pooling, POOLINGS)
+        _checks.check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
         _checks.check_float("bow_c", self.bow_c, min=0, min_open=True)
@@ -136,8 +147,8 @@ class SequenceClassifier(Task):
 
     ``fit(X, y, validation_data=(X_val, y_val))``: X is a list of str (text) or a list of (T, C) arrays
     (series). Learned: ``classes_``, ``kind_``, ``tokenizer_`` (text), ``mean_``/``std_`` (series),
-    ``model_`` (a :class:`SequenceNet`, or a :class:`BowModel` for bow), ``trainer_``, ``embedding_stats_``,
-    ``train_seconds_``.
+    ``model_`` (a :class:`SequenceNet`, a :class:`BowModel` for bow, a :class:`RocketModel` for rocket),
+    ``trainer_``, ``embedding_stats_``, ``train_seconds_``.
     """
 
     name = "classify"
@@ -151,7 +162,7 @@ class SequenceClassifier(Task):
         cfg = self.config
         if self.kind_ == "text":
             seqs = self.tokenizer_.texts_to_sequences(X)
-            seqs = [s[-cfg.maxlen:] if cfg.truncating == "pre" else s[:cfg.maxlen] for s in seqs]
+            seqs = [_truncate(s, cfg.maxlen or TEXT_MAXLEN, cfg.truncating) for s in seqs]
             # A text with no word left becomes one <unk> step: a model needs at least one step to read.
             seqs = [s if s else [1] for s in seqs]
             lengths = np.array([len(s) for s in seqs], dtype=np.int64)
@@ -164,7 +175,7 @@ class SequenceClassifier(Task):
             x = np.asarray(x, dtype=np.float32)
             if x.ndim != 2 or x.shape[1] != len(self.mean_):
                 _checks.fail(f"X[{i}]", tuple(x.shape), f"a (steps, {len(self.mean_)}) array of channel values")
-            x = x[-cfg.maxlen:] if cfg.truncating == "pre" else x[:cfg.maxlen]
+            x = _truncate(x, cfg.maxlen, cfg.truncating)
             # Standardise with the training statistics; a missing value becomes the channel mean (0).
             arrs.append(np.nan_to_num((x - self.mean_) / self.std_, nan=0.0))
         lengths = np.array([max(len(a), 1) for a in arrs], dtype=np.int64)
@@ -217,6 +228,8 @@ class SequenceClassifier(Task):
         self.kind_ = "text" if isinstance(X[0], str) else "series"
         if cfg.model == "bow" and self.kind_ != "text":
             _checks.fail("model", "bow", "a text model; bow (bag of words) cannot read numeric series")
+        if cfg.model == "rocket" and self.kind_ != "series":
+            _checks.fail("model", "rocket", "a series model; rocket (random convolution kernels) cannot read text")
         if cfg.embeddings and self.kind_ != "text":
             _checks.fail("embeddings", cfg.embeddings, "None for numeric series (word vectors need text)")
         self.embedding_stats_: dict[str, Any] = {}
@@ -238,12 +251,19 @@ class SequenceClassifier(Task):
                                                cfg.train.seed)
         start = time.monotonic()
         if cfg.model == "bow":
-            self.model_ = BowModel.fit(list(X), y, cfg.bow_c, 1 if dry_run else cfg.bow_min_df, cfg.train.seed)
+            self.model_ = BowModel.fit(list(X), y, cfg.bow_c, 1 if dry_run else cfg.bow_min_df, cfg.train.seed,
+                                       class_weight=cfg.class_weight)
+        elif cfg.model == "rocket":
+            # No epochs and no early stopping: the ridge penalty is chosen by cross-validation on X itself.
+            self._build_inputs(X)
+            y_idx = np.array([self.classes_.index(c) for c in y], dtype=np.int64)
+            self.model_ = RocketModel.fit(*self._encode(X), y_idx, min(cfg.rocket_kernels, 100) if dry_run
+                                          else cfg.rocket_kernels, cfg.train.seed, progress=progress is not False)
         else:
             self._fit_net(X, y, validation_data, run_dir, resume, dry_run, progress)
         self.train_seconds_ = time.monotonic() - start
         # The final model marks a finished run; an interrupted one keeps only its checkpoint (to resume).
-        if run_dir and not (self.trainer_ is not None and self.trainer_.interrupted):
+        if run_dir and distributed.is_main() and not (self.trainer_ is not None and self.trainer_.interrupted):
             self.save(run_dir)
         return self
 
@@ -296,9 +316,16 @@ class SequenceClassifier(Task):
         if dry_run:
             train_batches = self._batches(Xe, le, y_idx, True, np.random.default_rng(seed))[:1]
 
+        # balanced: n / (K * count_k) per class, as scikit-learn's class_weight="balanced"
+        counts = np.bincount(y_idx, minlength=len(self.classes_))
+        weight = (torch.tensor(len(y_idx) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+                  if cfg.class_weight == "balanced" else None)
+
         def compute_loss(net, batch, state):
             xb, lb, yb = batch
-            return F.cross_entropy(net(xb, lb), yb), None, len(yb)
+            logits = net(xb, lb)
+            w = weight.to(logits.device) if weight is not None else None
+            return F.cross_entropy(logits, yb, weight=w), None, len(yb)
 
         evaluate = None
         if validation_data is not None:
@@ -321,7 +348,12 @@ class SequenceClassifier(Task):
                 return {"val_loss": total / n, "val_accuracy": correct / n}
 
         tcfg = dataclasses.replace(cfg.train, epochs=1) if dry_run else cfg.train
-        if run_dir:
+        if validation_data is None:
+            # No validation rows: train every epoch and keep the last weights (the training loss would
+            # otherwise pick the best epoch and stop early, which says nothing about new data).
+            tcfg = dataclasses.replace(tcfg, restore_best=False, early_stop_patience=None)
+        distributed.barrier()    # under torchrun: every process has checked the run directory before rank 0 writes
+        if run_dir and distributed.is_main():
             # A run dir is recognisable as a classifier while it trains, and with the classes and the
             # vocabulary written now, a run that is stopped can still predict from its best checkpoint.
             self.write_config(run_dir)
@@ -345,6 +377,8 @@ class SequenceClassifier(Task):
             _checks.fail("X", type(X[0]).__name__, "a list of texts (str) for this text classifier")
         if self.config.model == "bow":
             return self.model_.predict_proba(X)
+        if self.config.model == "rocket":
+            return self.model_.predict_proba(*self._encode(X), progress=True)   # a line every 5 s on long work
         net = self.model_.eval()
         device = next(net.parameters()).device
         Xe, le = self._encode(X)
@@ -369,14 +403,19 @@ class SequenceClassifier(Task):
             _checks.fail("labels", unknown[:5], f"classes the model knows: {self.classes_}")
         return classification_metrics(y, self.predict_proba(X), self.classes_)
 
-    def report(self, X, y, out_dir: str | Path, name: str = "test") -> dict[str, Any]:
-        """Evaluate and write ``{name}_metrics.json`` and ``{name}_confusion.png`` into ``out_dir``."""
+    def report(self, X, y, out_dir: str | Path, name: str = "test", rows: str = "") -> dict[str, Any]:
+        """Evaluate and write ``{name}_metrics.json`` and ``{name}_confusion.png`` into ``out_dir``;
+        ``rows`` says which rows the figures come from (kept in the JSON and the plot's title)."""
         metrics = self.evaluate(X, y)
+        if rows:
+            metrics = {"rows": rows, **metrics}
+        if not distributed.is_main():
+            return metrics                      # under torchrun rank 0 writes the report
         out = RunDir(out_dir)
         out.path.mkdir(parents=True, exist_ok=True)
         out.write_json(f"{name}_metrics.json", metrics)
         plot_confusion(np.array(metrics["confusion_matrix"]), self.classes_, out.file(f"{name}_confusion.png"),
-                       title=f"{self.config.model} on {name}: accuracy {metrics['accuracy']:.3f}")
+                       title=f"{self.config.model}: accuracy {metrics['accuracy']:.3f} on {rows or name}")
         return metrics
 
     # -- save / load -------------------------------------------------------------------------------------
@@ -394,7 +433,7 @@ class SequenceClassifier(Task):
         return values
 
     def _save_files(self, run: RunDir) -> None:
-        if self.config.model == "bow":
+        if self.config.model in ("bow", "rocket"):
             self.model_.save(run.path)
             return
         if self.kind_ == "text":
@@ -409,6 +448,11 @@ class SequenceClassifier(Task):
         if self.config.model == "bow":
             run.require(BOW_FILE, BOW_VOCABULARY_FILE)
             self.model_ = BowModel.load(run.path)
+            return
+        if self.config.model == "rocket":
+            run.require(ROCKET_FILE)
+            self.mean_, self.std_ = np.array(fitted["mean"], np.float32), np.array(fitted["std"], np.float32)
+            self.model_ = RocketModel.load(run.path)
             return
         if self.kind_ == "text":
             run.require("tokenizer.json")
@@ -438,3 +482,10 @@ class SequenceClassifier(Task):
         config = nest_train_fields(ClassifyConfig, flat, clip_grad_norm=5.0, log_every=20, device="cpu")
         return {"task": cls.name, "format_version": FORMAT_VERSION, "config": config,
                 "data": {"kind": raw["kind"]}, "fitted": {"classes": raw["classes"], "kind": raw["kind"]}}
+
+
+def _truncate(seq, maxlen: int | None, truncating: str):
+    """The last (``pre``) or first (``post``) ``maxlen`` steps of a sequence; all of it when maxlen is None."""
+    if maxlen is None or len(seq) <= maxlen:
+        return seq
+    return seq[-maxlen:] if truncating == "pre" else seq[:maxlen]

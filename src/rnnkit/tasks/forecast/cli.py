@@ -12,20 +12,34 @@ from pathlib import Path
 
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args
+from rnnkit.datasets.series import describe_steps
 from rnnkit.runs.checkpoint import atomic_write_json
 from rnnkit.tasks.base import (add_train_arguments, clear_run, holds_run, resume_command, stop_if_interrupted,
                                train_config_from_args)
 from rnnkit.tasks.forecast.data import read_table
 from rnnkit.tasks.forecast.model import MODELS
-from rnnkit.tasks.forecast.task import Forecaster, ForecastConfig, best_recurrent, compare, results_markdown
+from rnnkit.tasks.forecast.task import (Forecaster, ForecastConfig, best_recurrent, compare, number,
+                                        results_markdown)
+
+
+def _ahead(fc: Forecaster) -> str:
+    """``24 steps ahead (24 hours)``: the forecast distance in steps and in time."""
+    delay = fc.window_config_.delay
+    return f"{delay} step{'s' if delay != 1 else ''} ahead ({describe_steps(delay, fc.freq_)})"
 
 
 def _print_metrics(fc: Forecaster) -> None:
     m = fc.metrics_
     target = ", ".join(fc.series_.targets)
-    print(f"{fc.config.model}: MAE of {target} {fc.config.delay} steps ahead: validation {m['val_mae']:.4f} "
-          f"({m['val_mae_norm']:.4f} normalised), test {m['test_mae']:.4f} ({m['test_mae_norm']:.4f}); naive: "
-          f"validation {m['naive_val_mae']:.4f}, test {m['naive_test_mae']:.4f}")
+    val = ("validation none (val_frac=0)" if m["val_mae"] is None else
+           f"validation {m['val_mae']:.4f} ({m['val_mae_norm']:.4f} normalised)")
+    line = (f"{fc.config.model}: MAE of {target} {_ahead(fc)}: {val}, test {m['test_mae']:.4f} "
+            f"({m['test_mae_norm']:.4f}); naive: validation {number(m['naive_val_mae'], '.4f')}, test "
+            f"{m['naive_test_mae']:.4f}")
+    if m.get("seasonal_naive_test_mae") is not None:
+        line += (f"; seasonal naive (season {m['season']}): validation "
+                 f"{number(m['seasonal_naive_val_mae'], '.4f')}, test {m['seasonal_naive_test_mae']:.4f}")
+    print(line)
 
 
 def _train_cmd(args) -> int:
@@ -42,11 +56,18 @@ def _eval_cmd(args) -> int:
     fc = Forecaster.load(args.run)
     data = read_table(args.csv) if args.csv else None
     m = fc.evaluate(data)
-    source = args.csv or f"the test part of {fc.config.dataset or fc.config.csv}"
-    gain = m["vs_naive_pct"]
-    print(f"{fc.config.model} on {source}: MAE of {', '.join(fc.series_.targets)} {fc.config.delay} steps ahead "
-          f"{m['mae']:.4f} ({m['mae_norm']:.4f} normalised) over {m['windows']} windows; naive {m['naive_mae']:.4f} "
-          f"({abs(gain):.1f}% {'better' if gain >= 0 else 'worse'} than naive)")
+    source = args.csv or f"the test part of {fc.config.test_csv or fc.config.dataset or fc.config.csv}"
+
+    def against(name: str, gain: float) -> str:
+        return f"{abs(gain):.1f}% {'better' if gain >= 0 else 'worse'} than {name}"
+
+    text = (f"{fc.config.model} on {source}: MAE of {', '.join(fc.series_.targets)} {_ahead(fc)} "
+            f"{m['mae']:.4f} ({m['mae_norm']:.4f} normalised) over {m['windows']} windows; naive "
+            f"{m['naive_mae']:.4f} ({against('naive', m['vs_naive_pct'])}")
+    if m.get("vs_seasonal_naive_pct") is not None:
+        text += (f"); seasonal naive {m['seasonal_naive_mae']:.4f} "
+                 f"({against('seasonal naive', m['vs_seasonal_naive_pct'])}")
+    print(text + ")")
     out = Path(args.output) if args.output else Path(args.run) / "eval.json"
     atomic_write_json(out, {"source": source, **m})
     print(f"metrics written to {out}", file=sys.stderr)
@@ -105,8 +126,14 @@ def _compare_cmd(args) -> int:
         print(f"\nskipped: {', '.join(skipped)} (seasonal_naive needs a period: give --season N)")
     best = best_recurrent(results)
     if best:
-        print(f"\nbest recurrent model by validation: {best['model']} ({best['val_vs_naive_pct']:+.1f}% val, "
-              f"{best['test_vs_naive_pct']:+.1f}% test against naive)")
+        text = (f"\nbest recurrent model by validation: {best['model']} ({best['val_vs_naive_pct']:+.1f}% val, "
+                f"{best['test_vs_naive_pct']:+.1f}% test against naive")
+        if best["val_vs_seasonal_naive_pct"] is not None:
+            text += (f"; {best['val_vs_seasonal_naive_pct']:+.1f}% val, {best['test_vs_seasonal_naive_pct']:+.1f}% "
+                     f"test against seasonal naive, season {best['season']} steps")
+        print(text + ")")
+    elif results and results[0]["val_mae"] is None:
+        print("\nno validation part (val_frac=0): no model is picked; the test figures are for reference")
     print(f"\nwrote {args.run_dir}/compare.csv, compare.md, predictions.png, losses.png")
     return 0
 

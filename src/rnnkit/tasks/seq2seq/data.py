@@ -45,7 +45,7 @@ PAD, UNK, GO, EOS = 0, 1, 2, 3
 LEVELS = ("char", "word", "subword")
 # Learned subwords per side when --num-words does not say (with the 4 special tokens).
 SUBWORDS = 4000
-DATASETS = ("number-phrases", "cmudict")
+DATASETS = ("number-phrases", "cmudict", "greek-english")
 NUMBER_LANGS = ("en", "fr", "de", "es", "it")
 # Languages whose number words are written as one compound ("neuntausendneunhundert..."): characters.
 COMPOUND_LANGS = ("de", "it")
@@ -263,6 +263,15 @@ def cmudict_pairs(keep_stress: bool = False) -> tuple[list[tuple[str, str]], lis
     return pairs, [w for w, _ in pairs]
 
 
+def greek_english_pairs() -> tuple[list[tuple[str, str]], list[str]]:
+    """(pairs, keys) of greek-english: a Greek New Testament verse and its English translation; the key is
+    the verse."""
+    from rnnkit import datasets
+
+    data = datasets.load("greek-english")
+    return list(zip(map(str, data["greek"]), map(str, data["english"]))), [str(v) for v in data["verse"]]
+
+
 def split_of(key: str, val_frac: float, test_frac: float) -> str:
     """``"train"``, ``"val"`` or ``"test"`` for ``key``, from a hash of it (see the module docstring)."""
     h = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:15], 16) / 16 ** 15
@@ -306,15 +315,22 @@ def load_pairs(config: Any) -> PairSplits:
         pairs, keys = cmudict_pairs(config.keep_stress)
         name = "cmudict" + (" (with stress)" if config.keep_stress else " (stress digits stripped)")
         return split_pairs(pairs, keys, config.val_frac, config.test_frac, name, phonemes=True)
+    if config.dataset == "greek-english":
+        if config.variant is not None:
+            _checks.fail("variant", config.variant, "None for greek-english (variants are number-phrases')")
+        pairs, keys = greek_english_pairs()
+        return split_pairs(pairs, keys, config.val_frac, config.test_frac, "greek-english verses")
     _checks.fail("dataset", config.dataset, f"one of {', '.join(map(repr, DATASETS))}, or a --tsv file")
 
 
 def auto_levels(config: Any) -> tuple[str, str]:
     """The token levels a config asks for, ``auto`` settled by the data: number-phrases reads words (or
     characters for the compounds of de/it) and digits as characters; cmudict spellings as characters and
-    phonemes as words; a TSV words on both sides."""
+    phonemes as words; a TSV words on both sides; the Greek and English verses as subwords."""
     if config.tsv is not None:
         auto = ("word", "word")
+    elif config.dataset == "greek-english":
+        auto = ("subword", "subword")
     elif config.dataset == "cmudict":
         auto = ("char", "word")
     else:

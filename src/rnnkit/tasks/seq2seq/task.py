@@ -56,11 +56,12 @@ from rnnkit.generation.stateful import decode
 from rnnkit.report.metrics import bleu_chrf, edit_distance_rates
 from rnnkit.runs.checkpoint import RunDir, check_weights_match, save_weights
 from rnnkit.tasks.base import Task
-from rnnkit.tasks.seq2seq.data import (EOS, GO, LEVELS, PairSplits, Vocab, auto_levels, batches, check_pairs,
-                                       clean_pairs, encode_pairs, group_references, load_pairs, make_batch,
-                                       split_pairs, splitter, tokenize)
+from rnnkit.tasks.seq2seq.data import (DATASETS, EOS, GO, LEVELS, PairSplits, Vocab, auto_levels, batches,
+                                       check_pairs, clean_pairs, encode_pairs, group_references, load_pairs,
+                                       make_batch, split_pairs, splitter, tokenize)
 from rnnkit.tasks.seq2seq.model import ATTENTION_KINDS, CELLS, Seq2SeqModel
 from rnnkit.training.config import TrainConfig
+from rnnkit.training.progress import track
 from rnnkit.training.trainer import Trainer, pick_device, seed_everything
 
 WEIGHTS_FILE = "seq2seq.safetensors"     # the finished model (the best epoch's weights)
@@ -81,8 +82,9 @@ TRAIN_DEFAULTS = TrainConfig(
 class Seq2SeqConfig:
     """Everything `rnnkit seq2seq train` takes: the data, the model, and the training options."""
 
-    dataset: str = field("number-phrases", "named dataset when --tsv is not given: number-phrases or cmudict",
-                         choices=("number-phrases", "cmudict"))
+    dataset: str = field("number-phrases", "named dataset when --tsv is not given: number-phrases, cmudict or "
+                                           "greek-english (New Testament verses, Greek -> English)",
+                         choices=DATASETS)
     variant: Optional[str] = field(None, "number-phrases direction: <lang>-digits or digits-<lang>, lang one of en "
                                          "fr de es it (None: fr-digits, French words to digits)")
     tsv: Optional[str] = field(None, "your own pairs: a UTF-8 file of source<TAB>target lines")
@@ -92,10 +94,12 @@ class Seq2SeqConfig:
     test_frac: float = field(0.05, "share held out for the test report, by the same hash (never trained on)")
     source_level: str = field("auto", "source tokens: characters, words or subwords (byte-pair pieces learned "
                                       "from the training sources; for natural language) (auto: by the data: words "
-                                      "for number words, characters for digits and spellings, words for a TSV)",
+                                      "for number words, characters for digits and spellings, words for a TSV, "
+                                      "subwords for greek-english)",
                               choices=LEVEL_CHOICES)
     target_level: str = field("auto", "target tokens: characters, words or subwords (auto: by the data: "
-                                      "characters for digits, words for phonemes, number words and a TSV)",
+                                      "characters for digits, words for phonemes, number words and a TSV, "
+                                      "subwords for greek-english)",
                               choices=LEVEL_CHOICES)
     num_words: Optional[int] = field(None, "keep this many entries per vocabulary (with the 4 special tokens); "
                                            "rarer tokens become <unk> (None: all); subwords: the number of "
@@ -120,7 +124,7 @@ class Seq2SeqConfig:
     train: TrainConfig = field(TRAIN_DEFAULTS, "training options, flat flags --lr, --epochs, ...")
 
     def __post_init__(self) -> None:
-        _checks.check_choice("dataset", self.dataset, ("number-phrases", "cmudict"))
+        _checks.check_choice("dataset", self.dataset, DATASETS)
         _checks.check_choice("source_level", self.source_level, LEVEL_CHOICES)
         _checks.check_choice("target_level", self.target_level, LEVEL_CHOICES)
         _checks.check_choice("cell", self.cell, CELLS)
@@ -406,7 +410,7 @@ class Seq2Seq(Task):
         model.eval()
         try:
             with torch.inference_mode():
-                for k in range(0, len(order), batch_size):
+                for k in track(range(0, len(order), batch_size), "decoding"):   # a bar or lines on long work
                     chunk = order[k:k + batch_size]
                     hyps = self._decode_batch(model, [encoded[i] for i in chunk], beam, n_best, chain, generator,
                                               length_penalty, coverage_penalty, max_length, want_attention,

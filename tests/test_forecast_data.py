@@ -1,0 +1,304 @@
+"""Forecasting on data as users bring it (issue 16): their own test period, no validation part, series of any
+frequency (defaults in time units, calendar features), --features all / --exclude, seasonal naive as the bar,
+and early stopping on by default."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.cli import main
+from rnnkit.datasets import series as S
+from rnnkit.runs.checkpoint import RunDir
+from rnnkit.tasks.forecast.data import resolved, window_defaults
+from rnnkit.tasks.forecast.task import ForecastConfig, Forecaster, compare, results_markdown
+
+
+def cycle(t):
+    """A daily cycle (period 24 steps) with a slow trend: seasonal naive is off by the trend, 0.24 a day."""
+    return 10 + 5 * np.sin(2 * np.pi * t / 24) + 0.01 * t
+
+
+def write_hourly(path, first=0, n=300, extra=""):
+    """Hours first .. first+n-1 from 2022-05-01T00 of the cycle (``extra``: more columns, given per row)."""
+    t = np.arange(first, first + n)
+    times = np.datetime64("2022-05-01T00") + t.astype("timedelta64[h]")
+    head = "time,y" + (",a,b,site,blank" if extra else "")
+    rows = [f"{s}:00:00Z,{v:.6f}" + (f",{np.cos(i):.4f},{i % 7},S1," if extra else "")
+            for i, s, v in zip(t, times, cycle(t))]
+    path.write_text(head + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def write_daily(path, n=400, start="2021-01-04"):
+    """A daily series with a weekly pattern (weekends high)."""
+    days = np.datetime64(start) + np.arange(n).astype("timedelta64[D]")
+    weekday = (days.astype(np.int64) + 3) % 7                             # Monday = 0
+    y = 20 + 3 * (weekday >= 5) + np.sin(np.arange(n) / 40)
+    path.write_text("date,y\n" + "".join(f"{d},{v:.5f}\n" for d, v in zip(days, y)))
+    return path
+
+
+HOURLY = dict(time_col="time", target=["y"], lookback=24, delay=6)
+
+
+# -- 1. splits the user already has: --test-csv, --val-frac 0 ------------------------------------------------
+
+def test_a_held_out_file_is_the_test_part_and_its_windows_see_the_training_history(tmp_path):
+    train = write_hourly(tmp_path / "train.csv", 0, 300)
+    test = write_hourly(tmp_path / "test.csv", 300, 120)
+    fc = Forecaster(csv=str(train), test_csv=str(test), model="naive", **HOURLY).fit(
+        verbose=False, run_dir=str(tmp_path / "run"))
+    # validation: the last val_frac=0.25 of the 300 training rows; test: the held-out file's 120 rows
+    assert fc.splits_ == (225, 300)
+    # test windows have their inputs and targets in the held-out file: rows 300+24 .. 420-6
+    assert len(fc.rows_["test"]) == (420 - 6 + 1) - (300 + 24)
+    t = np.arange(300 + 24 - 1, 420 - 6)                               # last input hours of those windows
+    by_hand = np.abs(cycle(t + 6) - cycle(t)).mean()
+    assert fc.metrics_["test_mae"] == pytest.approx(by_hand, rel=1e-4)
+    # the run remembers the file: loaded, its test part is read again from both files
+    again = Forecaster.load(str(tmp_path / "run"))
+    assert again.evaluate()["mae"] == pytest.approx(fc.metrics_["test_mae"], rel=1e-6)
+    # predict: after the end of the held-out file (hour 419 is 2022-05-18T11:00)
+    assert again.predict()[0]["time"] == "2022-05-18T17:00:00"
+
+
+def test_a_held_out_file_after_a_gap_and_the_refusals(tmp_path, capsys):
+    train = write_hourly(tmp_path / "train.csv", 0, 300)
+    later = write_hourly(tmp_path / "later.csv", 310, 120)
+    fc = Forecaster(csv=str(train), test_csv=str(later), model="naive", **HOURLY).fit(verbose=False)
+    assert fc.splits_[1] == 310 and len(fc.series_) == 430
+    assert "test part: " + str(later) + " (120 steps from 2022-05-13T22:00:00), 10 missing steps after" in \
+        " ".join(fc.series_.report)
+    overlap = write_hourly(tmp_path / "overlap.csv", 250, 100)
+    with pytest.raises(ValueError, match=r"test_csv='.*overlap.csv': expected a held-out period after the end of "
+                                         r".*train.csv \(2022-05-13T11:00:00\); it begins at 2022-05-11T10:00:00"):
+        Forecaster(csv=str(train), test_csv=str(overlap), model="naive", **HOURLY).fit(verbose=False)
+    with pytest.raises(ValueError, match=r"val_end='2022-05-10': expected no val_end with test_csv"):
+        Forecaster(csv=str(train), test_csv=str(later), val_end="2022-05-10", model="naive", **HOURLY).fit(
+            verbose=False)
+    # the CLI flag, and a missing file named by its flag
+    argv = ["forecast", "train", "--csv", str(train), "--time-col", "time", "--target", "y", "--lookback", "24",
+            "--delay", "6", "--model", "naive"]
+    assert main([*argv, "--test-csv", str(later), "--run-dir", str(tmp_path / "r1")]) == 0
+    assert "naive: MAE of y 6 steps ahead (6 hours)" in capsys.readouterr().out
+    assert main([*argv, "--test-csv", str(tmp_path / "none.csv"), "--run-dir", str(tmp_path / "r2")]) == 2
+    assert "rnnkit: error: test_csv=" in capsys.readouterr().err
+
+
+def test_val_frac_zero_trains_every_epoch_and_keeps_the_last_weights(tmp_path, capsys):
+    csv = write_hourly(tmp_path / "s.csv", 0, 240)
+    run = tmp_path / "run"
+    fc = Forecaster(csv=str(csv), model="gru", hidden_size=8, batch_size=32, epochs=2, early_stop_patience=1,
+                    val_frac=0, test_frac=0.25, **HOURLY).fit(run_dir=str(run), progress=False)
+    assert "no validation part (val_frac=0): trains all 2 epochs" in capsys.readouterr().err
+    assert len(fc.rows_["val"]) == 0 and fc.splits_[0] == fc.splits_[1] == 180
+    assert [r["epoch"] for r in fc.history_] == [0, 1] and "val_loss" not in fc.history_[0]
+    assert fc.metrics_["val_mae"] is None and fc.metrics_["test_mae"] > 0
+    # the model kept is the last epoch's: the same weights as the run's last checkpoint
+    last = RunDir(run).load_weights(best=False)
+    for name, value in fc.model_.state_dict().items():
+        torch.testing.assert_close(value, last[name])
+    # ridge has no windows to choose its penalty on: alpha 1 unless given
+    assert Forecaster(csv=str(csv), model="ridge", val_frac=0, **HOURLY).fit(verbose=False).alpha_ == 1.0
+    # the CLI: train and compare work and say what is missing
+    argv = ["--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24", "--delay", "6",
+            "--val-frac", "0"]
+    assert main(["forecast", "train", *argv, "--model", "ridge", "--run-dir", str(tmp_path / "r")]) == 0
+    assert "validation none (val_frac=0), test " in capsys.readouterr().out
+    assert main(["forecast", "compare", *argv, "--models", "naive", "gru", "--epochs", "1", "--hidden-size", "4",
+                 "--run-dir", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\| gru \| - \| \d+\.\d{3} \| - \|", out), out
+    assert "no validation part (val_frac=0): no model is picked" in out
+
+
+# -- 2. seasonal naive is the bar -----------------------------------------------------------------------------
+
+def test_compare_shows_the_gain_over_naive_and_over_seasonal_naive(tmp_path, capsys):
+    csv = write_hourly(tmp_path / "s.csv", 0, 480)
+    cfg = ForecastConfig(csv=str(csv), time_col="time", target=["y"], lookback=48, delay=6)
+    rows = {r["model"]: r for r in compare(cfg, ["naive", "seasonal_naive", "ridge"])}
+    # the seasonal naive forecast is off by the trend over one season: 0.01 x 24 hours
+    snaive = rows["seasonal_naive"]["test_mae"]
+    assert snaive == pytest.approx(0.24, abs=1e-3)
+    assert rows["seasonal_naive"]["test_vs_seasonal_naive_pct"] == pytest.approx(0, abs=1e-9)
+    naive = rows["naive"]["test_mae"]
+    assert rows["naive"]["test_vs_seasonal_naive_pct"] == pytest.approx(100 * (1 - naive / snaive))
+    assert rows["naive"]["test_vs_seasonal_naive_pct"] < -500       # the cycle's change over 6 hours is large
+    assert rows["ridge"]["test_vs_seasonal_naive_pct"] > 50 and rows["ridge"]["season"] == 24
+    table = results_markdown(list(rows.values()))
+    assert "| val vs seasonal naive | test vs seasonal naive |" in table.splitlines()[0]
+    # the CLI: the table, the summary line against both, the CSV columns and both plots
+    out_dir = tmp_path / "cmp"
+    assert main(["forecast", "compare", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "48",
+                 "--delay", "6", "--models", "naive", "gru", "--dry-run", "--run-dir", str(out_dir)]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"best recurrent model by validation: gru \([+-]\d+\.\d% val, [+-]\d+\.\d% test against naive; "
+                     r"[+-]\d+\.\d% val, [+-]\d+\.\d% test against seasonal naive, season 24 steps\)", captured.out)
+    assert ("baselines: naive = the last value; seasonal naive = the value 24 steps (24 hours) before"
+            in captured.err)
+    header = (out_dir / "compare.csv").read_text().splitlines()[0].split(",")
+    assert {"val_vs_seasonal_naive_pct", "test_vs_seasonal_naive_pct", "season"} <= set(header)
+    assert (out_dir / "predictions.png").stat().st_size > 0 and (out_dir / "losses.png").stat().st_size > 0
+
+
+def test_eval_reports_both_baselines_and_a_series_without_season_shows_a_dash(tmp_path, capsys):
+    csv = write_hourly(tmp_path / "s.csv", 0, 300)
+    run = tmp_path / "run"
+    assert main(["forecast", "train", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24",
+                 "--delay", "6", "--model", "ridge", "--run-dir", str(run)]) == 0
+    assert "; seasonal naive (season 24): validation " in capsys.readouterr().out
+    assert main(["forecast", "eval", str(run)]) == 0
+    assert re.search(r"naive \d+\.\d+ \(\d+\.\d% better than naive\); seasonal naive 0\.2400 \(\d+\.\d% better "
+                     r"than seasonal naive\)", capsys.readouterr().out)
+    steps = tmp_path / "steps.csv"
+    steps.write_text("step,y\n" + "".join(f"{i},{np.sin(i / 3):.5f}\n" for i in range(200)))
+    rows = compare(ForecastConfig(csv=str(steps), time_col="step", target=["y"], lookback=12, delay=2), ["naive"])
+    assert rows[0]["test_vs_seasonal_naive_pct"] is None and rows[0]["season"] is None
+    assert "| +0.0% | +0.0% | - | - |" in results_markdown(rows)
+
+
+# -- 3. series of any frequency ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("freq,expected", [
+    (np.timedelta64(10, "m"), (144, 6)),        # 1 day back, 1 hour ahead
+    (np.timedelta64(3600, "s"), (120, 24)),     # 5 days back, 1 day ahead
+    (np.timedelta64(1, "D"), (56, 1)),          # 8 weeks back, the next day
+    (np.timedelta64(7, "D"), (52, 1)),          # a year back
+    (np.timedelta64(1, "M"), (24, 1)),          # 2 years back
+    (np.timedelta64(3, "M"), (8, 1)),
+    (np.timedelta64(1, "Y"), (10, 1)),
+    (5, None),                                  # step numbers: no unit, no default
+])
+def test_window_defaults_are_chosen_in_time_units(freq, expected):
+    assert window_defaults(freq) == expected
+
+
+@pytest.mark.parametrize("n,freq,words", [
+    (24, np.timedelta64(3600, "s"), "24 hours"),
+    (120, np.timedelta64(3600, "s"), "120 hours (5 days)"),
+    (1, np.timedelta64(1, "D"), "1 day"),
+    (56, np.timedelta64(1, "D"), "56 days (8 weeks)"),
+    (6, np.timedelta64(10, "m"), "60 minutes"),
+    (24, np.timedelta64(1, "M"), "24 months (2 years)"),
+    (3, 1, "3 steps"),
+])
+def test_steps_in_words(n, freq, words):
+    assert S.describe_steps(n, freq) == words
+
+
+def test_daily_series_get_daily_defaults_and_say_what_they_mean(tmp_path, capsys):
+    csv = write_daily(tmp_path / "d.csv")
+    run = tmp_path / "run"
+    assert main(["forecast", "train", "--csv", str(csv), "--time-col", "date", "--target", "y", "--model",
+                 "seasonal_naive", "--run-dir", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert ("lookback 56 steps = 56 days (8 weeks), delay 1 step = 1 day ahead (lookback and delay: the default "
+            "for steps of 1 day)") in captured.err
+    assert "seasonal_naive: MAE of y 1 step ahead (1 day)" in captured.out
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["config"]["lookback"] is None and (doc["fitted"]["lookback"], doc["fitted"]["delay"]) == (56, 1)
+    again = Forecaster.load(str(run))
+    assert (again.window_config_.lookback, again.window_config_.delay) == (56, 1)
+    assert again.predict()[0]["time"] == "2022-02-08"                  # the day after the last one
+    # with a step of 5 the default lookback is rounded up to a multiple of it; a given delay is kept
+    fc = Forecaster(csv=str(csv), time_col="date", target=["y"], step=5, delay=3, model="naive").fit(verbose=False)
+    assert (fc.window_config_.lookback, fc.window_config_.delay) == (60, 3)
+
+
+def test_step_numbered_series_need_lookback_and_delay(tmp_path, capsys):
+    csv = tmp_path / "steps.csv"
+    csv.write_text("step,y\n" + "".join(f"{i},{np.sin(i / 3):.5f}\n" for i in range(200)))
+    assert main(["forecast", "train", "--csv", str(csv), "--time-col", "step", "--target", "y", "--delay", "2",
+                 "--model", "naive", "--run-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == ("rnnkit: error: lookback=None: expected a number of steps (--lookback N): the "
+                                       "time column holds step numbers, not timestamps, so no default can be "
+                                       "inferred from its frequency\n")
+
+
+def test_calendar_features_fit_the_step():
+    # 2024-01-01 is a Monday: phase 0 of the week; Thursday 12:00 is 3.5 days into it
+    hours = np.array(["2024-01-01T00", "2024-01-04T12"], dtype="datetime64[h]")
+    values, names = S.calendar_features(hours, np.timedelta64(1, "h"))
+    assert names == ["day_sin", "day_cos", "week_sin", "week_cos", "year_sin", "year_cos"]
+    np.testing.assert_allclose(values[:, 2:4], [[0.0, 1.0], [np.sin(np.pi), np.cos(np.pi)]], atol=1e-12)
+    np.testing.assert_allclose(values[:, :2], [[0.0, 1.0], [0.0, -1.0]], atol=1e-12)     # midnight, noon
+    days = np.array(["2024-01-01", "2024-07-01"], dtype="datetime64[D]")
+    assert S.calendar_features(days, np.timedelta64(1, "D"))[1] == ["week_sin", "week_cos", "year_sin", "year_cos"]
+    months = np.array(["2024-01", "2024-07"], dtype="datetime64[M]")
+    values, names = S.calendar_features(months, np.timedelta64(1, "M"))
+    assert names == ["year_sin", "year_cos"] and values[1, 1] == pytest.approx(-1.0, abs=0.02)   # half a year on
+    assert S.calendar_features(np.arange(3), 1)[1] == []
+
+
+def test_calendar_flag_and_its_earlier_name(tmp_path, capsys):
+    csv = write_daily(tmp_path / "d.csv")
+    fc = Forecaster(csv=str(csv), time_col="date", target=["y"], lookback=14, model="naive",
+                    calendar=True).fit(verbose=False)
+    assert fc.columns_ == ["y", "week_sin", "week_cos", "year_sin", "year_cos"]
+    # --exclude leaves calendar columns out too (weather has no weekly cycle)
+    fc = Forecaster(csv=str(csv), time_col="date", target=["y"], lookback=14, model="naive", calendar=True,
+                    exclude=["week_sin", "week_cos"]).fit(verbose=False)
+    assert fc.columns_ == ["y", "year_sin", "year_cos"]
+    with pytest.raises(ValueError, match=r"^exclude='week_sin': expected a column of the data; its columns are: "
+                                         r"date, y$"):
+        Forecaster(csv=str(csv), time_col="date", target=["y"], lookback=14, model="naive",
+                   exclude=["week_sin"]).fit(verbose=False)
+    # the earlier option (kept for run directories and scripts that used it): time of day and year only
+    old = Forecaster(csv=str(csv), time_col="date", target=["y"], lookback=14, model="naive",
+                     time_features=True).fit(verbose=False)
+    assert old.columns_ == ["y", "year_sin", "year_cos"]
+    assert main(["forecast", "train", "--csv", str(csv), "--time-col", "date", "--target", "y", "--lookback", "14",
+                 "--model", "naive", "--calendar", "--run-dir", str(tmp_path / "run")]) == 0
+    assert "5 input columns (y, week_sin, week_cos, year_sin, year_cos)" in capsys.readouterr().err
+
+
+def test_features_all_and_exclude(tmp_path, capsys):
+    csv = write_hourly(tmp_path / "s.csv", 0, 300, extra=True)
+    common = dict(csv=str(csv), model="naive", **HOURLY)
+    # every numeric column but the time and the target; the text column and the empty one are not inputs
+    assert Forecaster(features=["all"], **common).fit(verbose=False).columns_ == ["y", "a", "b"]
+    assert Forecaster(features=["all"], exclude=["b"], **common).fit(verbose=False).columns_ == ["y", "a"]
+    with pytest.raises(ValueError, match=r"^exclude='y': expected input columns only, not a target \(y\)$"):
+        Forecaster(features=["all"], exclude=["y"], **common).fit(verbose=False)
+    with pytest.raises(ValueError, match=r"^exclude='zz': expected a column of the data; its columns are: time, y, "
+                                         r"a, b, site, blank$"):
+        Forecaster(features=["all"], exclude=["zz"], **common).fit(verbose=False)
+    with pytest.raises(ValueError, match=r"features=\['all', 'a'\]: expected either 'all' alone"):
+        ForecastConfig(features=["all", "a"])
+    # a dataset's own features: exclude one (its angle columns follow)
+    nyc = resolved(ForecastConfig(dataset="nyc-weather", exclude=["wind_dir", "visib"]))
+    assert "wind_dir" not in nyc["features"] and "visib" not in nyc["features"] and nyc["angles"] == []
+    assert main(["forecast", "train", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24",
+                 "--delay", "6", "--model", "naive", "--features", "all", "--exclude", "a",
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    assert "2 input columns (y, b)" in capsys.readouterr().err
+
+
+# -- 4. early stopping on by default -----------------------------------------------------------------------------
+
+def test_early_stopping_is_on_by_default_and_a_stopped_run_resumes_with_more_patience(tmp_path, capsys):
+    assert ForecastConfig().train.epochs == 100 and ForecastConfig().train.early_stop_patience == 5
+    noise = np.random.default_rng(0).normal(size=240)                  # nothing to learn: validation stalls
+    times = np.datetime64("2022-05-01T00") + np.arange(240).astype("timedelta64[h]")
+    csv = tmp_path / "noise.csv"
+    csv.write_text("time,y\n" + "".join(f"{t}:00:00Z,{v:.5f}\n" for t, v in zip(times, noise)))
+    run = tmp_path / "run"
+    argv = ["forecast", "train", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "12",
+            "--delay", "1", "--model", "gru", "--hidden-size", "4", "--batch-size", "32", "--lr", "0.3"]
+    assert main([*argv, "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    doc = json.loads((run / "config.json").read_text())
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in epochs if r["event"] == "epoch"]
+    best = doc["fitted"]["best_epoch"]
+    assert len(epochs) == best + 1 + 5 < 100                           # stopped 5 epochs after the best one
+    # resumed: more epochs alone do not help (it stopped early); more patience goes on
+    assert main(["forecast", "train", "--resume", "--run-dir", str(run), "--epochs", "200"]) == 2
+    assert "it stopped early after 5 epochs without improvement" in capsys.readouterr().err
+    assert main(["forecast", "train", "--resume", "--run-dir", str(run), "--early-stop-patience", "6"]) == 0
+    more = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in more if r["event"] == "epoch"]) > len(epochs)
