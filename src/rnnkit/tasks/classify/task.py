@@ -37,6 +37,7 @@ from rnnkit.tasks.classify.rocket import ROCKET_FILE, RocketModel
 from rnnkit.text import Tokenizer
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
+from rnnkit.training.progress import track
 from rnnkit.training.trainer import Trainer, seed_everything, to_device
 
 WEIGHTS_FILE = "classifier.safetensors"    # the final (best-on-validation) model; Trainer files sit beside it
@@ -384,7 +385,7 @@ class SequenceClassifier(Task):
         Xe, le = self._encode(X)
         probs = np.zeros((len(X), len(self.classes_)), dtype=np.float64)
         with torch.no_grad():
-            for xb, lb, idx in self._batches(Xe, le, None, False):
+            for xb, lb, idx in track(self._batches(Xe, le, None, False), "prediction"):   # long work shows progress
                 logits = net(xb.to(device), lb.to(device))
                 probs[idx.numpy()] = F.softmax(logits.float(), dim=1).double().cpu().numpy()
         return probs

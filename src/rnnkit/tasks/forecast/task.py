@@ -44,6 +44,7 @@ from rnnkit.tasks.forecast.data import (PRESETS, default_season, freq_from_json,
                                         valid_windows, window_rows, with_window_defaults)
 from rnnkit.tasks.forecast.model import BASELINES, MODELS, RECURRENT, build_model, seasonal_positions
 from rnnkit.training import TrainConfig, Trainer
+from rnnkit.training.progress import track
 
 
 @dataclass
@@ -348,7 +349,7 @@ class Forecaster(Task):
         model = model or self.model_
         device = model_device(model)
         preds, truths = [], []
-        for i in range(0, len(rows), 2048):
+        for i in track(range(0, len(rows), 2048), "forecasting"):    # long work shows progress
             x, y = windows.batch(rows[i:i + 2048])
             preds.append(model(torch.from_numpy(x).to(device)).float().cpu().numpy())
             truths.append(y)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rnnkit.text import Tokenizer
+from rnnkit.training.progress import track
 
 if TYPE_CHECKING:                      # only for the annotations: task.py imports this module
     from rnnkit.tasks.textgen.task import TextGenConfig
@@ -97,7 +98,8 @@ def stream_loss(model: nn.Module, ids: torch.Tensor, batch_size: int = 16, seq_l
     device = next(model.parameters()).device                         # chunks go where the model is
     state, total = None, torch.zeros((), dtype=torch.float64, device=device)
     try:
-        for k in range(0, n, seq_len):                                # the last chunk may be shorter
+        # The last chunk may be shorter. A long text shows progress (a bar, or lines in a log).
+        for k in track(range(0, n, seq_len), "evaluation", unit="chunk"):
             logits, state = model(x[:, k:k + seq_len].to(device), state)          # (B, T, V)
             total += nn.functional.cross_entropy(logits.flatten(0, 1), y[:, k:k + seq_len].flatten().to(device),
                                                  reduction="sum").double()
