@@ -52,9 +52,9 @@ def parse_set(items: list[str]) -> dict:
 
 def run_rnnkit(minutes: float, overrides: dict, variant: str | None) -> dict:
     gen = TextGenerator(max_minutes=minutes, variant=variant, sample_length=0, **overrides)
-    cfg = gen.config
     start = time.monotonic()
     gen.fit(progress=False)
+    cfg = gen.config                 # after fit: --hidden-size auto is settled to the width it picked
     curve = [(r["elapsed_s"] / 60, r["val_loss"]) for r in gen.history_ if r.get("event") == "epoch"]
     # Training loss per log window against minutes: mostly text the model has not seen yet.
     train_curve = [(r["elapsed_s"] / 60, r["loss"]) for r in gen.history_ if r.get("event") == "train"]
