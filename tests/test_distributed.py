@@ -125,6 +125,26 @@ def test_classify_two_processes_follow_one_and_resume(tmp_path):
             == pytest.approx(json.loads((one / "test_metrics.json").read_text())["accuracy"]))
 
 
+def test_forecast_two_processes_follow_one(tmp_path):
+    # An hourly series with a daily cycle; the windows' batches split 5 + 5 rows over the two processes.
+    rng = random.Random(2)
+    data = tmp_path / "temps.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["time", "temp"])
+        for h in range(24 * 20):
+            w.writerow([f"2024-01-{1 + h // 24:02d}T{h % 24:02d}:00", f"{10 + 5 * ((h % 24) / 12 - 1) ** 2 + rng.gauss(0, 0.3):.3f}"])
+    flags = ["forecast", "train", "--csv", str(data), "--time-col", "time", "--target", "temp", "--model", "gru",
+             "--lookback", "24", "--delay", "3", "--hidden-size", "8", "--batch-size", "10", "--epochs", "2",
+             "--log-every", "5", "--device", "cpu", "--precision", "fp32"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(flags + ["--run-dir", str(one)]) == 0
+    run = torchrun(*flags, "--run-dir", str(two))
+    assert run.stdout.count("MAE of temp") == 1                 # results printed once (rank 0)
+    check_same_curve(one, two)
+    assert run_files(two) == run_files(one)
+
+
 @pytest.mark.parametrize("rows", [7, 2])
 def test_shard_rows_weights_give_the_whole_batch_mean_and_gather_undoes_them(monkeypatch, rows):
     """Rows rank::3 of a batch of 7 (3 + 2 + 2 rows) or of 2 (a rank left with none trains on row 0 at

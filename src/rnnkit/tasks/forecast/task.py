@@ -43,7 +43,7 @@ from rnnkit.tasks.forecast.data import (PRESETS, default_season, freq_from_json,
                                         load_test_source, make_windows, no_validation, prepare, split_points,
                                         valid_windows, window_rows, with_window_defaults)
 from rnnkit.tasks.forecast.model import BASELINES, MODELS, RECURRENT, build_model, seasonal_positions
-from rnnkit.training import TrainConfig, Trainer
+from rnnkit.training import TrainConfig, Trainer, distributed
 from rnnkit.training.progress import track
 
 
@@ -221,7 +221,8 @@ class Forecaster(Task):
                       + ("alpha=1 unless given (no windows to choose it on)" if cfg.model == "ridge" else
                          f"trains all {cfg.train.epochs} epochs (no early stopping) and keeps the last weights"),
                       file=sys.stderr)
-        if run_dir is not None:
+        distributed.barrier()    # under torchrun: every process has checked the run directory before rank 0 writes
+        if run_dir is not None and distributed.is_main():
             self.write_config(run_dir)      # a run directory in training says what it is (and can be resumed)
 
         self.model_ = self._build()
@@ -238,7 +239,7 @@ class Forecaster(Task):
             self.metrics_ = {}
             return self
         self.metrics_ = self._split_metrics()
-        if run_dir is not None:
+        if run_dir is not None and distributed.is_main():    # under torchrun rank 0 writes the run
             self.save(run_dir)
         return self
 
@@ -324,11 +325,13 @@ class Forecaster(Task):
         rows = self.rows_["train"]
 
         def train_batches(epoch: int):
-            order = np.random.default_rng([tcfg.seed, epoch]).permutation(rows)
+            # A batch is the window rows it trains on, as a tensor: under torchrun each process takes its
+            # share of them (training/distributed.py).
+            order = torch.from_numpy(np.random.default_rng([tcfg.seed, epoch]).permutation(rows))
             return [order[i:i + tcfg.batch_size] for i in range(0, len(order), tcfg.batch_size)]
 
         def compute_loss(model, batch_rows, state):
-            x, y = self._batch(batch_rows, model_device(model))
+            x, y = self._batch(batch_rows.cpu().numpy(), model_device(model))
             return loss_fn(model(x), y), None, len(batch_rows)
 
         def evaluate(model):
