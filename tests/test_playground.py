@@ -13,6 +13,8 @@ import pytest
 pytest.importorskip("fastapi", reason='rnnkit serve needs its extra: pip install "rnnkit[serve]"')
 pytest.importorskip("playwright", reason='the browser test needs playwright: pip install "rnnkit[test]"')
 CHROMIUM = "/usr/bin/chromium"
+# The one skip: a browser is a system package that pip cannot install (Playwright's own download is
+# impossible here); .ci/run installs Debian's chromium, so CI runs these tests.
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"no chromium at {CHROMIUM} (Debian: apt-get install chromium; .ci/run installs it)",
                 allow_module_level=True)

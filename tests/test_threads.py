@@ -238,7 +238,15 @@ def test_auto_width_is_probed_printed_stored_and_kept_on_resume(tmp_path, monkey
     assert probed == [] and gen.config.hidden_size == 12
 
 
-def test_a_real_probe_times_steps_of_the_trainer():
+def test_a_real_probe_times_steps_of_the_trainer(monkeypatch):
+    import itertools
+
+    from rnnkit.tasks.textgen import task as textgen_task
+
+    # A clock that moves 0.25 s each time a step's end is read: PROBE_STEPS real Trainer steps, the first
+    # (warm-up) not timed, give exactly 4 steps per second.
+    ticks = itertools.count()
+    monkeypatch.setattr(textgen_task.time, "perf_counter", lambda: 0.25 * next(ticks))
     gen = TextGenerator(hidden_size=8, **SMALL)
     gen.tokenizer_ = Tokenizer(char_level=True).fit_on_texts(["abcd"])
     x = torch.randint(1, 5, (4, 8))
@@ -249,7 +257,8 @@ def test_a_real_probe_times_steps_of_the_trainer():
         return loss_fn(logits.flatten(0, 1), batch[1].flatten()), state, batch[0].numel()
 
     rate = gen._probe_rate(8, [(x, x)], compute_loss, TrainConfig(lr=1e-2))
-    assert 1.0 < rate < 1e5                                  # steps per second of a tiny model
+    assert rate == pytest.approx(4.0)
+    assert next(ticks) == textgen_task.PROBE_STEPS          # one clock reading per step taken
 
 
 def test_the_load_is_measured_over_the_time_since_the_last_look(tmp_path, monkeypatch):
