@@ -57,7 +57,7 @@ def add_commands(sub) -> None:
     p.set_defaults(group_parser=p)
 
     t = verbs.add_parser("train", help="train an encoder-decoder (default: French number words to digits)",
-                         description="Train an encoder-decoder with attention on number-phrases, cmudict or a TSV "
+                         description="Train an encoder-decoder with attention on number-phrases, cmudict, greek-english or a TSV "
                                      "of pairs; the run directory gets checkpoints, metrics.jsonl, loss.png, "
                                      "config.json, tokenizer.json, the model and the test report "
                                      "(test_metrics.json). Continue a run with --run-dir DIR --resume.")
