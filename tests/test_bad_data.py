@@ -14,9 +14,11 @@ import pytest
 
 from rnnkit import datasets as D
 from rnnkit.datasets import series as S
+from rnnkit.datasets import windows as W
 from rnnkit.datasets.ts import read_ts
 from rnnkit.tasks import Forecaster
-from rnnkit.tasks.classify.data import load_data, read_long_csv, read_text_csv
+from rnnkit.datasets.long_format import read_long_csv
+from rnnkit.tasks.classify.data import load_data, read_text_csv
 from rnnkit.text import Tokenizer, pad_sequences
 
 
@@ -278,13 +280,13 @@ def test_tokenizer_json_nested_too_deeply():
 
 
 def test_generator_target_column_out_of_range():
-    gen = S.generator(np.zeros((50, 2)), 4, 1, step=1, targets=7)
+    gen = W.generator(np.zeros((50, 2)), 4, 1, step=1, targets=7)
     with pytest.raises(ValueError, match=msg("targets=7: expected column indices of data's 2 columns (0 to 1, "
                                              "or -2 to -1 from the end)")):
         next(gen)
     with pytest.raises(ValueError, match=msg("targets=[0, 2]: expected column indices")):
-        next(S.generator(np.zeros((50, 2)), 4, 1, step=1, targets=[0, 2]))
+        next(W.generator(np.zeros((50, 2)), 4, 1, step=1, targets=[0, 2]))
     with pytest.raises(ValueError, match=msg("data='array of shape (50,)': expected a 2-D array")):
-        next(S.generator(np.zeros(50), 4, 1, step=1))
-    x, y = next(S.generator(np.arange(100.0).reshape(50, 2), 4, 1, step=1, targets=-1, batch_size=2))
+        next(W.generator(np.zeros(50), 4, 1, step=1))
+    x, y = next(W.generator(np.arange(100.0).reshape(50, 2), 4, 1, step=1, targets=-1, batch_size=2))
     assert y.tolist() == [11.0, 13.0]                                  # column 1 of rows 5 and 6

@@ -6,6 +6,8 @@ import os
 import pickle
 import random
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,12 +15,12 @@ import torch
 from torch import nn
 
 from rnnkit import __version__
-from rnnkit.runs import checkpoint
-from rnnkit.runs.checkpoint import (
-    BEST_WEIGHTS, LAST_WEIGHTS, STATE_JSON, STATE_TENSORS, CheckpointError, RunDir, atomic_write_bytes,
-    atomic_write_json, atomic_write_text, load_metadata, load_tree, load_weights, pack_tree, read_json,
-    rng_states, save_tree, save_weights, set_rng_states, unpack_tree, write_json,
-)
+from rnnkit.runs import io as runio
+from rnnkit.runs.checkpoint import (BEST_WEIGHTS, LAST_WEIGHTS, STATE_JSON, STATE_TENSORS, CheckpointError,
+                                    RunDir)
+from rnnkit.runs.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, write_json
+from rnnkit.runs.state import load_tree, pack_tree, rng_states, save_tree, set_rng_states, unpack_tree
+from rnnkit.runs.weights import load_metadata, load_weights, save_weights
 
 
 def assert_tree_equal(a, b, path="/"):
@@ -39,6 +41,13 @@ def assert_tree_equal(a, b, path="/"):
 
 
 # -- atomic writes -------------------------------------------------------------------------------------------
+
+def test_the_file_primitives_import_no_torch():
+    # rnnkit.runs.io is what `rnnkit data` and the text pipeline write with: it must not pay for the engine.
+    code = "import sys, rnnkit.runs.io; print('torch' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
 
 def test_atomic_writes_replace_and_leave_no_temp_files(tmp_path):
     p = tmp_path / "sub" / "f.bin"
@@ -407,7 +416,7 @@ def _fault_points_of_one_save(tmp_path, monkeypatch, best):
     run = RunDir(tmp_path / "count")
     _saved(run, 1, best=True)
     count = []
-    monkeypatch.setattr(checkpoint, "_fault_point", lambda: count.append(1))
+    monkeypatch.setattr(runio, "fault_point", lambda: count.append(1))
     _saved(run, 2, best=best)
     monkeypatch.undo()
     return len(count)
@@ -430,7 +439,7 @@ def test_a_kill_at_any_point_of_a_save_leaves_the_last_complete_checkpoint(tmp_p
             if len(calls) == n:
                 raise Killed
 
-        monkeypatch.setattr(checkpoint, "_fault_point", fault)
+        monkeypatch.setattr(runio, "fault_point", fault)
         with pytest.raises(Killed):
             _saved(run, 2, best=best)
         monkeypatch.undo()

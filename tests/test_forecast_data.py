@@ -13,7 +13,8 @@ from rnnkit.cli import main
 from rnnkit.datasets import series as S
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.tasks.forecast.data import resolved, window_defaults
-from rnnkit.tasks.forecast.task import ForecastConfig, Forecaster, compare, results_markdown
+from rnnkit.tasks.forecast.compare import compare, results_markdown
+from rnnkit.tasks.forecast.task import ForecastConfig, Forecaster
 
 
 def cycle(t):

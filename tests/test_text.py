@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from rnnkit.text import Tokenizer, one_hot, pad_sequences, text_to_word_sequence, to_categorical
+from rnnkit.text import Tokenizer, length_buckets, one_hot, pad_sequences, text_to_word_sequence, to_categorical
 
 CORPUS = ["Alice in wonderland.", "When suddenly Alice saw a White Rabbit."]
 
@@ -246,6 +246,28 @@ def test_pad_vector_items():
     out = pad_sequences(seqs, dtype="float32", padding="post")
     assert out.shape == (2, 3, 2)
     np.testing.assert_array_equal(out[0], [[1, 1], [0, 0], [0, 0]])
+
+
+def test_length_buckets_in_order_and_shuffled():
+    lengths = np.array([5, 1, 4, 1, 3, 2, 9])
+    groups = length_buckets(lengths, 3)                  # evaluation and inference: sorted, stable
+    assert [g.tolist() for g in groups] == [[1, 3, 5], [4, 2, 0], [6]]
+    # Training: every row once, batches of 3 (the last smaller); the same rng gives the same batches,
+    # another one other batches.
+    lengths = np.random.default_rng(0).integers(1, 50, size=200)
+    groups = length_buckets(lengths, 3, np.random.default_rng(1), chunk_batches=4)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(200))
+    assert sorted(len(g) for g in groups)[:2] == [2, 3] and max(len(g) for g in groups) == 3
+    again = length_buckets(lengths, 3, np.random.default_rng(1), chunk_batches=4)
+    assert all(np.array_equal(a, b) for a, b in zip(groups, again))
+    other = length_buckets(lengths, 3, np.random.default_rng(2), chunk_batches=4)
+    assert not all(np.array_equal(a, b) for a, b in zip(groups, other))
+    # Bucketing pays: a batch's longest row is much closer to its shortest than in a plain shuffle.
+    spread = np.mean([lengths[g].max() - lengths[g].min() for g in groups])
+    plain = np.random.default_rng(1).permutation(200)
+    plain_spread = np.mean([np.ptp(lengths[plain[i:i + 3]]) for i in range(0, 200, 3)])
+    assert spread < plain_spread / 2
+    assert length_buckets([], 4) == [] and length_buckets([], 4, np.random.default_rng(0)) == []
 
 
 @pytest.mark.parametrize("kwargs, text", [

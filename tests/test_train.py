@@ -15,7 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnnkit.runs.checkpoint import STATE_JSON, RunDir, read_json
+from rnnkit.runs.checkpoint import STATE_JSON, RunDir
+from rnnkit.runs.io import read_json
 from rnnkit.training.trainer import TrainConfig, Trainer, detach_state, lr_at, seed_everything
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -542,7 +543,7 @@ def test_sigterm_saves_like_ctrl_c_and_ends_the_process(tmp_path, capsys):
 
 
 def test_a_second_ctrl_c_during_the_ctrl_c_save_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    from rnnkit.runs import checkpoint
+    from rnnkit.runs import io as runio
     train_batches, compute_loss = gru_problem()
     cfg = TrainConfig(epochs=2, lr=0.01, log_every=2)
     torch.manual_seed(0)
@@ -553,7 +554,7 @@ def test_a_second_ctrl_c_during_the_ctrl_c_save_keeps_the_last_checkpoint(tmp_pa
         def interrupting(model, batch, state):
             calls["n"] += 1
             if calls["n"] == 9:
-                monkeypatch.setattr(checkpoint, "_fault_point", second_ctrl_c)
+                monkeypatch.setattr(runio, "fault_point", second_ctrl_c)
                 raise KeyboardInterrupt
             return compute_loss(model, batch, state)
 

@@ -1,9 +1,10 @@
-"""Series preparation and the vectorised window generator (rnnkit.datasets.series)."""
+"""Series preparation (rnnkit.datasets.series) and the vectorised window generator (rnnkit.datasets.windows)."""
 
 import numpy as np
 import pytest
 
 from rnnkit.datasets import series as S
+from rnnkit.datasets import windows as W
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -11,10 +12,10 @@ def test_generator_gives_the_lecture_batches(shuffle):
     data = np.random.default_rng(0).normal(size=(300, 3))
     args = dict(lookback=24, delay=6, min_index=10, max_index=200, shuffle=shuffle, batch_size=32, step=3)
     np.random.seed(5)
-    ref = S.lecture_generator(data, **args)
+    ref = W.lecture_generator(data, **args)
     ref_batches = [next(ref) for _ in range(9)]        # 9 ordered batches wrap around the 166 rows
     np.random.seed(5)
-    fast = S.generator(data, **args)
+    fast = W.generator(data, **args)
     for x_ref, y_ref in ref_batches:
         x, y = next(fast)
         assert x.shape == x_ref.shape and y.shape == y_ref.shape
@@ -24,18 +25,18 @@ def test_generator_gives_the_lecture_batches(shuffle):
 
 def test_generator_default_max_index_and_copy():
     data = np.arange(40.0).reshape(20, 2)
-    x, y = next(S.generator(data, lookback=4, delay=2, step=2, batch_size=3, copy=True))
+    x, y = next(W.generator(data, lookback=4, delay=2, step=2, batch_size=3, copy=True))
     # rows 4, 5, 6: inputs rows r-4, r-2; target column 1 of row r+2
     np.testing.assert_array_equal(x[:, :, 0], [[0, 4], [2, 6], [4, 8]])
     np.testing.assert_array_equal(y, [13, 15, 17])
     assert x.flags.writeable                                          # a copy of its own
-    view, _ = next(S.generator(data, lookback=4, delay=2, step=2, batch_size=3))
+    view, _ = next(W.generator(data, lookback=4, delay=2, step=2, batch_size=3))
     assert not view.flags.writeable and np.shares_memory(view, data)   # ordered batches are views
 
 
 def test_window_batch_by_hand_with_horizon_and_several_targets():
     data = np.arange(30.0).reshape(10, 3)              # row r holds 3r, 3r+1, 3r+2
-    x, y = S.window_batch(data, np.array([3, 5]), lookback=3, step=1, delay=1, target_data=data[:, [2, 0]],
+    x, y = W.window_batch(data, np.array([3, 5]), lookback=3, step=1, delay=1, target_data=data[:, [2, 0]],
                           horizon=2)
     assert x.shape == (2, 3, 3) and y.shape == (2, 2, 2)
     np.testing.assert_array_equal(x[0, :, 0], [0, 3, 6])           # rows 0, 1, 2
@@ -45,8 +46,8 @@ def test_window_batch_by_hand_with_horizon_and_several_targets():
 
 def test_generator_multi_target_horizon_matches_window_batch():
     data = np.random.default_rng(1).normal(size=(60, 4))
-    x, y = next(S.generator(data, lookback=6, delay=2, step=2, targets=[0, 3], horizon=3, batch_size=5))
-    xb, yb = S.window_batch(data, np.arange(6, 11), 6, 2, 2, data[:, [0, 3]], 3)
+    x, y = next(W.generator(data, lookback=6, delay=2, step=2, targets=[0, 3], horizon=3, batch_size=5))
+    xb, yb = W.window_batch(data, np.arange(6, 11), 6, 2, 2, data[:, [0, 3]], 3)
     np.testing.assert_array_equal(x, xb)
     np.testing.assert_array_equal(y, yb)
     assert y.shape == (5, 3, 2)
@@ -55,9 +56,9 @@ def test_generator_multi_target_horizon_matches_window_batch():
 def test_generator_rejects_bad_arguments():
     data = np.zeros((50, 2))
     with pytest.raises(ValueError, match=r"lookback=10: expected a multiple of step=3"):
-        next(S.generator(data, lookback=10, delay=1, step=3))
+        next(W.generator(data, lookback=10, delay=1, step=3))
     with pytest.raises(ValueError, match=r"max_index=60: expected an index in"):
-        next(S.generator(data, lookback=10, delay=1, step=1, max_index=60))
+        next(W.generator(data, lookback=10, delay=1, step=1, max_index=60))
 
 
 def test_interpolate_fills_short_inner_runs_only():
@@ -142,7 +143,7 @@ def test_prepare_series_refuses_bad_targets():
 def test_check_length_message():
     with pytest.raises(ValueError, match=r"s.csv: 30 rows \(after resampling\) is shorter than lookback \+ "
                                          r"delay = 24 \+ 12 = 36"):
-        S.check_length(30, 24, 12, name="s.csv")
+        W.check_length(30, 24, 12, name="s.csv")
 
 
 def test_carry_forward_uses_only_the_past_except_at_the_start():
@@ -151,6 +152,17 @@ def test_carry_forward_uses_only_the_past_except_at_the_start():
     np.testing.assert_array_equal(filled[:, 0], [2.0, 2.0, 2.0, 2.0, 2.0, 5.0, 5.0])
     assert counts.tolist() == [5]
     assert np.isnan(S.carry_forward_nans(np.full((3, 1), np.nan))[0]).all()   # nothing to carry
+
+
+def test_forward_fill_with_initial_values_for_the_leading_gaps():
+    values = np.array([[np.nan, 1.0, np.nan],
+                       [2.0, np.nan, np.nan],
+                       [np.nan, np.nan, np.nan],
+                       [3.0, 4.0, np.nan]], dtype=np.float32)
+    out = S.forward_fill(values, np.array([-1.0, -2.0, np.nan]))
+    np.testing.assert_array_equal(out, [[-1, 1, np.nan], [2, 1, np.nan], [2, 1, np.nan], [3, 4, np.nan]])
+    assert out.dtype == np.float32 and np.isnan(values[0, 0])                     # a new array
+    np.testing.assert_array_equal(S.forward_fill(values)[:, 0], [2, 2, 2, 3])    # no initial: the first value
 
 
 @pytest.mark.parametrize("long_gaps", ["fill", "drop", "skip"])
@@ -213,11 +225,11 @@ def test_normalizer_and_time_features():
 @pytest.mark.parametrize("step", [1, 3])
 def test_windows_block_gather_equals_the_plain_gather(step):
     data = np.random.default_rng(2).normal(size=(100, 3))
-    w = S.Windows(data, lookback=12, step=step, delay=4, target_data=data[:, [1]], horizon=2)
+    w = W.Windows(data, lookback=12, step=step, delay=4, target_data=data[:, [1]], horizon=2)
     rows = np.array([12, 13, 50, 94, 12])                 # every phase, the first and the last possible row
     x, y = w.batch(rows)
-    xr, yr = S.window_batch(data, rows, 12, step, 4, data[:, [1]], 2)
+    xr, yr = W.window_batch(data, rows, 12, step, 4, data[:, [1]], 2)
     np.testing.assert_array_equal(x, xr)
     np.testing.assert_array_equal(y, yr)
     xv, yv = w.run(20, 5)
-    np.testing.assert_array_equal(xv, S.window_batch(data, np.arange(20, 25), 12, step, 4, data[:, [1]], 2)[0])
+    np.testing.assert_array_equal(xv, W.window_batch(data, np.arange(20, 25), 12, step, 4, data[:, [1]], 2)[0])

@@ -23,6 +23,9 @@ Deliberate differences from Keras, each for a reason:
 * A text that contains the ``oov_token`` itself does not move it away from index 1.
 * Vocabularies are saved as plain JSON in rnnkit's own layout (``to_json``/``save``), never pickled.
 
+``length_buckets`` groups sequences of similar length into batches, so that padding each batch to its
+longest member wastes little (training shuffles the groups; evaluation and inference take them in order).
+
 ``pad_sequences`` and ``to_categorical`` match Keras; ``one_hot`` one-hot encodes integer sequences
 (``(N, T) -> (N, T, V)``, what a character model with one-hot inputs eats). It is *not* Keras's
 ``one_hot``, which hashes words to integers.
@@ -40,13 +43,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from rnnkit._checks import check_choice, check_int, fail
-from rnnkit.runs.checkpoint import atomic_write_text
+from rnnkit.runs.io import atomic_write_text
 
 __all__ = [
     "DEFAULT_FILTERS",
     "Tokenizer",
     "text_to_word_sequence",
     "pad_sequences",
+    "length_buckets",
     "to_categorical",
     "one_hot",
 ]
@@ -476,6 +480,27 @@ def pad_sequences(sequences: Iterable[Sequence[Any]], maxlen: int | None = None,
         else:
             x[i, -len(kept):] = kept
     return x
+
+
+def length_buckets(lengths: Sequence[int] | np.ndarray, batch_size: int, rng: np.random.Generator | None = None,
+                   chunk_batches: int = 20) -> list[np.ndarray]:
+    """Row indices grouped into batches of at most ``batch_size`` rows of similar length.
+
+    Without ``rng`` (evaluation, inference): every row sorted by length (stable), cut into batches in that
+    order. With ``rng`` (training): the rows shuffled, sorted by length within chunks of ``chunk_batches``
+    batches, cut into batches, and the batches shuffled; so a batch holds rows of similar length, yet which
+    rows meet in a batch, and the order of the batches, change with ``rng`` (every epoch).
+    """
+    lengths = np.asarray(lengths)
+    n = len(lengths)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    order = rng.permutation(n)
+    chunks = np.array_split(order, max(1, math.ceil(n / (batch_size * chunk_batches))))
+    order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
+    groups = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [groups[i] for i in rng.permutation(len(groups))]
 
 
 def _int_array(name: str, y: Any) -> np.ndarray:

@@ -10,9 +10,20 @@
 ``converters`` (one converter and loader per dataset), ``files`` (user files).
 """
 
-from rnnkit.datasets.fetching import cache_dir, cached_info, dataset_dir, fetch, is_cached, load
-from rnnkit.datasets.files import load_table, load_text
-from rnnkit.datasets.registry import REGISTRY, Dataset, get, names, register
+import importlib
 
-__all__ = ["Dataset", "REGISTRY", "cache_dir", "cached_info", "dataset_dir", "fetch", "get", "is_cached",
-           "load", "load_table", "load_text", "names", "register"]
+# public name -> the module that defines it. Imported on first use: the converters import numpy, and
+# `rnnkit data --help` (like every --help) is built without it.
+_EXPORTS = {
+    **dict.fromkeys(("cache_dir", "cached_info", "dataset_dir", "fetch", "is_cached", "load"), "fetching"),
+    **dict.fromkeys(("load_table", "load_text"), "files"),
+    **dict.fromkeys(("REGISTRY", "Dataset", "get", "names", "register"), "registry"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"rnnkit.datasets.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'rnnkit.datasets' has no attribute {name!r}")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from rnnkit.datasets.registry import Dataset, get
+from rnnkit.runs.io import atomic_write_json
 
 INFO_FILE = "info.json"
 # What a loader raises on a cached file that is damaged (cut short, bytes changed, not the expected format).
@@ -86,22 +87,6 @@ def file_digests(directory: Path) -> dict[str, str]:
             if p.is_file() and p.name != INFO_FILE}
 
 
-def _write_json_atomically(path: Path, obj: dict) -> None:
-    # Here rather than runs.checkpoint's writer: `rnnkit data` should not have to import torch.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(obj, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -122,7 +107,7 @@ def verify_cache(name: str | Dataset) -> None:
     if "files" not in info:
         info["files"] = file_digests(directory)
         try:
-            _write_json_atomically(directory / INFO_FILE, info)
+            atomic_write_json(directory / INFO_FILE, info)
         except OSError:
             pass          # a read-only cache still loads; it is checked once it can be written
         return

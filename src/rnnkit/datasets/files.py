@@ -1,4 +1,4 @@
-"""Loaders for the user's own files: a text corpus, and CSV/TSV tables.
+"""Loaders for the user's own files: a text corpus, CSV/TSV tables, and the pieces of a labelled CSV reader.
 
 ``load_table`` returns ``{column: numpy array}``: a column whose values all parse as integers
 becomes int64, one whose values all parse as numbers (blank or NA allowed) becomes float64 with
@@ -18,6 +18,7 @@ import io
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from rnnkit._checks import fail
 # Spellings of a missing number in the files we meet (R's NA, pandas' NaN, blank cells).
 MISSING = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"})
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+# The values of a split column that mark training, validation and test rows, unless the user names others.
+SPLIT_NAMES = "train,val,test"
 # Byte-order marks and the codec each one announces; UTF-32 first, since its little-endian mark begins
 # with UTF-16's.
 _BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8"),
@@ -182,3 +185,60 @@ def _typed(values: list[str]) -> np.ndarray:
         out = np.empty(len(values), dtype=object)
         out[:] = values
         return out
+
+
+def typed_column(values: list) -> np.ndarray:
+    """A column given as JSON values (None: missing) typed as the CSV reader types one: int64, float64 (NaN for
+    missing) or str."""
+    return _typed(["" if v is None else str(v) for v in values])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Labelled CSV/TSV files, read row by row (the classifiers' text and long-format readers)
+# ---------------------------------------------------------------------------------------------------------
+
+def open_csv(path: Path, encoding: str, what: str):
+    """(csv reader, stripped header) of a CSV/TSV file; the delimiter follows the extension."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}={str(path)!r}: no such file")
+    text = read_text(path, encoding)
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    return reader, [h.strip() for h in (next(reader, None) or [])]
+
+
+def read_header(path: str | Path, encoding: str = "utf-8") -> list[str]:
+    """The column names of a CSV/TSV file (for a file to predict, which may lack the label columns)."""
+    return open_csv(Path(path), encoding, "file")[1]
+
+
+def require_columns(header: list[str], path: Path, named: Sequence[tuple[str, str | None]]) -> None:
+    """Refuse a column argument (``(argument, column)``; None: not given) that the header lacks."""
+    for name, col in named:
+        if col is not None and col not in header:
+            raise ValueError(f"{name}={col!r}: {path} has no such column; its columns are: {', '.join(header)}")
+
+
+def check_label(label: str, path: Path, line: int, column: str) -> None:
+    """Refuse a label that marks a missing value (see :func:`missing_label`), naming the file and line."""
+    if missing_label(label):
+        raise ValueError(f"{path}: line {line}: label {label!r} in column {column!r} marks a missing value, "
+                         f"not a class (NaN, inf, NA and null are refused); expected a class name: fix or "
+                         f"remove the row")
+
+
+def parse_split_names(split_names: str) -> tuple[str, str, str]:
+    """``"train,dev,test"`` -> the values that mark training, validation and test rows."""
+    names = tuple(n.strip() for n in str(split_names).split(","))
+    if len(names) != 3 or not all(names) or len(set(names)) != 3:
+        fail("split_names", split_names, "three different names for the training, validation and test "
+                                         "rows, separated by commas, e.g. train,dev,test")
+    return names  # type: ignore[return-value]
+
+
+def check_split_value(value: str, names: tuple[str, str, str], path: Path, line: int, column: str) -> None:
+    """Refuse a split column value that is not one of ``names``, naming the file and line."""
+    if value not in names:
+        raise ValueError(f"{path}: line {line}: split {value!r} in column {column!r} is not one of "
+                         f"{', '.join(names)}; fix the row, or name the values with --split-names "
+                         f"TRAIN,VAL,TEST (now {','.join(names)})")

@@ -40,6 +40,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from rnnkit.runs.io import atomic_write_text
+
 SOURCE = Path(__file__).with_name("lstm_sampler.c")
 # -march=native: this CPU's vector instructions (the library is cached per CPU). The second set is
 # tried when the compiler does not know -march=native.
@@ -102,13 +104,6 @@ def _untrusted_library(target: Path) -> Optional[str]:
     return None
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _build(compiler: str, target: Path) -> Optional[str]:
     """Compile SOURCE into target (atomically) and record its sha256 beside it; returns None, or what
     went wrong."""
@@ -127,7 +122,7 @@ def _build(compiler: str, target: Path) -> Optional[str]:
             digest = _sha256(Path(tmp))
             os.replace(tmp, target)
             # Written last: a library without its record (a build cut short) is built again.
-            _write_atomically(target.with_name(target.name + DIGEST_SUFFIX), digest + "\n")
+            atomic_write_text(target.with_name(target.name + DIGEST_SUFFIX), digest + "\n")
             return None
         if done is not None:
             errors.append(f"{' '.join(cmd)}: {done.stderr.strip()[-500:]}")

@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from rnnkit.runs.checkpoint import atomic_write_bytes
+from rnnkit.runs.io import atomic_write_bytes
 
 
 def new_figure(width: float = 7, height: float = 4, dpi: int = 100):
