@@ -12,12 +12,14 @@ import rnnkit
 from rnnkit.cli import main
 from rnnkit.nn.layers import RNN
 from rnnkit.report.metrics import classification_metrics
-from rnnkit.runs.checkpoint import load_weights, save_weights
+from rnnkit.runs.weights import load_weights, save_weights
 from rnnkit.tasks.base import NotFittedError
-from rnnkit.tasks.classify.data import (load_data, read_long_csv, read_text_csv, read_ts, remove_duplicates,
-                                        stratified_split)
+from rnnkit.datasets.long_format import read_long_csv
+from rnnkit.datasets.ts import read_ts
+from rnnkit.tasks.classify.data import load_data, read_text_csv, remove_duplicates, stratified_split
 from rnnkit.tasks.classify.model import BOW_TOKEN_PATTERN, BowModel, SequenceNet, final_states, masked_pool
-from rnnkit.tasks.classify.task import WEIGHTS_FILE, ClassifyConfig, SequenceClassifier
+from rnnkit.tasks.base import FINAL_WEIGHTS
+from rnnkit.tasks.classify.task import ClassifyConfig, SequenceClassifier
 
 NEURAL = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm")
 
@@ -60,8 +62,8 @@ def test_the_body_equals_torch_packed_bidirectional_layers(cell):
     """The classifier's recurrent body (RNN with lengths=, no packing on the CPU) computes what torch's packed
     bidirectional layers compute, with the same weights; its final states are RNN(return_sequences=False)'s."""
     torch.manual_seed(0)
-    cfg = ClassifyConfig(model="bilstm" if cell == "lstm" else "bigru", hidden_size=6, num_layers=2, dropout=0.0)
-    body = SequenceNet(cfg, num_classes=2, input_size=5).rnn.eval()
+    body = SequenceNet("bilstm" if cell == "lstm" else "bigru", num_classes=2, input_size=5, hidden_size=6,
+                       num_layers=2).rnn.eval()
     packed = getattr(torch.nn, cell.upper())(5, 6, num_layers=2, bidirectional=True, batch_first=True).eval()
     for i, c in enumerate(body.cells):
         suffix = f"_l{i // 2}" + ("_reverse" if i % 2 else "")
@@ -82,8 +84,8 @@ def test_the_body_equals_torch_packed_bidirectional_layers(cell):
 @pytest.mark.parametrize("pooling", ["maxmean", "last"])
 def test_padding_never_changes_a_prediction(model, pooling):
     torch.manual_seed(0)
-    cfg = ClassifyConfig(model=model, hidden_size=8, embedding_size=6, num_layers=2, pooling=pooling, kernel_size=3)
-    net = SequenceNet(cfg, num_classes=3, vocab=20).eval()
+    net = SequenceNet(model, num_classes=3, vocab=20, hidden_size=8, embedding_size=6, num_layers=2, pooling=pooling,
+                      kernel_size=3).eval()
     ids = torch.tensor([[5, 3, 9, 2, 7], [4, 8, 0, 0, 0]])                  # second sequence has 2 valid steps
     lengths = torch.tensor([5, 2])
     short = net(ids, lengths)
@@ -439,10 +441,11 @@ def _write_old_run(run, clf):
                                                  "config": flat, "classes": clf.classes_, "kind": clf.kind_}))
     if clf.kind_ == "series":
         (run / "standardize.json").write_text(json.dumps({"mean": clf.mean_.tolist(), "std": clf.std_.tolist()}))
-    tensors = load_weights(run / WEIGHTS_FILE)
+    tensors = load_weights(run / FINAL_WEIGHTS)
     old = {re.sub(r"^rnn\.cells\.(\d+)\.", r"rnn.layers.\1.cells.0.", k): v for k, v in tensors.items()}
     assert any(k.startswith("rnn.layers.3.cells.0.") for k in old)
-    save_weights(run / WEIGHTS_FILE, old)
+    (run / FINAL_WEIGHTS).unlink()
+    save_weights(run / "classifier.safetensors", old)           # the finished model's name in rnnkit 0.1
 
 
 @pytest.mark.parametrize("kind", ["text", "series"])
@@ -480,16 +483,21 @@ def test_ctrl_c_stops_before_the_test_report_and_the_run_predicts_and_resumes(tm
     captured = capsys.readouterr()
     command = f"rnnkit classify train --run-dir {run} --resume"
     assert f"resume with: {command}\n" in captured.err and "test accuracy" not in captured.out
-    assert not (run / "test_metrics.json").exists() and not (run / WEIGHTS_FILE).exists()
-    # A stopped (or killed) run predicts from its checkpoint, and says so.
-    assert main(["classify", "predict", str(run), "the film was great"]) == 0
-    captured = capsys.readouterr()
-    assert captured.out.count("\t") == 2
-    assert (f"{run}: its training has not finished (no {WEIGHTS_FILE}): using its last checkpoint; finish it "
-            f"with {command}") in captured.err
+    assert not (run / "test_metrics.json").exists() and not (run / FINAL_WEIGHTS).exists()
+    assert json.loads((run / "config.json").read_text())["finished"] is False
+    # A stopped (or killed) run is not a model: predicting refuses it and says both ways on ...
+    assert main(["classify", "predict", str(run), "the film was great"]) == 2
+    assert capsys.readouterr().err == (f"rnnkit: error: {run}: its training has not finished (config.json is not "
+                                       f"marked finished); expected a finished run: finish it with {command}, or use "
+                                       f"its last checkpoint explicitly (--checkpoint best|last; load(..., "
+                                       f"checkpoint=\"best\"))\n")
+    # ... and predicts from its checkpoint when asked to.
+    assert main(["classify", "predict", str(run), "the film was great", "--checkpoint", "last"]) == 0
+    assert capsys.readouterr().out.count("\t") == 2
     # The printed command goes on with the run and finishes it.
     assert main(command.split()[1:]) == 0
-    assert (run / "test_metrics.json").is_file() and (run / WEIGHTS_FILE).is_file()
+    assert (run / "test_metrics.json").is_file() and (run / FINAL_WEIGHTS).is_file()
+    assert json.loads((run / "config.json").read_text())["finished"] is True
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["event"] == "epoch"] == [0, 1]
 
@@ -518,10 +526,12 @@ def test_a_run_without_a_checkpoint_or_model_says_how_to_go_on(tmp_path, capsys)
     data, train = small_text_run(tmp_path)
     run = tmp_path / "run"
     assert main(train + ["--epochs", "1", "--run-dir", str(run)]) == 0
-    for name in (WEIGHTS_FILE, "model.safetensors", "best.safetensors"):
+    for name in (FINAL_WEIGHTS, "model.safetensors", "best.safetensors"):
         (run / name).unlink()
     capsys.readouterr()
     assert main(["classify", "predict", str(run), "great"]) == 2
-    assert capsys.readouterr().err == (f"rnnkit: error: {run}: the run has no trained model: no {WEIGHTS_FILE} (its "
-                                       f"training did not finish) and no checkpoint; expected a finished run: go on "
-                                       f"with rnnkit classify train --run-dir {run} --resume, or train it again\n")
+    assert capsys.readouterr().err.startswith(f"rnnkit: error: {run}: not a complete rnnkit run directory: missing "
+                                              f"{FINAL_WEIGHTS} (it holds: ")
+    assert main(["classify", "predict", str(run), "great", "--checkpoint", "last"]) == 2
+    assert capsys.readouterr().err == (f"rnnkit: error: {run}: the run has no checkpoint (no model.safetensors); "
+                                       f"expected a run whose training saved one: train it again\n")

@@ -13,11 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.cli import main
-from rnnkit.tasks.classify.data import (impute, load_data, read_long_file, resample, time_inputs, to_stays,
-                                        ts_test_file)
-from rnnkit.tasks.classify.model import SequenceNet
-from rnnkit.tasks.classify.multilabel import MultilabelClassifier
+from rnnkit.datasets.long_format import impute, read_long_file, resample, time_inputs, to_stays
+from rnnkit.tasks.classify.data import load_data, ts_test_file
 from rnnkit.tasks.classify.task import SequenceClassifier
+from rnnkit.tasks.multilabel import MultilabelClassifier
 from rnnkit.training.trainer import seed_everything
 
 
@@ -162,7 +161,7 @@ def test_val_frac_zero_trains_and_reports_test_only(tmp_path, capsys):
     assert main(args + ["--test-frac", "0", "--run-dir", str(run2)]) == 0
     captured = capsys.readouterr()
     assert "no held-out rows" in captured.err and "accuracy" not in captured.out
-    assert not list(run2.glob("*_metrics.json")) and (run2 / "classifier.safetensors").is_file()
+    assert not list(run2.glob("*_metrics.json")) and (run2 / "final.safetensors").is_file()
     # Without validation rows the training loss neither picks an epoch nor stops training: the last weights stay.
     X = [np.zeros((3, 1), np.float32) + i % 2 for i in range(8)]
     clf = SequenceClassifier(model="gru", hidden_size=2, epochs=1, early_stop_patience=1).fit(X, ["a", "b"] * 4)
@@ -325,7 +324,7 @@ def test_balanced_class_weights_weight_the_loss(tmp_path):
     logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
     # The one step's loss, recomputed from the initial weights: weights n / (K * count) = 12/18, 12/6.
     seed_everything(3)
-    net = SequenceNet(clf.config, 2, input_size=2)
+    net = clf._build_net()                                   # the same initial weights as fit drew
     Xe, le = clf._encode(X)
     y_idx = torch.tensor([0] * 9 + [1] * 3)
     with torch.no_grad():

@@ -75,7 +75,7 @@ def test_textgen_two_processes_follow_one_and_resume(tmp_path, capsys):
     # changes nothing in the schedule.
     flags = ["textgen", "train", "--corpus", str(corpus), "--hidden-size", "16", "--num-layers", "1",
              "--embedding-size", "8", "--batch-size", "6", "--seq-len", "12", "--epochs", "1",
-             "--max-minutes", "none", "--schedule", "constant", "--warmup-steps", "0", "--sample-length", "0",
+             "--max-minutes", "none", "--schedule", "constant", "--warmup-steps", "0", "--sample-max-tokens", "0",
              "--log-every", "2", "--precision", "fp32", "--device", "cpu"]
 
     one = tmp_path / "one"

@@ -12,7 +12,8 @@ from rnnkit.cli import main
 from rnnkit.tasks.base import NotFittedError
 from rnnkit.tasks.forecast.data import default_season, resolved
 from rnnkit.tasks.forecast.model import MODELS, ForecastNet, Naive, SeasonalNaive, seasonal_positions
-from rnnkit.tasks.forecast.task import ForecastConfig, Forecaster, compare
+from rnnkit.tasks.forecast.compare import compare
+from rnnkit.tasks.forecast.task import ForecastConfig, Forecaster
 
 
 def write_csv(path, n=480, gap=None, nan_at=(), text_target=False, start="2022-05-01T00"):
@@ -350,11 +351,14 @@ def test_ctrl_c_exits_130_without_the_test_evaluation_and_resumes(tmp_path, caps
     captured = capsys.readouterr()
     command = f"rnnkit forecast train --run-dir {run} --resume"
     assert f"resume with: {command}\n" in captured.err and "MAE" not in captured.out
-    # The stopped run is a forecast run without a trained model yet: it says so, and how to go on.
+    # The stopped run is not a model yet: it says so, and the two ways on.
     assert main(["forecast", "predict", str(run)]) == 2
-    assert capsys.readouterr().err == (f"rnnkit: error: {run / 'config.json'}: the forecast run has no trained model "
-                                       f"yet (its training did not finish); expected a finished run: go on with "
-                                       f"{command}\n")
+    assert capsys.readouterr().err == (f"rnnkit: error: {run}: its training has not finished (config.json is not "
+                                       f"marked finished); expected a finished run: finish it with {command}, or use "
+                                       f"its last checkpoint explicitly (--checkpoint best|last; load(..., "
+                                       f"checkpoint=\"best\"))\n")
+    assert main(["forecast", "predict", str(run), "--checkpoint", "last"]) == 0     # asked for explicitly
+    capsys.readouterr()
     assert main(command.split()[1:]) == 0
     assert "gru: MAE of y 3 steps ahead" in capsys.readouterr().out
     assert main(["forecast", "predict", str(run)]) == 0

@@ -11,9 +11,10 @@ import torch
 import rnnkit
 from rnnkit.cli import main
 from rnnkit.report.metrics import multilabel_metrics
-from rnnkit.tasks.classify.multilabel import (AUX_NAMES, LABEL_NAMES, MultilabelClassifier, MultilabelConfig,
-                                              MultilabelNet, Stay, SyntheticConfig, impute, last_step, make_clinical,
-                                              replicated_loss, resample, synthetic_splits)
+from rnnkit.datasets.long_format import Stay, impute, resample
+from rnnkit.tasks.multilabel import MultilabelClassifier, MultilabelConfig
+from rnnkit.tasks.multilabel.data import AUX_NAMES, LABEL_NAMES, SyntheticConfig, make_clinical, synthetic_splits
+from rnnkit.tasks.multilabel.model import MultilabelNet, last_step, replicated_loss
 
 
 def test_generator_labels_have_the_planted_structure():
@@ -142,7 +143,7 @@ def test_cli_dry_run_says_the_data_is_synthetic(tmp_path, capsys):
                  "--aux-weight", "0.2", "--run-dir", str(tmp_path / "run")]) == 0
     captured = capsys.readouterr()
     assert "SYNTHETIC data" in captured.err and "micro_auc" in captured.out
-    assert (tmp_path / "run" / "classifier.safetensors").is_file()
+    assert (tmp_path / "run" / "final.safetensors").is_file()
     assert main(["classify", "predict", str(tmp_path / "run"), "x"]) == 2
     assert "task='classify-multilabel'" in capsys.readouterr().err
 
@@ -254,6 +255,6 @@ def test_ctrl_c_stops_before_the_test_metrics_and_the_resume_command_works(tmp_p
     assert f"resume with: {command}\n" in captured.err and "micro_auc" not in captured.out
     assert not (run / "test_metrics.json").exists()
     assert main(command.split()[1:]) == 0
-    assert (run / "test_metrics.json").is_file() and (run / "classifier.safetensors").is_file()
+    assert (run / "test_metrics.json").is_file() and (run / "final.safetensors").is_file()
     doc = json.loads((run / "config.json").read_text())
     assert doc["data"]["digest"].startswith("sha256:") and doc["data"]["num_stays"] == 40

@@ -142,8 +142,9 @@ def test_only_a_finished_run_is_registered(runs, reg, tmp_path, ctrl_c_at_step):
                  "--lookback", "24", "--delay", "3", "--model", "gru", "--hidden-size", "4", "--batch-size", "16",
                  "--epochs", "2", "--run-dir", str(run)]) == 130
     with pytest.raises(ValueError, match=rf"^{re.escape(str(run))}: not a finished run that rnnkit.load reads "
-                                         r"\(its training has not finished .*\); expected the run directory of a "
-                                         r"training that ended$"):
+                                         r"\(its training has not finished \(config.json is not marked finished\); "
+                                         r"expected a finished run: finish it with rnnkit forecast train --run-dir "
+                                         rf"{re.escape(str(run))} --resume\)$"):
         reg.register(run, "m")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"empty: not a finished run .*missing config\.json"):

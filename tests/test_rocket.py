@@ -15,7 +15,8 @@ import rnnkit
 from rnnkit import datasets as D
 from rnnkit.cli import main
 from rnnkit.datasets import fetching
-from rnnkit.tasks.classify.rocket import KERNEL_LENGTHS, ROCKET_FILE, RocketKernels, RocketModel
+from rnnkit.tasks.base import FINAL_WEIGHTS
+from rnnkit.tasks.classify.rocket import KERNEL_LENGTHS, RocketKernels, RocketModel
 from rnnkit.tasks.classify.task import SequenceClassifier
 
 
@@ -142,7 +143,7 @@ def test_same_seed_same_model_and_save_load_predicts_identically(tmp_path):
     a = SequenceClassifier(model="rocket", rocket_kernels=100, seed=5).fit(X, y, run_dir=tmp_path / "run")
     b = SequenceClassifier(model="rocket", rocket_kernels=100, seed=5).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(Xt), b.predict_proba(Xt))
-    assert (tmp_path / "run" / ROCKET_FILE).is_file() and not list((tmp_path / "run").glob("*.pkl"))
+    assert (tmp_path / "run" / FINAL_WEIGHTS).is_file() and not list((tmp_path / "run").glob("*.pkl"))
     for loaded in (SequenceClassifier.load(tmp_path / "run"), rnnkit.load(tmp_path / "run")):
         assert loaded.config.model == "rocket" and loaded.config.rocket_kernels == 100
         np.testing.assert_array_equal(loaded.predict_proba(Xt), a.predict_proba(Xt))
@@ -156,8 +157,7 @@ def test_three_classes_multichannel_and_model_round_trip(tmp_path):
     m = RocketModel.fit(X, np.full(45, 20), y, 100, seed=1)
     assert m.decision_function(X, np.full(45, 20)).shape == (45, 3)
     assert (m.predict_proba(X, np.full(45, 20)).argmax(1) == y).mean() >= 0.95
-    m.save(tmp_path)
-    np.testing.assert_array_equal(RocketModel.load(tmp_path).decision_function(X[:5], np.full(5, 20)),
+    np.testing.assert_array_equal(RocketModel.from_tensors(m.tensors()).decision_function(X[:5], np.full(5, 20)),
                                   m.decision_function(X[:5], np.full(5, 20)))
 
 

@@ -74,7 +74,7 @@ def test_a_tiny_reverse_task_is_learned_to_exact_match(reverser):
 @pytest.mark.parametrize("attention,cell", [("general", "lstm"), ("additive", "gru"), ("none", "lstm")])
 def test_batched_beam_equals_one_input_at_a_time(attention, cell):
     s2s = random_seq2seq(attention, cell)
-    options = dict(beam=4, n_best=3, length_penalty=0.6, return_attention=attention != "none",
+    options = dict(beam=4, num_results=3, length_penalty=0.6, return_attention=attention != "none",
                    coverage_penalty=0.2 if attention != "none" else 0.0)
     together = s2s.translate(TEXTS, batch_size=64, **options)          # one batch: the sources padded
     for text, batched in zip(TEXTS, together):
@@ -134,15 +134,15 @@ def test_teacher_forcing_ratio_runs_the_same_steps_one_by_one():
         assert torch.allclose(model._free_running(tgt_in, state, memory, 1.0), forced, atol=1e-12)
         # ratio 0: every step after the first reads the previous argmax, which is greedy decoding
         free = model(src, lengths, tgt_in, teacher_forcing=0.0)
-    greedy = s2s.translate(["abc", "d"], max_length=tgt_in.shape[1], details=True)
+    greedy = s2s.translate(["abc", "d"], max_tokens=tgt_in.shape[1], details=True)
     for row, t in zip((free + model.never).argmax(-1).tolist(), greedy):
         assert s2s.target_vocab_.decode(row) == t.text
 
 
 def test_sampling_uses_the_shared_processors_and_repeats_with_its_seed():
     s2s = random_seq2seq()
-    a = s2s.translate(TEXTS, sample=True, random_seed=7, temperature=1.5)
-    assert a == s2s.translate(TEXTS, sample=True, random_seed=7, temperature=1.5)
+    a = s2s.translate(TEXTS, greedy=False, seed=7, temperature=1.5)
+    assert a == s2s.translate(TEXTS, greedy=False, seed=7, temperature=1.5)
     seen = []
 
     def only_x(tokens, logits):                                       # a user's processor: x or the end
@@ -151,9 +151,26 @@ def test_sampling_uses_the_shared_processors_and_repeats_with_its_seed():
         keep[:, [s2s.target_vocab_.stoi["x"], EOS]] = 0.0
         return logits + keep
 
-    out = s2s.translate(TEXTS, sample=True, random_seed=1, processors=[only_x])
+    out = s2s.translate(TEXTS, greedy=False, seed=1, processors=[only_x])
     assert all(set(t) <= {"x"} for t in out) and seen and seen[0][1] == 1     # tokens: <go> first
     assert set("".join(s2s.translate(TEXTS, beam=3, processors=[only_x]))) <= {"x"}
+    with pytest.raises(ValueError, match=r"greedy=False \(sampling\) and beam: choose one"):
+        s2s.translate(TEXTS, greedy=False, beam=2)
+
+
+def test_old_keyword_names_still_work_for_one_release_with_a_warning():
+    s2s = random_seq2seq()
+    with pytest.warns(FutureWarning) as caught:
+        old = s2s.translate(TEXTS, sample=True, random_seed=7, max_length=5)
+    assert old == s2s.translate(TEXTS, greedy=False, seed=7, max_tokens=5)
+    assert sorted(str(w.message).split(";")[0] for w in caught) == [
+        "max_length is renamed max_tokens", "random_seed is renamed seed",
+        "sample is renamed greedy (sample=True is greedy=False)"]
+    with pytest.warns(FutureWarning, match="n_best is renamed num_results"):
+        old = s2s.translate(TEXTS, beam=2, n_best=2)
+    assert old == s2s.translate(TEXTS, beam=2, num_results=2)
+    with pytest.raises(TypeError, match=r"translate\(\): sample=True and greedy=True: the same setting twice"):
+        s2s.translate(TEXTS, sample=True, greedy=True)
 
 
 # --- GNMT's scores, on hand-built numbers -------------------------------------------------------------------
@@ -245,10 +262,10 @@ def test_save_load_and_rnnkit_load_round_trip(reverser, tmp_path):
     assert doc["task"] == "seq2seq" and doc["fitted"]["max_source_length"] == 6
     assert doc["config"]["train"]["epochs"] == 6 and doc["data"]["sizes"]["train"] == 3000
     texts = ["abc", "fedcba", "a"]
-    expected = reverser.translate(texts, beam=2, n_best=2)
+    expected = reverser.translate(texts, beam=2, num_results=2)
     for loaded in (Seq2Seq.load(tmp_path / "run"), rnnkit.load(str(tmp_path / "run"))):
         assert isinstance(loaded, Seq2Seq)
-        got = loaded.translate(texts, beam=2, n_best=2)
+        got = loaded.translate(texts, beam=2, num_results=2)
         assert [[h.text for h in t.hypotheses] for t in got] == [[h.text for h in t.hypotheses] for t in expected]
         assert [t.hypotheses[0].score for t in got] == pytest.approx([t.hypotheses[0].score for t in expected])
 
@@ -274,10 +291,10 @@ def test_bad_translate_input_is_named(reverser):
         reverser.translate(["abc", "   "])
     with pytest.raises(ValueError, match=r"beam=0: expected an integer >= 1"):
         reverser.translate("abc", beam=0)
-    with pytest.raises(ValueError, match=r"n_best=3: expected at most beam=2"):
-        reverser.translate("abc", beam=2, n_best=3)
-    with pytest.raises(ValueError, match=r"n_best=2: expected 1 without beam search"):
-        reverser.translate("abc", n_best=2)
+    with pytest.raises(ValueError, match=r"num_results=3: expected at most beam=2"):
+        reverser.translate("abc", beam=2, num_results=3)
+    with pytest.raises(ValueError, match=r"num_results=2: expected 1 without beam search"):
+        reverser.translate("abc", num_results=2)
     with pytest.raises(ValueError, match=r"coverage_penalty=0.2: expected 0 for a model without attention"):
         random_seq2seq("none").translate("abc", beam=2, coverage_penalty=0.2)
 
@@ -436,15 +453,15 @@ def test_cli_train_translate_eval_and_resume(tmp_path, capsys):
     assert main(["seq2seq", "train", *tiny, "--max-steps", "3", "--run-dir", str(run)]) == 0
     out = capsys.readouterr()
     assert "skipped 1 with an empty source" in out.err and "test (" in out.out
-    assert (run / "seq2seq.safetensors").is_file() and (run / "test_metrics.json").is_file()
+    assert (run / "final.safetensors").is_file() and (run / "test_metrics.json").is_file()
 
-    assert main(["seq2seq", "translate", str(run), "abc", "fed", "--beam", "3", "--n-best", "2",
+    assert main(["seq2seq", "translate", str(run), "abc", "fed", "--beam", "3", "--num-results", "2",
                  "--attention-png", str(tmp_path / "att.png")]) == 0
     text = capsys.readouterr().out
     assert text.count("\n") == 6 and text.startswith("abc\n")
     assert (tmp_path / "att-1.png").stat().st_size > 1000 and (tmp_path / "att-2.png").is_file()
-    assert main(["seq2seq", "translate", str(run), "abc", "--beam", "2", "--n-best", "3"]) == 2
-    assert "n_best=3: expected at most beam=2" in capsys.readouterr().err
+    assert main(["seq2seq", "translate", str(run), "abc", "--beam", "2", "--num-results", "3"]) == 2
+    assert "num_results=3: expected at most beam=2" in capsys.readouterr().err
     assert main(["seq2seq", "translate", str(run), ""]) == 2
     assert "texts[0]='': expected a non-empty source text" in capsys.readouterr().err
 

@@ -19,7 +19,7 @@ from rnnkit.training import TrainConfig, Trainer
 from rnnkit.training.schedules import lr_at
 
 TINY = dict(hidden_size=32, num_layers=1, embedding_size=8, seq_len=16, batch_size=8, max_minutes=1,
-            sample_length=0, warmup_steps=0, lr=1e-2)
+            sample_max_tokens=0, warmup_steps=0, lr=1e-2)
 
 
 def random_generator(text: str, cell: str = "lstm", layers: int = 2, hidden: int = 16, seed: int = 0,
@@ -78,7 +78,7 @@ def test_learns_a_repeating_pattern(abcd_model):
 
 
 def test_progress_bar_shows_chars_per_second_and_epoch_samples(capsys):
-    TextGenerator(epochs=1, log_every=5, **{**TINY, "sample_length": 8}).fit("abcd" * 600, progress=True)
+    TextGenerator(epochs=1, log_every=5, **{**TINY, "sample_max_tokens": 8}).fit("abcd" * 600, progress=True)
     err = capsys.readouterr().err
     assert "chars/s=" in err
     for t in (0.2, 0.5, 1.0):
@@ -88,7 +88,7 @@ def test_progress_bar_shows_chars_per_second_and_epoch_samples(capsys):
 
 def test_word_level_epoch_samples_put_a_space_after_the_seed(capsys):
     text = " ".join(["red fox runs", "blue fox sleeps"] * 300)
-    TextGenerator(level="word", epochs=1, sample_seed_text="red fox", **{**TINY, "sample_length": 4}).fit(
+    TextGenerator(level="word", epochs=1, sample_prompt="red fox", **{**TINY, "sample_max_tokens": 4}).fit(
         text, progress=True)
     err = capsys.readouterr().err
     sample_lines = [ln for ln in err.splitlines() if ln.startswith("red fox")]
@@ -118,8 +118,8 @@ def test_trainer_items_name_defaults_to_items():
                                      {"temperature": 1.0, "top_p": 0.8}, {"greedy": True}])
 def test_fast_path_gives_the_same_tokens_as_the_python_loop(cell, layers, options):
     gen = random_generator("the quick brown fox jumps over the lazy dog.\n", cell=cell, layers=layers)
-    fast = gen.generate("the ", 60, num_samples=3, random_seed=5, fast=True, **options)
-    plain = gen.generate("the ", 60, num_samples=3, random_seed=5, fast=False, **options)
+    fast = gen.generate("the ", 60, num_results=3, seed=5, fast=True, **options)
+    plain = gen.generate("the ", 60, num_results=3, seed=5, fast=False, **options)
     assert fast == plain
     assert all(len(s) == 60 for s in fast)
     if "greedy" not in options:
@@ -130,19 +130,19 @@ def test_fast_path_in_short_calls_gives_the_same_tokens(monkeypatch):
     from rnnkit.generation import fast as textgen_fast
     gen = random_generator("the quick brown fox jumps over the lazy dog.\n", cell="gru")
     lines = random_generator("red\nblue\ngreen\n", end_token="\n")
-    whole = gen.generate("the ", 60, num_samples=3, random_seed=5, temperature=0.8)
-    ended = lines.generate("", 80, num_samples=6, random_seed=2, temperature=1.5)
+    whole = gen.generate("the ", 60, num_results=3, seed=5, temperature=0.8)
+    ended = lines.generate("", 80, num_results=6, seed=2, temperature=1.5)
     monkeypatch.setattr(textgen_fast, "CHUNK", 7)                   # 60 = 8 x 7 + 4
-    assert gen.generate("the ", 60, num_samples=3, random_seed=5, temperature=0.8) == whole
-    assert lines.generate("", 80, num_samples=6, random_seed=2, temperature=1.5) == ended
-    assert ended == lines.generate("", 80, num_samples=6, random_seed=2, temperature=1.5, fast=False)
+    assert gen.generate("the ", 60, num_results=3, seed=5, temperature=0.8) == whole
+    assert lines.generate("", 80, num_results=6, seed=2, temperature=1.5) == ended
+    assert ended == lines.generate("", 80, num_results=6, seed=2, temperature=1.5, fast=False)
     assert any(7 < len(s) < 80 for s in ended)                      # a row ended in a later call
 
 
 def test_samples_repeat_with_a_seed_and_vary_without():
     gen = random_generator("abcdefgh ")
-    assert gen.generate("a", 40, random_seed=1) == gen.generate("a", 40, random_seed=1)
-    assert gen.generate("a", 40, random_seed=1) != gen.generate("a", 40, random_seed=2)
+    assert gen.generate("a", 40, seed=1) == gen.generate("a", 40, seed=1)
+    assert gen.generate("a", 40, seed=1) != gen.generate("a", 40, seed=2)
 
 
 def test_fast_sampler_follows_new_weights():
@@ -156,17 +156,17 @@ def test_fast_sampler_follows_new_weights():
 def test_end_token_ends_each_sample():
     gen = random_generator("red\nblue\ngreen\n", end_token="\n")
     for fast in (True, False):
-        samples = gen.generate("", 200, temperature=1.5, num_samples=20, random_seed=3, fast=fast)
+        samples = gen.generate("", 200, temperature=1.5, num_results=20, seed=3, fast=fast)
         assert all("\n" not in s for s in samples)
         assert min(len(s) for s in samples) < 200                    # at least one sample ended early
-    assert gen.generate("", 200, temperature=1.5, num_samples=20, random_seed=3) == samples
+    assert gen.generate("", 200, temperature=1.5, num_results=20, seed=3) == samples
 
 
 def test_line_corpus_learns_names_and_stops_at_newline():
     names = ["red", "dark red", "blue", "light blue", "green"] * 120
     gen = TextGenerator(epochs=5, **TINY).fit(names, progress=False)
     assert gen.end_token_ == "\n"
-    out = gen.generate("", 40, temperature=0.2, num_samples=8, random_seed=0)
+    out = gen.generate("", 40, temperature=0.2, num_results=8, seed=0)
     assert all(s in {"red", "dark red", "blue", "light blue", "green"} for s in out)
     assert corpus_text({"names": ["a", "b"], "rgb": None}) == ("a\nb\n", True)   # the xkcd-colors dict
 
@@ -174,10 +174,10 @@ def test_line_corpus_learns_names_and_stops_at_newline():
 # --- beam search ------------------------------------------------------------------------------------------
 
 def test_generate_with_beam(abcd_model):
-    out = abcd_model.generate("ab", 6, beam=3, num_samples=2)
+    out = abcd_model.generate("ab", 6, beam=3, num_results=2)
     assert out[0] == "cdabcd"
-    with pytest.raises(ValueError, match="num_samples=4: expected at most beam=3"):
-        abcd_model.generate("ab", 6, beam=3, num_samples=4)
+    with pytest.raises(ValueError, match="num_results=4: expected at most beam=3"):
+        abcd_model.generate("ab", 6, beam=3, num_results=4)
 
 
 # --- bad input ------------------------------------------------------------------------------------------
@@ -203,11 +203,11 @@ def test_missing_corpus_file(tmp_path):
 
 
 def test_seed_with_unseen_characters(abcd_model):
-    with pytest.raises(ValueError, match=r"seed_text='abxyx': expected tokens the model saw in training; "
+    with pytest.raises(ValueError, match=r"prompt='abxyx': expected tokens the model saw in training; "
                                          r"unseen: 'x', 'y' \(pass unknown='drop'"):
         abcd_model.generate("abxyx", 4)
     assert abcd_model.generate("abxyx", 4, greedy=True, unknown="drop") == "cdab"
-    with pytest.raises(ValueError, match="seed_text='zz': expected at least one known token to start from"):
+    with pytest.raises(ValueError, match="prompt='zz': expected at least one known token to start from"):
         abcd_model.generate("zz", 4, unknown="drop")
     lines = random_generator("ab\ncd\n")
     assert lines.generate("", 10, greedy=True) == lines.generate("\n", 10, greedy=True)   # starts a line
@@ -216,6 +216,38 @@ def test_seed_with_unseen_characters(abcd_model):
 def test_greedy_and_beam_together_are_refused(abcd_model):
     with pytest.raises(ValueError, match="greedy and beam: choose one"):
         abcd_model.generate("ab", 4, temperature=0, beam=2)
+
+
+def test_old_keyword_names_still_work_for_one_release_with_a_warning(abcd_model):
+    new = abcd_model.generate(prompt="ab", max_tokens=12, num_results=2, seed=3, temperature=1.0)
+    with pytest.warns(FutureWarning) as caught:
+        old = abcd_model.generate(seed_text="ab", length=12, num_samples=2, random_seed=3, temperature=1.0)
+    assert old == new
+    assert sorted(str(w.message) for w in caught) == [
+        f"{a} is renamed {b}; the old name goes in the next release"
+        for a, b in sorted([("length", "max_tokens"), ("num_samples", "num_results"), ("random_seed", "seed"),
+                            ("seed_text", "prompt")])]
+    with pytest.warns(FutureWarning, match="seed_text is renamed prompt"):
+        assert abcd_model.encode_seed(seed_text="ab") == abcd_model.encode_seed("ab")
+    with pytest.raises(TypeError, match=r"generate\(\): seed_text='a' and prompt='b': the same setting twice"):
+        abcd_model.generate(prompt="b", seed_text="a")
+    with pytest.warns(FutureWarning) as caught:
+        gen = TextGenerator(sample_length=7, sample_seed_text="x")
+    assert (gen.config.sample_max_tokens, gen.config.sample_prompt) == (7, "x")
+    assert sorted(str(w.message).split(";")[0] for w in caught) == [
+        "sample_length is renamed sample_max_tokens", "sample_seed_text is renamed sample_prompt"]
+
+
+def test_a_run_saved_with_the_old_sample_field_names_loads(abcd_model, tmp_path):
+    abcd_model.save(tmp_path / "run")
+    path = tmp_path / "run" / "config.json"
+    doc = json.loads(path.read_text())
+    config = doc["config"]
+    config["sample_seed_text"], config["sample_length"] = config.pop("sample_prompt"), config.pop("sample_max_tokens")
+    config["sample_seed_text"] = "ab"
+    path.write_text(json.dumps(doc))
+    loaded = TextGenerator.load(tmp_path / "run")
+    assert (loaded.config.sample_prompt, loaded.config.sample_max_tokens) == ("ab", 0)
 
 
 def test_unfitted_generator():
@@ -234,8 +266,8 @@ def test_save_load_round_trip(abcd_model, tmp_path):
     abcd_model.save(tmp_path / "run")
     loaded = TextGenerator.load(tmp_path / "run")
     assert loaded.config == abcd_model.config
-    assert loaded.generate("ab", 30, temperature=1.0, random_seed=4) == abcd_model.generate(
-        "ab", 30, temperature=1.0, random_seed=4)
+    assert loaded.generate("ab", 30, temperature=1.0, seed=4) == abcd_model.generate(
+        "ab", 30, temperature=1.0, seed=4)
     assert loaded.evaluate("abcd" * 50) == abcd_model.evaluate("abcd" * 50)
 
 
@@ -245,7 +277,7 @@ def test_load_missing_or_incomplete_run_dir(tmp_path, abcd_model):
     abcd_model.save(tmp_path / "run")
     (tmp_path / "run" / "tokenizer.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"not a complete rnnkit run directory: missing tokenizer.json "
-                                                r"\(it holds: config.json, model.safetensors\)"):
+                                                r"\(it holds: config.json, final.safetensors\)"):
         TextGenerator.load(tmp_path / "run")
 
 
@@ -270,12 +302,12 @@ def test_weight_averaging_is_what_fit_returns_evaluates_and_saves(tmp_path):
     averaged_loss = stream_loss(gen.model_, val_ids, batch_size=16, seq_len=16)[0]
     assert trained_loss != averaged_loss                  # two different sets of weights
     assert gen.metrics_["val_loss"] == pytest.approx(averaged_loss, rel=1e-6)
-    for weights in ("best", "last"):                      # both files hold averages; the last one is this
-        loaded = TextGenerator.load(tmp_path / "run", weights=weights)
-        if weights == "last":
+    for checkpoint in (None, "best", "last"):             # every file holds averages; the last one is this
+        loaded = TextGenerator.load(tmp_path / "run", checkpoint=checkpoint)
+        if checkpoint in (None, "last"):
             for a, b in zip(loaded.model_.parameters(), gen.model_.parameters()):
                 assert torch.equal(a, b)
-    assert loaded.generate("ab", 20, random_seed=1) == gen.generate("ab", 20, random_seed=1)
+    assert loaded.generate("ab", 20, seed=1) == gen.generate("ab", 20, seed=1)
 
 
 # --- resume and the command line ---------------------------------------------------------------------------
@@ -294,21 +326,22 @@ def test_cli_train_sample_eval(tmp_path, capsys):
     corpus.write_text("abcd" * 3000)
     run = str(tmp_path / "run")
     flags = ["--hidden-size", "32", "--num-layers", "1", "--embedding-size", "8", "--seq-len", "16",
-             "--batch-size", "8", "--epochs", "2", "--lr", "0.01", "--sample-length", "0"]
+             "--batch-size", "8", "--epochs", "2", "--lr", "0.01", "--sample-max-tokens", "0"]
     assert main(["textgen", "train", "--corpus", str(corpus), *flags, "--run-dir", run]) == 0
     assert "bits/char" in capsys.readouterr().out
-    for name in ("config.json", "tokenizer.json", "model.safetensors", "best.safetensors", "metrics.jsonl", "loss.png"):
+    for name in ("config.json", "tokenizer.json", "final.safetensors", "model.safetensors", "best.safetensors",
+                 "metrics.jsonl", "loss.png"):
         assert (tmp_path / "run" / name).is_file()
-    assert main(["textgen", "sample", run, "--seed-text", "abcd", "--length", "8", "--temperature", "0"]) == 0
+    assert main(["textgen", "sample", run, "--prompt", "abcd", "--max-tokens", "8", "--temperature", "0"]) == 0
     assert capsys.readouterr().out == "abcdabcdabcd\n"
-    assert main(["textgen", "sample", run, "--seed-text", "abcd", "--length", "8", "--greedy"]) == 0   # a flag
+    assert main(["textgen", "sample", run, "--prompt", "abcd", "--max-tokens", "8", "--greedy"]) == 0   # a flag
     assert capsys.readouterr().out == "abcdabcdabcd\n"
-    assert main(["textgen", "sample", run, "--seed-text", "ab", "--length", "6", "--num-samples", "2",
-                 "--random-seed", "1", "--temperature", "0.1"]) == 0
+    assert main(["textgen", "sample", run, "--prompt", "ab", "--max-tokens", "6", "--num-results", "2",
+                 "--seed", "1", "--temperature", "0.1"]) == 0
     assert capsys.readouterr().out.count("abcdabcd") == 2
     assert main(["textgen", "eval", run, "--corpus", str(corpus)]) == 0
     assert "bits/char over" in capsys.readouterr().out
-    assert main(["textgen", "sample", run, "--seed-text", "xy"]) == 2
+    assert main(["textgen", "sample", run, "--prompt", "xy"]) == 2
     assert "unseen: 'x', 'y'" in capsys.readouterr().err
     assert main(["textgen", "sample", str(tmp_path / "nothing")]) == 2
     assert "no such run directory" in capsys.readouterr().err
@@ -319,7 +352,7 @@ def test_cli_resume_takes_a_new_budget_and_refuses_model_flags(tmp_path, capsys)
     corpus.write_text("abcd" * 3000)
     run = str(tmp_path / "run")
     flags = ["--hidden-size", "32", "--num-layers", "1", "--embedding-size", "8", "--seq-len", "16",
-             "--batch-size", "8", "--lr", "0.01", "--sample-length", "0"]
+             "--batch-size", "8", "--lr", "0.01", "--sample-max-tokens", "0"]
     assert main(["textgen", "train", "--corpus", str(corpus), *flags, "--epochs", "1", "--run-dir", run]) == 0
     capsys.readouterr()
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
@@ -337,10 +370,10 @@ def test_cli_resume_takes_a_new_budget_and_refuses_model_flags(tmp_path, capsys)
     assert err.count("\n") == 1
     assert err.startswith("rnnkit: error: --hidden-size=64: expected no --hidden-size with --resume: the run "
                           "keeps its own config; a resumed run may change only ")
-    assert "--max-minutes" in err and "--epochs" in err and "--sample-length" in err
+    assert "--max-minutes" in err and "--epochs" in err and "--sample-max-tokens" in err
     # The per-epoch samples only report: a resumed run may change them.
-    assert main(["textgen", "train", "--run-dir", run, "--resume", "--epochs", "4", "--sample-length", "5"]) == 0
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["sample_length"] == 5
+    assert main(["textgen", "train", "--run-dir", run, "--resume", "--epochs", "4", "--sample-max-tokens", "5"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["sample_max_tokens"] == 5
     # --resume is a flag that uses --run-dir: a directory with no run is named.
     assert main(["textgen", "train", "--run-dir", str(tmp_path / "none"), "--resume"]) == 2
     assert "no such run directory" in capsys.readouterr().err
@@ -350,7 +383,7 @@ def test_cli_dry_run(tmp_path, capsys):
     corpus = tmp_path / "text.txt"
     corpus.write_text("To be, or not to be, that is the question.\n" * 200)
     assert main(["textgen", "train", "--corpus", str(corpus), "--dry-run", "--hidden-size", "16",
-                 "--run-dir", str(tmp_path / "run"), "--sample-length", "20"]) == 0
+                 "--run-dir", str(tmp_path / "run"), "--sample-max-tokens", "20"]) == 0
     assert "1 steps (max_steps)" in capsys.readouterr().out
 
 
@@ -400,8 +433,12 @@ def test_rnnkit_load_returns_a_text_generator(abcd_model, tmp_path):
     assert (doc["task"], doc["format_version"]) == ("textgen", 2)
     assert doc["config"]["train"]["epochs"] == 4 and doc["fitted"] == {"end_token": None}
     assert doc["data"]["source"] == "text passed to fit" and doc["data"]["characters"] == 4000
-    loaded = rnnkit.load(tmp_path / "run", weights="last")
+    loaded = rnnkit.load(tmp_path / "run")
     assert type(loaded) is TextGenerator and loaded.config == abcd_model.config
+    # save() wrote the finished model only: there is no Trainer checkpoint to ask for
+    with pytest.warns(FutureWarning, match=r"load\(weights=\.\.\.\) is renamed checkpoint="), \
+            pytest.raises(FileNotFoundError, match=r"the run has no checkpoint \(no model\.safetensors\)"):
+        TextGenerator.load(tmp_path / "run", weights="last")
     assert loaded.generate("abcd", 8, greedy=True) == "abcdabcd"
 
 
@@ -426,7 +463,7 @@ def test_a_run_directory_of_the_old_format_loads_and_resumes(tmp_path, capsys):
         assert type(loaded) is TextGenerator
         assert loaded.config == gen.config                               # val_fraction -> val_frac, lr -> train.lr
         assert loaded.end_token_ == "\n"
-        assert loaded.generate("", 30, random_seed=3) == gen.generate("", 30, random_seed=3)
+        assert loaded.generate("", 30, seed=3) == gen.generate("", 30, seed=3)
     # Fields an older version did not write take today's defaults.
     old = old_format(doc)
     del old["textgen"]["ema_decay"], old["textgen"]["precision"]
@@ -460,10 +497,10 @@ def test_user_processors_ban_a_token(abcd_model):
     banned = abcd_model.generate("abcd", 12, greedy=True, processors=[ban_a])
     assert len(banned) == 12 and "a" not in banned and banned.startswith("b")   # the next likeliest after d
     assert seen[0] == (1, 4) and seen[-1] == (1, 4 + 11)                          # seed, then what was chosen
-    samples = abcd_model.generate("ab", 40, temperature=1.5, num_samples=4, random_seed=0, processors=[ban_a])
+    samples = abcd_model.generate("ab", 40, temperature=1.5, num_results=4, seed=0, processors=[ban_a])
     assert all(len(s) == 40 and "a" not in s for s in samples)
     # The compiled loops cannot run Python: with processors the plain loop runs, fast=True or not.
-    assert samples == abcd_model.generate("ab", 40, temperature=1.5, num_samples=4, random_seed=0,
+    assert samples == abcd_model.generate("ab", 40, temperature=1.5, num_results=4, seed=0,
                                           processors=[ban_a], fast=False)
     assert "a" not in abcd_model.generate("ab", 8, beam=3, processors=[ban_a])
     with pytest.raises(ValueError, match=r"processors\[0\]=3: expected a callable \(tokens, logits\) -> logits"):
@@ -478,7 +515,7 @@ def test_user_processors_run_after_temperature_top_k_and_top_p():
         got.append(logits.clone())
         return logits
 
-    gen.generate("the ", 1, temperature=0.5, top_k=3, random_seed=0, processors=[record])
+    gen.generate("the ", 1, temperature=0.5, top_k=3, seed=0, processors=[record])
     finite = torch.isfinite(got[0][0])
     assert int(finite.sum()) == 3                                          # after top-k
     model = gen.model_
@@ -494,14 +531,14 @@ def test_a_model_copied_in_inference_mode_samples():
     # track version counter" at the first epoch's samples. Here the copy is made the same way, on the CPU.
     from rnnkit.generation.fast import compiled_sampler
     gen = random_generator("abcdefgh ", hidden=16)
-    want = gen.generate("ab", 30, random_seed=2, fast=False)
+    want = gen.generate("ab", 30, seed=2, fast=False)
     with torch.inference_mode():
         copy = gen._build_model()
         copy.load_state_dict(gen.model_.state_dict())
     assert next(copy.parameters()).is_inference()
     compiled_sampler(copy)                                                 # raised before
     gen.model_ = copy.eval()
-    assert gen.generate("ab", 30, random_seed=2) == want
+    assert gen.generate("ab", 30, seed=2) == want
     with torch.inference_mode():
         copy.head.bias[gen.tokenizer_.word_index["h"]] += 100.0           # weights changed in place
     assert gen.generate("ab", 30, greedy=True) == "h" * 30                 # the sampler was rebuilt
@@ -509,12 +546,12 @@ def test_a_model_copied_in_inference_mode_samples():
 
 def test_a_model_off_the_cpu_samples_from_a_cached_cpu_copy(monkeypatch):
     gen = random_generator("abcdefgh ", hidden=16)
-    want = gen.generate("ab", 30, random_seed=2)
+    want = gen.generate("ab", 30, seed=2)
     monkeypatch.setattr(textgen_task, "_on_cpu", lambda model: False)     # as if model_ lived on a GPU
-    assert gen.generate("ab", 30, random_seed=2) == want
+    assert gen.generate("ab", 30, seed=2) == want
     copy = gen._cpu_copy[1]
     assert copy is not gen.model_ and not next(copy.parameters()).is_inference()
-    assert gen.generate("ab", 30, random_seed=2) == want and gen._cpu_copy[1] is copy     # reused
+    assert gen.generate("ab", 30, seed=2) == want and gen._cpu_copy[1] is copy     # reused
     with torch.no_grad():
         gen.model_.head.bias[gen.tokenizer_.word_index["h"]] += 100.0
     assert gen.generate("ab", 30, greedy=True) == "h" * 30                 # a new copy of the new weights
@@ -524,14 +561,14 @@ def test_a_model_off_the_cpu_samples_from_a_cached_cpu_copy(monkeypatch):
 def test_sampling_in_the_middle_of_training_keeps_dropout_on():
     gen = random_generator("abcdefgh ", hidden=16)
     gen.model_.train()
-    gen.generate("ab", 5, random_seed=0)
+    gen.generate("ab", 5, seed=0)
     assert gen.model_.training                   # generate() put the model back as it found it
 
 
 # --- nothing lost: no silent overwrite or drift, Ctrl-C, damaged run files (issue 14) ------------------------
 
 CLI_TINY = ["--hidden-size", "16", "--num-layers", "1", "--embedding-size", "8", "--seq-len", "16",
-            "--batch-size", "8", "--lr", "0.01", "--sample-length", "0"]
+            "--batch-size", "8", "--lr", "0.01", "--sample-max-tokens", "0"]
 
 
 def epochs_logged(run):
@@ -638,7 +675,7 @@ def test_damaged_or_foreign_run_files_are_one_line_errors(tmp_path, capsys):
 
     def with_config(doc):
         (run / "config.json").write_text(json.dumps(doc))
-        assert main(["textgen", "sample", str(run), "--length", "5"]) == 2
+        assert main(["textgen", "sample", str(run), "--max-tokens", "5"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"rnnkit: error: {run / 'config.json'}: ")
         return err
@@ -655,8 +692,8 @@ def test_damaged_or_foreign_run_files_are_one_line_errors(tmp_path, capsys):
     err = with_config({"task": "textgen", "textgen": None})                     # format 1, its section null
     assert "format_version 1, which this rnnkit cannot convert: train the run again" in err
     (run / "config.json").write_text(json.dumps(good))
-    assert main(["textgen", "sample", str(run), "--length", "5", "--random-seed", "-1"]) == 2
-    assert capsys.readouterr().err.startswith("rnnkit: error: --random-seed=-1: expected an integer between 0 and ")
+    assert main(["textgen", "sample", str(run), "--max-tokens", "5", "--seed", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("rnnkit: error: seed=-1: expected an integer between 0 and ")
 
 
 def test_resume_on_another_tasks_run_names_its_own_command(tmp_path, capsys):

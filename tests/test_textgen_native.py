@@ -53,9 +53,9 @@ def threads(request):
 def test_c_loop_gives_the_same_tokens_as_the_python_loop(layers, hidden, options, threads, calls):
     # hidden 37: units do not split evenly over the threads, and rows are not a multiple of 16 long.
     gen = random_generator(TEXT, layers=layers, hidden=hidden, seed=layers)
-    fast = gen.generate("the ", 300, random_seed=11, **options)
+    fast = gen.generate("the ", 300, seed=11, **options)
     assert calls == [1]                                               # the C loop ran
-    plain = gen.generate("the ", 300, random_seed=11, fast=False, **options)
+    plain = gen.generate("the ", 300, seed=11, fast=False, **options)
     assert fast == plain
     assert len(fast) == 300
 
@@ -81,10 +81,10 @@ def test_c_loop_splits_units_over_any_number_of_threads(threads):
 @needs_compiler
 def test_long_generations_run_in_chunks_that_carry_the_state(monkeypatch):
     gen = random_generator(TEXT, layers=2, hidden=37)
-    whole = gen.generate("the ", 250, random_seed=8, temperature=0.9)
+    whole = gen.generate("the ", 250, seed=8, temperature=0.9)
     monkeypatch.setattr(textgen_native, "CHUNK", 64)                # 250 = 3 x 64 + 58
-    assert gen.generate("the ", 250, random_seed=8, temperature=0.9) == whole
-    assert whole == gen.generate("the ", 250, random_seed=8, temperature=0.9, fast=False)
+    assert gen.generate("the ", 250, seed=8, temperature=0.9) == whole
+    assert whole == gen.generate("the ", 250, seed=8, temperature=0.9, fast=False)
 
 
 @needs_compiler
@@ -93,8 +93,8 @@ def test_c_loop_stops_at_the_end_token(calls, monkeypatch):
     lengths = []
     monkeypatch.setattr(textgen_native, "CHUNK", 16)                # also when the end comes in a later call
     for seed in range(6):
-        fast = gen.generate("", 200, temperature=1.5, random_seed=seed)
-        assert fast == gen.generate("", 200, temperature=1.5, random_seed=seed, fast=False)
+        fast = gen.generate("", 200, temperature=1.5, seed=seed)
+        assert fast == gen.generate("", 200, temperature=1.5, seed=seed, fast=False)
         assert "\n" not in fast
         lengths.append(len(fast))
     assert len(calls) == 6 and min(lengths) < 200                     # at least one sample ended early
@@ -103,10 +103,10 @@ def test_c_loop_stops_at_the_end_token(calls, monkeypatch):
 
 def test_batches_top_k_top_p_and_other_cells_use_the_torchscript_loop(calls):
     gen = random_generator(TEXT, hidden=32)
-    gen.generate("the ", 20, num_samples=2, random_seed=1)
-    gen.generate("the ", 20, top_k=3, random_seed=1)
-    gen.generate("the ", 20, top_p=0.9, random_seed=1)
-    random_generator(TEXT, cell="gru", hidden=32).generate("the ", 20, random_seed=1)
+    gen.generate("the ", 20, num_results=2, seed=1)
+    gen.generate("the ", 20, top_k=3, seed=1)
+    gen.generate("the ", 20, top_p=0.9, seed=1)
+    random_generator(TEXT, cell="gru", hidden=32).generate("the ", 20, seed=1)
     assert calls == []
 
 
@@ -128,7 +128,7 @@ def test_without_a_compiler_generation_falls_back(fresh_cache, monkeypatch, call
     monkeypatch.setenv("CC", "no-such-compiler-xyz")
     assert kernel_status() == "no C compiler: 'no-such-compiler-xyz' is not on PATH (set CC to use another)"
     gen = random_generator(TEXT, hidden=32)
-    assert gen.generate("the ", 80, random_seed=2) == gen.generate("the ", 80, random_seed=2, fast=False)
+    assert gen.generate("the ", 80, seed=2) == gen.generate("the ", 80, seed=2, fast=False)
     assert calls == []
 
 
@@ -142,14 +142,14 @@ def test_a_failing_build_is_reported_and_falls_back(fresh_cache, monkeypatch, tm
     assert "broken on purpose" in status and "-march=native" in status
     assert not list(fresh_cache.glob("*"))                            # nothing half-written is left
     gen = random_generator(TEXT, hidden=32)
-    assert gen.generate("the ", 50, random_seed=4) == gen.generate("the ", 50, random_seed=4, fast=False)
+    assert gen.generate("the ", 50, seed=4) == gen.generate("the ", 50, seed=4, fast=False)
     assert calls == []
 
 
 def test_rnnkit_native_0_turns_the_c_loop_off(monkeypatch, calls):
     monkeypatch.setenv("RNNKIT_NATIVE", "0")
     assert kernel_status() == "turned off by RNNKIT_NATIVE=0"
-    random_generator(TEXT, hidden=32).generate("the ", 20, random_seed=1)
+    random_generator(TEXT, hidden=32).generate("the ", 20, seed=1)
     assert calls == []
 
 
@@ -172,7 +172,7 @@ def test_an_unwritable_cache_is_reported_and_falls_back(tmp_path, monkeypatch, c
     status = kernel_status()
     assert status.startswith("building lstm_sampler.c failed: ") and str(blocker) in status
     gen = random_generator(TEXT, hidden=32)
-    assert gen.generate("the ", 50, random_seed=4) == gen.generate("the ", 50, random_seed=4, fast=False)
+    assert gen.generate("the ", 50, seed=4) == gen.generate("the ", 50, seed=4, fast=False)
     assert calls == []
 
 
@@ -233,7 +233,7 @@ def test_a_planted_library_is_never_loaded(fresh_cache, monkeypatch, tmp_path, c
     assert not marker.exists()
     assert textgen_native._sha256(target) == (fresh_cache / (target.name + ".sha256")).read_text().strip()
     gen = random_generator(TEXT, hidden=32)
-    assert gen.generate("the ", 40, random_seed=3) == gen.generate("the ", 40, random_seed=3, fast=False)
+    assert gen.generate("the ", 40, seed=3) == gen.generate("the ", 40, seed=3, fast=False)
     assert calls == [1]                                               # the rebuilt library runs
 
 
@@ -250,7 +250,7 @@ def test_a_folder_others_may_write_to_is_not_used(fresh_cache, monkeypatch, tmp_
                       f"it private): built in a private temporary folder instead)")
     assert not marker.exists()
     assert textgen_native._sha256(target) == textgen_native._sha256(planted)   # left alone, never loaded
-    random_generator(TEXT, hidden=32).generate("the ", 20, random_seed=1)
+    random_generator(TEXT, hidden=32).generate("the ", 20, seed=1)
     assert calls == [1]
 
 
@@ -274,5 +274,5 @@ def test_a_cached_library_without_its_function_falls_back(fresh_cache, monkeypat
                                f"(the next run builds it again)")
     assert list(fresh_cache.iterdir()) == []
     gen = random_generator(TEXT, hidden=32)
-    assert gen.generate("the ", 40, random_seed=3) == gen.generate("the ", 40, random_seed=3, fast=False)
+    assert gen.generate("the ", 40, seed=3) == gen.generate("the ", 40, seed=3, fast=False)
     assert calls == []

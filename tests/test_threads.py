@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rnnkit.cli import main
+from rnnkit.tasks.base import Prepared
 from rnnkit.tasks.textgen import task as textgen_task
 from rnnkit.tasks.textgen.task import TextGenerator, choose_width, int_or_auto
 from rnnkit.text import Tokenizer
@@ -204,14 +205,14 @@ def test_hidden_size_takes_auto_or_a_number(capsys):
     assert "argument --hidden-size: invalid int_or_auto value: 'wide'" in capsys.readouterr().err
 
 
-SMALL = dict(num_layers=1, embedding_size=4, seq_len=8, batch_size=4, sample_length=0, warmup_steps=0)
+SMALL = dict(num_layers=1, embedding_size=4, seq_len=8, batch_size=4, sample_max_tokens=0, warmup_steps=0)
 
 
 def test_auto_width_is_probed_printed_stored_and_kept_on_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(textgen_task, "AUTO_WIDTHS", (8, 16, 32))
     probed = []
 
-    def fake_rate(self, width, batches, compute_loss, train):
+    def fake_rate(self, width, prepared, train):
         probed.append(width)
         return {8: 40.0, 16: 20.0, 32: 5.0}[width]                  # 60 s: 2400, 1200, 300 steps
 
@@ -250,13 +251,7 @@ def test_a_real_probe_times_steps_of_the_trainer(monkeypatch):
     gen = TextGenerator(hidden_size=8, **SMALL)
     gen.tokenizer_ = Tokenizer(char_level=True).fit_on_texts(["abcd"])
     x = torch.randint(1, 5, (4, 8))
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def compute_loss(model, batch, state):
-        logits, state = model(batch[0], state)
-        return loss_fn(logits.flatten(0, 1), batch[1].flatten()), state, batch[0].numel()
-
-    rate = gen._probe_rate(8, [(x, x)], compute_loss, TrainConfig(lr=1e-2))
+    rate = gen._probe_rate(8, Prepared("probe", (), train=[(x, x)]), TrainConfig(lr=1e-2))   # textgen's own loss
     assert rate == pytest.approx(4.0)
     assert next(ticks) == textgen_task.PROBE_STEPS          # one clock reading per step taken
 

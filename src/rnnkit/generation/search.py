@@ -32,7 +32,7 @@ import torch
 from rnnkit._checks import check_int, fail
 from rnnkit.generation.processors import _check_logits, _ShapeOf
 
-__all__ = ["greedy", "sample", "make_generator", "sample_uniform", "beam_search"]
+__all__ = ["greedy", "sample", "make_generator", "sample_uniform", "select_rows", "beam_search"]
 
 
 def greedy(logits: torch.Tensor) -> torch.Tensor:
@@ -85,12 +85,12 @@ def sample_uniform(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor
     return torch.searchsorted(cum, target, right=True).squeeze(-1).clamp_max(logits.shape[-1] - 1)
 
 
-def _select_rows(state: Any, index: torch.Tensor) -> Any:
+def select_rows(state: Any, index: torch.Tensor) -> Any:
     """Rows ``index`` of every tensor in a (nested tuple/list of) state, batch on dim 0."""
     if isinstance(state, torch.Tensor):
         return state.index_select(0, index)
     if isinstance(state, (tuple, list)):
-        return type(state)(_select_rows(s, index) for s in state)
+        return type(state)(select_rows(s, index) for s in state)
     if state is None:
         return None
     fail("state", type(state).__name__, "a tensor or nested tuples/lists of tensors (batch on dim 0)")
@@ -143,7 +143,7 @@ def beam_search(step: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]], s
             finished = finished | (cols == end_token)
         if bool(finished.all()) or t == length - 1:
             break
-        state = _select_rows(state, rows)
+        state = select_rows(state, rows)
         logits, state = step(cols, state)
     tokens = tokens[:, prefix.shape[1]:]                                        # (K, t): the chosen ones
     if tokens.shape[1] < length:

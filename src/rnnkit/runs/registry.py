@@ -35,8 +35,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from rnnkit.runs.checkpoint import METRICS_FILE, RunDir, _fsync_dir, atomic_write_json, read_json
-from rnnkit.runs.schema import load, read_run_config
+from rnnkit.runs.checkpoint import METRICS_FILE, RunDir
+from rnnkit.runs.io import atomic_write_json, fsync_dir, read_json
+from rnnkit.runs.schema import is_finished, load, read_run_config
 
 MODELS_VARIABLE = "RNNKIT_MODELS"
 MODEL_FILE = "model.json"            # per name: the promoted version and each version's record
@@ -142,7 +143,7 @@ class Registry:
             except BaseException:
                 _delete(incoming)
                 raise
-            _fsync_dir(folder)
+            fsync_dir(folder)
             doc["versions"][str(version)] = {"created": _now(), "source": str(source), "link": link}
             doc["last_version"] = version
             if doc["promoted"] is None:
@@ -307,19 +308,20 @@ class Registry:
 # ---------------------------------------------------------------------------------------------------------
 
 def check_finished(path: Path) -> None:
-    """Refuse a folder that is not a finished run: one that ``rnnkit.load`` reads, whose training ended
-    (config.json's ``fitted`` part is written when it does)."""
+    """Refuse a folder that is not a finished run: one whose fit completed (config.json marked finished)
+    and that ``rnnkit.load`` reads. A version is a model, so a checkpoint is never registered."""
+    from rnnkit.tasks.base import task_class, unfinished_text
+
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run directory")
     try:
         doc = read_run_config(path)
-        if not doc.get("fitted"):
-            raise ValueError("its training has not finished (config.json has no 'fitted' part yet)")
+        if not is_finished(doc):
+            raise ValueError(unfinished_text(path, task_class(doc["task"]).command(), checkpoint_hint=False))
         load(str(path))
     except (ValueError, OSError, KeyError, RuntimeError) as err:     # what loading a damaged run raises
         reason = str(err).removeprefix(f"{path}: ")
-        raise ValueError(f"{path}: not a finished run that rnnkit.load reads ({reason}); expected the run "
-                         f"directory of a training that ended") from None
+        raise ValueError(f"{path}: not a finished run that rnnkit.load reads ({reason})") from None
 
 
 def _describe(path: Path, *, name: str, version: int | None, promoted: bool, created: str) -> ModelVersion:
@@ -381,4 +383,4 @@ def _fsync_tree(folder: Path) -> None:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        _fsync_dir(Path(directory))
+        fsync_dir(Path(directory))

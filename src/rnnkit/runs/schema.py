@@ -3,20 +3,22 @@
 Every task writes the same top level::
 
     {
-      "task": "textgen",                 # which task object reads this directory (see TASKS)
+      "task": "textgen",                 # which task object reads this directory (the tasks' registry)
       "format_version": 2,               # this schema; older run directories are upgraded when read
       "rnnkit_version": "0.1.0",         # the version that wrote it
       "config": {..., "train": {...}},   # the task's config dataclass, its TrainConfig nested
       "data": {...},                     # what it was trained on: source, sizes, columns, classes
-      "fitted": {...}                    # small learned values that are not tensors (end token, scales)
+      "fitted": {...},                   # small learned values that are not tensors (end token, scales)
+      "finished": true                   # written by a completed fit (or save): the run is a model
     }
 
-Weights (``model.safetensors``, ``best.safetensors``) and side files (``tokenizer.json``) lie beside it.
+The finished model's weights (``final.safetensors``), the Trainer's checkpoint and side files (``tokenizer.json``)
+lie beside it. Which task object reads a run is looked up in the registry of tasks (``rnnkit.tasks.base``):
+this module names none of them.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
@@ -24,29 +26,30 @@ from rnnkit.runs.checkpoint import RunDir
 
 FORMAT_VERSION = 2
 
-# task name in config.json -> "module:Class" of the task object that loads it
-TASKS = {
-    "textgen": "rnnkit.tasks.textgen.task:TextGenerator",
-    "classify": "rnnkit.tasks.classify.task:SequenceClassifier",
-    "classify-multilabel": "rnnkit.tasks.classify.multilabel:MultilabelClassifier",
-    "forecast": "rnnkit.tasks.forecast.task:Forecaster",
-    "seq2seq": "rnnkit.tasks.seq2seq.task:Seq2Seq",
-}
-
-
 def task_class(name: str):
-    """The task object class registered for ``name`` in :data:`TASKS`."""
-    if name not in TASKS:
-        raise ValueError(f"task {name!r}: expected one of {', '.join(map(repr, sorted(TASKS)))}")
-    module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The task object class registered as ``name`` (the registry lives with the Task base)."""
+    from rnnkit.tasks.base import task_class as registered
+    return registered(name)
+
+
+def known_tasks() -> list[str]:
+    from rnnkit.tasks.base import discover_tasks
+    return sorted(discover_tasks())
 
 
 def write_run_config(run: RunDir, task: str, config: dict, data: dict | None = None,
-                     fitted: dict | None = None) -> None:
+                     fitted: dict | None = None, *, finished: bool = False) -> None:
     """Write ``config.json`` in the one schema (atomically)."""
     run.write_config({"task": task, "format_version": FORMAT_VERSION, "config": config,
-                      "data": data or {}, "fitted": fitted or {}})
+                      "data": data or {}, "fitted": fitted or {}, "finished": bool(finished)})
+
+
+def is_finished(doc: dict[str, Any], run: RunDir | None = None) -> bool:
+    """Whether a run's fit completed: config.json's ``finished`` mark. Runs written before the mark existed
+    count as finished when their ``fitted`` part was written, the rule of those versions."""
+    if "finished" in doc:
+        return doc["finished"] is True
+    return bool(doc.get("fitted"))
 
 
 def read_run_config(path: str | RunDir, task: str | None = None) -> dict[str, Any]:
@@ -54,9 +57,9 @@ def read_run_config(path: str | RunDir, task: str | None = None) -> dict[str, An
     run = RunDir(path)
     raw = run.read_config()
     name = raw.get("task")
-    if name not in TASKS:
+    if not isinstance(name, str) or name not in known_tasks():
         raise ValueError(f"{run.config_path}: task {name!r} is not an rnnkit task; expected one of "
-                         f"{', '.join(map(repr, sorted(TASKS)))}")
+                         f"{', '.join(map(repr, known_tasks()))}")
     if raw.get("format_version", 1) > FORMAT_VERSION:
         raise ValueError(f"{run.config_path}: format_version {raw['format_version']} is newer than this rnnkit "
                          f"reads ({FORMAT_VERSION}); upgrade rnnkit")
@@ -82,11 +85,14 @@ def read_run_config(path: str | RunDir, task: str | None = None) -> dict[str, An
     for key in ("data", "fitted"):
         if not isinstance(doc.get(key, {}), dict):
             raise ValueError(f"{run.config_path}: {key!r} is {json.dumps(doc[key])[:40]}; expected a JSON object")
+    if not isinstance(doc.get("finished", False), bool):
+        raise ValueError(f"{run.config_path}: 'finished' is {json.dumps(doc['finished'])[:40]}; expected true or "
+                         f"false")
     return doc
 
 
 def load(path: str, **options: Any):
     """The task object of any run directory: ``rnnkit.load("runs/x")`` -> a fitted TextGenerator,
-    SequenceClassifier, Forecaster, ... (``options`` go to that class's ``load``, e.g. ``weights="last"``)."""
+    SequenceClassifier, Forecaster, ... (``options`` go to that class's ``load``, e.g. ``checkpoint="last"``)."""
     doc = read_run_config(path)
     return task_class(doc["task"]).load(path, **options)

@@ -13,7 +13,7 @@ _EXPORTS = {
     "Task": "base",
     "TextGenerator": "textgen",
     "SequenceClassifier": "classify",
-    "MultilabelClassifier": "classify",
+    "MultilabelClassifier": "multilabel",
     "Forecaster": "forecast",
     "Embeddings": "embeddings",
     "Seq2Seq": "seq2seq",

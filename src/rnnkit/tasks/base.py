@@ -27,32 +27,108 @@ import hashlib
 import shlex
 import shutil
 import sys
+import time
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 
 from rnnkit import _checks
-from rnnkit.config import (add_config_arguments, add_run_arguments, config_from_args, config_from_dict,
-                           config_to_dict, flag_name, given_fields)
-from rnnkit.runs.checkpoint import RunDir, atomic_write_bytes, load_weights
-from rnnkit.runs.schema import read_run_config, write_run_config
-from rnnkit.runs.schema import task_class as schema_task_class   # base's own task_class is an argument name
+# add_train_arguments lives with the other flag builders in rnnkit.config (no torch: --help is built from it).
+from rnnkit.config import (add_train_arguments, config_from_args, config_from_dict, config_to_dict,  # noqa: F401
+                           flag_name, given_fields, rename_values, renamed_fields)
+from rnnkit.runs.checkpoint import RunDir
+from rnnkit.runs.io import atomic_write_bytes
+from rnnkit.runs.weights import load_weights, save_weights
+from rnnkit.runs.schema import is_finished, read_run_config, write_run_config
 from rnnkit.training import distributed
 
 # What a resumed run may change: its budgets and how it reports, never the model or the data.
 RESUME_FIELDS = ("epochs", "max_steps", "max_minutes", "early_stop_patience", "device", "precision",
                  "log_every", "threads")
 
-# What ``--overwrite`` deletes from a run directory: the files and folders rnnkit writes there (checkpoints,
-# metrics, plots, reports, side files). Anything else in the folder is left alone.
-RUN_FILES = ("config.json", "metrics.jsonl", "loss.png", "*.safetensors", "trainer_state.json", "tokenizer.json",
-             "bow_vocabulary.json", "standardize.json", "*_metrics.json", "*_confusion.png", "eval", "eval.json",
-             "compare.csv", "compare.md", "predictions.png", "losses.png", "checkpoint*", ".*.tmp")
+# The finished model's weights, in every task: written by ``save`` (and so at the end of every completed
+# ``fit``); the Trainer's checkpoint files sit beside it.
+FINAL_WEIGHTS = "final.safetensors"
+
+# What ``--overwrite`` deletes from a run directory: the files and folders every run may hold (checkpoints,
+# metrics, plots, reports), plus each registered task's own ``run_files``. Anything else is left alone.
+RUN_FILES = ("config.json", "metrics.jsonl", "loss.png", "*.safetensors", "trainer_state.json", "*_metrics.json",
+             "eval", "eval.json", "checkpoint*", ".*.tmp")
+
+# The registry of tasks: name in config.json -> Task subclass. A task registers itself by subclassing
+# ``Task`` with a name (``class TextGenerator(Task, name="textgen")``); rnnkit.load, the model registry,
+# serve and export find it here and never name a task themselves.
+TASKS: dict[str, type["Task"]] = {}
+
+
+def task_class(name: str) -> type["Task"]:
+    """The Task subclass registered as ``name`` (rnnkit's own tasks are imported on first use)."""
+    if name not in TASKS:
+        discover_tasks()
+    if name not in TASKS:
+        raise ValueError(f"task {name!r}: expected one of {', '.join(map(repr, sorted(TASKS)))}")
+    return TASKS[name]
+
+
+def discover_tasks() -> dict[str, type["Task"]]:
+    """Import the task module of every package under rnnkit/tasks (``<package>/task.py``), so that rnnkit's own
+    tasks are registered; returns TASKS. (A package's ``__init__`` imports only its torch-free config, so that
+    ``--help`` stays fast: the task module is imported here.)"""
+    import importlib
+    import importlib.util
+    import pkgutil
+
+    import rnnkit.tasks
+
+    for module in pkgutil.iter_modules(rnnkit.tasks.__path__):
+        if module.ispkg and importlib.util.find_spec(f"rnnkit.tasks.{module.name}.task") is not None:
+            importlib.import_module(f"rnnkit.tasks.{module.name}.task")
+    return TASKS
 
 
 class NotFittedError(ValueError, AttributeError):
     """A task object was used before ``fit`` or ``load`` (like scikit-learn's ``NotFittedError``)."""
+
+
+class RunNotFinished(ValueError):
+    """A run directory whose ``fit`` did not complete (stopped, killed, or still training)."""
+
+
+class ExportRefused(ValueError):
+    """A model that cannot be written in the format asked for; the message says why and what can."""
+
+
+def format_name(fmt: str) -> str:
+    """An export format as messages spell it: "onnx" -> "ONNX", "c" -> "C"."""
+    return {"onnx": "ONNX", "c": "C"}.get(fmt, fmt)
+
+
+def refuse_export(what: str, fmt: str, why: str) -> NoReturn:
+    """Raise the one-line refusal of an export: ``WHAT: cannot be exported to FORMAT: WHY``. ``why`` says
+    what the format lacks and what of the task it does take; the exporter adds the format this run does
+    export to, when there is one."""
+    raise ExportRefused(f"{what}: cannot be exported to {format_name(fmt)}: {why}")
+
+
+class Prepared:
+    """What a task's ``_read_data`` and ``_prepare`` hand the one ``fit`` sequence: its data, read and encoded.
+
+    ``source`` names the data (config.json, messages); ``digest`` holds the training and validation data as
+    read, before a dry run cuts them (a resumed run refuses data whose digest changed); ``info`` is the rest
+    of config.json's ``data``. ``train``: the Trainer's batches (a list, or a function epoch -> list), None
+    for a model fitted without the Trainer (``_fit_without_trainer``). ``val``: the validation data that
+    ``_validation_metrics`` scores, None when there is none. ``items_name``: what a batch's item count
+    counts, for the progress rate. Keyword arguments beyond these are the task's own, read by its hooks
+    (``prepared.class_weight``).
+    """
+
+    def __init__(self, source: str, digest: tuple, *, info: dict[str, Any] | None = None, train: Any = None,
+                 val: Any = None, items_name: str = "items", **own: Any):
+        self.source, self.digest, self.info = source, digest, dict(info or {})
+        self.train, self.val, self.items_name = train, val, items_name
+        self.__dict__.update(own)
 
 
 def _train_field_names(config: Any) -> set[str]:
@@ -63,8 +139,10 @@ def _train_field_names(config: Any) -> set[str]:
 def replace_config(config: Any, **values: Any) -> Any:
     """A copy of a task config with ``values`` set; names of training options go to ``config.train``.
 
-    An unknown name is an error that lists the known ones.
+    An unknown name is an error that lists the known ones; an old name (the config's ``RENAMED``) is read as
+    the new one, with a warning.
     """
+    values = rename_values(renamed_fields(type(config)), values)
     own = {f.name for f in dataclasses.fields(config)} - {"train"}
     train_names = _train_field_names(config)
     unknown = sorted(set(values) - own - train_names)
@@ -81,10 +159,27 @@ def replace_config(config: Any, **values: Any) -> Any:
 class Task:
     """Base of every task object; see the module docstring."""
 
-    name: ClassVar[str] = ""              # the task's key in config.json ("textgen")
+    name: ClassVar[str] = ""              # the task's key in config.json ("textgen"): set by registration
     config_class: ClassVar[type] = object  # its config dataclass
     fitted_attribute: ClassVar[str] = "model_"   # present exactly when the object is fitted
     train_command: ClassVar[str] = ""     # the CLI verb that trains it, for messages ("rnnkit textgen train")
+    run_files: ClassVar[tuple[str, ...]] = ()   # side files it writes into a run (``--overwrite`` clears them)
+    legacy_weights: ClassVar[tuple[str, ...]] = ()   # older names of FINAL_WEIGHTS, read when it is absent
+    load_options: ClassVar[tuple[str, ...]] = ()     # keyword arguments its ``load`` takes besides checkpoint
+    # The uniform apply (see ``apply``): the verb that names it in URLs (POST /v1/models/NAME/<endpoint>)
+    # and the dataclass of what a request holds (fields with defaults, help and limits; see rnnkit.config).
+    endpoint: ClassVar[str] = "predict"
+    request_class: ClassVar[type | None] = None
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if name is None:
+            return                       # a base or a helper class: not a task of its own
+        if name in TASKS and TASKS[name].__qualname__ != cls.__qualname__:
+            raise ValueError(f"task name {name!r}: already registered by {TASKS[name].__module__}."
+                             f"{TASKS[name].__qualname__}; expected a new name for {cls.__qualname__}")
+        cls.name = name
+        TASKS[name] = cls
 
     def __init__(self, config: Any = None, **overrides: Any):
         if config is None:
@@ -134,20 +229,141 @@ class Task:
         cls = type(self).__name__
         return f"this {cls} is not fitted ({why}): call fit(...) first, or {cls}.load(run_dir)"
 
-    # -- what every task implements ------------------------------------------------------------------------
+    # -- fit: the one sequence, and the hooks a task fills in -------------------------------------------------
 
-    def fit(self, *args: Any, **kwargs: Any) -> "Task":
+    def fit(self, data: Any = None, *, run_dir: str | Path | None = None, resume: bool = False,
+            dry_run: bool = False, progress: bool | None = None, **options: Any) -> "Task":
+        """Read and encode ``data``, build the model, train it, and save the finished run; returns ``self``.
+
+        ``run_dir`` gets config.json (at the start, marked not finished), the encoder's files, the Trainer's
+        checkpoints and metrics, and at the end the finished model; ``resume=True`` goes on with the run
+        saved there. ``dry_run`` trains on one tiny batch: seconds, for smoke tests. ``options``: the task's
+        own keyword arguments for its ``_read_data``.
+
+        Every task runs this sequence; it supplies the steps: ``_read_data`` and ``_prepare`` (its data, read,
+        then encoded through its data.py encoder), ``_make_model``, ``_loss`` and ``_validation_metrics`` (or
+        ``_fit_without_trainer`` for a model fitted in closed form), and optionally ``_save_encoder``,
+        ``_epoch_end`` and ``_after_fit``.
+        """
+        from rnnkit.training.trainer import Trainer, pick_device, seed_everything   # (torch: only to train)
+
+        train = self.config.train
+        pick_device(train.device)                # "cuda" without a GPU fails here, before any work
+        if resume and run_dir is None:
+            _checks.fail("run_dir", run_dir, "the run directory to resume")
+        if resume and dry_run:
+            _checks.fail("dry_run", dry_run, "False with resume=True (a dry run is a fresh smoke test)")
+        if resume and read_run_config(run_dir, self.name).get("data", {}).get("dry_run"):
+            # Its vocabulary and scales come from a sample of the data: the model would not fit the whole.
+            raise ValueError(f"{run_dir}: a dry run (--dry-run), which cannot be resumed: it was built from a "
+                             f"sample of the data; expected a run trained without --dry-run: train it again "
+                             f"(--overwrite)")
+        for name in [k for k in vars(self) if k.endswith("_")]:
+            delattr(self, name)                  # a new fit starts from nothing learned
+        prepared = self._read_data(data, run_dir=run_dir, resume=resume, **options)
+        # What the run trains on; a resumed run refuses data that changed since it began, before any work.
+        record = self._data_record(prepared.source, *prepared.digest, run_dir=run_dir, resume=resume)
+        self._prepare(prepared, run_dir=run_dir, resume=resume, dry_run=dry_run)
+        self.data_ = {**record, **prepared.info, **({"dry_run": True} if dry_run else {})}
+        # What training will set, empty until then: config.json's ``fitted`` is written before it.
+        self.trainer_, self.history_, self.metrics_, self.train_seconds_ = None, [], {}, 0.0
+
+        seed_everything(train.seed)
+        if prepared.train is not None:
+            self.model_ = self._make_model(prepared)
+        distributed.barrier()    # every process has checked the run directory before rank 0 writes it
+        if run_dir is not None and distributed.is_main():
+            # config.json (not finished) and the encoder's files first: a run directory in training says what
+            # it is, and a stopped run can be resumed or used from its checkpoint.
+            self.write_config(run_dir)
+            self._save_encoder(RunDir(run_dir))
+        start = time.monotonic()
+        if prepared.train is None:
+            self.model_ = self._fit_without_trainer(prepared, progress)
+        else:
+            trainer = Trainer(self.model_, self._train_config(prepared, dry_run), run_dir=run_dir,
+                              progress=progress, items_name=prepared.items_name)
+            evaluate = None if prepared.val is None else partial(self._validation_metrics, prepared)
+            trainer.fit(prepared.train, partial(self._loss, prepared), evaluate, partial(self._epoch_end, prepared),
+                        resume=resume)
+            self._refuse_spent_budget(trainer, run_dir, resume)
+            # The Trainer leaves the best epoch's weights in the model (restore_best); its metrics are theirs.
+            self.trainer_, self.history_, self.metrics_ = trainer, trainer.history, metrics_of_held_weights(trainer)
+            self.model_.eval()
+        self.train_seconds_ = time.monotonic() - start
+        if self.trainer_ is not None and self.trainer_.interrupted:
+            return self          # Ctrl-C: the checkpoint is saved and the run stays unfinished (resume goes on)
+        self._after_fit(prepared)
+        if run_dir is not None and distributed.is_main():
+            self.save(run_dir)   # the finished model, and config.json marked finished
+        return self
+
+    def _train_config(self, prepared: Prepared, dry_run: bool) -> Any:
+        """The TrainConfig the Trainer runs: the config's, cut to one step for a dry run, and without a best
+        epoch or early stopping when there is no validation data."""
+        train = self.config.train
+        if dry_run:
+            train = dataclasses.replace(train, epochs=1, max_steps=1, max_minutes=None, schedule="constant")
+        if prepared.val is None:
+            # No validation data: train every epoch and keep the last weights (the training loss would
+            # otherwise pick the best epoch and stop early, which says nothing about new data).
+            train = dataclasses.replace(train, restore_best=False, early_stop_patience=None)
+        return train
+
+    def _read_data(self, data: Any, *, run_dir: str | Path | None, resume: bool, **options: Any) -> Prepared:
+        """``data`` as read (None: the config's dataset or file), checked: its ``source`` and ``digest``, and
+        what ``_prepare`` encodes."""
         raise NotImplementedError  # abstract: each task defines it
+
+    def _prepare(self, prepared: Prepared, *, run_dir: str | Path | None, resume: bool, dry_run: bool) -> None:
+        """Fit the encoder on the data read (vocabulary, scales; with ``resume`` the run's own), set what is
+        learned from the data (``classes_``, ``tokenizer_``) and fill in ``prepared``: the encoded training
+        and validation data, ``info``. A dry run cuts them to a tiny batch."""
+        raise NotImplementedError  # abstract: each task defines it
+
+    def _make_model(self, prepared: Prepared) -> Any:
+        """The untrained network for the Trainer (torch is seeded with ``train.seed`` just before)."""
+        raise NotImplementedError  # abstract: each task that trains with the Trainer defines it
+
+    def _loss(self, prepared: Prepared, model: Any, batch: Any, state: Any) -> tuple[Any, Any, int]:
+        """One batch's training loss: ``(loss, state to carry into the next batch or None, items)``."""
+        raise NotImplementedError  # abstract: each task that trains with the Trainer defines it
+
+    def _validation_metrics(self, prepared: Prepared, model: Any) -> dict[str, float]:
+        """Metrics of ``model`` on ``prepared.val``, ``val_loss`` among them (it picks the best epoch)."""
+        raise NotImplementedError  # abstract: each task with validation data defines it
+
+    def _fit_without_trainer(self, prepared: Prepared, progress: bool | None) -> Any:
+        """A model fitted in closed form or a baseline (``prepared.train`` is None): fit and return it, ready
+        to predict."""
+        raise NotImplementedError(f"{type(self).__name__}: prepared.train is None, and it fits no model "
+                                  f"without the Trainer")
+
+    def _save_encoder(self, run: RunDir) -> None:
+        """Write what encodes the inputs (a vocabulary) when training starts, so that a stopped run can be
+        resumed and used from its checkpoint."""
+
+    def _epoch_end(self, prepared: Prepared, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+        """After each epoch's validation (textgen shows samples here)."""
+
+    def _after_fit(self, prepared: Prepared) -> None:
+        """After a completed training, before the run is saved (measures that the finished model needs)."""
+
+    # -- what every task implements ------------------------------------------------------------------------
 
     def evaluate(self, data: Any) -> dict[str, float]:
         raise NotImplementedError  # abstract: each task defines it
 
-    def _save_files(self, run: RunDir) -> None:
-        """Write the weights and side files (tokenizer, scales) into ``run``."""
-        raise NotImplementedError  # abstract: each task defines it
+    def state_tensors(self) -> dict[str, Any]:
+        """The learned tensors that ``save`` writes as FINAL_WEIGHTS (default: the model's state_dict)."""
+        return self.model_.state_dict()
 
-    def _load_files(self, run: RunDir, fitted: dict[str, Any], **options: Any) -> None:
-        """Read what ``_save_files`` wrote (``fitted``: the config.json's ``fitted`` object)."""
+    def _save_files(self, run: RunDir) -> None:
+        """Write the side files (tokenizer, scales) into ``run``; the weights are the base's (FINAL_WEIGHTS)."""
+
+    def _load_files(self, run: RunDir, fitted: dict[str, Any], tensors: dict[str, Any], **options: Any) -> None:
+        """Rebuild the fitted object from the side files, config.json's ``fitted`` object and ``tensors`` (the
+        finished model's weights, or a checkpoint's when ``load(checkpoint=...)`` asked for one)."""
         raise NotImplementedError  # abstract: each task defines it
 
     def fitted_values(self) -> dict[str, Any]:
@@ -159,6 +375,73 @@ class Task:
         """A config.json of an older format -> the current schema (tasks that wrote one override this)."""
         raise ValueError(f"a {raw.get('task')!r} run of format_version {raw.get('format_version', 1)}, which "
                          f"this rnnkit cannot convert: train the run again")
+
+    # -- the hooks consumers call (the registry, serve, export, the CLI's apply verbs) ----------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """What this fitted object is and what it takes: the task, its endpoint, its request's fields, and the
+        task's own ``details`` (classes, vocabulary, ...). The server lists it at GET /v1/models."""
+        self._check_fitted()
+        fields = []
+        if self.request_class is not None:
+            for f in dataclasses.fields(self.request_class):
+                default = (f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+                           else None if f.default is dataclasses.MISSING else f.default)
+                fields.append({"name": f.name, "help": f.metadata.get("help", ""), "default": default})
+        return {"task": self.name, "endpoint": self.endpoint, "takes": fields, "details": self.details()}
+
+    def details(self) -> dict[str, Any]:
+        """The task's own facts for ``describe()`` (JSON values)."""
+        return {}
+
+    def apply(self, request: Any) -> dict[str, Any]:
+        """The one way to apply a fitted task: ``request`` is a ``request_class`` object (or a dict of its
+        fields); the answer is a dict of JSON values. The CLI's apply verb and the HTTP endpoint both call it.
+        A refusal of the request is a ValueError naming the field."""
+        raise NotImplementedError(f"{type(self).__name__} has no apply(): it defines no request_class")
+
+    def make_request(self, request: Any = None, **fields: Any) -> Any:
+        """``request`` (a request_class object or a dict) with ``fields`` set, as a request_class object."""
+        if self.request_class is None:
+            raise NotImplementedError(f"{type(self).__name__} defines no request_class")
+        self._check_fitted()              # an unfitted task says so before it looks at the request
+        if request is None:
+            request = {}
+        if isinstance(request, self.request_class):
+            return dataclasses.replace(request, **fields) if fields else request
+        if not isinstance(request, dict):
+            _checks.fail("request", request, f"a {self.request_class.__name__} or a dict of its fields")
+        return config_from_dict(self.request_class, {**request, **fields}, source="request")
+
+    def serving_worker(self, max_batch: int) -> Any:
+        """For tasks whose requests are best run together (continuous batching of generation), the object
+        the server runs them through; None (the default): each request runs alone through ``apply``.
+
+        The object (see :class:`rnnkit.serve.batching.BatchedGenerator`) has
+        ``submit(request, listener, timeout) -> job``, which refuses a bad request at once (a ValueError
+        naming the field) and then calls ``listener(kind, data)`` from its own thread: ``(event, dict)`` for
+        each piece of a streamed answer (the server sends it as a server-sent event of that name, e.g.
+        "token"), then ``("done", None)``. The job has ``start`` (a dict: what a stream's first event says),
+        ``result()`` (the answer, as ``apply`` gives it) and ``failure`` (None, or ``(reason, message, field)``
+        with reason "timeout", "closed" or "error"). The object also has ``cancel(job)``, ``close()`` and
+        ``details()`` (figures for ``describe``)."""
+        return None
+
+    def export_spec(self, fmt: str) -> Any:
+        """What the exporter of ``fmt`` ("onnx", "c") needs from this fitted object: an
+        :class:`rnnkit.export.onnx.OnnxSpec` or an :class:`rnnkit.export.c.CModel`. A model the format cannot
+        express raises ExportRefused (see ``refuse_export``): one line that says why and what of this task
+        the format takes. Tasks that export override this."""
+        refuse_export(f"a {self.name} run", fmt, f"the {self.name} task defines no {format_name(fmt)} export (none "
+                                                 f"of its models exports to {format_name(fmt)})")
+
+    @classmethod
+    def all_run_files(cls) -> tuple[str, ...]:
+        """File patterns of a run of any registered task: what ``--overwrite`` deletes."""
+        patterns = list(RUN_FILES)
+        for task in discover_tasks().values():
+            patterns += [p for p in task.run_files if p not in patterns]
+        return tuple(patterns)
 
     # -- what a run trains on, and how it goes on -------------------------------------------------------------
 
@@ -216,60 +499,79 @@ class Task:
 
     # -- saving and loading ----------------------------------------------------------------------------------
 
-    def _model_weights(self, run: RunDir, final_name: str) -> tuple[Path, dict[str, Any]]:
-        """(file, tensors) of the run's model: ``final_name`` when training finished; else (stopped or killed
-        before it was written) the best checkpoint, else the last, with a note saying so."""
-        if run.file(final_name).is_file():
-            return run.file(final_name), load_weights(run.file(final_name))
-        best = run.best_path.is_file()
+    def _model_weights(self, run: RunDir, checkpoint: str | None = None) -> tuple[Path, dict[str, Any]]:
+        """(file, tensors) of the run's model: FINAL_WEIGHTS (or an older name of it); with ``checkpoint``
+        "best" or "last", the Trainer's checkpoint of that name, asked for explicitly."""
+        if checkpoint is None:
+            for name in (FINAL_WEIGHTS, *self.legacy_weights):
+                if run.file(name).is_file():
+                    return run.file(name), load_weights(run.file(name))
+            run.require(FINAL_WEIGHTS)       # raises, naming what the directory holds
+        best = checkpoint == "best" and run.best_path.is_file()
         if not best and not run.weights_path.is_file():
-            raise FileNotFoundError(f"{run.path}: the run has no trained model: no {final_name} (its training did "
-                                    f"not finish) and no checkpoint; expected a finished run: go on with "
-                                    f"{resume_command(self.command(), run.path)}, or train it again")
-        print(f"{run.path}: its training has not finished (no {final_name}): using its {'best' if best else 'last'} "
-              f"checkpoint; finish it with {resume_command(self.command(), run.path)}", file=sys.stderr)
+            raise FileNotFoundError(f"{run.path}: the run has no checkpoint (no {run.weights_path.name}); expected "
+                                    f"a run whose training saved one: train it again")
         return (run.best_path if best else run.weights_path), run.load_weights(best=best)
 
-    def write_config(self, path: str | Path | RunDir) -> None:
-        """Write config.json alone (at the start of fit, so a run directory in training says what it is)."""
+    def write_config(self, path: str | Path | RunDir, *, finished: bool = False) -> None:
+        """Write config.json alone: at the start of fit (``finished`` False, so a run directory in training
+        says what it is and that it is not a model yet), and by ``save`` (True)."""
         run = RunDir(path)
         run.path.mkdir(parents=True, exist_ok=True)
         # What this replaces: a refused resume puts it back (see _refuse_spent_budget).
         self._replaced_config = run.config_path.read_bytes() if run.config_path.is_file() else None
         write_run_config(run, self.name, config_to_dict(self.config), self.__dict__.get("data_", {}),
-                         self.fitted_values() if self.is_fitted() else {})
+                         self.fitted_values() if self.is_fitted() else {}, finished=finished)
 
     def save(self, path: str | Path) -> "Task":
-        """Write config.json and the task's files into the run directory ``path``."""
+        """Write the finished model into the run directory ``path``: the weights (FINAL_WEIGHTS), the task's
+        side files, then config.json marked finished (last: a kill before it leaves an unfinished run)."""
         self._check_fitted()
-        self.write_config(path)
-        self._save_files(RunDir(path))
+        run = RunDir(path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        self._save_files(run)
+        # On the CPU and contiguous: a GPU-trained model saves the same file as a CPU-trained one.
+        save_weights(run.file(FINAL_WEIGHTS), {k: v.detach().cpu().contiguous()
+                                                for k, v in self.state_tensors().items()})
+        self.write_config(run, finished=True)
         return self
 
     @classmethod
-    def load(cls, path: str | Path, **options: Any) -> "Task":
-        """A fitted object from a run directory written by ``fit(run_dir=...)``, ``save`` or the CLI."""
+    def load(cls, path: str | Path, *, checkpoint: str | None = None, **options: Any) -> "Task":
+        """A fitted object from a finished run directory (written by ``fit(run_dir=...)``, ``save`` or the CLI).
+
+        A run whose fit did not complete is refused, unless ``checkpoint`` ("best" or "last") asks for the
+        weights of its last checkpoint explicitly. ``options``: the task's own ``load_options``."""
+        unknown = sorted(set(options) - set(cls.load_options))
+        if unknown:
+            known = ", ".join(("checkpoint", *cls.load_options))
+            _checks.fail(unknown[0], options[unknown[0]], f"a load option of {cls.__name__} ({known})")
+        _checks.check_choice("checkpoint", checkpoint, ("best", "last", None))
         run = RunDir(path)
         doc = read_run_config(run, cls.name)
         self = cls(config_from_dict(cls.config_class, doc["config"], source=str(run.config_path)))
+        if checkpoint is None and not is_finished(doc, run):
+            raise RunNotFinished(unfinished_text(run.path, cls.command()))
         self.data_ = doc.get("data", {})
-        self._load_files(run, doc.get("fitted", {}), **options)
+        _, tensors = self._model_weights(run, checkpoint)
+        self._load_files(run, doc.get("fitted", {}), tensors, **options)
         return self
+
+
+def unfinished_text(path: str | Path, command: str, *, checkpoint_hint: bool = True) -> str:
+    """The one line that refuses a run whose fit did not complete, and says the ways on."""
+    text = (f"{path}: its training has not finished (config.json is not marked finished); expected a finished "
+            f"run: finish it with {resume_command(command, path)}")
+    if checkpoint_hint:
+        text += ", or use its last checkpoint explicitly (--checkpoint best|last; load(..., checkpoint=\"best\"))"
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The CLI side: every train verb has the same flags and the same --resume
 # ---------------------------------------------------------------------------------------------------------
 
-def add_train_arguments(parser: argparse.ArgumentParser, config_class: type, *,
-                        default_run_dir: str | None, skip: tuple[str, ...] = ()) -> None:
-    """The config's flags (training options as flat flags) plus ``--run-dir``, ``--resume``, ``--overwrite``,
-    ``--dry-run``."""
-    add_config_arguments(parser, config_class, skip=skip)
-    add_run_arguments(parser, default_run_dir=default_run_dir)
-
-
-def train_config_from_args(task_class: type, args: argparse.Namespace,
+def train_config_from_args(task: type, args: argparse.Namespace,
                            resume_fields: tuple[str, ...] = ()) -> Any:
     """The config a train verb runs with: from the flags, or with ``--resume`` the run's own config with
     only the budget flags (``RESUME_FIELDS`` and the task's ``resume_fields``) given on the command line.
@@ -277,8 +579,8 @@ def train_config_from_args(task_class: type, args: argparse.Namespace,
     Without ``--resume`` the ``--run-dir`` must not hold a run already (``--overwrite`` deletes it first)."""
     overwrite = getattr(args, "overwrite", False)
     if not args.resume:
-        config = config_from_args(task_class.config_class, args)
-        claim_run_dir(args.run_dir, task_class, overwrite=overwrite)
+        config = config_from_args(task.config_class, args)
+        claim_run_dir(args.run_dir, task, overwrite=overwrite)
         return config
     if overwrite:
         _checks.fail("--overwrite", True, "no --overwrite with --resume (--resume goes on with the run in "
@@ -286,12 +588,12 @@ def train_config_from_args(task_class: type, args: argparse.Namespace,
     if not args.run_dir:
         _checks.fail("--resume", True, "a --run-dir to resume")
     doc = read_run_config(args.run_dir)
-    if doc["task"] != task_class.name:
-        other = schema_task_class(doc["task"])
+    if doc["task"] != task.name:
+        other = task_class(doc["task"])
         raise ValueError(f"{RunDir(args.run_dir).config_path}: this run directory holds a {doc['task']!r} run, "
-                         f"expected {task_class.name!r}: resume it with its own command, "
+                         f"expected {task.name!r}: resume it with its own command, "
                          f"{resume_command(other.command(), args.run_dir)}")
-    config = config_from_dict(task_class.config_class, doc["config"], source=str(RunDir(args.run_dir).config_path))
+    config = config_from_dict(task.config_class, doc["config"], source=str(RunDir(args.run_dir).config_path))
     allowed = set(RESUME_FIELDS) | set(resume_fields)
     fixed = sorted(given_fields(args) - allowed)
     if fixed:
@@ -302,6 +604,18 @@ def train_config_from_args(task_class: type, args: argparse.Namespace,
     return replace_config(config, **{name: getattr(args, name) for name in given_fields(args)})
 
 
+def data_config(data_class: type, task_class: type["Task"], args: argparse.Namespace) -> Any:
+    """The data flags, or with --resume the data the run in --run-dir was trained on (its config.json)."""
+    if not args.resume:
+        return config_from_args(data_class, args)
+    data = read_run_config(args.run_dir, task_class.name).get("data", {})
+    names = [f.name for f in dataclasses.fields(data_class)]
+    if not any(name in data for name in names):
+        _checks.fail("--resume", True, f"a run whose config.json records its data ({args.run_dir} records none: "
+                     f"it was written by an older rnnkit; train it again)")
+    return config_from_dict(data_class, {k: data[k] for k in names if k in data}, source="config.json: data")
+
+
 def holds_run(path: str | Path | None) -> bool:
     """Whether the folder holds (part of) an rnnkit run: its config, metrics or a checkpoint."""
     if path is None or not Path(path).is_dir():
@@ -310,7 +624,7 @@ def holds_run(path: str | Path | None) -> bool:
     return run.config_path.exists() or run.metrics_path.exists() or run.has_checkpoint()
 
 
-def claim_run_dir(path: str | Path | None, task_class: type, *, overwrite: bool = False) -> None:
+def claim_run_dir(path: str | Path | None, new_task: type, *, overwrite: bool = False) -> None:
     """Make sure a new run does not silently replace an earlier one in ``path`` (and mix its metrics.jsonl
     with the new run's): refuse a folder that holds a run, or with ``overwrite`` delete that run's files."""
     if not holds_run(path):
@@ -323,8 +637,8 @@ def claim_run_dir(path: str | Path | None, task_class: type, *, overwrite: bool 
         task = RunDir(path).read_config().get("task")
     except (ValueError, OSError):
         task = None      # a damaged config.json: still a run not to overwrite silently
-    command = task_class.command()
-    if task == task_class.name:
+    command = new_task.command()
+    if task == new_task.name:
         raise ValueError(f"{path}: holds an earlier {task} run, which training again would overwrite; expected "
                          f"a new folder: go on with that run with --resume "
                          f"({resume_command(command, path)}), choose another --run-dir, or replace it with "
@@ -336,7 +650,7 @@ def claim_run_dir(path: str | Path | None, task_class: type, *, overwrite: bool 
 
 def clear_run(path: str | Path) -> None:
     """Delete the files and folders of an rnnkit run in ``path`` (see ``RUN_FILES``); other files stay."""
-    for pattern in RUN_FILES:
+    for pattern in Task.all_run_files():
         for item in sorted(Path(path).glob(pattern)):
             if item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item)
@@ -347,6 +661,15 @@ def clear_run(path: str | Path) -> None:
 def resume_command(command: str, run_dir: str | Path) -> str:
     """The command line that goes on with the run in ``run_dir`` (quoted for a POSIX shell)."""
     return f"{command} --run-dir {shlex.quote(str(run_dir))} --resume"
+
+
+def metrics_of_held_weights(trainer: Any) -> dict[str, float]:
+    """The validation metrics of the weights the model holds after ``trainer.fit``: the best epoch's when the
+    Trainer put those back (``restore_best``), else the last epoch's."""
+    best = [r for r in trainer.history if r.get("event") == "epoch" and r.get("best")]
+    if not trainer.config.restore_best or not best:
+        return dict(trainer.metrics)
+    return {k: best[-1][k] for k in trainer.metrics if k in best[-1]}
 
 
 def stop_if_interrupted(trainer: Any, run_dir: str | Path | None, command: str) -> None:

@@ -57,10 +57,15 @@ class TrainConfig:
                                              "training use the averaged weights (None: off)")
 
     def __post_init__(self) -> None:
-        _checks.check_int("epochs", self.epochs, min=0)
+        # A budget that allows no update is refused here, before any work starts: a fit must train.
+        no_update = "(a fit that makes no update trains nothing)"
+        if _checks.check_int("epochs", self.epochs) < 1:
+            _checks.fail("epochs", self.epochs, f"at least 1 {no_update}")
         _checks.check_int("batch_size", self.batch_size, min=1)
-        _checks.check_int("max_steps", self.max_steps, min=1, allow_none=True)
-        _checks.check_float("max_minutes", self.max_minutes, min=0, min_open=True, allow_none=True)
+        if self.max_steps is not None and _checks.check_int("max_steps", self.max_steps) < 1:
+            _checks.fail("max_steps", self.max_steps, f"at least 1, or None for no limit {no_update}")
+        if self.max_minutes is not None and _checks.check_float("max_minutes", self.max_minutes) <= 0:
+            _checks.fail("max_minutes", self.max_minutes, f"more than 0, or None for no limit {no_update}")
         _checks.check_float("lr", self.lr, min=0, min_open=True)
         _checks.check_choice("optimizer", self.optimizer, ("adam", "adamw", "rmsprop", "sgd"))
         _checks.check_float("weight_decay", self.weight_decay, min=0)

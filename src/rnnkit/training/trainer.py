@@ -48,8 +48,12 @@ import torch
 from tqdm.auto import tqdm
 
 from rnnkit import _checks
-from rnnkit.runs.checkpoint import (BEST_WEIGHTS, STATE_JSON, RunDir, _short_list, load_weights,
-                                    rng_states, set_rng_states)
+# The CLI's SIGTERM exception (a KeyboardInterrupt): the Trainer saves a checkpoint as for Ctrl-C, then raises
+# it again (exit status 143). Defined in rnnkit.cli, whose handler is set before torch is imported.
+from rnnkit.cli import Terminated
+from rnnkit.runs.checkpoint import BEST_WEIGHTS, STATE_JSON, RunDir
+from rnnkit.runs.state import rng_states, set_rng_states
+from rnnkit.runs.weights import load_weights, short_list
 from rnnkit.report.plots import plot_history
 from rnnkit.training import distributed
 from rnnkit.training.config import PRECISIONS, TrainConfig
@@ -128,11 +132,6 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         _checks.fail("device", name, "'auto' or 'cpu' (CUDA is not available on this machine)")
     return torch.device(name)
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised by the CLI's SIGTERM handler (``timeout``, systemd, docker stop): the Trainer saves a checkpoint
-    as for Ctrl-C, then raises it again so the process ends (exit status 143)."""
 
 
 # A training loss this many times the first one (or at least this large, for losses that start below 1)
@@ -678,8 +677,8 @@ class Trainer:
         names = [name for name, _ in self.model.named_parameters()]
         if set(trained) != set(names):
             raise ValueError(f"{self.run_dir.path}: the training state's trained weights do not fit the model: "
-                             f"missing {_short_list(sorted(set(names) - set(trained)))}, unexpected "
-                             f"{_short_list(sorted(set(trained) - set(names)))}")
+                             f"missing {short_list(sorted(set(names) - set(trained)))}, unexpected "
+                             f"{short_list(sorted(set(trained) - set(names)))}")
         average = self._copy_weights()                 # the weight file held the average
         with torch.no_grad():
             for name, p in self.model.named_parameters():

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,14 +29,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.nn.layers import RNN
-from rnnkit.runs.checkpoint import load_weights, read_json, save_weights
+from rnnkit.runs.io import atomic_write_text, read_json
+# The model names are config (--help lists them): defined in config.py, which imports no torch.
+from rnnkit.tasks.classify.config import MODELS, POOLINGS  # noqa: F401
 
-if TYPE_CHECKING:
-    from rnnkit.tasks.classify.task import ClassifyConfig
-
-MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm", "bow", "rocket")
-POOLINGS = ("last", "max", "mean", "maxmean")
-BOW_FILE = "bow.safetensors"
 BOW_VOCABULARY_FILE = "bow_vocabulary.json"
 
 
@@ -63,54 +58,58 @@ def final_states(out: Tensor, lengths: Tensor, num_directions: int) -> Tensor:
 class SequenceNet(nn.Module):
     """Input layer -> body (rnn | conv | conv then rnn) -> masked pooling -> dropout -> linear head.
 
+    ``model``: one of the classify models trained by gradient descent (rnn, gru, lstm, bilstm, bigru, conv1d,
+    cnn-lstm); the other arguments are the config's fields of the same names, passed explicitly.
+
     ``vocab`` > 0 means text (token ids in, an embedding first); otherwise ``input_size`` channels of
     standardised values come in directly.
     """
 
-    def __init__(self, cfg: "ClassifyConfig", num_classes: int, vocab: int = 0, input_size: int = 0):
+    def __init__(self, model: str, num_classes: int, *, vocab: int = 0, input_size: int = 0,
+                 embedding_size: int = 64, hidden_size: int = 64, num_layers: int = 1, kernel_size: int = 5,
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0, pooling: str = "last"):
         super().__init__()
-        self.cfg = cfg
+        self.kind, self.dropout, self.pooling = model, dropout, pooling
         self.text = vocab > 0
-        feat = cfg.embedding_size if self.text else input_size
+        feat = embedding_size if self.text else input_size
         if self.text:
-            self.embed = nn.Embedding(vocab, cfg.embedding_size, padding_idx=0)
+            self.embed = nn.Embedding(vocab, embedding_size, padding_idx=0)
         self.convs = nn.ModuleList()
-        if cfg.model in ("conv1d", "cnn-lstm"):
-            n_conv = cfg.num_layers if cfg.model == "conv1d" else 1
+        if model in ("conv1d", "cnn-lstm"):
+            n_conv = num_layers if model == "conv1d" else 1
             for _ in range(n_conv):
                 # 'same' padding: a valid step sees zeros beyond the sequence whether they come from the
                 # convolution's own padding or from batch padding (which is zeroed), so padding is invisible.
-                self.convs.append(nn.Conv1d(feat, cfg.hidden_size, cfg.kernel_size, padding=cfg.kernel_size // 2))
-                feat = cfg.hidden_size
+                self.convs.append(nn.Conv1d(feat, hidden_size, kernel_size, padding=kernel_size // 2))
+                feat = hidden_size
         self.rnn = None
-        if cfg.model != "conv1d":
-            cell = {"rnn": "rnn", "gru": "gru", "bigru": "gru"}.get(cfg.model, "lstm")
+        if model != "conv1d":
+            cell = {"rnn": "rnn", "gru": "gru", "bigru": "gru"}.get(model, "lstm")
             # dropout: one mask per sequence on each layer's input (the same at every step);
             # weight-drop on the recurrent weights keeps torch's fused kernel.
-            self.rnn = RNN(cell, feat, cfg.hidden_size, num_layers=cfg.num_layers,
-                           bidirectional=cfg.model in ("bilstm", "bigru"), dropout=cfg.dropout,
-                           recurrent_dropout=cfg.recurrent_dropout, recurrent_dropout_mode="weight_drop")
+            self.rnn = RNN(cell, feat, hidden_size, num_layers=num_layers,
+                           bidirectional=model in ("bilstm", "bigru"), dropout=dropout,
+                           recurrent_dropout=recurrent_dropout, recurrent_dropout_mode="weight_drop")
             feat = self.rnn.output_size
-        if cfg.pooling == "maxmean":
+        if pooling == "maxmean":
             feat *= 2
         self.head = nn.Linear(feat, num_classes)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """x: (B, T) ids or (B, T, C) values, padded at the end; lengths (B,) -> logits (B, K)."""
-        cfg = self.cfg
         B, T = x.shape[:2]
         lengths = lengths.to(x.device)
         mask = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)   # (B, T)
         h = self.embed(x) if self.text else x                        # (B, T, E)
-        if self.convs and cfg.dropout > 0 and self.training:
+        if self.convs and self.dropout > 0 and self.training:
             # One mask per sequence and feature, the same at every step ("spatial" dropout on the inputs);
             # a recurrent layer that reads the inputs directly applies its own.
-            keep = torch.empty(B, 1, h.shape[2], device=h.device).bernoulli_(1 - cfg.dropout)
-            h = h * keep / (1 - cfg.dropout)
+            keep = torch.empty(B, 1, h.shape[2], device=h.device).bernoulli_(1 - self.dropout)
+            h = h * keep / (1 - self.dropout)
         for conv in self.convs:
             h = h * mask.unsqueeze(-1)                               # zero the padding before each conv
             h = F.relu(conv(h.transpose(1, 2))).transpose(1, 2)     # (B, T, H)
-        if cfg.model == "cnn-lstm":
+        if self.kind == "cnn-lstm":
             # Halve the time axis (ceil, so no valid step is dropped); padding is zero and ReLU outputs are >= 0,
             # so a pooled window that mixes a valid step with padding equals the valid step's value.
             h = F.max_pool1d((h * mask.unsqueeze(-1)).transpose(1, 2), 2, ceil_mode=True).transpose(1, 2)
@@ -118,13 +117,13 @@ class SequenceNet(nn.Module):
             mask = torch.arange(h.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         if self.rnn is not None:
             h = self.rnn(h, lengths=lengths)                         # (B, T, D*H), zeros past each length
-        if cfg.pooling == "last":
+        if self.pooling == "last":
             # The final state; a conv net has none, so it takes the max over time.
             h = (final_states(h, lengths, self.rnn.num_directions) if self.rnn is not None
                  else masked_pool(h, mask, "max"))
         else:
-            h = masked_pool(h, mask, cfg.pooling)
-        h = F.dropout(h, cfg.dropout, self.training)
+            h = masked_pool(h, mask, self.pooling)
+        h = F.dropout(h, self.dropout, self.training)
         return self.head(h)                                          # (B, K)
 
 
@@ -181,13 +180,42 @@ class BowModel:
         e = np.exp(scores - scores.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
-    def save(self, path: Path) -> None:
-        (path / BOW_VOCABULARY_FILE).write_text(json.dumps(self.vocabulary, ensure_ascii=False), encoding="utf-8")
-        save_weights(path / BOW_FILE, {"idf": torch.from_numpy(self.idf), "coef": torch.from_numpy(self.coef),
-                                       "intercept": torch.from_numpy(self.intercept)})
+    def tensors(self) -> dict[str, Tensor]:
+        """The learned numbers, saved as the run's weights (the vocabulary is a JSON side file)."""
+        return {"idf": torch.from_numpy(self.idf), "coef": torch.from_numpy(self.coef),
+                "intercept": torch.from_numpy(self.intercept)}
+
+    def save_vocabulary(self, path: Path) -> None:
+        atomic_write_text(path / BOW_VOCABULARY_FILE, json.dumps(self.vocabulary, ensure_ascii=False))
 
     @classmethod
-    def load(cls, path: Path) -> "BowModel":
-        vocab = read_json(path / BOW_VOCABULARY_FILE)
-        t = load_weights(path / BOW_FILE)
-        return cls(vocab, t["idf"].numpy(), t["coef"].numpy(), t["intercept"].numpy())
+    def from_tensors(cls, t: dict[str, Tensor], path: Path) -> "BowModel":
+        """The model of a run: its tensors and the vocabulary file in the run directory ``path``."""
+        return cls(read_json(path / BOW_VOCABULARY_FILE), t["idf"].numpy(), t["coef"].numpy(), t["intercept"].numpy())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ONNX: the network behind the input scaling the classifier learned (see rnnkit.export.onnx)
+# ---------------------------------------------------------------------------------------------------------
+
+class ClassifierGraph(nn.Module):
+    """Raw values (or word ids) and a mask in, class logits out: ``net(standardised x, lengths)``.
+
+    ``mean``/``std`` (C,): the channel scales of a series classifier (None for text: word ids go in as they
+    are). x (B, T, C) raw values (NaN: missing) or (B, T) ids; mask (B, T) float, 1 for the valid steps (first)."""
+
+    def __init__(self, net: nn.Module, mean: np.ndarray | None = None, std: np.ndarray | None = None):
+        super().__init__()
+        self.net = net
+        self.series = mean is not None
+        if self.series:
+            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        lengths = mask.sum(1).long()                                 # (B,): the valid steps come first
+        if self.series:
+            # standardised with the training statistics, a missing value (NaN) as the channel mean and the
+            # padding zero, as the classifier encodes its inputs
+            x = torch.nan_to_num((x - self.mean) / self.std, nan=0.0) * mask.unsqueeze(-1)   # (B, T, C)
+        return self.net(x, lengths)                                  # (B, K)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,9 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit import _checks
-from rnnkit.runs.checkpoint import load_weights, save_weights
 
-ROCKET_FILE = "rocket.safetensors"
 KERNEL_LENGTHS = (7, 9, 11)
 RIDGE_ALPHAS = np.logspace(-3, 3, 10)
 CHUNK_BYTES = 64 * 2**20       # the largest convolution output held at once (bounds memory on long series)
@@ -169,16 +166,69 @@ class RocketModel:
         e = np.exp(s - s.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
-    def save(self, path: Path) -> None:
-        save_weights(path / ROCKET_FILE, {
-            **{f"kernel_{k}": v for k, v in self.kernels.tensors().items()},
-            "feature_mean": torch.from_numpy(self.mean), "feature_scale": torch.from_numpy(self.scale),
-            "coef": torch.from_numpy(self.coef), "intercept": torch.from_numpy(self.intercept),
-            "alpha": torch.tensor([self.alpha], dtype=torch.float64)})
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Everything ROCKET learned (and drew), saved as the run's weights."""
+        return {**{f"kernel_{k}": v for k, v in self.kernels.tensors().items()},
+                "feature_mean": torch.from_numpy(self.mean), "feature_scale": torch.from_numpy(self.scale),
+                "coef": torch.from_numpy(self.coef), "intercept": torch.from_numpy(self.intercept),
+                "alpha": torch.tensor([self.alpha], dtype=torch.float64)}
 
     @classmethod
-    def load(cls, path: Path) -> "RocketModel":
-        t = load_weights(path / ROCKET_FILE)
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "RocketModel":
         kernels = RocketKernels(*(t[f"kernel_{k}"] for k in ("weights", "lengths", "biases", "dilations", "paddings")))
         return cls(kernels, t["feature_mean"].numpy(), t["feature_scale"].numpy(), t["coef"].numpy(),
                    t["intercept"].numpy(), float(t["alpha"][0]))
+
+
+class RocketGraph(torch.nn.Module):
+    """ROCKET as one module the ONNX exporter traces: raw series x (B, T, C) (NaN: missing) and a mask (B, T)
+    (1 for the valid steps, which come first) in, the ridge scores (B, K) out, whose softmax is
+    ``predict_proba``.
+
+    The same arithmetic as :meth:`RocketKernels.transform` without a branch on the data: each group of kernels
+    is one conv1d over the series padded with ``span`` zeros on the right (so every series has an output), and
+    each series' PPV and max are taken over its own valid outputs, counted from the mask. The features come out
+    grouped by kernel group; the feature scales and ridge coefficients are reordered to match once, here. The
+    ridge part runs in float64, as ``decision_function`` does."""
+
+    def __init__(self, model: RocketModel, mean: np.ndarray, std: np.ndarray):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))      # (C,) channel scales
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        kernels = model.kernels
+        self.shapes = []                                  # (length, dilation, padding) of each group
+        order = []
+        for g, (length, dilation, padding, idx) in enumerate(kernels.groups()):
+            self.shapes.append((length, dilation, padding))
+            self.register_buffer(f"weight_{g}", kernels.weights[idx, :, :length].float().contiguous())
+            self.register_buffer(f"bias_{g}", kernels.biases[idx].float())
+            order.append(idx)
+        order = torch.cat(order)                          # the kernel behind each grouped feature column
+        columns = torch.cat([order, order + len(kernels)]).numpy()        # PPVs first, then maxima
+        self.register_buffer("feature_mean", torch.from_numpy(model.mean[columns]).double())
+        self.register_buffer("feature_scale", torch.from_numpy(model.scale[columns]).double())
+        coef = model.coef[:, columns]
+        intercept = model.intercept
+        if coef.shape[0] == 1:            # two classes: ridge keeps one score s, the columns are (-s, s)
+            coef, intercept = np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
+        self.register_buffer("coef", torch.from_numpy(np.ascontiguousarray(coef)).double())        # (K, 2 * kernels)
+        self.register_buffer("intercept", torch.from_numpy(np.ascontiguousarray(intercept)).double())
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        # standardised as the classifier encodes series: a missing value as the channel mean, padding zero
+        x = torch.nan_to_num((x - self.mean) / self.std, nan=0.0) * mask.unsqueeze(-1)         # (B, T, C)
+        x = x.transpose(1, 2)                                                                   # (B, C, T)
+        steps = mask.sum(1, keepdim=True)                                                       # (B, 1)
+        ppvs, maxima = [], []
+        for g, (length, dilation, padding) in enumerate(self.shapes):
+            span = (length - 1) * dilation
+            out = F.conv1d(F.pad(x, (0, span)), getattr(self, f"weight_{g}"), getattr(self, f"bias_{g}"),
+                           padding=padding, dilation=dilation)                                 # (B, G, T + 2p)
+            valid = (steps + 2 * padding - span).clamp(min=1).unsqueeze(1)                      # (B, 1, 1)
+            position = torch.cumsum(torch.ones_like(out[:, :1]), dim=2) - 1                     # (B, 1, T + 2p)
+            keep = position < valid
+            ppvs.append(((out > 0) & keep).float().sum(2) / valid.squeeze(2))                   # (B, G)
+            maxima.append(out.masked_fill(~keep, float("-inf")).amax(2))                        # (B, G)
+        features = torch.cat([*ppvs, *maxima], dim=1).double()                                  # (B, 2 * kernels)
+        scores = ((features - self.feature_mean) / self.feature_scale) @ self.coef.T + self.intercept
+        return scores.float()                                                                   # (B, K)

@@ -12,81 +12,34 @@ per-class metrics and the confusion matrix; ``report`` also draws the confusion 
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rnnkit import _checks
-from rnnkit.config import field
 from rnnkit.report.metrics import classification_metrics
 from rnnkit.report.plots import new_figure, save_png
-from rnnkit.runs.checkpoint import RunDir, check_weights_match, save_weights
+from rnnkit.runs.checkpoint import RunDir
+from rnnkit.runs.weights import check_weights_match
 from rnnkit.runs.schema import FORMAT_VERSION
-from rnnkit.tasks.base import Task
+from rnnkit.tasks.base import Prepared, Task, refuse_export
 from rnnkit.tasks.classify.data import Split, small_sample
-from rnnkit.tasks.classify.model import (BOW_FILE, BOW_VOCABULARY_FILE, MODELS, POOLINGS, BowModel, SequenceNet,
-                                         upgrade_state_dict)
-from rnnkit.tasks.classify.rocket import ROCKET_FILE, RocketModel
-from rnnkit.text import Tokenizer
+# The config lives in config.py (no torch: --help reads it); imported here too for the names it had.
+from rnnkit.tasks.classify.config import (CLASS_WEIGHTS, MODELS, POOLINGS, ClassifyConfig,  # noqa: F401
+                                        ClassifyRequest)
+from rnnkit.tasks.classify.model import BOW_VOCABULARY_FILE, BowModel, SequenceNet, upgrade_state_dict
+from rnnkit.tasks.classify.rocket import RocketModel
+from rnnkit.text import Tokenizer, length_buckets, pad_sequences
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.progress import track
-from rnnkit.training.trainer import Trainer, seed_everything, to_device
+from rnnkit.training.trainer import to_device
 
-WEIGHTS_FILE = "classifier.safetensors"    # the final (best-on-validation) model; Trainer files sit beside it
-CLASS_WEIGHTS = ("none", "balanced")
 TEXT_MAXLEN = 400     # words of a text kept when --maxlen is not given (the IMDB lessons' cut)
-
-
-@dataclass
-class ClassifyConfig:
-    model: str = field("bilstm", "model type; bow is the tf-idf logistic-regression baseline (text), rocket the "
-                                 "random-convolution-kernels + ridge baseline (series)", choices=MODELS)
-    hidden_size: int = field(64, "recurrent units per direction and layer (also conv filters)")
-    num_layers: int = field(1, "stacked recurrent (or conv) layers")
-    embedding_size: int = field(64, "word embedding size (text); set by --embeddings when given")
-    num_words: int = field(30000, "keep the most frequent words, the rest become <unk> (text)")
-    maxlen: Optional[int] = field(None, "steps kept per sequence (None: 400 words of a text, every step of a "
-                                        "series); longer ones are truncated, shorter ones padded (the padding "
-                                        "is masked, so its side never matters)")
-    truncating: str = field("pre", "where long sequences lose steps: pre keeps the end, post keeps the start",
-                            choices=("pre", "post"))
-    pooling: str = field("maxmean", "how the sequence of outputs becomes one vector", choices=POOLINGS)
-    dropout: float = field(0.3, "dropout on the inputs of every layer (one mask per sequence) and before the head")
-    recurrent_dropout: float = field(0.0, "recurrent dropout rate (weight-drop on the recurrent weights keeps "
-                                          "the fused kernel)")
-    kernel_size: int = field(5, "convolution width (conv1d, cnn-lstm)")
-    embeddings: Optional[str] = field(None, "pretrained word vectors: glove-50d or a GloVe text file")
-    freeze_embeddings: bool = field(False, "keep the pretrained vectors fixed (else fine-tune them)")
-    class_weight: str = field("none", "balanced: weight each class's loss by n / (classes x its count), so a "
-                                      "rare class counts as much as a common one", choices=CLASS_WEIGHTS)
-    bow_c: float = field(4.0, "inverse regularisation strength of the bow logistic regression")
-    bow_min_df: int = field(2, "bow: ignore n-grams found in fewer documents")
-    rocket_kernels: int = field(10000, "rocket: random convolution kernels (2 features each; fewer is faster)")
-    train: TrainConfig = field(TrainConfig(epochs=10, batch_size=64, lr=2e-3, clip_grad_norm=5.0,
-                                           early_stop_patience=2, log_every=20), "training options")
-
-    def __post_init__(self):
-        _checks.check_choice("model", self.model, MODELS)
-        for name in ("hidden_size", "num_layers", "embedding_size", "num_words", "kernel_size",
-                     "bow_min_df", "rocket_kernels"):
-            _checks.check_int(name, getattr(self, name), min=1)
-        _checks.check_int("maxlen", self.maxlen, min=1, allow_none=True)
-        _checks.check_choice("truncating", self.truncating, ("pre", "post"))
-        _checks.check_choice("pooling", self.pooling, POOLINGS)
-        _checks.check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
-        _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
-        _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
-        _checks.check_float("bow_c", self.bow_c, min=0, min_open=True)
-        if not isinstance(self.train, TrainConfig):
-            _checks.fail("train", self.train, "a TrainConfig")
 
 
 def nest_train_fields(config_class: type, flat: dict[str, Any], **train_values: Any) -> dict[str, Any]:
@@ -143,7 +96,7 @@ def _labelled(X, y) -> tuple[list, np.ndarray]:
     return list(X), np.asarray(y).astype(str)
 
 
-class SequenceClassifier(Task):
+class SequenceClassifier(Task, name="classify"):
     """Classify texts or multichannel series; see the module docstring.
 
     ``fit(X, y, validation_data=(X_val, y_val))``: X is a list of str (text) or a list of (T, C) arrays
@@ -152,9 +105,13 @@ class SequenceClassifier(Task):
     ``trainer_``, ``embedding_stats_``, ``train_seconds_``.
     """
 
-    name = "classify"
     config_class = ClassifyConfig
     train_command = "rnnkit classify train"
+    run_files = ("tokenizer.json", BOW_VOCABULARY_FILE, "standardize.json", "*_confusion.png")
+    # Names of the finished model's weights before FINAL_WEIGHTS (net, bow, rocket).
+    legacy_weights = ("classifier.safetensors", "bow.safetensors", "rocket.safetensors")
+    endpoint = "classify"                 # the Task protocol's uniform apply: see the end of the class
+    request_class = ClassifyRequest
 
     # -- input encoding ----------------------------------------------------------------------------------
 
@@ -167,10 +124,7 @@ class SequenceClassifier(Task):
             # A text with no word left becomes one <unk> step: a model needs at least one step to read.
             seqs = [s if s else [1] for s in seqs]
             lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-            out = np.zeros((len(seqs), max(lengths, default=1)), dtype=np.int64)
-            for i, s in enumerate(seqs):
-                out[i, :len(s)] = s
-            return out, lengths
+            return pad_sequences(seqs, maxlen=int(max(lengths, default=1)), dtype="int64", padding="post"), lengths
         arrs = []
         for i, x in enumerate(X):
             x = np.asarray(x, dtype=np.float32)
@@ -178,27 +132,19 @@ class SequenceClassifier(Task):
                 _checks.fail(f"X[{i}]", tuple(x.shape), f"a (steps, {len(self.mean_)}) array of channel values")
             x = _truncate(x, cfg.maxlen, cfg.truncating)
             # Standardise with the training statistics; a missing value becomes the channel mean (0).
-            arrs.append(np.nan_to_num((x - self.mean_) / self.std_, nan=0.0))
-        lengths = np.array([max(len(a), 1) for a in arrs], dtype=np.int64)
-        out = np.zeros((len(arrs), max(lengths, default=1), len(self.mean_)), dtype=np.float32)
-        for i, a in enumerate(arrs):
-            out[i, :len(a)] = a
-        return out, lengths
+            x = np.nan_to_num((x - self.mean_) / self.std_, nan=0.0)
+            # An empty series becomes one step of channel means: a model needs at least one step to read.
+            arrs.append(x if len(x) else np.zeros((1, len(self.mean_)), dtype=np.float32))
+        lengths = np.array([len(a) for a in arrs], dtype=np.int64)
+        T = int(max(lengths, default=1))
+        out = pad_sequences(arrs, maxlen=T, dtype="float32", padding="post")
+        return out.reshape(len(arrs), T, len(self.mean_)), lengths             # (N, T, C), also when N = 0
 
     def _batches(self, X: np.ndarray, lengths: np.ndarray, y: np.ndarray | None, shuffle: bool,
                  rng: np.random.Generator | None = None) -> list:
-        """CPU batches trimmed to their longest member; when shuffling, bucket by length within chunks."""
-        n, bs = len(lengths), self.config.train.batch_size
-        if shuffle:
-            order = rng.permutation(n)
-            chunk = bs * 20
-            order = np.concatenate([c[np.argsort(lengths[c], kind="stable")]
-                                    for c in np.array_split(order, max(1, math.ceil(n / chunk)))])
-            groups = [order[i:i + bs] for i in range(0, n, bs)]
-            groups = [groups[i] for i in rng.permutation(len(groups))]
-        else:
-            order = np.argsort(lengths, kind="stable")           # similar lengths together: less padding
-            groups = [order[i:i + bs] for i in range(0, n, bs)]
+        """CPU batches of rows of similar length (:func:`~rnnkit.text.length_buckets`: shuffled groups when
+        ``shuffle``), each trimmed to its longest member."""
+        groups = length_buckets(lengths, self.config.train.batch_size, rng if shuffle else None)
         out = []
         for g in groups:
             T = int(lengths[g].max())
@@ -207,7 +153,7 @@ class SequenceClassifier(Task):
             out.append((xb, lb, torch.from_numpy(y[g])) if y is not None else (xb, lb, torch.from_numpy(g)))
         return out
 
-    # -- fit ---------------------------------------------------------------------------------------------
+    # -- fit (the sequence is Task.fit's; these are its steps) --------------------------------------------
 
     def fit(self, X: list, y, validation_data: tuple | None = None, *, run_dir: str | Path | None = None,
             resume: bool = False, dry_run: bool = False, progress: bool | None = None,
@@ -217,7 +163,14 @@ class SequenceClassifier(Task):
         ``run_dir``: checkpoints, metrics and the final model go there (``resume`` continues it);
         ``dry_run``: one tiny batch, one epoch; ``data_info``: what the data is, for config.json.
         """
+        return super().fit((X, y, validation_data), run_dir=run_dir, resume=resume, dry_run=dry_run,
+                           progress=progress, data_info=data_info)
+
+    def _read_data(self, data: tuple, *, run_dir: str | Path | None, resume: bool,
+                   data_info: dict[str, Any] | None = None) -> Prepared:
+        """``(X, y, validation_data)`` checked: the classes (``classes_``), the kind of input (``kind_``)."""
         cfg = self.config
+        X, y, validation_data = data
         y = np.asarray(y).astype(str)
         if len(X) != len(y):
             _checks.fail("y", f"{len(y)} labels", f"one label per input ({len(X)} inputs)")
@@ -233,40 +186,88 @@ class SequenceClassifier(Task):
             _checks.fail("model", "rocket", "a series model; rocket (random convolution kernels) cannot read text")
         if cfg.embeddings and self.kind_ != "text":
             _checks.fail("embeddings", cfg.embeddings, "None for numeric series (word vectors need text)")
+        val = None
+        if validation_data is not None and len(validation_data[0]):
+            val = (list(validation_data[0]), np.asarray(validation_data[1]).astype(str))
+        info = {"kind": self.kind_, "train_size": len(y), "val_size": 0 if val is None else len(val[0]),
+                **(data_info or {})}
+        return Prepared(info.get("source") or "the data passed to fit", (list(X), y, val), info=info,
+                        X=X, y=y, validation=val)
+
+    def _prepare(self, prepared: Prepared, *, run_dir: str | Path | None, resume: bool, dry_run: bool) -> None:
+        """The vocabulary (text) or the channel scales (series), the pretrained vectors, and the batches;
+        bow reads the texts themselves, rocket the encoded series."""
+        cfg, seed = self.config, self.config.train.seed
+        X, y, val = prepared.X, prepared.y, prepared.validation
         self.embedding_stats_: dict[str, Any] = {}
-        self.trainer_ = None
-        if validation_data is not None and len(validation_data[0]) == 0:
-            validation_data = None
-        # What the run trains and validates on; a resumed run refuses data that changed since it began.
-        val = None if validation_data is None else (list(validation_data[0]),
-                                                    np.asarray(validation_data[1]).astype(str))
-        record = self._data_record((data_info or {}).get("source") or "the data passed to fit", list(X), y, val,
-                                   run_dir=run_dir, resume=resume)
-        self.data_ = {**record, "kind": self.kind_, "train_size": len(y),
-                      "val_size": 0 if validation_data is None else len(validation_data[0]), **(data_info or {})}
         if dry_run:
             # One tiny batch: enough to run every code path in seconds.
-            X, y = small_sample(X, y, cfg.train.batch_size, cfg.train.seed)
-            if validation_data is not None:
-                validation_data = small_sample(validation_data[0], np.asarray(validation_data[1]), 8,
-                                               cfg.train.seed)
-        start = time.monotonic()
+            X, y = small_sample(X, y, cfg.train.batch_size, seed)
+            val = None if val is None else small_sample(val[0], val[1], 8, seed)
+        prepared.X, prepared.y = X, y
+        prepared.y_idx = np.array([self.classes_.index(c) for c in y], dtype=np.int64)
+        prepared.dry_run = dry_run
         if cfg.model == "bow":
-            self.model_ = BowModel.fit(list(X), y, cfg.bow_c, 1 if dry_run else cfg.bow_min_df, cfg.train.seed,
-                                       class_weight=cfg.class_weight)
-        elif cfg.model == "rocket":
-            # No epochs and no early stopping: the ridge penalty is chosen by cross-validation on X itself.
-            self._build_inputs(X)
-            y_idx = np.array([self.classes_.index(c) for c in y], dtype=np.int64)
-            self.model_ = RocketModel.fit(*self._encode(X), y_idx, min(cfg.rocket_kernels, 100) if dry_run
-                                          else cfg.rocket_kernels, cfg.train.seed, progress=progress is not False)
-        else:
-            self._fit_net(X, y, validation_data, run_dir, resume, dry_run, progress)
-        self.train_seconds_ = time.monotonic() - start
-        # The final model marks a finished run; an interrupted one keeps only its checkpoint (to resume).
-        if run_dir and distributed.is_main() and not (self.trainer_ is not None and self.trainer_.interrupted):
-            self.save(run_dir)
-        return self
+            return                       # no Trainer, no validation: the texts as they are
+        self._build_inputs(X)
+        Xe, le = self._encode(X)
+        if cfg.model == "rocket":
+            prepared.encoded = (Xe, le)    # no Trainer: the ridge penalty is chosen by cross-validation on X
+            return
+        prepared.vectors = self._load_embeddings() if self.kind_ == "text" and cfg.embeddings else None
+        y_idx = prepared.y_idx
+        prepared.train = lambda epoch: self._batches(Xe, le, y_idx, True, np.random.default_rng([seed, epoch]))
+        if dry_run:
+            prepared.train = self._batches(Xe, le, y_idx, True, np.random.default_rng(seed))[:1]
+        # balanced: n / (K * count_k) per class, as scikit-learn's class_weight="balanced"
+        counts = np.bincount(y_idx, minlength=len(self.classes_))
+        prepared.weight = (torch.tensor(len(y_idx) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+                           if cfg.class_weight == "balanced" else None)
+        if val is not None:
+            Xv, yv = list(val[0]), np.asarray(val[1]).astype(str)
+            unknown = sorted(set(yv) - set(self.classes_))
+            if unknown:
+                _checks.fail("validation labels", unknown[:5], f"classes seen in training: {self.classes_}")
+            yv_idx = np.array([self.classes_.index(c) for c in yv], dtype=np.int64)
+            prepared.val = self._batches(*self._encode(Xv), yv_idx, False)
+
+    def _make_model(self, prepared: Prepared) -> SequenceNet:
+        net = self._build_net()
+        if prepared.vectors is not None:
+            net.embed.weight.data.copy_(torch.from_numpy(prepared.vectors))
+            net.embed.weight.requires_grad_(not self.config.freeze_embeddings)
+        return net
+
+    def _loss(self, prepared: Prepared, net: SequenceNet, batch: Any, state: Any) -> tuple:
+        xb, lb, yb = batch
+        logits = net(xb, lb)
+        w = prepared.weight.to(logits.device) if prepared.weight is not None else None
+        return F.cross_entropy(logits, yb, weight=w), None, len(yb)
+
+    def _validation_metrics(self, prepared: Prepared, net: SequenceNet) -> dict[str, float]:
+        device = next(net.parameters()).device
+        total, correct, n = 0.0, 0, 0
+        for xb, lb, yb in prepared.val:
+            xb, lb, yb = to_device((xb, lb, yb), device)
+            logits = net(xb, lb)
+            total += float(F.cross_entropy(logits.float(), yb, reduction="sum"))
+            correct += int((logits.argmax(1) == yb).sum())
+            n += len(yb)
+        return {"val_loss": total / n, "val_accuracy": correct / n}
+
+    def _fit_without_trainer(self, prepared: Prepared, progress: bool | None) -> BowModel | RocketModel:
+        cfg, dry_run = self.config, prepared.dry_run
+        if cfg.model == "bow":
+            return BowModel.fit(list(prepared.X), prepared.y, cfg.bow_c, 1 if dry_run else cfg.bow_min_df,
+                                cfg.train.seed, class_weight=cfg.class_weight)
+        return RocketModel.fit(*prepared.encoded, prepared.y_idx, min(cfg.rocket_kernels, 100) if dry_run
+                               else cfg.rocket_kernels, cfg.train.seed, progress=progress is not False)
+
+    def _save_encoder(self, run: RunDir) -> None:
+        # With the classes (config.json) and the vocabulary written when training starts, a run that is
+        # stopped can still predict from its best checkpoint.
+        if self.kind_ == "text" and self.config.model != "bow":
+            self.tokenizer_.save(run.file("tokenizer.json"))
 
     def _build_inputs(self, X: list) -> None:
         if self.kind_ == "text":
@@ -279,9 +280,13 @@ class SequenceClassifier(Task):
             self.std_ = np.where(std > 1e-8, std, 1.0).astype(np.float32)
 
     def _build_net(self) -> SequenceNet:
+        cfg = self.config
+        sizes = dict(model=cfg.model, num_classes=len(self.classes_), embedding_size=cfg.embedding_size,
+                     hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, kernel_size=cfg.kernel_size,
+                     dropout=cfg.dropout, recurrent_dropout=cfg.recurrent_dropout, pooling=cfg.pooling)
         if self.kind_ == "text":
-            return SequenceNet(self.config, len(self.classes_), vocab=self.tokenizer_.vocab_size)
-        return SequenceNet(self.config, len(self.classes_), input_size=len(self.mean_))
+            return SequenceNet(**sizes, vocab=self.tokenizer_.vocab_size)
+        return SequenceNet(**sizes, input_size=len(self.mean_))
 
     def _load_embeddings(self) -> np.ndarray:
         """The pretrained vectors for the vocabulary; embedding_size becomes theirs."""
@@ -299,72 +304,6 @@ class SequenceClassifier(Task):
         if cfg.embedding_size != emb.dim:
             self.config = dataclasses.replace(cfg, embedding_size=emb.dim)
         return vectors
-
-    def _fit_net(self, X, y, validation_data, run_dir, resume, dry_run, progress) -> None:
-        self._build_inputs(X)
-        vectors = self._load_embeddings() if self.kind_ == "text" and self.config.embeddings else None
-        cfg = self.config
-        seed_everything(cfg.train.seed)
-        self.model_ = self._build_net()
-        if vectors is not None:
-            self.model_.embed.weight.data.copy_(torch.from_numpy(vectors))
-            self.model_.embed.weight.requires_grad_(not cfg.freeze_embeddings)
-
-        y_idx = np.array([self.classes_.index(c) for c in y], dtype=np.int64)
-        Xe, le = self._encode(X)
-        seed = cfg.train.seed
-        train_batches = (lambda epoch: self._batches(Xe, le, y_idx, True, np.random.default_rng([seed, epoch])))
-        if dry_run:
-            train_batches = self._batches(Xe, le, y_idx, True, np.random.default_rng(seed))[:1]
-
-        # balanced: n / (K * count_k) per class, as scikit-learn's class_weight="balanced"
-        counts = np.bincount(y_idx, minlength=len(self.classes_))
-        weight = (torch.tensor(len(y_idx) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
-                  if cfg.class_weight == "balanced" else None)
-
-        def compute_loss(net, batch, state):
-            xb, lb, yb = batch
-            logits = net(xb, lb)
-            w = weight.to(logits.device) if weight is not None else None
-            return F.cross_entropy(logits, yb, weight=w), None, len(yb)
-
-        evaluate = None
-        if validation_data is not None:
-            Xv, yv = list(validation_data[0]), np.asarray(validation_data[1]).astype(str)
-            unknown = sorted(set(yv) - set(self.classes_))
-            if unknown:
-                _checks.fail("validation labels", unknown[:5], f"classes seen in training: {self.classes_}")
-            yv_idx = np.array([self.classes_.index(c) for c in yv], dtype=np.int64)
-            val_batches = self._batches(*self._encode(Xv), yv_idx, False)
-
-            def evaluate(net):
-                device = next(net.parameters()).device
-                total, correct, n = 0.0, 0, 0
-                for xb, lb, yb in val_batches:
-                    xb, lb, yb = to_device((xb, lb, yb), device)
-                    logits = net(xb, lb)
-                    total += float(F.cross_entropy(logits.float(), yb, reduction="sum"))
-                    correct += int((logits.argmax(1) == yb).sum())
-                    n += len(yb)
-                return {"val_loss": total / n, "val_accuracy": correct / n}
-
-        tcfg = dataclasses.replace(cfg.train, epochs=1) if dry_run else cfg.train
-        if validation_data is None:
-            # No validation rows: train every epoch and keep the last weights (the training loss would
-            # otherwise pick the best epoch and stop early, which says nothing about new data).
-            tcfg = dataclasses.replace(tcfg, restore_best=False, early_stop_patience=None)
-        distributed.barrier()    # under torchrun: every process has checked the run directory before rank 0 writes
-        if run_dir and distributed.is_main():
-            # A run dir is recognisable as a classifier while it trains, and with the classes and the
-            # vocabulary written now, a run that is stopped can still predict from its best checkpoint.
-            self.write_config(run_dir)
-            if self.kind_ == "text":
-                self.tokenizer_.save(RunDir(run_dir).file("tokenizer.json"))
-        # The Trainer leaves the best epoch's weights in the model (restore_best).
-        self.trainer_ = Trainer(self.model_, tcfg, run_dir=run_dir, progress=progress)
-        self.trainer_.fit(train_batches, compute_loss, evaluate, resume=resume)
-        self._refuse_spent_budget(self.trainer_, run_dir, resume)
-        self.model_.eval()
 
     # -- predict -----------------------------------------------------------------------------------------
 
@@ -433,27 +372,28 @@ class SequenceClassifier(Task):
                                   "best_val_loss": trainer.best}
         return values
 
-    def _save_files(self, run: RunDir) -> None:
-        if self.config.model in ("bow", "rocket"):
-            self.model_.save(run.path)
-            return
-        if self.kind_ == "text":
-            self.tokenizer_.save(run.file("tokenizer.json"))
-        save_weights(run.file(WEIGHTS_FILE), self.model_.state_dict())
+    def state_tensors(self) -> dict[str, Any]:
+        # bow and rocket are not torch modules: they give their learned numbers as tensors themselves.
+        return self.model_.tensors() if self.config.model in ("bow", "rocket") else self.model_.state_dict()
 
-    def _load_files(self, run: RunDir, fitted: dict[str, Any], **options: Any) -> None:
+    def _save_files(self, run: RunDir) -> None:
+        if self.config.model == "bow":
+            self.model_.save_vocabulary(run.path)
+        elif self.kind_ == "text" and self.config.model != "rocket":
+            self.tokenizer_.save(run.file("tokenizer.json"))
+
+    def _load_files(self, run: RunDir, fitted: dict[str, Any], tensors: dict[str, Any], **options: Any) -> None:
         self.classes_, self.kind_ = list(fitted["classes"]), fitted["kind"]
         self.train_seconds_ = fitted.get("train_seconds", 0.0)
         self.embedding_stats_ = fitted.get("embeddings", {})
         self.trainer_ = None
         if self.config.model == "bow":
-            run.require(BOW_FILE, BOW_VOCABULARY_FILE)
-            self.model_ = BowModel.load(run.path)
+            run.require(BOW_VOCABULARY_FILE)
+            self.model_ = BowModel.from_tensors(tensors, run.path)
             return
         if self.config.model == "rocket":
-            run.require(ROCKET_FILE)
             self.mean_, self.std_ = np.array(fitted["mean"], np.float32), np.array(fitted["std"], np.float32)
-            self.model_ = RocketModel.load(run.path)
+            self.model_ = RocketModel.from_tensors(tensors)
             return
         if self.kind_ == "text":
             run.require("tokenizer.json")
@@ -463,9 +403,8 @@ class SequenceClassifier(Task):
             st = fitted if "mean" in fitted else run.read_json("standardize.json")
             self.mean_, self.std_ = np.array(st["mean"], np.float32), np.array(st["std"], np.float32)
         net = self._build_net()
-        source, tensors = self._model_weights(run, WEIGHTS_FILE)    # a checkpoint if training has not finished
         tensors = upgrade_state_dict(tensors)
-        check_weights_match(tensors, net.state_dict(), source=str(source))
+        check_weights_match(tensors, net.state_dict(), source=str(run.path))
         net.load_state_dict(tensors)
         self.model_ = net.eval()
 
@@ -483,6 +422,132 @@ class SequenceClassifier(Task):
         config = nest_train_fields(ClassifyConfig, flat, clip_grad_norm=5.0, log_every=20, device="cpu")
         return {"task": cls.name, "format_version": FORMAT_VERSION, "config": config,
                 "data": {"kind": raw["kind"]}, "fitted": {"classes": raw["classes"], "kind": raw["kind"]}}
+
+
+    # -- the Task protocol: what serve, export and the CLI's apply verb call ------------------------------
+
+    def details(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"classes": [str(c) for c in self.classes_], "input": self.kind_, "model": self.config.model}
+
+    def apply(self, request: ClassifyRequest | dict[str, Any]) -> dict[str, Any]:
+        """Class probabilities of ``request.texts`` (a text classifier) or ``request.series`` (a series
+        classifier; null for a missing value): the classes, and each input's label and probabilities."""
+        request = self.make_request(request)
+        field, other = ("texts", "series") if self.kind_ == "text" else ("series", "texts")
+        inputs = getattr(request, field)
+        if inputs is None or getattr(request, other) is not None:
+            what = "a list of strings" if field == "texts" else "a list of series, each a list of steps of values"
+            given = f", not \"{other}\"" if getattr(request, other) is not None else ""
+            raise ValueError(f"{field}: this classifier reads {self.kind_}; expected \"{field}\": {what}{given}")
+        X = inputs if field == "texts" else [self._series_input(i, s) for i, s in enumerate(inputs)]
+        probs = self.predict_proba(X)
+        classes = [str(c) for c in self.classes_]
+        return {"classes": classes, "predictions": [
+            {"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, map(float, p)))} for p in probs]}
+
+    def _series_input(self, i: int, series: Any) -> np.ndarray:
+        """One series of a request as a (steps, channels) array, null -> NaN (a missing value)."""
+        try:
+            x = np.asarray(series, dtype=np.float32)
+        except (TypeError, ValueError):
+            x = None
+        if x is None or x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != len(self.mean_):
+            _checks.fail(f"series[{i}]", series if x is None else f"an array of shape {x.shape}",
+                         f"a list of steps, each with the {len(self.mean_)} channel values of the training data")
+        return x
+
+    def export_spec(self, fmt: str):
+        """ONNX: every network (text or series) and ROCKET, behind the input scaling the run learned. C: a series
+        classifier with one-direction rnn, gru or lstm layers. bow (a tf-idf logistic regression) exports to
+        neither."""
+        self._check_fitted()
+        exports = {"onnx": "every classify model but bow exports to ONNX",
+                   "c": "a C header takes a classifier of numeric series with model rnn, gru or lstm"}
+        if self.config.model == "bow":
+            refuse_export("model 'bow' (a tf-idf logistic regression over word n-grams)", fmt,
+                          f"it is not a network of tensors; {exports.get(fmt, exports['onnx'])}")
+        if fmt == "onnx":
+            return self._onnx_spec()
+        if fmt == "c":
+            return self._c_model(exports["c"])
+        return super().export_spec(fmt)
+
+    def _onnx_spec(self):
+        from rnnkit.export.onnx import OnnxSpec, require_fused
+        from rnnkit.tasks.classify.model import ClassifierGraph
+        from rnnkit.tasks.classify.rocket import RocketGraph
+
+        series, rocket = self.kind_ == "series", self.config.model == "rocket"
+        if rocket:
+            module = RocketGraph(self.model_, self.mean_, self.std_)
+        else:
+            require_fused(self.model_.rnn, f"model {self.config.model!r}")
+            module = ClassifierGraph(self.model_, *((self.mean_, self.std_) if series else ()))
+        # Several lengths, padded at the end: the general path of the layer (see rnnkit.export.onnx).
+        gen = torch.Generator().manual_seed(0)
+        mask = (torch.arange(7) < torch.tensor([7, 5, 2]).unsqueeze(1)).float()                   # (3, 7)
+        if series:
+            x = torch.randn(3, 7, len(self.mean_), generator=gen) * mask.unsqueeze(-1)
+        else:
+            x = torch.randint(1, self.tokenizer_.vocab_size, (3, 7), generator=gen) * mask.long()
+        axes = {"x": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"}, "logits": {0: "batch"}}
+
+        def compare(run, rng, B: int, T: int):
+            T = min(T, self.config.maxlen or T)          # predict keeps the last maxlen steps; the graph reads all
+            lengths = rng.integers(1, T + 1, B)
+            lengths[0] = T
+            mask = (np.arange(T) < lengths[:, None]).astype(np.float32)                          # (B, T)
+            if not series:
+                # word ids as the tokenizer gives them, straight into the network
+                x = rng.integers(1, self.tokenizer_.vocab_size, (B, T)) * mask.astype(np.int64)
+                with torch.no_grad():
+                    want = self.model_.eval()(torch.from_numpy(x), torch.from_numpy(lengths)).numpy()
+                return [(run({"x": x, "mask": mask})[0], want)]
+            # raw channel values on the scale of the training data; the classifier encodes them itself
+            C = len(self.mean_)
+            x = (self.mean_ + self.std_ * rng.normal(0, 1.5, (B, T, C))).astype(np.float32) * mask[..., None]
+            x[0, 0, 0] = np.nan                                                                  # a missing reading
+            encoded, enc_lengths = self._encode([x[b, :lengths[b]] for b in range(B)])
+            if rocket:
+                want = self.model_.decision_function(encoded, enc_lengths)
+            else:
+                with torch.no_grad():
+                    want = self.model_.eval()(torch.from_numpy(encoded), torch.from_numpy(enc_lengths)).numpy()
+            return [(run({"x": x, "mask": mask})[0], want)]
+
+        return OnnxSpec(module, (x, mask), ["x", "mask"], ["logits"], axes, kind="whole-sequence", compare=compare)
+
+    def _c_model(self, exports: str):
+        from rnnkit.export.c import CModel, rnn_layers
+
+        what = f"model {self.config.model!r}"
+        if self.kind_ == "text":
+            refuse_export("a text classifier (word ids in)", "c", exports)
+        if self.config.model == "rocket":
+            refuse_export(f"{what} (random convolution kernels and a ridge classifier)", "c",
+                          f"the header computes recurrent layers; {exports}")
+        net = self.model_
+        if net.rnn is None or len(net.convs):
+            refuse_export(f"{what} (convolutional)", "c", f"the header computes recurrent layers, not "
+                                                          f"convolutions; {exports}")
+        kind, layers = rnn_layers(net.rnn, what)
+
+        def reference(sequences: list[np.ndarray]) -> np.ndarray:
+            x, lengths = self._encode(sequences)
+            with torch.no_grad():
+                return net.eval()(torch.from_numpy(x), torch.from_numpy(lengths)).numpy()       # (N, K)
+
+        def inputs(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+            # sequences of 1..60 steps on the scale of the training data
+            return [(self.mean_ + self.std_ * rng.normal(0, 1, (int(rng.integers(1, 61)), len(self.mean_))))
+                    .astype(np.float32) for _ in range(n)]
+
+        head = net.head
+        return CModel("classes", kind, layers, head.weight.detach().float().cpu().numpy(),
+                      head.bias.detach().float().cpu().numpy(), np.asarray(self.mean_, np.float32),
+                      np.asarray(self.std_, np.float32), reference, inputs, pooling=self.config.pooling,
+                      classes=[str(c) for c in self.classes_])
 
 
 def _truncate(seq, maxlen: int | None, truncating: str):

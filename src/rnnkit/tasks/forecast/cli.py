@@ -9,26 +9,30 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rnnkit import _checks
-from rnnkit.config import add_config_arguments, config_from_args
-from rnnkit.datasets.series import describe_steps
-from rnnkit.runs.checkpoint import atomic_write_json
-from rnnkit.tasks.base import (add_train_arguments, clear_run, holds_run, resume_command, stop_if_interrupted,
-                               train_config_from_args)
-from rnnkit.tasks.forecast.data import read_table
-from rnnkit.tasks.forecast.model import MODELS
-from rnnkit.tasks.forecast.task import (Forecaster, ForecastConfig, best_recurrent, compare, number,
-                                        results_markdown)
+from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args
+from rnnkit.runs.io import atomic_write_json
+from rnnkit.tasks.forecast.config import MODELS, ForecastConfig
+
+# The task, its data and the comparison import torch (and numpy): each command imports them when it runs, so
+# that the parser (and every --help) is built from the config alone.
+if TYPE_CHECKING:
+    from rnnkit.tasks.forecast.task import Forecaster
 
 
 def _ahead(fc: Forecaster) -> str:
     """``24 steps ahead (24 hours)``: the forecast distance in steps and in time."""
+    from rnnkit.datasets.series import describe_steps
+
     delay = fc.window_config_.delay
     return f"{delay} step{'s' if delay != 1 else ''} ahead ({describe_steps(delay, fc.freq_)})"
 
 
 def _print_metrics(fc: Forecaster) -> None:
+    from rnnkit.tasks.forecast.compare import number
+
     m = fc.metrics_
     target = ", ".join(fc.series_.targets)
     val = ("validation none (val_frac=0)" if m["val_mae"] is None else
@@ -43,6 +47,9 @@ def _print_metrics(fc: Forecaster) -> None:
 
 
 def _train_cmd(args) -> int:
+    from rnnkit.tasks.base import stop_if_interrupted, train_config_from_args
+    from rnnkit.tasks.forecast.task import Forecaster
+
     cfg = train_config_from_args(Forecaster, args)
     fc = Forecaster(cfg).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
     # Ctrl-C (or SIGTERM) stopped training: no test evaluation; exit 130 with the command that goes on.
@@ -53,7 +60,10 @@ def _train_cmd(args) -> int:
 
 
 def _eval_cmd(args) -> int:
-    fc = Forecaster.load(args.run)
+    from rnnkit.tasks.forecast.data import read_table
+    from rnnkit.tasks.forecast.task import Forecaster
+
+    fc = Forecaster.load(args.run, checkpoint=args.checkpoint)
     data = read_table(args.csv) if args.csv else None
     m = fc.evaluate(data)
     source = args.csv or f"the test part of {fc.config.test_csv or fc.config.dataset or fc.config.csv}"
@@ -75,7 +85,10 @@ def _eval_cmd(args) -> int:
 
 
 def _predict_cmd(args) -> int:
-    fc = Forecaster.load(args.run)
+    from rnnkit.tasks.forecast.data import read_table
+    from rnnkit.tasks.forecast.task import Forecaster
+
+    fc = Forecaster.load(args.run, checkpoint=args.checkpoint)
     rows = fc.predict(read_table(args.csv) if args.csv else None)
     targets = fc.series_.targets
     print(",".join(["time", *targets]))
@@ -87,6 +100,8 @@ def _predict_cmd(args) -> int:
 def _claim_compare_dir(run_dir: str, models: list[str], overwrite: bool) -> None:
     """A new comparison does not silently replace an earlier one (or mix its runs' metrics): refuse a
     --run-dir that holds one, or with --overwrite delete its reports and its models' runs first."""
+    from rnnkit.tasks.base import clear_run, holds_run, resume_command
+
     out = Path(run_dir)
     runs = [out / m for m in MODELS if holds_run(out / m)]
     if not (runs or (out / "compare.csv").exists()):
@@ -105,6 +120,10 @@ def _claim_compare_dir(run_dir: str, models: list[str], overwrite: bool) -> None
 
 
 def _compare_cmd(args) -> int:
+    from rnnkit.tasks.base import train_config_from_args
+    from rnnkit.tasks.forecast.compare import best_recurrent, compare, results_markdown
+    from rnnkit.tasks.forecast.task import Forecaster
+
     models = args.models or list(MODELS)
     if args.resume and args.overwrite:
         _checks.fail("--overwrite", True, "no --overwrite with --resume (--resume goes on with the comparison in "
@@ -157,12 +176,14 @@ def add_commands(sub) -> None:
                                                "the run's own dataset or file)")
     e.add_argument("-o", "--output", default=None, help="write the metrics here as JSON (default: "
                                                         "RUN/eval.json)")
+    add_checkpoint_argument(e)
     e.set_defaults(func=_eval_cmd)
 
     q = verbs.add_parser("predict", help="forecast the next value(s) after the end of a file, with timestamps")
     q.add_argument("run", help="a run directory written by forecast train")
     q.add_argument("--csv", default=None, help="recent data in the training file's format (default: the "
                                                "training source itself)")
+    add_checkpoint_argument(q)
     q.set_defaults(func=_predict_cmd)
 
     c = verbs.add_parser("compare", help="train every model on the same windows; one table of results",

@@ -14,7 +14,7 @@ The path from a table to the windows a model sees:
 4. :func:`split_points`: the rows where validation and test begin (timestamps, shares of the rows, or the
    start of the held-out file; ``val_frac=0``: no validation part);
 5. :func:`make_windows`, :func:`valid_windows`, :func:`window_rows`: the vectorised windows of
-   :mod:`rnnkit.datasets.series` and the window rows that lie inside one split.
+   :mod:`rnnkit.datasets.windows` and the window rows that lie inside one split.
 
 ``delay`` counts from the last input row here: with hourly data ``delay=24`` forecasts 24 hours after the
 last observation. A window belongs to a split when its inputs and its targets all lie inside it.
@@ -30,18 +30,11 @@ import numpy as np
 
 from rnnkit import _checks
 from rnnkit.datasets import series as S
+from rnnkit.tasks.forecast.config import PRESETS  # noqa: F401  (the presets are config: --help lists them)
+from rnnkit.datasets import windows as W
 
 if TYPE_CHECKING:   # task.py imports this module; the config is only needed for type hints
     from rnnkit.tasks.forecast.task import ForecastConfig
-
-# What each named dataset needs to become a series (used when the config leaves a field empty).
-PRESETS = {
-    "nyc-weather": dict(time_col="time_hour", target=["temp"], filter=["origin=JFK"],
-                        features=["dewp", "humid", "wind_dir", "wind_speed", "precip", "pressure", "visib"],
-                        angles=["wind_dir"]),
-    "airline": dict(time_col="month", target=["passengers"], filter=[], features=[], angles=[]),
-}
-
 
 def read_table(path: str, name: str = "csv") -> dict[str, np.ndarray]:
     """A CSV/TSV file with a header row as ``{column: array}``; a missing file names the argument."""
@@ -246,11 +239,11 @@ def split_points(cfg: ForecastConfig, times: np.ndarray, test_start: int | None 
     return bounds[0], bounds[1]
 
 
-def make_windows(cfg: ForecastConfig, values: np.ndarray, n_targets: int) -> S.Windows:
+def make_windows(cfg: ForecastConfig, values: np.ndarray, n_targets: int) -> W.Windows:
     """Every (window, target) pair of the normalised inputs (N, F), whose first ``n_targets`` columns are
     the targets."""
     # The lecture's delay counts from the row after the window's last step; ours from that last row.
-    return S.Windows(values, cfg.lookback, cfg.step, cfg.delay - cfg.step, values[:, :n_targets], cfg.horizon)
+    return W.Windows(values, cfg.lookback, cfg.step, cfg.delay - cfg.step, values[:, :n_targets], cfg.horizon)
 
 
 def valid_windows(cfg: ForecastConfig, values: np.ndarray) -> np.ndarray:

@@ -27,10 +27,8 @@ from torch import Tensor, nn
 
 from rnnkit._checks import check_choice, fail
 from rnnkit.nn.layers import RNN
-
-BASELINES = ("naive", "seasonal_naive")
-RECURRENT = ("gru", "gru_dropout", "stacked_gru", "bigru", "lstm", "conv1d_gru")
-MODELS = (*BASELINES, "ridge", "mlp", *RECURRENT[:5], "conv1d", "conv1d_gru")
+# The model names are config (--help lists them): defined in config.py, which imports no torch.
+from rnnkit.tasks.forecast.config import BASELINES, MODELS, RECURRENT  # noqa: F401
 
 
 class Naive(nn.Module):
@@ -133,3 +131,26 @@ def build_model(kind: str, *, n_features: int, steps: int, n_targets: int, horiz
     if kind == "seasonal_naive":
         return SeasonalNaive(n_targets, positions or [])
     return ForecastNet(kind, n_features, steps, n_targets, horizon, **options)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ONNX: a model behind the run's normaliser (see rnnkit.export.onnx)
+# ---------------------------------------------------------------------------------------------------------
+
+# Models whose window length is fixed by their weights (they flatten it) or their positions (seasonal_naive).
+FIXED_WINDOW = ("ridge", "mlp", "seasonal_naive")
+
+
+class ForecastGraph(nn.Module):
+    """A window in the columns' units in (B, L, F), the forecast in the targets' units out (B, H, K): the run's
+    normaliser (``mean``, ``std`` (F,); the K targets are the first columns) around the model."""
+
+    def __init__(self, model: nn.Module, mean, std, n_targets: int):
+        super().__init__()
+        self.model, self.k = model, n_targets
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model((x - self.mean) / self.std)                 # (B, H, K), normalised
+        return out * self.std[:self.k] + self.mean[:self.k]

@@ -1,4 +1,4 @@
-"""Time-series forecasting: ``ForecastConfig``, the ``Forecaster`` task object, and ``compare``.
+"""Time-series forecasting: ``ForecastConfig`` and the ``Forecaster`` task object (``compare`` is in compare.py).
 
 The lecture's Jena walk-through, on data rnnkit can fetch (hourly 2013 weather at three New York airports;
 monthly airline passengers) or on the user's CSV file::
@@ -18,119 +18,30 @@ the last value (naive) and, where the series has a season, the value one season 
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rnnkit import _checks
-from rnnkit.config import config_to_dict, field
 from rnnkit.datasets import series as S
+from rnnkit.datasets import windows as W
+from rnnkit.datasets.files import typed_column
 from rnnkit.report.metrics import forecast_metrics, mae_per_target
-from rnnkit.report.plots import new_figure, save_png
-from rnnkit.runs.checkpoint import RunDir, atomic_write_text, load_weights, save_weights
-from rnnkit.runs.schema import FORMAT_VERSION, read_run_config
-from rnnkit.tasks.base import RESUME_FIELDS, Task, replace_config, resume_command, stop_if_interrupted
-from rnnkit.tasks.forecast.data import (PRESETS, default_season, freq_from_json, freq_to_json, load_source,
+from rnnkit.runs.checkpoint import RunDir
+from rnnkit.runs.weights import check_weights_match
+from rnnkit.runs.schema import FORMAT_VERSION
+from rnnkit.tasks.base import Prepared, Task, refuse_export, replace_config, resume_command
+# The config lives in config.py (no torch: --help reads it); imported here too for the name it had.
+from rnnkit.tasks.forecast.config import ForecastConfig, ForecastRequest  # noqa: F401
+from rnnkit.tasks.forecast.data import (default_season, freq_from_json, freq_to_json, load_source,
                                         load_test_source, make_windows, no_validation, prepare, split_points,
                                         valid_windows, window_rows, with_window_defaults)
-from rnnkit.tasks.forecast.model import BASELINES, MODELS, RECURRENT, build_model, seasonal_positions
-from rnnkit.training import TrainConfig, Trainer, distributed
+from rnnkit.tasks.forecast.model import BASELINES, build_model, seasonal_positions
 from rnnkit.training.progress import track
-
-
-@dataclass
-class ForecastConfig:
-    # data
-    dataset: Optional[str] = field(None, "named dataset (fetched on first use)", choices=tuple(PRESETS))
-    csv: Optional[str] = field(None, "your own CSV/TSV file with a header row (instead of --dataset)")
-    test_csv: Optional[str] = field(None, "your own held-out period: a file like --csv whose rows follow it in "
-                                          "time; the test windows come from it (test_frac and val_end do not "
-                                          "apply; val_frac is a share of the --csv rows)")
-    time_col: Optional[str] = field(None, "column with the timestamps (ISO 8601) or integer step numbers")
-    target: list[str] = field([], "column(s) to forecast (empty: a named dataset's main series)")
-    features: list[str] = field([], "extra input columns (the targets are always inputs too); 'all': every "
-                                    "numeric column")
-    exclude: list[str] = field([], "columns to leave out of the inputs (with --features all, from a dataset's "
-                                   "own features, or of the calendar ones, e.g. week_sin week_cos)")
-    filter: list[str] = field([], "keep rows where COLUMN=VALUE, e.g. origin=JFK (several allowed; 'none' turns "
-                                  "off a dataset's own filter)")
-    wide_by: Optional[str] = field(None, "add the other values of this column (e.g. origin: the other stations) "
-                                         "as extra input series")
-    interpolate_limit: int = field(6, "fill runs of at most this many missing steps by linear interpolation")
-    long_gaps: str = field("fill", "input values still missing after interpolation: fill (carry the last value "
-                                   "forward), drop (the column), skip (the windows that touch them)",
-                           choices=S.LONG_GAPS)
-    angles: list[str] = field([], "input columns in degrees (e.g. wind_dir), given to the model as sine and "
-                                  "cosine (empty: nyc-weather's wind_dir when it is an input)")
-    calendar: bool = field(False, "add the calendar cycles that fit the series' step as sin/cos inputs: time "
-                                  "of day (steps under a day), day of week (under a week), time of year "
-                                  "(under a year)")
-    time_features: bool = field(False, "the earlier, smaller set: time of day and of year only (kept so run "
-                                       "directories and scripts that used it get the same inputs)", cli=False)
-    # windows (None: chosen from the series' step; see data.window_defaults)
-    lookback: Optional[int] = field(None, "steps of history in each input window (None: by the step: 5 days "
-                                          "for hourly data, 8 weeks for daily, 2 years for monthly, ...)")
-    step: int = field(1, "keep every step-th row of the window (lookback must be a multiple)")
-    delay: Optional[int] = field(None, "forecast this many steps after the last input row (None: by the step: "
-                                       "1 day for hourly data, the next step for daily and coarser)")
-    horizon: int = field(1, "forecast this many consecutive steps (delay, delay+1, ...)")
-    # held-out parts, in time order: train, validation, test
-    train_end: Optional[str] = field(None, "first timestamp of the validation part (None: by the shares)")
-    val_end: Optional[str] = field(None, "first timestamp of the test part (None: by the shares)")
-    val_frac: float = field(0.25, "share of the rows for validation when train_end is not given (0: no "
-                                  "validation: train all epochs, keep the last weights)")
-    test_frac: float = field(0.25, "share of the rows (the last ones) for the test when val_end is not given")
-    # model
-    model: str = field("gru", "model to train", choices=MODELS)
-    hidden_size: int = field(32, "units of the recurrent / convolutional / dense layer")
-    dropout: float = field(0.1, "input dropout of the dropout models (gru_dropout, stacked_gru, conv1d_gru)")
-    recurrent_dropout: float = field(0.5, "variational recurrent dropout of those models")
-    residual: bool = field(False, "learn the change from the last observed value instead of the value")
-    season: Optional[int] = field(None, "period in steps for seasonal_naive (None: 24 for hourly steps, 7 for "
-                                        "daily, 12 for monthly)")
-    alpha: Optional[float] = field(None, "L2 penalty of the ridge model (None: the best of 0.1 .. 10^4 on the "
-                                         "validation windows)")
-    # training: windows per batch, RMSprop, the gradient norm clipped to 1; up to 100 epochs, stopped after 5
-    # without a better validation MAE (max_minutes bounds it too)
-    train: TrainConfig = field(TrainConfig(epochs=100, batch_size=128, lr=1e-3, optimizer="rmsprop",
-                                           clip_grad_norm=1.0, early_stop_patience=5), "training options")
-
-    def __post_init__(self) -> None:
-        if self.dataset is not None:
-            _checks.check_choice("dataset", self.dataset, tuple(PRESETS))
-        _checks.check_choice("long_gaps", self.long_gaps, S.LONG_GAPS)
-        for name in ("target", "features", "exclude", "filter", "angles"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                setattr(self, name, [value])
-        if "all" in self.features and self.features != ["all"]:
-            _checks.fail("features", self.features, "either 'all' alone or a list of column names")
-        for name in ("step", "horizon", "hidden_size"):
-            _checks.check_int(name, getattr(self, name), min=1)
-        _checks.check_int("lookback", self.lookback, min=1, allow_none=True)
-        _checks.check_int("delay", self.delay, min=1, allow_none=True)
-        _checks.check_int("interpolate_limit", self.interpolate_limit, min=0)
-        if self.lookback is not None and self.lookback % self.step:
-            _checks.fail("lookback", self.lookback, f"a multiple of step={self.step}")
-        _checks.check_float("val_frac", self.val_frac, min=0, max=1, max_open=True)
-        _checks.check_float("test_frac", self.test_frac, min=0, max=1 - self.val_frac, min_open=True,
-                            max_open=True)
-        _checks.check_choice("model", self.model, MODELS)
-        _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
-        _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
-        _checks.check_int("season", self.season, min=1, allow_none=True)
-        _checks.check_float("alpha", self.alpha, min=0, allow_none=True)
-        if not isinstance(self.train, TrainConfig):
-            _checks.fail("train", self.train, "a TrainConfig")
 
 
 class SeasonError(ValueError):
@@ -144,7 +55,7 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-class Forecaster(Task):
+class Forecaster(Task, name="forecast"):
     """Forecast one or several columns of a series ``delay`` steps after a window of ``lookback`` steps.
 
     Learned attributes after ``fit``: ``series_`` (the prepared series), ``columns_`` (input columns),
@@ -152,16 +63,19 @@ class Forecaster(Task):
     where they were None), ``normalizer_``, ``model_``, ``splits_`` (rows where validation and test begin),
     ``windows_`` and ``rows_`` (the windows of the normalised series and their rows per split), ``history_``
     (epoch records), ``best_epoch_``, ``metrics_`` (val/test MAE, normalised and in original units, and the
-    naive and seasonal naive baselines'; the val figures are None without a validation part; empty when
-    Ctrl-C stopped training, see ``trainer_.interrupted``), ``train_seconds_``, ``trainer_`` (None for the
+    naive and seasonal naive baselines'; the val figures are None without a validation part; only the
+    Trainer's last figures when Ctrl-C stopped training, see ``trainer_.interrupted``), ``train_seconds_``, ``trainer_`` (None for the
     baselines and ridge); ``alpha_`` for ridge.
     """
 
-    name = "forecast"
     config_class = ForecastConfig
     train_command = "rnnkit forecast train"
+    run_files = ("compare.csv", "compare.md", "predictions.png", "losses.png")
+    legacy_weights = ("best.safetensors",)     # the finished model's file before FINAL_WEIGHTS
+    endpoint = "forecast"                 # the Task protocol's uniform apply: see the end of the class
+    request_class = ForecastRequest
 
-    # -- fit -------------------------------------------------------------------------------------------
+    # -- fit (the sequence is Task.fit's; these are its steps) --------------------------------------------
 
     def fit(self, data: dict[str, np.ndarray] | None = None, *, run_dir: str | None = None,
             resume: bool = False, dry_run: bool = False, progress: bool | None = None,
@@ -171,26 +85,36 @@ class Forecaster(Task):
 
         ``resume=True`` continues the training saved in ``run_dir`` (the same config and data prepare the
         same windows; weights, optimizer and position come from the checkpoint). ``dry_run`` trains on one
-        tiny batch: seconds, for smoke tests."""
-        cfg = self.config
-        for name in [k for k in vars(self) if k.endswith("_")]:   # a new fit starts from nothing learned
-            delattr(self, name)
-        source = "data"
+        tiny batch: seconds, for smoke tests. ``verbose`` prints what the data is."""
+        return super().fit(data, run_dir=run_dir, resume=resume, dry_run=dry_run, progress=progress,
+                           verbose=verbose)
+
+    def _read_data(self, data: dict[str, np.ndarray] | None, *, run_dir: str | None, resume: bool,
+                   verbose: bool = True) -> Prepared:
+        """One regular series (``series``), its input values (``values``, (N, F)) and their ``columns``."""
+        cfg, source = self.config, "data"
         if data is None:
             data, source = load_source(cfg)
         series, values, columns, held_out = prepare(cfg, data, source, load_test_source(cfg))
-        # What the run trains on; a resumed run refuses data that changed since it began.
-        record = self._data_record(source, series.times, values, columns, run_dir=run_dir, resume=resume)
+        return Prepared(source, (series.times, values, columns), series=series, values=values, columns=columns,
+                        held_out=held_out, verbose=verbose)
+
+    def _prepare(self, prepared: Prepared, *, run_dir: str | None, resume: bool, dry_run: bool) -> None:
+        """The windows: lookback and delay settled, the split points, the scales (from the training rows), the
+        window rows of each part; the Trainer's batches are window rows."""
+        source, series, values, columns = prepared.source, prepared.series, prepared.values, prepared.columns
         # lookback and delay in steps of this series (the defaults are chosen by its step)
-        cfg, window_note = with_window_defaults(cfg, series.freq)
+        cfg, window_note = with_window_defaults(self.config, series.freq)
         self.window_config_ = cfg
         try:
-            S.check_length(len(series), cfg.lookback, cfg.delay, name=source)
+            W.check_length(len(series), cfg.lookback, cfg.delay, name=source)
         except ValueError as err:
             raise ValueError(f"{err} ({window_note})") from None
-        val_start, test_start = split_points(cfg, series.times, held_out)
+        val_start, test_start = split_points(cfg, series.times, prepared.held_out)
         self.series_, self.columns_, self.splits_ = series, columns, (val_start, test_start)
-        self.n_targets_ = len(series.targets)
+        self.n_targets_, self.best_epoch_ = len(series.targets), None
+        if cfg.model == "seasonal_naive":
+            self._season_positions()        # no season to use: refused before anything is written
         self.normalizer_ = S.Normalizer.fit(values[:val_start])
         self.values_ = self.normalizer_.transform(values).astype(np.float32)   # (N, F)
         self.windows_ = make_windows(cfg, self.values_, self.n_targets_)
@@ -205,43 +129,62 @@ class Forecaster(Task):
                                  f"lookback/delay, or other split points (train_end/val_end, val_frac/test_frac)")
         if dry_run:
             self.rows_ = {k: v[:min(len(v), 2 * cfg.train.batch_size)] for k, v in self.rows_.items()}
-        self.data_ = {**record, "test_source": cfg.test_csv, "steps": len(series),
-                      "freq": S.describe_freq(series.freq), "start": str(series.times[0]),
-                      "end": str(series.times[-1]), "input_columns": columns, "window": window_note,
-                      "windows": {k: len(v) for k, v in self.rows_.items()}, "report": series.report}
-        if verbose:
-            for line in series.report:
-                print(f"data: {line}", file=sys.stderr)
-            print(f"data: {len(series)} steps of {S.describe_freq(series.freq)}, {len(columns)} input columns "
-                  f"({', '.join(columns)}); {window_note}", file=sys.stderr)
-            print(f"data: windows: {len(self.rows_['train'])} train, {len(self.rows_['val'])} val, "
-                  f"{len(self.rows_['test'])} test", file=sys.stderr)
-            if no_validation(cfg) and cfg.model not in BASELINES:
-                print("data: no validation part (val_frac=0): "
-                      + ("alpha=1 unless given (no windows to choose it on)" if cfg.model == "ridge" else
-                         f"trains all {cfg.train.epochs} epochs (no early stopping) and keeps the last weights"),
-                      file=sys.stderr)
-        distributed.barrier()    # under torchrun: every process has checked the run directory before rank 0 writes
-        if run_dir is not None and distributed.is_main():
-            self.write_config(run_dir)      # a run directory in training says what it is (and can be resumed)
+        prepared.info = {"test_source": cfg.test_csv, "steps": len(series), "freq": S.describe_freq(series.freq),
+                         "start": str(series.times[0]), "end": str(series.times[-1]), "input_columns": columns,
+                         "window": window_note, "windows": {k: len(v) for k, v in self.rows_.items()},
+                         "report": series.report}
+        if prepared.verbose:
+            self._print_data(window_note)
+        if cfg.model in BASELINES or cfg.model == "ridge":
+            return                          # no Trainer: see _fit_without_trainer
+        rows, tcfg = self.rows_["train"], cfg.train
 
+        def train_batches(epoch: int):
+            # A batch is the window rows it trains on, as a tensor: under torchrun each process takes its
+            # share of them (training/distributed.py).
+            order = torch.from_numpy(np.random.default_rng([tcfg.seed, epoch]).permutation(rows))
+            return [order[i:i + tcfg.batch_size] for i in range(0, len(order), tcfg.batch_size)]
+
+        prepared.train, prepared.items_name = train_batches, "windows"
+        prepared.val = None if no_validation(cfg) else self.rows_["val"]
+
+    def _print_data(self, window_note: str) -> None:
+        """What the series and its windows are, a line each (stderr)."""
+        cfg, series, columns = self.window_config_, self.series_, self.columns_
+        for line in series.report:
+            print(f"data: {line}", file=sys.stderr)
+        print(f"data: {len(series)} steps of {S.describe_freq(series.freq)}, {len(columns)} input columns "
+              f"({', '.join(columns)}); {window_note}", file=sys.stderr)
+        print(f"data: windows: {len(self.rows_['train'])} train, {len(self.rows_['val'])} val, "
+              f"{len(self.rows_['test'])} test", file=sys.stderr)
+        if no_validation(cfg) and cfg.model not in BASELINES:
+            print("data: no validation part (val_frac=0): "
+                  + ("alpha=1 unless given (no windows to choose it on)" if cfg.model == "ridge" else
+                     f"trains all {cfg.train.epochs} epochs (no early stopping) and keeps the last weights"),
+                  file=sys.stderr)
+
+    def _make_model(self, prepared: Prepared) -> nn.Module:
+        return self._build()
+
+    def _loss(self, prepared: Prepared, model: nn.Module, batch_rows: torch.Tensor, state: Any) -> tuple:
+        x, y = self._batch(batch_rows.cpu().numpy(), model_device(model))
+        return F.l1_loss(model(x), y), None, len(batch_rows)     # MAE, the metric we report
+
+    def _validation_metrics(self, prepared: Prepared, model: nn.Module) -> dict[str, float]:
+        return {"val_loss": float(mae_per_target(*self.predict_rows(prepared.val, model)).mean())}
+
+    def _fit_without_trainer(self, prepared: Prepared, progress: bool | None) -> nn.Module:
+        """ridge in closed form; the baselines (naive, seasonal_naive) have nothing to fit."""
         self.model_ = self._build()
-        start = time.monotonic()
-        self.history_, self.best_epoch_, self.trainer_ = [], None, None
-        if cfg.model == "ridge":
+        if self.window_config_.model == "ridge":
             self._fit_ridge()
-        elif cfg.model not in BASELINES:
-            self._fit_net(run_dir, resume, dry_run, progress)
-        self.train_seconds_ = time.monotonic() - start
-        self.model_.eval()
-        if self.trainer_ is not None and self.trainer_.interrupted:
-            # Ctrl-C: stop now, without measuring (the checkpoint is saved; resume=True goes on from it).
-            self.metrics_ = {}
-            return self
+        return self.model_.eval()
+
+    def _after_fit(self, prepared: Prepared) -> None:
+        """The epoch records, and the validation and test MAE of the model and of the two baselines."""
+        self.history_ = [r for r in self.history_ if r.get("event") == "epoch"]
+        self.best_epoch_ = self.trainer_.best_epoch if self.trainer_ is not None else None
         self.metrics_ = self._split_metrics()
-        if run_dir is not None and distributed.is_main():    # under torchrun rank 0 writes the run
-            self.save(run_dir)
-        return self
 
     def _season(self) -> int | None:
         """The seasonal naive forecast's period in steps: ``season``, else a day / week / year by the step."""
@@ -310,43 +253,10 @@ class Forecaster(Task):
             self.model_.head.weight.copy_(torch.from_numpy(reg.coef_.reshape(Y.shape[1], -1)))
             self.model_.head.bias.copy_(torch.from_numpy(np.atleast_1d(reg.intercept_)))
 
-    def _fit_net(self, run_dir: str | None, resume: bool, dry_run: bool, progress: bool | None) -> None:
-        """The one Trainer on the MAE; it ends with the best validation epoch's weights in the model
-        (``restore_best``), after a resume too."""
-        cfg = self.window_config_
-        if resume and run_dir is None:
-            _checks.fail("run_dir", None, "the run directory to resume")
-        tcfg = dataclasses.replace(cfg.train, epochs=1, max_steps=1) if dry_run else cfg.train
-        if no_validation(cfg):
-            # Nothing to pick a best epoch or stop early by: train the epochs, keep the last weights.
-            tcfg = dataclasses.replace(tcfg, restore_best=False, early_stop_patience=None)
-        trainer = Trainer(self.model_, tcfg, run_dir=run_dir, progress=progress, items_name="windows")
-        loss_fn = nn.L1Loss()   # MAE, the metric we report
-        rows = self.rows_["train"]
-
-        def train_batches(epoch: int):
-            # A batch is the window rows it trains on, as a tensor: under torchrun each process takes its
-            # share of them (training/distributed.py).
-            order = torch.from_numpy(np.random.default_rng([tcfg.seed, epoch]).permutation(rows))
-            return [order[i:i + tcfg.batch_size] for i in range(0, len(order), tcfg.batch_size)]
-
-        def compute_loss(model, batch_rows, state):
-            x, y = self._batch(batch_rows.cpu().numpy(), model_device(model))
-            return loss_fn(model(x), y), None, len(batch_rows)
-
-        def evaluate(model):
-            return {"val_loss": float(mae_per_target(*self.predict_rows(self.rows_["val"], model)).mean())}
-
-        trainer.fit(train_batches, compute_loss, None if no_validation(cfg) else evaluate, resume=resume)
-        self._refuse_spent_budget(trainer, run_dir, resume)
-        self.trainer_ = trainer
-        self.history_ = [r for r in trainer.history if r.get("event") == "epoch"]
-        self.best_epoch_ = trainer.best_epoch
-
     # -- evaluation ------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _forecast(self, windows: S.Windows, rows: np.ndarray, model: nn.Module | None = None
+    def _forecast(self, windows: W.Windows, rows: np.ndarray, model: nn.Module | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Normalised predictions and truths (n, H, K) for the window rows ``rows`` of ``windows``."""
         model = model or self.model_
@@ -372,7 +282,7 @@ class Forecaster(Task):
         return build_model("seasonal_naive", n_features=0, steps=0, n_targets=self.n_targets_,
                            horizon=self.window_config_.horizon, positions=positions)
 
-    def _errors(self, windows: S.Windows, rows: np.ndarray) -> dict[str, Any]:
+    def _errors(self, windows: W.Windows, rows: np.ndarray) -> dict[str, Any]:
         """The model's and the naive forecast's MAE on some windows (see ``forecast_metrics``), and the
         seasonal naive forecast's (``seasonal_naive_mae``, ``..._norm``, ``vs_seasonal_naive_pct`` and its
         ``season`` in steps; None where there is no season)."""
@@ -454,7 +364,7 @@ class Forecaster(Task):
         if data is None:
             (data, source), test = load_source(cfg), load_test_source(cfg)
         series, values, _ = self._inputs(data, source, test)
-        S.check_length(len(values), cfg.lookback, 0, name=source)
+        W.check_length(len(values), cfg.lookback, 0, name=source)
         window = values[len(values) - cfg.lookback + cfg.step - 1::cfg.step]       # (L, F)
         if np.isnan(window).any():
             bad = [c for c, b in zip(self.columns_, np.isnan(window).any(axis=0)) if b]
@@ -481,15 +391,12 @@ class Forecaster(Task):
                 "delay": self.window_config_.delay, "metrics": self.metrics_, "best_epoch": self.best_epoch_,
                 "train_seconds": self.train_seconds_, "alpha": vars(self).get("alpha_")}
 
-    def _save_files(self, run: RunDir) -> None:
-        save_weights(run.best_path, self.model_.state_dict())
-
-    def _load_files(self, run: RunDir, fitted: dict[str, Any], **options: Any) -> None:
+    def _load_files(self, run: RunDir, fitted: dict[str, Any], tensors: dict[str, Any], **options: Any) -> None:
         if not fitted:
-            # config.json is written when training starts; "fitted" only when it has finished.
+            # The scales and windows fit settled are written when training finishes: a checkpoint alone lacks them.
             raise ValueError(f"{run.config_path}: the forecast run has no trained model yet (its training did not "
-                             f"finish); expected a finished run: go on with "
-                             f"{resume_command(self.command(), run.path)}")
+                             f"finish, and its checkpoint lacks the scales fit records at the end); expected a "
+                             f"finished run: go on with {resume_command(self.command(), run.path)}")
         self.columns_, self.n_targets_ = fitted["columns"], len(fitted["targets"])
         self.normalizer_ = S.Normalizer(np.array(fitted["mean"]), np.array(fitted["std"]))
         # Only the series' description is stored; evaluate and predict prepare their data afresh.
@@ -503,7 +410,8 @@ class Forecaster(Task):
         if fitted.get("alpha") is not None:
             self.alpha_ = fitted["alpha"]
         self.model_ = self._build()
-        load_weights(run.best_path, self.model_)
+        check_weights_match(tensors, self.model_.state_dict(), source=str(run.path))
+        self.model_.load_state_dict(tensors)
         self.model_.eval()
 
     @classmethod
@@ -532,187 +440,95 @@ class Forecaster(Task):
         return {"task": "forecast", "format_version": FORMAT_VERSION, "rnnkit_version": raw.get("rnnkit_version"),
                 "config": config, "data": data, "fitted": fitted}
 
+    # -- the Task protocol: what serve, export and the CLI's apply verb call ------------------------------
 
-# ---------------------------------------------------------------------------------------------------------
-# compare: every model on the same windows
-# ---------------------------------------------------------------------------------------------------------
+    def details(self) -> dict[str, Any]:
+        self._check_fitted()
+        cfg = self.window_config_
+        return {"targets": list(self.series_.targets), "columns": list(self.columns_), "lookback": cfg.lookback,
+                "delay": cfg.delay, "horizon": cfg.horizon, "model": cfg.model}
 
-def compare(cfg: ForecastConfig, models: list[str] | None = None, run_dir: str | None = None, *,
-            resume: bool = False, dry_run: bool = False, progress: bool | None = None) -> list[dict[str, Any]]:
-    """Train every model in ``models`` (default: all) on the same windows; one row of results per model.
+    def apply(self, request: ForecastRequest | dict[str, Any]) -> dict[str, Any]:
+        """The forecast after ``request.table`` (columns of JSON values, typed as the CSV reader types them;
+        None: the run's own data, as ``predict()`` reads it) and the last ``request.history`` values of the
+        targets before it."""
+        request = self.make_request(request)
+        if request.table is None:
+            rows = self.predict()
+            (data, source), test = load_source(self.window_config_), load_test_source(self.window_config_)
+        else:
+            sizes = {c: len(v) for c, v in request.table.items()}
+            if len(set(sizes.values())) > 1:
+                shown = ", ".join(f"{c}: {n}" for c, n in sizes.items())
+                raise ValueError(f"table: columns of different lengths ({shown}); expected one value per row in "
+                                 f"every column")
+            data, source, test = {c: typed_column(v) for c, v in request.table.items()}, "table", None
+            rows = self.predict(data)
+        series = self._inputs(data, source, test)[0]           # the table prepared as predict prepares it
+        targets = list(series.targets)
+        past = []
+        if request.history:
+            for t, row in zip(series.times[-request.history:], series.values[-request.history:]):
+                past.append({"time": str(t), **{name: float(row[k]) for k, name in enumerate(targets)}})  # targets first
+        return {"targets": targets, "history": past, "forecast": rows}
 
-    Each row holds the validation and test MAE and the gain over both baselines, naive (the last value) and
-    seasonal naive (the value one season before: on a series with a season, the bar to beat), in percent
-    (None without a validation part or without a season). With ``run_dir``: each model's run directory
-    (``run_dir/<model>``), ``compare.csv``, ``compare.md``, ``predictions.png`` (the test series against each
-    model's forecast and the two baselines') and ``losses.png`` (validation MAE per epoch, the baselines as
-    flat lines). ``resume=True`` goes on with each model whose run directory holds a checkpoint (its config
-    must be ``cfg`` apart from the budgets) and trains the others. ``seasonal_naive`` is skipped, with a
-    message, when the series has no season to guess (integer steps) and none is given. Ctrl-C stops the
-    comparison after the interrupted model's checkpoint is saved (``KeyboardInterrupt``).
-    """
-    models = list(models or MODELS)
-    for m in models:
-        _checks.check_choice("models", m, MODELS)
-    if resume and run_dir is None:
-        _checks.fail("run_dir", None, "the run directory of the comparison to resume")
-    table, source = load_source(cfg)
-    # The command that goes on with this comparison after Ctrl-C (its own models, when not all of them).
-    command = "rnnkit forecast compare" + ("" if models == list(MODELS) else " --models " + " ".join(models))
-    results, fitted = [], {}
-    for i, name in enumerate(models):
-        config = replace_config(cfg, model=name)
-        run = RunDir(Path(run_dir) / name) if run_dir else None
-        go_on = resume and run.has_checkpoint()
-        if go_on:
-            _check_same_config(run, config)
-        try:
-            fc = Forecaster(config).fit(table, run_dir=run and str(run.path), resume=go_on, dry_run=dry_run,
-                                        progress=progress, verbose=(i == 0))
-        except SeasonError as err:
-            # One model that cannot run here (integer steps have no natural season) does not stop the others.
-            if len(models) == 1:
-                raise
-            print(f"{name:15s} skipped: {err}", file=sys.stderr)
-            continue
-        stop_if_interrupted(fc.trainer_, run_dir, command)
-        m = fc.metrics_
-        results.append({"model": name, "val_mae": m["val_mae"], "test_mae": m["test_mae"],
-                        "val_mae_norm": m["val_mae_norm"], "test_mae_norm": m["test_mae_norm"],
-                        "val_vs_naive_pct": gain(m["val_mae"], m["naive_val_mae"]),
-                        "test_vs_naive_pct": gain(m["test_mae"], m["naive_test_mae"]),
-                        "val_vs_seasonal_naive_pct": gain(m["val_mae"], m.get("seasonal_naive_val_mae")),
-                        "test_vs_seasonal_naive_pct": gain(m["test_mae"], m.get("seasonal_naive_test_mae")),
-                        "season": m.get("season"),
-                        "best_epoch": None if fc.best_epoch_ is None else fc.best_epoch_ + 1,
-                        "train_s": fc.train_seconds_})
-        if not fitted:
-            print(f"baselines: {baselines_summary(fc)}", file=sys.stderr)
-        fitted[name] = fc
-        print(f"{name:15s} val {number(m['val_mae'], '.3f')}  test {m['test_mae']:.3f}  "
-              f"({fc.train_seconds_:.1f} s)", file=sys.stderr)
-    if run_dir:
-        out = Path(run_dir)
-        atomic_write_text(out / "compare.csv", results_csv(results))
-        atomic_write_text(out / "compare.md", results_markdown(results))
-        plot_predictions(fitted, out / "predictions.png")
-        plot_losses(fitted, out / "losses.png")
-    return results
+    def export_spec(self, fmt: str):
+        """ONNX: every model behind the run's normaliser (a window in the columns' units in, the forecast in the
+        targets' units out). C: the one-direction recurrent models (gru, gru_dropout, stacked_gru, lstm)."""
+        self._check_fitted()
+        if fmt == "onnx":
+            return self._onnx_spec()
+        if fmt == "c":
+            return self._c_model()
+        return super().export_spec(fmt)
 
+    def _onnx_spec(self):
+        from rnnkit.export.onnx import OnnxSpec, require_fused
+        from rnnkit.tasks.forecast.model import FIXED_WINDOW, ForecastGraph
 
-def _check_same_config(run: RunDir, config: ForecastConfig) -> None:
-    """A resumed model of a comparison keeps its config; only the budgets may differ."""
-    saved, now = read_run_config(run, "forecast")["config"], config_to_dict(config)
-    pairs = [(k, saved.get(k), v) for k, v in now.items() if k != "train"]
-    pairs += [(k, saved.get("train", {}).get(k), v) for k, v in now["train"].items() if k not in RESUME_FIELDS]
-    for name, old, new in pairs:
-        if old != new:
-            _checks.fail(name, new, f"{old!r} as in {run.config_path}: a resumed comparison may change only "
-                                    f"the budgets")
+        cfg, norm, K = self.window_config_, self.normalizer_, self.n_targets_
+        require_fused(getattr(self.model_, "rnn", None), f"model {cfg.model!r}")
+        steps = cfg.lookback // cfg.step            # lookback as the run settled it
+        x = torch.randn(3, steps, len(self.columns_), generator=torch.Generator().manual_seed(0))
+        time_axis = {} if cfg.model in FIXED_WINDOW else {1: "time"}
+        axes = {"x": {0: "batch", **time_axis}, "forecast": {0: "batch"}}
 
+        def compare(run, rng, B: int, T: int):
+            T = steps if cfg.model in FIXED_WINDOW else T
+            x = (norm.mean + norm.std * rng.normal(0, 1.5, (B, T, len(self.columns_)))).astype(np.float32)
+            with torch.no_grad():
+                normalised = torch.from_numpy(norm.transform(x).astype(np.float32))
+                want = norm.inverse(self.model_.eval()(normalised).numpy(), slice(0, K))
+            return [(run({"x": x})[0], want)]
 
-def gain(mae: float | None, baseline: float | None) -> float | None:
-    """How much lower ``mae`` is than a baseline's, in percent (None when either is missing)."""
-    if mae is None or baseline is None or baseline <= 0:
-        return None
-    return 100 * (1 - mae / baseline)
+        module = ForecastGraph(self.model_, norm.mean, norm.std, K)
+        return OnnxSpec(module, (x,), ["x"], ["forecast"], axes, kind="whole-sequence", compare=compare)
 
+    def _c_model(self):
+        from rnnkit.export.c import CModel, rnn_layers
 
-def number(value: float | None, spec: str) -> str:
-    """``value`` formatted by ``spec``, or a dash for a figure there is none of (no validation, no season)."""
-    return "-" if value is None else format(value, spec)
+        cfg, norm, net, K = self.window_config_, self.normalizer_, self.model_, self.n_targets_
+        what = f"model {cfg.model!r}"
+        exports = "a C header takes a forecaster with model gru, gru_dropout, stacked_gru or lstm"
+        if getattr(net, "rnn", None) is None:
+            refuse_export(what, "c", f"it has no recurrent layer, which is what the header computes; {exports}")
+        if hasattr(net, "conv"):
+            refuse_export(f"{what} (convolutional)", "c", f"the header computes recurrent layers, not "
+                                                          f"convolutions; {exports}")
+        kind, layers = rnn_layers(net.rnn, what)
+        steps = cfg.lookback // cfg.step
 
+        def reference(windows: list[np.ndarray]) -> np.ndarray:
+            with torch.no_grad():
+                x = torch.from_numpy(norm.transform(np.stack(windows)).astype(np.float32))
+                out = norm.inverse(net.eval()(x).numpy(), slice(0, K))                       # (N, H, K)
+            return out.reshape(len(windows), -1)
 
-def best_recurrent(results: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The recurrent model with the lowest validation MAE (the test MAE plays no part in the choice; None
-    without a validation part)."""
-    rec = [r for r in results if r["model"] in RECURRENT and r["val_mae"] is not None]
-    return min(rec, key=lambda r: r["val_mae"]) if rec else None
+        def inputs(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+            # windows of the run's length on the scale of the training data
+            return list((norm.mean + norm.std * rng.normal(0, 1, (n, steps, len(norm.mean)))).astype(np.float32))
 
-
-def baselines_summary(fc: Forecaster) -> str:
-    """What the two baselines are, for the printed summary: ``naive = the last value; seasonal naive = the
-    value 24 steps (24 hours) before``."""
-    season = fc.metrics_.get("season")
-    text = "naive = the last value"
-    if season:
-        text += f"; seasonal naive = the value {season} steps ({S.describe_steps(season, fc.freq_)}) before"
-    return text
-
-
-def results_csv(results: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(results[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(results)
-    return buf.getvalue()
-
-
-def results_markdown(results: list[dict[str, Any]]) -> str:
-    """The comparison as a Markdown table: MAE, and the gain over naive and over seasonal naive (a dash where
-    there is no validation part or no season)."""
-    lines = ["| model | val MAE | test MAE | val MAE (norm.) | test MAE (norm.) | val vs naive | test vs naive "
-             "| val vs seasonal naive | test vs seasonal naive | best epoch | train s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in results:
-        pct = [number(r[k], "+.1f") + ("%" if r[k] is not None else "")
-               for k in ("val_vs_naive_pct", "test_vs_naive_pct", "val_vs_seasonal_naive_pct",
-                         "test_vs_seasonal_naive_pct")]
-        lines.append(f"| {r['model']} | {number(r['val_mae'], '.3f')} | {r['test_mae']:.3f} | "
-                     f"{number(r['val_mae_norm'], '.4f')} | {r['test_mae_norm']:.4f} | {' | '.join(pct)} | "
-                     f"{'' if r['best_epoch'] is None else r['best_epoch']} | {r['train_s']:.1f} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_predictions(fitted: dict[str, Forecaster], path: Path, points: int = 336) -> None:
-    """The first ``points`` test windows: truth and each model's forecast of the first target, in its units;
-    the naive and seasonal naive forecasts in grey when they are not among the models."""
-    fig = new_figure(10, 4)
-    ax = fig.add_subplot()
-    fc = next(iter(fitted.values()))
-    rows = fc.rows_["test"][:points]
-    mean, std = fc.normalizer_.mean[0], fc.normalizer_.std[0]
-    times = fc.series_.times[rows + fc.window_config_.delay - fc.window_config_.step]
-    y = fc.predict_rows(rows)[1]
-    ax.plot(times, y[:, 0, 0] * std + mean, color="black", lw=2, label="truth")
-    baselines = {"naive": build_model("naive", n_features=0, steps=0, n_targets=fc.n_targets_,
-                                      horizon=fc.window_config_.horizon),
-                 "seasonal_naive": fc._seasonal_naive()}
-    for name, model in baselines.items():
-        if name not in fitted and model is not None:
-            p = fc.predict_rows(rows, model)[0]
-            ax.plot(times, p[:, 0, 0] * std + mean, color="grey", lw=1, ls="--" if name == "naive" else ":",
-                    label=name.replace("_", " "))
-    for name, fc in fitted.items():
-        p = fc.predict_rows(rows)[0]
-        ax.plot(times, p[:, 0, 0] * std + mean, lw=1, label=name)
-    ax.set_ylabel(fc.series_.targets[0])
-    ax.set_title("test set: forecasts against the truth")
-    ax.legend(fontsize=7, ncol=3)
-    ax.grid(True, alpha=0.3)
-    save_png(fig, path)
-
-
-def plot_losses(fitted: dict[str, Forecaster], path: Path) -> None:
-    """Validation MAE (normalised) per epoch of every trained model; the models without epochs as flat
-    lines, and the two bars to beat, naive (dashed) and seasonal naive (dotted), in black. Without a
-    validation part (val_frac=0): the training MAE per epoch."""
-    fig = new_figure(8, 4)
-    ax = fig.add_subplot()
-    first = next(iter(fitted.values())).metrics_
-    key = "val_loss" if first["val_mae_norm"] is not None else "train_loss"
-    for name, fc in fitted.items():
-        if fc.history_:
-            ax.plot([r["epoch"] + 1 for r in fc.history_], [r[key] for r in fc.history_], marker=".", label=name)
-        elif key == "val_loss" and name not in BASELINES:
-            ax.axhline(fc.metrics_["val_mae_norm"], ls="--", lw=1, label=name)
-    if key == "val_loss":
-        for name, style in (("naive", "--"), ("seasonal_naive", ":")):
-            if first.get(f"{name}_val_mae_norm") is not None:
-                ax.axhline(first[f"{name}_val_mae_norm"], color="black", ls=style, lw=1.2,
-                           label=name.replace("_", " "))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation MAE (normalised)" if key == "val_loss" else "training MAE (normalised, no validation)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(True, alpha=0.3)
-    save_png(fig, path)
+        return CModel("values", kind, layers, net.head.weight.detach().float().cpu().numpy(),
+                      net.head.bias.detach().float().cpu().numpy(), np.asarray(norm.mean, np.float32),
+                      np.asarray(norm.std, np.float32), reference, inputs, horizon=net.horizon,
+                      targets=list(self.series_.targets), residual=bool(net.residual), window=steps)

@@ -12,42 +12,22 @@ import argparse
 import dataclasses
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from rnnkit import _checks
-from rnnkit.config import add_config_arguments, config_from_args, field
-from rnnkit.runs.checkpoint import atomic_write_json
-from rnnkit.tasks.base import add_train_arguments, stop_if_interrupted, train_config_from_args
-from rnnkit.tasks.seq2seq.data import load_pairs, read_tsv
-from rnnkit.tasks.seq2seq.task import Seq2Seq, Seq2SeqConfig, Translation
+from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args
+from rnnkit.runs.io import atomic_write_json
+from rnnkit.tasks.seq2seq.config import DecodeConfig, Seq2SeqConfig
+
+if TYPE_CHECKING:     # the task module imports torch: each command imports it when it runs
+    from rnnkit.tasks.seq2seq.task import Translation
 
 DEFAULT_RUN_DIR = "runs/seq2seq"
 # Besides the budgets every task's resumed run may change: how much validation decodes, which only reports.
 RESUME_FIELDS = ("val_decode",)
-
-
-@dataclass
-class DecodeConfig:
-    """How `rnnkit seq2seq translate` and `eval` decode: the arguments of Seq2Seq.translate."""
-
-    beam: Optional[int] = field(None, "beam search with this many beams per input, all inputs of a batch decoded "
-                                      "together (None: greedy)")
-    n_best: int = field(1, "outputs per input, best first, with their scores (at most --beam)")
-    sample: bool = field(False, "draw each token at random (with --temperature, --top-k, --top-p) instead of "
-                                "taking the most likely")
-    temperature: float = field(1.0, "sampling: below 1 sharpens the distribution, above 1 flattens it")
-    top_k: Optional[int] = field(None, "sampling: only the k most likely tokens (None: all)")
-    top_p: Optional[float] = field(None, "sampling: only the smallest set of tokens with this much probability "
-                                         "(None: all)")
-    random_seed: Optional[int] = field(None, "sampling: seed of the draws, for outputs that repeat (None: random)")
-    length_penalty: float = field(0.0, "beam: GNMT's length normalisation alpha, score = log P / ((5 + |Y|) / 6) "
-                                       "** alpha (0: none)")
-    coverage_penalty: float = field(0.0, "beam: GNMT's coverage penalty beta, + beta * sum of log(min(attention "
-                                         "received, 1)) over the source tokens (0: none)")
-    max_length: Optional[int] = field(None, "most output tokens (None: twice the longest training target, + 10)")
-    batch_size: int = field(64, "inputs decoded together")
+# What eval decodes with: one output per source, greedy or beam search (no sampling options).
+EVAL_SKIPS = ("num_results", "greedy", "temperature", "top_k", "top_p", "seed")
 
 
 def add_commands(sub) -> None:
@@ -66,7 +46,8 @@ def add_commands(sub) -> None:
 
     s = verbs.add_parser("translate", help="translate texts with a trained run",
                          description="Decode one or more inputs (arguments, or --file with one per line, decoded "
-                                     "in batches): greedy, sampled, or beam search with n-best outputs.")
+                                     "in batches): greedy, sampled (--no-greedy), or beam search with several "
+                                     "results per input (--num-results).")
     s.add_argument("run", help="run directory written by `rnnkit seq2seq train`")
     s.add_argument("texts", nargs="*", help="source texts to translate")
     s.add_argument("--file", default=None, help="a UTF-8 file of source texts, one per line (blank lines skipped)")
@@ -74,6 +55,7 @@ def add_commands(sub) -> None:
                    help="draw the source x output attention of each input's best output into FILE (several "
                         "inputs: FILE-1.png, FILE-2.png, ...)")
     add_config_arguments(s, DecodeConfig)
+    add_checkpoint_argument(s)
     s.set_defaults(func=cmd_translate)
 
     e = verbs.add_parser("eval", help="exact match, BLEU, chrF and error rates of a trained run",
@@ -86,12 +68,16 @@ def add_commands(sub) -> None:
     e.add_argument("--split", default="test", choices=("test", "val"),
                    help="without --tsv: which held-out part of the run's data (default: %(default)s)")
     e.add_argument("-o", "--output", default=None, help="write the report here instead of RUN/eval.json")
-    add_config_arguments(e, DecodeConfig, skip=("n_best", "sample", "temperature", "top_k", "top_p",
-                                                "random_seed"))
+    add_config_arguments(e, DecodeConfig, skip=EVAL_SKIPS)
+    add_checkpoint_argument(e)
     e.set_defaults(func=cmd_eval)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rnnkit.tasks.base import stop_if_interrupted, train_config_from_args
+    from rnnkit.tasks.seq2seq.data import load_pairs
+    from rnnkit.tasks.seq2seq.task import Seq2Seq
+
     # With --resume: the run's own config, with only the budgets from the command line.
     config = train_config_from_args(Seq2Seq, args, resume_fields=RESUME_FIELDS)
     if args.resume and args.dry_run:
@@ -125,6 +111,8 @@ def _decode_options(cfg: DecodeConfig) -> dict[str, Any]:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
+    from rnnkit.tasks.seq2seq.task import Seq2Seq
+
     cfg = config_from_args(DecodeConfig, args)
     texts = list(args.texts)
     if args.file is not None:
@@ -134,11 +122,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
         texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         _checks.fail("texts", [], "at least one text to translate, or --file FILE with one per line")
-    s2s = Seq2Seq.load(args.run)
+    s2s = Seq2Seq.load(args.run, checkpoint=args.checkpoint)
     out: list[Translation] = s2s.translate(texts, details=True, return_attention=args.attention_png is not None,
                                            **_decode_options(cfg))
     for i, t in enumerate(out):
-        if cfg.n_best > 1:
+        if cfg.num_results > 1:
             print(f"{t.source}")
             for h in t.hypotheses:
                 print(f"  {h.score:.4f}\t{h.text}")
@@ -165,7 +153,7 @@ def _numbered(path: str, i: int, n: int) -> Path:
     return p.with_name(f"{p.stem}-{i + 1}{p.suffix or '.png'}")
 
 
-def plot_attention(translation: Translation, path: str | Path, level: str = "char") -> None:
+def plot_attention(translation: "Translation", path: str | Path, level: str = "char") -> None:
     """The best output's attention as a heatmap: output tokens (with <eos>) down, source tokens across
     (``level``: the source tokens' level; word labels are slanted)."""
     import numpy as np
@@ -190,8 +178,11 @@ def plot_attention(translation: Translation, path: str | Path, level: str = "cha
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    cfg = config_from_args(DecodeConfig, args, n_best=1)
-    s2s = Seq2Seq.load(args.run)
+    from rnnkit.tasks.seq2seq.data import load_pairs, read_tsv
+    from rnnkit.tasks.seq2seq.task import Seq2Seq
+
+    cfg = config_from_args(DecodeConfig, args)
+    s2s = Seq2Seq.load(args.run, checkpoint=args.checkpoint)
     if args.tsv is not None:
         pairs, source = read_tsv(args.tsv), args.tsv
     else:
@@ -204,9 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not pairs:
             _checks.fail("--split", args.split, f"a held-out part with pairs ({source} is empty: the run has "
                                                 f"test_frac=0); pass --split val or --tsv FILE")
-    options = {k: v for k, v in _decode_options(cfg).items() if k in ("beam", "length_penalty",
-                                                                      "coverage_penalty", "max_length",
-                                                                      "batch_size")}
+    options = {k: v for k, v in _decode_options(cfg).items() if k not in EVAL_SKIPS}
     m = s2s.evaluate(pairs, **options)
     out = Path(args.output) if args.output else Path(args.run) / "eval.json"
     atomic_write_json(out, {"source": source, **m})

@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,13 +38,13 @@ import numpy as np
 import torch
 
 from rnnkit import _checks
+from rnnkit.tasks.seq2seq.config import DATASETS, LEVELS  # noqa: F401  (defined with the config)
+from rnnkit.text import length_buckets, pad_sequences
 
 SPECIALS = ("<pad>", "<unk>", "<go>", "<eos>")
 PAD, UNK, GO, EOS = 0, 1, 2, 3
-LEVELS = ("char", "word", "subword")
 # Learned subwords per side when --num-words does not say (with the 4 special tokens).
 SUBWORDS = 4000
-DATASETS = ("number-phrases", "cmudict", "greek-english")
 NUMBER_LANGS = ("en", "fr", "de", "es", "it")
 # Languages whose number words are written as one compound ("neuntausendneunhundert..."): characters.
 COMPOUND_LANGS = ("de", "it")
@@ -407,10 +406,7 @@ def encode_pairs(pairs: Sequence[tuple[str, str]], source_vocab: Vocab, target_v
 def pad_batch(seqs: Sequence[Sequence[int]], before: Sequence[int] = (), after: Sequence[int] = ()) -> torch.Tensor:
     """Sequences (each framed by ``before`` and ``after``) -> (B, longest) long tensor padded at the end with 0."""
     rows = [list(before) + list(s) + list(after) for s in seqs]
-    out = torch.zeros(len(rows), max((len(r) for r in rows), default=0), dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
+    return torch.from_numpy(pad_sequences(rows, dtype="int64", padding="post"))      # PAD is 0
 
 
 def make_batch(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]] | None = None) -> tuple:
@@ -423,18 +419,9 @@ def make_batch(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]
 
 
 def batches(data: Encoded, batch_size: int, rng: np.random.Generator | None = None) -> list[tuple]:
-    """Training batches bucketed by source length (``rng``: shuffled), or in length order (no ``rng``)."""
-    n = len(data)
-    lengths = np.array([len(s) for s in data.sources])
-    if rng is not None:
-        order = rng.permutation(n)
-        chunks = np.array_split(order, max(1, math.ceil(n / (batch_size * 20))))
-        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks]) if n else order
-        groups = [order[i:i + batch_size] for i in range(0, n, batch_size)]
-        groups = [groups[i] for i in rng.permutation(len(groups))]
-    else:
-        order = np.argsort(lengths, kind="stable")
-        groups = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    """Training batches bucketed by source length (``rng``: shuffled), or in length order (no ``rng``);
+    see :func:`~rnnkit.text.length_buckets`."""
+    groups = length_buckets([len(s) for s in data.sources], batch_size, rng)
     return [make_batch([data.sources[i] for i in g], [data.targets[i] for i in g]) for g in groups]
 
 

@@ -29,10 +29,9 @@ from torch import Tensor, nn
 
 from rnnkit.nn.attention import AttentionDecoderCell, Memory
 from rnnkit.nn.layers import RNN
+from rnnkit.tasks.seq2seq.config import ATTENTION_KINDS, CELLS  # noqa: F401  (defined with the config)
 from rnnkit.tasks.seq2seq.data import GO, PAD
 
-CELLS = ("lstm", "gru")
-ATTENTION_KINDS = ("none", "additive", "dot", "general")
 
 
 class Encoder(nn.Module):

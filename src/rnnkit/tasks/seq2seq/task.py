@@ -6,7 +6,7 @@ An encoder reads the source; a decoder writes the target one token at a time fro
     from rnnkit.tasks import Seq2Seq
     s2s = Seq2Seq(attention="general", max_minutes=5).fit()          # number-phrases, French words -> digits
     s2s.translate("quatre vingt dix sept")                            # '97'
-    s2s.translate(["cent un", "mille"], beam=5, n_best=2, details=True)   # Translation objects with scores
+    s2s.translate(["cent un", "mille"], beam=5, num_results=2, details=True)   # Translation objects with scores
     s2s.evaluate(pairs)                                               # exact match, BLEU, chrF, error rates
     s2s.save("runs/numbers"); Seq2Seq.load("runs/numbers"); rnnkit.load("runs/numbers")
 
@@ -30,7 +30,7 @@ Choices a user should know about:
 * Source tokens the vocabulary lacks become ``<unk>``; they are counted (``Translation.unknown``, and
   ``unknown_tokens`` in ``evaluate``).
 * Decoding runs on the CPU (a model trained on a GPU is copied there), one batch of inputs at a time:
-  greedy by default, ``sample=True`` draws from the processed distribution, ``beam=N`` decodes the batch's
+  greedy by default, ``greedy=False`` draws from the processed distribution, ``beam=N`` decodes the batch's
   inputs and their N beams together. Beam scores follow GNMT: ``length_penalty`` (α) and
   ``coverage_penalty`` (β), both 0 by default (plain summed log-probabilities).
 """
@@ -49,103 +49,25 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit import _checks
-from rnnkit.config import field
+from rnnkit.config import renamed
 from rnnkit.generation.processors import make_processors
 from rnnkit.generation.search import batch_beam_search, expand_rows, make_generator
 from rnnkit.generation.stateful import decode
 from rnnkit.report.metrics import bleu_chrf, edit_distance_rates
-from rnnkit.runs.checkpoint import RunDir, check_weights_match, save_weights
-from rnnkit.tasks.base import Task
-from rnnkit.tasks.seq2seq.data import (DATASETS, EOS, GO, LEVELS, PairSplits, Vocab, auto_levels, batches,
+from rnnkit.runs.checkpoint import RunDir
+from rnnkit.runs.weights import check_weights_match
+from rnnkit.tasks.base import Prepared, Task
+# The configs live in config.py (no torch: --help reads them); imported here too for the names they had.
+from rnnkit.tasks.seq2seq.config import (ATTENTION_KINDS, CELLS, DATASETS, LEVEL_CHOICES,  # noqa: F401
+                                         TRAIN_DEFAULTS, Seq2SeqConfig, TranslateRequest)
+from rnnkit.tasks.seq2seq.data import (EOS, GO, PairSplits, Vocab, auto_levels, batches,
                                        check_pairs, clean_pairs, encode_pairs, group_references, load_pairs,
                                        make_batch, split_pairs, splitter, tokenize)
-from rnnkit.tasks.seq2seq.model import ATTENTION_KINDS, CELLS, Seq2SeqModel
-from rnnkit.training.config import TrainConfig
+from rnnkit.tasks.seq2seq.model import Seq2SeqModel
+from rnnkit.text import length_buckets
 from rnnkit.training.progress import track
-from rnnkit.training.trainer import Trainer, pick_device, seed_everything
 
-WEIGHTS_FILE = "seq2seq.safetensors"     # the finished model (the best epoch's weights)
 TOKENIZER_FILE = "tokenizer.json"        # both vocabularies: {"source": {...}, "target": {...}}
-LEVEL_CHOICES = ("auto", *LEVELS)
-
-TRAIN_DEFAULTS = TrainConfig(
-    epochs=15,             # number-phrases: held-out exact match 1.0 in 15 epochs (bench/seq2seq.py)
-    batch_size=64,
-    lr=2e-3,
-    clip_grad_norm=1.0,
-    early_stop_patience=4,     # epochs without a lower validation loss
-    log_every=50,
-)
-
-
-@dataclass
-class Seq2SeqConfig:
-    """Everything `rnnkit seq2seq train` takes: the data, the model, and the training options."""
-
-    dataset: str = field("number-phrases", "named dataset when --tsv is not given: number-phrases, cmudict or "
-                                           "greek-english (New Testament verses, Greek -> English)",
-                         choices=DATASETS)
-    variant: Optional[str] = field(None, "number-phrases direction: <lang>-digits or digits-<lang>, lang one of en "
-                                         "fr de es it (None: fr-digits, French words to digits)")
-    tsv: Optional[str] = field(None, "your own pairs: a UTF-8 file of source<TAB>target lines")
-    keep_stress: bool = field(False, "cmudict: keep the stress digits of the vowels (AH0, AH1); by default they "
-                                     "are stripped")
-    val_frac: float = field(0.05, "share held out for validation, by a hash of the number, word or source text")
-    test_frac: float = field(0.05, "share held out for the test report, by the same hash (never trained on)")
-    source_level: str = field("auto", "source tokens: characters, words or subwords (byte-pair pieces learned "
-                                      "from the training sources; for natural language) (auto: by the data: words "
-                                      "for number words, characters for digits and spellings, words for a TSV, "
-                                      "subwords for greek-english)",
-                              choices=LEVEL_CHOICES)
-    target_level: str = field("auto", "target tokens: characters, words or subwords (auto: by the data: "
-                                      "characters for digits, words for phonemes, number words and a TSV, "
-                                      "subwords for greek-english)",
-                              choices=LEVEL_CHOICES)
-    num_words: Optional[int] = field(None, "keep this many entries per vocabulary (with the 4 special tokens); "
-                                           "rarer tokens become <unk> (None: all); subwords: the number of "
-                                           "byte-pair pieces to learn (None: 4000)")
-    max_source_length: Optional[int] = field(None, "longest source in tokens: longer training pairs are skipped "
-                                                   "and counted, longer inputs to translate are cut to it with a "
-                                                   "warning (None: the longest training source)")
-    cell: str = field("lstm", "recurrent cell of the encoder and the decoder", choices=CELLS)
-    attention: str = field("general", "attention score: none (plain encoder-decoder), additive (Bahdanau), dot "
-                                      "or general (Luong)", choices=ATTENTION_KINDS)
-    embedding_size: int = field(64, "size of the token embeddings (each side)")
-    hidden_size: int = field(128, "units of every recurrent layer (even: the first encoder layer has half of "
-                                  "them in each direction); 256 for cmudict")
-    encoder_layers: int = field(2, "encoder layers: the first bidirectional, the others residual")
-    decoder_layers: int = field(2, "decoder layers (residual from the second on)")
-    dropout: float = field(0.1, "dropout on every recurrent layer's input and before the output layer")
-    teacher_forcing: float = field(1.0, "share of decoder inputs taken from the target while training; below 1 "
-                                        "the decoder sometimes reads its own previous prediction (scheduled "
-                                        "sampling, run step by step: slower)")
-    val_decode: int = field(1000, "validation sources decoded greedily after each epoch for val_exact_match "
-                                  "(0: none)")
-    train: TrainConfig = field(TRAIN_DEFAULTS, "training options, flat flags --lr, --epochs, ...")
-
-    def __post_init__(self) -> None:
-        _checks.check_choice("dataset", self.dataset, DATASETS)
-        _checks.check_choice("source_level", self.source_level, LEVEL_CHOICES)
-        _checks.check_choice("target_level", self.target_level, LEVEL_CHOICES)
-        _checks.check_choice("cell", self.cell, CELLS)
-        _checks.check_choice("attention", self.attention, ATTENTION_KINDS)
-        _checks.check_float("val_frac", self.val_frac, min=0, max=0.5, min_open=True)
-        _checks.check_float("test_frac", self.test_frac, min=0, max=0.5)
-        _checks.check_int("num_words", self.num_words, min=5, allow_none=True)
-        _checks.check_int("max_source_length", self.max_source_length, min=1, allow_none=True)
-        for name in ("embedding_size", "encoder_layers", "decoder_layers"):
-            _checks.check_int(name, getattr(self, name), min=1)
-        _checks.check_int("hidden_size", self.hidden_size, min=2)
-        if self.hidden_size % 2:
-            _checks.fail("hidden_size", self.hidden_size, "an even number (the first encoder layer has half of "
-                                                          "the units in each direction)")
-        _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
-        _checks.check_float("teacher_forcing", self.teacher_forcing, min=0, max=1)
-        _checks.check_int("val_decode", self.val_decode, min=0)
-        if not isinstance(self.train, TrainConfig):
-            _checks.fail("train", self.train, "a TrainConfig")
-
-
 @dataclass
 class Hypothesis:
     """One output for one source."""
@@ -172,7 +94,7 @@ class Translation:
         return self.hypotheses[0].text
 
 
-class Seq2Seq(Task):
+class Seq2Seq(Task, name="seq2seq"):
     """An attention encoder-decoder: ``fit`` pairs, ``translate`` texts, ``evaluate`` pairs.
 
     ``Seq2Seq(config)`` or ``Seq2Seq(attention="dot", lr=1e-3, ...)`` (fields of :class:`Seq2SeqConfig` and of
@@ -181,11 +103,14 @@ class Seq2Seq(Task):
     ``history_``, ``metrics_`` (validation metrics of the weights it holds) and ``data_``.
     """
 
-    name = "seq2seq"
     config_class = Seq2SeqConfig
     train_command = "rnnkit seq2seq train"
+    run_files = (TOKENIZER_FILE, "attention.png")
+    legacy_weights = ("seq2seq.safetensors",)     # the finished model's file before FINAL_WEIGHTS
+    endpoint = "translate"                # the Task protocol's uniform apply: see the end of the class
+    request_class = TranslateRequest
 
-    # -- training --------------------------------------------------------------------------------------
+    # -- training (the sequence is Task.fit's; these are its steps) ---------------------------------------
 
     def fit(self, pairs: Sequence[tuple[str, str]] | None = None,
             validation_pairs: Sequence[tuple[str, str]] | None = None, *, run_dir: str | None = None,
@@ -198,12 +123,15 @@ class Seq2Seq(Task):
         config.json, tokenizer.json and the finished model; ``resume=True`` continues the run saved there.
         ``dry_run`` trains on one small batch and validates on a few pairs: seconds, for smoke tests.
         """
-        cfg, train = self.config, self.config.train
-        pick_device(train.device)
-        if resume and run_dir is None:
-            _checks.fail("run_dir", run_dir, "the run directory to resume")
-        if resume and dry_run:
-            _checks.fail("dry_run", dry_run, "False with resume=True (a dry run is a fresh smoke test)")
+        return super().fit(pairs, run_dir=run_dir, resume=resume, dry_run=dry_run, progress=progress,
+                           validation_pairs=validation_pairs)
+
+    def _read_data(self, pairs: Sequence[tuple[str, str]] | None, *, run_dir: str | None, resume: bool,
+                   validation_pairs: Sequence[tuple[str, str]] | None = None) -> Prepared:
+        """The training and validation pairs that are kept (``train_pairs``, ``val_pairs``, counted in
+        ``skipped``), split into tokens by the levels and, for subwords, the vocabularies (``vocabs``: the
+        run's own on resume)."""
+        cfg = self.config
         if pairs is None:
             splits = load_pairs(cfg)
             levels = auto_levels(cfg)
@@ -235,80 +163,72 @@ class Seq2Seq(Task):
             raise ValueError(f"{splits.source}: no validation pairs (val_frac={cfg.val_frac} of "
                              f"{len(splits.train) + len(splits.val)} pairs); expected at least one: pass more "
                              f"pairs, a larger val_frac, or validation_pairs")
-        # What the run trains on; a resumed run refuses data that changed since it began.
-        record = self._data_record(splits.source, train_pairs, val_pairs, run_dir=run_dir, resume=resume)
+        return Prepared(splits.source, (train_pairs, val_pairs), splits=splits, vocabs=vocabs, levels=levels,
+                        train_pairs=train_pairs, val_pairs=val_pairs,
+                        skipped={k: skipped[k] + val_skipped[k] for k in skipped}, given=pairs is not None)
 
+    def _prepare(self, prepared: Prepared, *, run_dir: str | None, resume: bool, dry_run: bool) -> None:
+        """The pairs as id sequences: the vocabularies, the training batches and the validation batches, with
+        the validation sources to decode for ``val_exact_match``."""
+        cfg, train = self.config, self.config.train
+        splits, vocabs, levels, skipped = prepared.splits, prepared.vocabs, prepared.levels, prepared.skipped
+        train_pairs, val_pairs = prepared.train_pairs, prepared.val_pairs
         self.source_vocab_ = vocabs[0] or Vocab.build((s for s, _ in train_pairs), levels[0], cfg.num_words)
         self.target_vocab_ = vocabs[1] or Vocab.build((t for _, t in train_pairs), levels[1], cfg.num_words)
         train_data = encode_pairs(train_pairs, self.source_vocab_, self.target_vocab_)
         val_data = encode_pairs(val_pairs, self.source_vocab_, self.target_vocab_)
         self.max_source_length_ = cfg.max_source_length or max(len(s) for s in train_data.sources)
         self.max_target_length_ = max(len(t) for t in train_data.targets)
-        skipped = {k: skipped[k] + val_skipped[k] for k in skipped}
-        self.data_ = {**record, "dataset": None if cfg.tsv or pairs is not None else cfg.dataset,
-                      "phonemes": splits.phonemes, "source_level": levels[0], "target_level": levels[1],
-                      "sizes": {"train": len(train_pairs), "val": len(val_pairs), "test": len(splits.test)},
-                      "skipped": skipped, "vocabulary": {"source": len(self.source_vocab_),
-                                                         "target": len(self.target_vocab_)},
-                      "unknown_tokens": {"source": train_data.unknown_source + val_data.unknown_source,
-                                         "target": train_data.unknown_target + val_data.unknown_target}}
+        prepared.info = {"dataset": None if cfg.tsv or prepared.given else cfg.dataset,
+                         "phonemes": splits.phonemes, "source_level": levels[0], "target_level": levels[1],
+                         "sizes": {"train": len(train_pairs), "val": len(val_pairs), "test": len(splits.test)},
+                         "skipped": skipped, "vocabulary": {"source": len(self.source_vocab_),
+                                                            "target": len(self.target_vocab_)},
+                         "unknown_tokens": {"source": train_data.unknown_source + val_data.unknown_source,
+                                            "target": train_data.unknown_target + val_data.unknown_target}}
         print(f"{splits.source}: {len(train_pairs):,} training pairs, {len(val_pairs):,} validation, "
               f"{len(splits.test):,} test; {levels[0]} -> {levels[1]} tokens, vocabularies "
               f"{len(self.source_vocab_)} / {len(self.target_vocab_)}"
               + (f"; skipped {_skipped_text(skipped)}" if any(skipped.values()) else ""), file=sys.stderr)
 
         if dry_run:
-            train_data = _head(train_data, train.batch_size)
-            val_data = _head(val_data, 16)
-            train = dataclasses.replace(train, max_steps=1, max_minutes=None, epochs=1, schedule="constant")
-        seed_everything(train.seed)
-        self.model_ = self._build_model()
-        seed = train.seed
-        train_batches = (lambda epoch: batches(train_data, train.batch_size, np.random.default_rng([seed, epoch])))
-        val_batches = batches(val_data, 256)
-        val_groups = group_references(val_pairs[:len(val_data)])[:cfg.val_decode]
+            train_data, val_data = _head(train_data, train.batch_size), _head(val_data, 16)
+        prepared.train = lambda epoch: batches(train_data, train.batch_size, np.random.default_rng([train.seed, epoch]))
+        prepared.val, prepared.items_name = batches(val_data, 256), "pairs"
+        prepared.val_groups = group_references(val_pairs[:len(val_data)])[:cfg.val_decode]
 
-        def compute_loss(model, batch, state):
-            src, lengths, tgt_in, tgt_out = batch
-            logits = model(src, lengths, tgt_in, cfg.teacher_forcing)                # (B, T, V)
-            # Mean over the target tokens; <pad> (id 0) positions never count.
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=0)
-            return loss, None, len(lengths)
+    def _make_model(self, prepared: Prepared) -> Seq2SeqModel:
+        return self._build_model()
 
-        def evaluate(model):
-            device = next(model.parameters()).device
-            nats, tokens = 0.0, 0
-            for src, lengths, tgt_in, tgt_out in val_batches:
-                logits = model(src.to(device), lengths.to(device), tgt_in.to(device))
-                nats += float(F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.to(device).flatten(),
-                                              ignore_index=0, reduction="sum"))
-                tokens += int((tgt_out != 0).sum())
-            metrics = {"val_loss": nats / max(tokens, 1)}
-            if val_groups:
-                with warnings.catch_warnings():             # sources longer than any trained on: cut, silently
-                    warnings.simplefilter("ignore")
-                    outputs = self._translate_with(_on_cpu(model, self._build_model), [s for s, _ in val_groups],
-                                                   batch_size=256)
-                metrics["val_exact_match"] = float(np.mean([
-                    o.text in {_normal(r) for r in refs}
-                    for o, (_, refs) in zip(outputs, val_groups)]))
-            return metrics
+    def _loss(self, prepared: Prepared, model: Seq2SeqModel, batch: Any, state: Any) -> tuple:
+        src, lengths, tgt_in, tgt_out = batch
+        logits = model(src, lengths, tgt_in, self.config.teacher_forcing)          # (B, T, V)
+        # Mean over the target tokens; <pad> (id 0) positions never count.
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=0)
+        return loss, None, len(lengths)
 
-        if run_dir is not None:
-            # config.json and the vocabularies first: a run directory in training says what it is, and a
-            # stopped run can still translate from its best checkpoint.
-            self.write_config(run_dir)
-            self._write_vocabs(RunDir(run_dir))
-        trainer = Trainer(self.model_, train, run_dir=run_dir, progress=progress, items_name="pairs")
-        trainer.fit(train_batches, compute_loss, evaluate, resume=resume)
-        self._refuse_spent_budget(trainer, run_dir, resume)
-        self.trainer_ = trainer
-        self.history_ = trainer.history
-        self.metrics_ = _metrics_of_held_weights(trainer)
-        self.model_.eval()
-        if run_dir is not None and not trainer.interrupted:
-            self.save(run_dir)
-        return self
+    def _validation_metrics(self, prepared: Prepared, model: Seq2SeqModel) -> dict[str, float]:
+        """``val_loss`` (nats per target token) and, on up to ``val_decode`` sources, ``val_exact_match``."""
+        device = next(model.parameters()).device
+        nats, tokens = 0.0, 0
+        for src, lengths, tgt_in, tgt_out in prepared.val:
+            logits = model(src.to(device), lengths.to(device), tgt_in.to(device))
+            nats += float(F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.to(device).flatten(),
+                                          ignore_index=0, reduction="sum"))
+            tokens += int((tgt_out != 0).sum())
+        metrics = {"val_loss": nats / max(tokens, 1)}
+        if prepared.val_groups:
+            with warnings.catch_warnings():             # sources longer than any trained on: cut, silently
+                warnings.simplefilter("ignore")
+                outputs = self._translate_with(_on_cpu(model, self._build_model),
+                                               [s for s, _ in prepared.val_groups], batch_size=256)
+            metrics["val_exact_match"] = float(np.mean([
+                o.text in {_normal(r) for r in refs}
+                for o, (_, refs) in zip(outputs, prepared.val_groups)]))
+        return metrics
+
+    def _save_encoder(self, run: RunDir) -> None:
+        self._write_vocabs(run)     # a stopped run can still translate from its best checkpoint
 
     def _build_model(self) -> Seq2SeqModel:
         cfg = self.config
@@ -317,21 +237,23 @@ class Seq2Seq(Task):
 
     # -- translation -------------------------------------------------------------------------------------
 
-    def translate(self, texts: str | Sequence[str], *, beam: int | None = None, n_best: int = 1,
-                  sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
-                  top_p: float | None = None, random_seed: int | None = None, length_penalty: float = 0.0,
-                  coverage_penalty: float = 0.0, max_length: int | None = None, batch_size: int = 64,
+    # The names of rnnkit 0.1 keep working for one release (with a FutureWarning naming the new one).
+    @renamed(n_best="num_results", sample="no_greedy", random_seed="seed", max_length="max_tokens")
+    def translate(self, texts: str | Sequence[str], *, beam: int | None = None, num_results: int = 1,
+                  greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None, seed: int | None = None, length_penalty: float = 0.0,
+                  coverage_penalty: float = 0.0, max_tokens: int | None = None, batch_size: int = 64,
                   processors: Sequence[Callable] | None = None, return_attention: bool = False,
                   details: bool = False) -> Any:
         """Translate one text (a str back) or a list of texts (a list back, in the same order).
 
-        Greedy by default; ``sample=True`` draws each token (``temperature``, ``top_k``, ``top_p``, your own
-        ``processors`` ``(tokens, logits) -> logits``, ``random_seed``); ``beam=N`` keeps N hypotheses per
+        Greedy by default; ``greedy=False`` draws each token (``temperature``, ``top_k``, ``top_p``, your own
+        ``processors`` ``(tokens, logits) -> logits``, ``seed``); ``beam=N`` keeps N hypotheses per
         text, all texts of a batch decoded together, ranked by GNMT's score with ``length_penalty`` (α)
-        and ``coverage_penalty`` (β). ``max_length``: most output tokens (default: twice the longest
+        and ``coverage_penalty`` (β). ``max_tokens``: most output tokens (default: twice the longest
         training target, + 10).
 
-        Each result is the best output's text, unless ``n_best > 1`` (the N best, needs ``beam >= N``),
+        Each result is the best output's text, unless ``num_results > 1`` (the N best, needs ``beam >= N``),
         ``return_attention`` or ``details``: then a :class:`Translation` with its hypotheses (text, tokens,
         score, log-probability, and the attention (output steps x source tokens) with ``return_attention``).
         """
@@ -340,40 +262,42 @@ class Seq2Seq(Task):
         items = [texts] if single else list(texts) if isinstance(texts, (list, tuple)) else None
         if items is None:
             _checks.fail("texts", texts, "a text (str) or a list of texts")
-        simple = not (details or return_attention or n_best > 1)
-        out = self._translate_with(self._cpu_model(), items, beam=beam, n_best=n_best, sample=sample,
-                                   temperature=temperature, top_k=top_k, top_p=top_p, random_seed=random_seed,
+        simple = not (details or return_attention or num_results > 1)
+        out = self._translate_with(self._cpu_model(), items, beam=beam, num_results=num_results, greedy=greedy,
+                                   temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                                    length_penalty=length_penalty, coverage_penalty=coverage_penalty,
-                                   max_length=max_length, batch_size=batch_size, processors=processors,
+                                   max_tokens=max_tokens, batch_size=batch_size, processors=processors,
                                    return_attention=return_attention, single=single, rescore=not simple)
         if simple:
             out = [t.text for t in out]
         return out[0] if single else out
 
-    def _translate_with(self, model: Seq2SeqModel, items: list, *, beam: int | None = None, n_best: int = 1,
-                        sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
-                        top_p: float | None = None, random_seed: int | None = None, length_penalty: float = 0.0,
-                        coverage_penalty: float = 0.0, max_length: int | None = None, batch_size: int = 64,
+    def _translate_with(self, model: Seq2SeqModel, items: list, *, beam: int | None = None, num_results: int = 1,
+                        greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
+                        top_p: float | None = None, seed: int | None = None, length_penalty: float = 0.0,
+                        coverage_penalty: float = 0.0, max_tokens: int | None = None, batch_size: int = 64,
                         processors: Sequence[Callable] | None = None, return_attention: bool = False,
                         single: bool = False, rescore: bool = False) -> list[Translation]:
         """Translations (with details) of ``items`` by ``model`` (on the CPU); see :meth:`translate`.
         ``rescore``: greedy and sampled outputs get their log-probability (one more teacher-forced pass; beam
         search has it anyway); without it theirs is NaN."""
         _checks.check_int("beam", beam, min=1, allow_none=True)
-        _checks.check_int("n_best", n_best, min=1)
-        if beam is None and n_best > 1:
-            _checks.fail("n_best", n_best, "1 without beam search (greedy and sampling give one output per "
-                                           "text; pass beam >= n_best)")
-        if beam is not None and n_best > beam:
-            _checks.fail("n_best", n_best, f"at most beam={beam} (the outputs are among the beams)")
+        _checks.check_int("num_results", num_results, min=1)
+        if beam is None and num_results > 1:
+            _checks.fail("num_results", num_results, "1 without beam search (greedy and sampling give one output "
+                                                     "per text; pass beam >= num_results)")
+        if beam is not None and num_results > beam:
+            _checks.fail("num_results", num_results, f"at most beam={beam} (the outputs are among the beams)")
+        sample = not greedy
         if beam is not None and sample:
-            raise ValueError("sample=True and beam: choose one (beam search keeps the most likely outputs)")
+            raise ValueError("greedy=False (sampling) and beam: choose one (beam search keeps the most likely "
+                             "outputs)")
         _checks.check_float("temperature", temperature, min=0)
         _checks.check_float("length_penalty", length_penalty, min=0)
         _checks.check_float("coverage_penalty", coverage_penalty, min=0)
-        _checks.check_int("max_length", max_length, min=1, allow_none=True)
+        _checks.check_int("max_tokens", max_tokens, min=1, allow_none=True)
         _checks.check_int("batch_size", batch_size, min=1)
-        _checks.check_int("random_seed", random_seed, min=0, max=2**64 - 1, allow_none=True)
+        _checks.check_int("seed", seed, min=0, max=2**64 - 1, allow_none=True)
         if coverage_penalty > 0 and self.config.attention == "none":
             _checks.fail("coverage_penalty", coverage_penalty, "0 for a model without attention (coverage "
                                                                "sums the attention weights)")
@@ -381,7 +305,7 @@ class Seq2Seq(Task):
             sample = False                                         # temperature 0 is the argmax
         chain = make_processors(temperature if temperature > 0 else 1.0, top_k, top_p,
                                 processors=list(processors) if processors is not None else [])
-        max_length = max_length or 2 * self.max_target_length_ + 10
+        max_tokens = max_tokens or 2 * self.max_target_length_ + 10
         want_attention = return_attention and self.config.attention != "none"
 
         # Sources -> ids: empty ones refused, unseen tokens counted, long ones cut (with a warning).
@@ -403,26 +327,25 @@ class Seq2Seq(Task):
             encoded.append(ids)
             translations.append(Translation(text, [self.source_vocab_.itos[t] for t in ids], [], unknown, cut))
 
-        generator = make_generator(random_seed if random_seed is not None
+        generator = make_generator(seed if seed is not None
                                    else int(torch.randint(0, 2**31 - 1, ()).item())) if sample else None
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))   # similar lengths together
+        groups = length_buckets([len(ids) for ids in encoded], batch_size)   # similar lengths together
         was_training = model.training
         model.eval()
         try:
             with torch.inference_mode():
-                for k in track(range(0, len(order), batch_size), "decoding"):   # a bar or lines on long work
-                    chunk = order[k:k + batch_size]
-                    hyps = self._decode_batch(model, [encoded[i] for i in chunk], beam, n_best, chain, generator,
-                                              length_penalty, coverage_penalty, max_length, want_attention,
-                                              rescore)
+                for chunk in track(groups, "decoding"):                      # a bar or lines on long work
+                    hyps = self._decode_batch(model, [encoded[i] for i in chunk], beam, num_results, chain,
+                                              generator, length_penalty, coverage_penalty, max_tokens,
+                                              want_attention, rescore)
                     for i, h in zip(chunk, hyps):
                         translations[i].hypotheses = h
         finally:
             model.train(was_training)
         return translations
 
-    def _decode_batch(self, model: Seq2SeqModel, sources: list[list[int]], beam, n_best, chain, generator, alpha,
-                      beta, max_length, want_attention, rescore) -> list[list[Hypothesis]]:
+    def _decode_batch(self, model: Seq2SeqModel, sources: list[list[int]], beam, num_results, chain, generator,
+                      alpha, beta, max_tokens, want_attention, rescore) -> list[list[Hypothesis]]:
         """One batch of id sequences -> each one's hypotheses."""
         src, lengths = make_batch(sources)
         memory, state = model.encode(src, lengths)
@@ -432,14 +355,14 @@ class Seq2Seq(Task):
         if beam is not None:
             memory_k = expand_rows(memory, beam)                     # fixed: bound to the step, never reordered
             res = batch_beam_search(lambda tokens, st: model.step(tokens, st, memory_k), state, logits, beam,
-                                    max_length, EOS, attention=attention, prefix=start.unsqueeze(1),
+                                    max_tokens, EOS, attention=attention, prefix=start.unsqueeze(1),
                                     processors=chain, length_penalty_alpha=alpha, coverage_penalty_beta=beta,
-                                    source_mask=None if memory is None else memory.mask, n_best=n_best,
+                                    source_mask=None if memory is None else memory.mask, n_best=num_results,
                                     return_attention=want_attention)
             out = []
             for b in range(B):
                 hyps = []
-                for j in range(n_best):
+                for j in range(num_results):
                     if not math.isfinite(float(res.scores[b, j])):
                         continue
                     n = int(res.lengths[b, j])
@@ -449,8 +372,8 @@ class Seq2Seq(Task):
                                                  float(res.log_probs[b, j]), attention))
                 out.append(hyps)
             return out
-        uniforms = None if generator is None else torch.rand(max_length, B, generator=generator)
-        tokens = decode(lambda tok, st: model.step(tok, st, memory)[:2], logits, state, max_length,
+        uniforms = None if generator is None else torch.rand(max_tokens, B, generator=generator)
+        tokens = decode(lambda tok, st: model.step(tok, st, memory)[:2], logits, state, max_tokens,
                         processors=chain, greedy=generator is None, uniforms=uniforms, end_token=EOS,
                         prefix=start.unsqueeze(1))                    # (B, L); processors see <go> first
         # The log-probability (and attention) of what was chosen: the same steps once more, teacher-forced.
@@ -497,8 +420,9 @@ class Seq2Seq(Task):
 
     # -- evaluation --------------------------------------------------------------------------------------
 
+    @renamed(max_length="max_tokens")
     def evaluate(self, pairs: Sequence[tuple[str, str]], *, beam: int | None = None, length_penalty: float = 0.0,
-                 coverage_penalty: float = 0.0, max_length: int | None = None,
+                 coverage_penalty: float = 0.0, max_tokens: int | None = None,
                  batch_size: int = 64) -> dict[str, Any]:
         """Exact match, BLEU, chrF and the token error rate of the outputs for ``pairs`` (+ PER and WER for
         phonemes); greedy, or beam search with ``beam``.
@@ -516,7 +440,7 @@ class Seq2Seq(Task):
         with warnings.catch_warnings():                     # one warning for all the sources that were cut
             warnings.simplefilter("ignore")
             outputs = self.translate([s for s, _ in groups], beam=beam, length_penalty=length_penalty,
-                                     coverage_penalty=coverage_penalty, max_length=max_length,
+                                     coverage_penalty=coverage_penalty, max_tokens=max_tokens,
                                      batch_size=batch_size, details=True)
         cut = sum(1 for o in outputs if o.truncated)
         if cut:
@@ -566,9 +490,8 @@ class Seq2Seq(Task):
 
     def _save_files(self, run: RunDir) -> None:
         self._write_vocabs(run)
-        save_weights(run.file(WEIGHTS_FILE), {k: v.detach().cpu() for k, v in self.model_.state_dict().items()})
 
-    def _load_files(self, run: RunDir, fitted: dict[str, Any], **options: Any) -> None:
+    def _load_files(self, run: RunDir, fitted: dict[str, Any], tensors: dict[str, Any], **options: Any) -> None:
         run.require(TOKENIZER_FILE)
         self.source_vocab_, self.target_vocab_ = _read_vocabs(run)
         for key in ("max_source_length", "max_target_length"):
@@ -579,12 +502,39 @@ class Seq2Seq(Task):
         self.max_source_length_ = fitted["max_source_length"]
         self.max_target_length_ = fitted["max_target_length"]
         model = self._build_model()
-        source, tensors = self._model_weights(run, WEIGHTS_FILE)    # a checkpoint if training has not finished
-        check_weights_match(tensors, model.state_dict(), source=str(source))
+        check_weights_match(tensors, model.state_dict(), source=str(run.path))
         model.load_state_dict(tensors)
         self.model_ = model.eval()
         self.trainer_ = None
         self.history_ = run.read_metrics()
+
+
+    # -- the Task protocol: what serve, export and the CLI's apply verb call ------------------------------
+
+    def details(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"attention": self.config.attention, "source_level": self.source_level_,
+                "target_level": self.target_level_}
+
+    def apply(self, request: TranslateRequest | dict[str, Any]) -> dict[str, Any]:
+        """The output of each of ``request.texts`` (greedy, or beam search with ``request.beam``): its text and
+        tokens, score, the source's tokens, unknown and cut ones; the attention (output steps x source tokens)
+        with ``request.attention``; every output (``results``) when ``request.num_results`` > 1."""
+        request = self.make_request(request)
+        done = self.translate(request.texts, beam=request.beam, num_results=request.num_results,
+                              max_tokens=request.max_tokens, return_attention=request.attention, details=True)
+        out = []
+        for t in done:
+            best = t.hypotheses[0]
+            item = {"source": t.source, "text": best.text, "source_tokens": t.source_tokens, "tokens": best.tokens,
+                    "score": float(best.score), "unknown": t.unknown, "truncated": t.truncated}
+            if request.attention and best.attention is not None:
+                item["attention"] = np.round(np.asarray(best.attention, dtype=np.float64), 4).tolist()
+            if request.num_results > 1:
+                item["results"] = [{"text": h.text, "tokens": h.tokens, "score": float(h.score)}
+                                   for h in t.hypotheses]
+            out.append(item)
+        return {"translations": out}
 
 
 def _read_vocabs(run: RunDir) -> tuple[Vocab, Vocab]:
@@ -619,11 +569,3 @@ def _on_cpu(model: Seq2SeqModel, build: Callable[[], Seq2SeqModel]) -> Seq2SeqMo
         copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     return copy.eval()
 
-
-def _metrics_of_held_weights(trainer: Trainer) -> dict[str, float]:
-    """The validation metrics of the weights the model holds after ``fit`` (the best epoch's, with
-    ``restore_best``), else the last epoch's."""
-    best = [r for r in trainer.history if r.get("event") == "epoch" and r.get("best")]
-    if not trainer.config.restore_best or not best:
-        return dict(trainer.metrics)
-    return {k: best[-1][k] for k in trainer.metrics if k in best[-1]}

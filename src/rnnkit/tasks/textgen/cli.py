@@ -4,6 +4,9 @@ A thin layer over rnnkit.tasks.TextGenerator: the train flags are the fields of 
 training options as flat flags, the same in every task), the sample flags the fields of SampleConfig
 (the arguments of TextGenerator.generate). A run directory written here loads in Python
 (TextGenerator.load or rnnkit.load) and the other way round.
+
+Only the configs are imported to build the parser (no torch: ``--help`` is instant); each command imports
+the task when it runs.
 """
 
 from __future__ import annotations
@@ -11,44 +14,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from dataclasses import dataclass
-from typing import Optional
 
 from rnnkit import _checks
-from rnnkit.config import add_config_arguments, config_from_args, field
-from rnnkit.tasks.base import add_train_arguments, stop_if_interrupted, train_config_from_args
-from rnnkit.tasks.textgen.data import held_out_text, load_corpus
-from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
+from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_old_flag, add_train_arguments, config_from_args
+from rnnkit.tasks.textgen.config import CHECKPOINTS, SampleConfig, TextGenConfig
 
 DEFAULT_RUN_DIR = "runs/textgen"
 # Besides the budgets every task's resumed run may change: the per-epoch samples, which only report.
-RESUME_FIELDS = ("sample_length", "sample_seed_text")
-
-
-@dataclass
-class SampleConfig:
-    seed_text: str = field("", "text to continue ('' starts after an end token, e.g. a new colour name)")
-    length: int = field(500, "tokens to generate per sample (a sample also ends at the corpus's end token)")
-    temperature: float = field(0.5, "below 1 repeats the likeliest text, above 1 invents; 0 means greedy")
-    top_k: Optional[int] = field(None, "sample only from the k most likely tokens (None: all)")
-    top_p: Optional[float] = field(None, "sample only from the smallest set of tokens with this much "
-                                         "probability (None: all)")
-    greedy: bool = field(False, "always take the most likely token (same as --temperature 0)")
-    beam: Optional[int] = field(None, "beam search with this many beams (None: sample)")
-    num_samples: int = field(1, "samples generated together as one batch")
-    random_seed: Optional[int] = field(None, "seed of the draws, for samples that repeat (None: random)")
-    unknown: str = field("error", "seed text tokens the model never saw: error lists them, drop leaves them out",
-                         choices=("error", "drop"))
-    weights: str = field("best", "checkpoint to sample from", choices=("best", "last"))
-    threads: Optional[int] = field(None, "CPU threads (None: one per CPU that other processes leave free; "
-                                         "OMP_NUM_THREADS also sets it)")
-
-    def __post_init__(self):
-        _checks.check_int("length", self.length, min=0)
-        _checks.check_int("num_samples", self.num_samples, min=1)
-        # Named as typed: generate() would call it random_seed, torch's generator seed.
-        _checks.check_int("--random-seed", self.random_seed, min=0, max=2**64 - 1, allow_none=True)
-        _checks.check_int("threads", self.threads, min=1, allow_none=True)
+RESUME_FIELDS = ("sample_max_tokens", "sample_prompt")
 
 
 def add_commands(sub) -> None:
@@ -77,12 +50,15 @@ def add_commands(sub) -> None:
     e.add_argument("--corpus", default=None, help="text file to evaluate on (default: the held-out last part of "
                                                   "the run's own corpus)")
     e.add_argument("--encoding", default="utf-8", help="text encoding of --corpus (default: %(default)s)")
-    e.add_argument("--weights", default="best", choices=("best", "last"),
-                   help="checkpoint to evaluate (default: %(default)s)")
+    add_checkpoint_argument(e)
+    add_old_flag(e, "--weights", "--checkpoint", dest="checkpoint", choices=CHECKPOINTS)
     e.set_defaults(func=cmd_eval)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rnnkit.tasks.base import stop_if_interrupted, train_config_from_args
+    from rnnkit.tasks.textgen.task import TextGenerator
+
     # With --resume: the run's own config, with only the budgets (and the sample flags) from the command line.
     config = train_config_from_args(TextGenerator, args, resume_fields=RESUME_FIELDS)
     if args.resume and args.dry_run:
@@ -99,21 +75,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from rnnkit.tasks.textgen.task import TextGenerator
+
     cfg = config_from_args(SampleConfig, args)
-    gen = TextGenerator.load(args.run, weights=cfg.weights)
-    # (--threads was applied by rnnkit.cli.main before this ran.)
-    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("weights", "threads")}
+    gen = TextGenerator.load(args.run, checkpoint=cfg.checkpoint)
+    # (--threads was applied by rnnkit.cli.main before this ran.) The other fields are generate's arguments.
+    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("checkpoint", "threads")}
     out = gen.generate(**options)
     samples = [out] if isinstance(out, str) else out
     for i, text in enumerate(samples):
         if len(samples) > 1:
             print(f"----- sample {i + 1} -----")
-        print(gen.join_seed(cfg.seed_text, text))
+        print(gen.join_seed(cfg.prompt, text))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    gen = TextGenerator.load(args.run, weights=args.weights)
+    from rnnkit.tasks.textgen.data import held_out_text, load_corpus
+    from rnnkit.tasks.textgen.task import TextGenerator
+
+    gen = TextGenerator.load(args.run, checkpoint=args.checkpoint)
     if args.corpus is not None:
         cfg = dataclasses.replace(gen.config, corpus=args.corpus, encoding=args.encoding)
         text, _ = load_corpus(cfg)

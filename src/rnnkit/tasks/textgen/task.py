@@ -7,7 +7,7 @@ carrying the state, with a temperature that trades repetition (low) for inventio
 
     from rnnkit.tasks import TextGenerator
     gen = TextGenerator(hidden_size=256, max_minutes=5).fit()        # the Shakespeare dataset
-    print(gen.generate("QUEEN:\\n", length=300, temperature=0.5))
+    print(gen.generate("QUEEN:\\n", max_tokens=300, temperature=0.5))
     gen.save("runs/shakespeare"); TextGenerator.load("runs/shakespeare").evaluate(other_text)
     rnnkit.load("runs/shakespeare")                                  # the same, for any task's run
 
@@ -27,7 +27,7 @@ Choices a user should know about:
   After ``fit`` the model holds the weights of the epoch with the lowest validation loss
   (``restore_best``), and ``metrics_`` are that epoch's.
 * ``temperature=0`` means greedy decoding (the limit of ever lower temperatures is the argmax).
-* Sampling draws one uniform number per token from ``random_seed`` and picks the token where the
+* Sampling draws one uniform number per token from ``seed`` and picks the token where the
   cumulative probability passes it, so the fast path and the plain Python loop give the same text.
 * End token: a corpus of one item per line (the ``xkcd-colors`` names, or a list of strings passed to
   ``fit``) ends each sample at a newline; for a file, pass ``end_token="\\n"`` (``--end-token '\\n'``).
@@ -39,46 +39,37 @@ import dataclasses
 import math
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+import warnings
+from functools import partial
+from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rnnkit import _checks
-from rnnkit.config import field
+from rnnkit.config import renamed
 from rnnkit.generation.processors import make_processors
 from rnnkit.generation.search import beam_search, make_generator
 from rnnkit.generation.stateful import decode
-from rnnkit.runs.checkpoint import RunDir, save_weights
+from rnnkit.runs.checkpoint import RunDir
+from rnnkit.runs.weights import check_weights_match
 from rnnkit.runs.schema import FORMAT_VERSION, read_run_config
-from rnnkit.tasks.base import Task
+from rnnkit.tasks.base import Prepared, Task, refuse_export
+# The configs live in config.py (no torch: --help reads them); imported here too for the names they had.
+from rnnkit.tasks.textgen.config import (CELLS, LEVELS, TRAIN_DEFAULTS, UNKNOWN, GenerateRequest,  # noqa: F401
+                                         TextGenConfig,
+                                         int_or_auto, parse_end_token)
 from rnnkit.tasks.textgen.data import (corpus_text, load_corpus, make_tokenizer, stream_batches,
                                        stream_loss)
 from rnnkit.tasks.textgen.model import LanguageModel, no_padding, stack_states
 from rnnkit.text import Tokenizer
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.trainer import Trainer, pick_device
+from rnnkit.training.trainer import Trainer
 
-LEVELS = ("char", "word")
-CELLS = ("rnn", "gru", "lstm")
-UNKNOWN = ("error", "drop")
 TOKENIZER_FILE = "tokenizer.json"
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
-
-# Text generation's training defaults: the settings of the quality benchmark (15 minutes of Shakespeare).
-TRAIN_DEFAULTS = TrainConfig(
-    epochs=20,             # a time budget usually ends training first
-    batch_size=64,         # parallel contiguous streams of text
-    max_minutes=15.0,
-    lr=3e-3,
-    schedule="auto",       # cosine over the time budget when max_minutes is set, else over the epochs
-    warmup_steps=50,
-    clip_grad_norm=5.0,
-    precision="auto",      # bf16 where the CPU or GPU runs it natively (Intel AMX: 2-3x the chars/s)
-    log_every=50,
-)
 
 # --hidden-size auto (the default): the best width depends on the budget and the machine. Measured on an AMD
 # EPYC (fp32, 2 cores, a novel): after 90 s, 256 units beat 512 (1.742 against 2.042 nats/char); after 8
@@ -92,13 +83,6 @@ AUTO_WIDTHS = (128, 256, 512)
 AUTO_MIN_STEPS = 600
 PROBE_STEPS = 4
 DRY_RUN_WIDTH = 256       # a dry run (one tiny batch) does not probe
-
-
-def int_or_auto(value: Any) -> int | str:
-    """A width given as a whole number or ``"auto"`` (the CLI's parser for ``--hidden-size``)."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    return int(value)
 
 
 def choose_width(rates: dict[int, float], budget_s: float | None) -> tuple[int, str]:
@@ -123,74 +107,7 @@ def choose_width(rates: dict[int, float], budget_s: float | None) -> tuple[int, 
     return width, f"{why} (steps/s measured: {probe})"
 
 
-@dataclass
-class TextGenConfig:
-    """Everything `rnnkit textgen train` takes; the defaults are the settings of the quality benchmark."""
-
-    corpus: Optional[str] = field(None, "train on this text file instead of --dataset")
-    dataset: str = field("shakespeare", "named dataset to train on when --corpus is not given "
-                                        "(shakespeare, xkcd-colors)")
-    variant: Optional[str] = field(None, "dataset variant, e.g. 'tiny' for the 1.1 MB Shakespeare slice "
-                                         "(None: the dataset's default, all 4.8 M characters)")
-    encoding: str = field("utf-8", "text encoding of --corpus")
-    level: str = field("char", "tokens are characters or words", choices=LEVELS)
-    num_words: Optional[int] = field(10000, "word level: keep the num_words - 1 most frequent words, the "
-                                            "rest become <unk>")
-    end_token: Optional[str] = field("auto", "token that ends a sample: 'auto' (newline for one-item-per-"
-                                             "line corpora such as xkcd-colors), '\\n', or None")
-    cell: str = field("lstm", "recurrent cell", choices=CELLS)
-    hidden_size: int_or_auto = field("auto", "units per recurrent layer; auto picks 128, 256 or 512 from "
-                                             "--max-minutes and a few timed steps on this machine (the widest "
-                                             "that gets ~600 steps) and stores the number in the run's "
-                                             "config.json")
-    num_layers: int = field(2, "stacked recurrent layers")
-    embedding_size: int = field(64, "size of the token embedding")
-    dropout: float = field(0.0, "variational dropout on each layer's input and on the head's input")
-    recurrent_dropout: float = field(0.0, "recurrent dropout rate (see --recurrent-dropout-mode)")
-    recurrent_dropout_mode: str = field("weight_drop", "weight_drop keeps the fused kernel (fast); variational "
-                                        "(one mask per sequence) runs rnnkit's LSTM kernel, ~0.86x as fast in "
-                                        "float32 and slower still against bf16, or the loop path for GRU/RNN",
-                                        choices=("variational", "weight_drop"))
-    seq_len: int = field(100, "tokens per truncated-BPTT chunk")
-    val_frac: float = field(0.1, "the last part of the corpus held out for validation")
-    sample_seed_text: Optional[str] = field(None, "text the per-epoch samples start from (None: a newline, "
-                                                  "or the corpus's first token)")
-    sample_length: int = field(200, "tokens per per-epoch sample (0: no samples)")
-    train: TrainConfig = field(TRAIN_DEFAULTS, "training options, flat flags --lr, --epochs, ... (a model "
-                                                "trained on a GPU samples on the CPU)")
-
-    def __post_init__(self) -> None:
-        _checks.check_choice("level", self.level, LEVELS)
-        _checks.check_choice("cell", self.cell, CELLS)
-        if isinstance(self.hidden_size, str) and self.hidden_size.strip().isdigit():
-            self.hidden_size = int(self.hidden_size)          # "256" from a --set key=value or a hand-made dict
-        width = self.hidden_size
-        if width != "auto" and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
-            _checks.fail("hidden_size", self.hidden_size, "an integer >= 1 or 'auto'")
-        for name in ("num_layers", "embedding_size", "seq_len"):
-            _checks.check_int(name, getattr(self, name), min=1)
-        _checks.check_int("num_words", self.num_words, min=2, allow_none=True)
-        _checks.check_int("sample_length", self.sample_length, min=0)
-        _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
-        _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
-        _checks.check_float("val_frac", self.val_frac, min=0, max=0.5, min_open=True)
-        if not isinstance(self.train, TrainConfig):
-            _checks.fail("train", self.train, "a TrainConfig")
-        self.end_token = parse_end_token(self.end_token)
-
-
-def parse_end_token(value: Any) -> Optional[str]:
-    """``'\\n'`` typed on a command line arrives as backslash + n: read it as the newline it means."""
-    if value is None or value == "auto":
-        return value
-    if not isinstance(value, str) or not value:
-        _checks.fail("end_token", value, "'auto', None, or one token such as '\\n'")
-    if value.lower() in ("none", "null"):
-        return None
-    return {"\\n": "\n", "\\t": "\t", "newline": "\n"}.get(value, value)
-
-
-class TextGenerator(Task):
+class TextGenerator(Task, name="textgen"):
     """A character- or word-level language model: ``fit`` a text, ``generate`` from it, ``evaluate`` a text.
 
     ``TextGenerator(config)`` or ``TextGenerator(hidden_size=256, lr=1e-3, ...)`` (fields of
@@ -200,11 +117,15 @@ class TextGenerator(Task):
     the weights the model holds), ``trainer_`` and ``data_`` (what it was trained on).
     """
 
-    name = "textgen"
     config_class = TextGenConfig
     train_command = "rnnkit textgen train"
+    run_files = (TOKENIZER_FILE,)
+    # The finished model's file before FINAL_WEIGHTS: the best epoch's weights, else the last.
+    legacy_weights = ("best.safetensors", "model.safetensors")
+    endpoint = "generate"                 # the Task protocol's uniform apply: see the end of the class
+    request_class = GenerateRequest
 
-    # -- training --------------------------------------------------------------------------------------
+    # -- training (the sequence is Task.fit's; these are its steps) ---------------------------------------
 
     def fit(self, text: str | Sequence[str] | None = None, *, run_dir: str | None = None, resume: bool = False,
             dry_run: bool = False, progress: bool | None = None) -> "TextGenerator":
@@ -212,15 +133,14 @@ class TextGenerator(Task):
 
         ``text``: a str, or a list of strings (one item per line; samples end at a newline); None loads
         ``config.corpus`` or ``config.dataset``. ``run_dir`` gets checkpoints, metrics.jsonl, loss.png,
-        config.json and the vocabulary; ``resume=True`` continues the run saved there (its vocabulary is
-        reused). ``dry_run`` trains on one small batch and evaluates a little: seconds, for smoke tests.
+        config.json, the vocabulary and the finished model; ``resume=True`` continues the run saved there
+        (its vocabulary is reused). ``dry_run`` trains on one small batch and evaluates a little: seconds.
         """
-        cfg, train = self.config, self.config.train
-        pick_device(train.device)                # "cuda" without a GPU fails here, before any work
-        if resume and run_dir is None:
-            _checks.fail("run_dir", run_dir, "the run directory to resume")
-        if resume and dry_run:
-            _checks.fail("dry_run", dry_run, "False with resume=True (a dry run is a fresh smoke test)")
+        return super().fit(text, run_dir=run_dir, resume=resume, dry_run=dry_run, progress=progress)
+
+    def _read_data(self, text: str | Sequence[str] | None, *, run_dir: str | None, resume: bool) -> Prepared:
+        """The corpus as one text (``text``), and whether it is one item per line (``line_corpus``)."""
+        cfg = self.config
         if text is None:
             text, line_corpus = load_corpus(cfg)
             source = cfg.corpus if cfg.corpus is not None else f"dataset {cfg.dataset}" + (
@@ -230,9 +150,13 @@ class TextGenerator(Task):
             source = "text passed to fit"
         if not text:
             raise ValueError("corpus: the text is empty; expected at least one batch of text "
-                             f"(batch_size={train.batch_size} x seq_len={cfg.seq_len} tokens)")
-        # What the run trains on; a resumed run refuses a corpus that changed since it began.
-        record = self._data_record(source, text, run_dir=run_dir, resume=resume)
+                             f"(batch_size={cfg.train.batch_size} x seq_len={cfg.seq_len} tokens)")
+        return Prepared(source, (text,), text=text, line_corpus=line_corpus)
+
+    def _prepare(self, prepared: Prepared, *, run_dir: str | None, resume: bool, dry_run: bool) -> None:
+        """The corpus as token ids: the training streams (``train``) and the held-out ids (``val``)."""
+        cfg, train = self.config, self.config.train
+        text, line_corpus = prepared.text, prepared.line_corpus
         if dry_run:
             text = text[:50_000]
         if cfg.end_token == "auto":
@@ -273,67 +197,54 @@ class TextGenerator(Task):
         if distributed.is_main():
             print(f"corpus: {size}, vocabulary {self.tokenizer_.vocab_size - 1}; {len(train_batches)} batches of "
                   f"{batch_size}x{seq_len} per epoch, {len(val_ids):,} {unit} held out", file=sys.stderr)
-        self.data_ = {**record, "characters": len(text), "tokens": len(ids), "unit": unit,
-                      "vocabulary": self.tokenizer_.vocab_size - 1, "train_tokens": split,
-                      "val_tokens": len(ids) - split, "one_item_per_line": line_corpus}
-
-        loss_fn = nn.CrossEntropyLoss()
-        self._sample_seed = cfg.sample_seed_text if cfg.sample_seed_text is not None else self._default_seed(text)
-
-        def compute_loss(model, batch, state):
-            x, y = batch                                              # (B, T) each, on the model's device
-            logits, state = model(x, state)                           # (B, T, V)
-            return loss_fn(logits.flatten(0, 1), y.flatten()), state, x.numel()
-
+        self._sample_prompt = cfg.sample_prompt if cfg.sample_prompt is not None else self._default_seed(text)
+        prepared.info = {"characters": len(text), "tokens": len(ids), "unit": unit,
+                         "vocabulary": self.tokenizer_.vocab_size - 1, "train_tokens": split,
+                         "val_tokens": len(ids) - split, "one_item_per_line": line_corpus}
+        prepared.train, prepared.val = train_batches, val_ids
+        prepared.items_name = "chars" if cfg.level == "char" else "words"
         if cfg.hidden_size == "auto":
             # Settled before config.json is written: the run stores the number, and a resume reuses it.
-            width = self._auto_width(train_batches, compute_loss, train, run_dir=run_dir, resume=resume,
-                                     dry_run=dry_run)
-            self.config = cfg = dataclasses.replace(cfg, hidden_size=width)
-        torch.manual_seed(train.seed)
-        self.model_ = self._build_model()
+            width = self._auto_width(prepared, train, run_dir=run_dir, resume=resume, dry_run=dry_run)
+            self.config = dataclasses.replace(cfg, hidden_size=width)
 
-        def evaluate(model):
-            nats, _ = stream_loss(model, val_ids, batch_size=16, seq_len=cfg.seq_len)
-            return self._loss_metrics(nats, prefix="val_")
+    def _make_model(self, prepared: Prepared) -> LanguageModel:
+        return self._build_model()
 
-        def show_samples(trainer, epoch, metrics):
-            if cfg.sample_length == 0 or not distributed.is_main():
-                return
-            lines = []
-            for temperature in SAMPLE_TEMPERATURES:
-                out = self.generate(self._sample_seed, length=cfg.sample_length, temperature=temperature,
-                                    random_seed=train.seed + epoch, unknown="drop")
-                lines.append(f"----- epoch {epoch + 1}, temperature {temperature} -----\n"
-                             f"{self.join_seed(self._sample_seed, out)}")
-            # tqdm.write keeps the text clear of an active progress bar.
-            from tqdm.auto import tqdm
-            tqdm.write("\n".join(lines) + "\n", file=sys.stderr)
+    def _loss(self, prepared: Prepared, model: LanguageModel, batch: Any, state: Any) -> tuple:
+        x, y = batch                                              # (B, T) each, on the model's device
+        logits, state = model(x, state)                           # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten()), state, x.numel()
 
-        if dry_run:
-            train = dataclasses.replace(train, max_steps=1, max_minutes=None, schedule="constant", epochs=1)
-        distributed.barrier()    # every process has checked the run directory before rank 0 writes it
-        if run_dir is not None and distributed.is_main():
-            # config.json and the vocabulary first: a run directory in training says what it is.
-            self.write_config(run_dir)
-            self.tokenizer_.save(RunDir(run_dir).file(TOKENIZER_FILE))
-        trainer = Trainer(self.model_, train, run_dir=run_dir, progress=progress,
-                          items_name="chars" if cfg.level == "char" else "words")
-        trainer.fit(lambda epoch: train_batches, compute_loss, evaluate, show_samples, resume=resume)
-        self._refuse_spent_budget(trainer, run_dir, resume)
-        self.trainer_ = trainer
-        self.history_ = trainer.history
-        self.metrics_ = _metrics_of_held_weights(trainer)
-        self.model_.eval()
-        return self
+    def _validation_metrics(self, prepared: Prepared, model: LanguageModel) -> dict[str, float]:
+        nats, _ = stream_loss(model, prepared.val, batch_size=16, seq_len=self.config.seq_len)
+        return self._loss_metrics(nats, prefix="val_")
+
+    def _save_encoder(self, run: RunDir) -> None:
+        self.tokenizer_.save(run.file(TOKENIZER_FILE))
+
+    def _epoch_end(self, prepared: Prepared, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """A few samples at each temperature of SAMPLE_TEMPERATURES: how the model writes by now."""
+        cfg = self.config
+        if cfg.sample_max_tokens == 0 or not distributed.is_main():
+            return
+        lines = []
+        for temperature in SAMPLE_TEMPERATURES:
+            out = self.generate(self._sample_prompt, max_tokens=cfg.sample_max_tokens,
+                                temperature=temperature, seed=cfg.train.seed + epoch, unknown="drop")
+            lines.append(f"----- epoch {epoch + 1}, temperature {temperature} -----\n"
+                         f"{self.join_seed(self._sample_prompt, out)}")
+        # tqdm.write keeps the text clear of an active progress bar.
+        from tqdm.auto import tqdm
+        tqdm.write("\n".join(lines) + "\n", file=sys.stderr)
 
     def _build_model(self, hidden_size: int | None = None) -> LanguageModel:
         cfg = self.config
         return LanguageModel(self.tokenizer_.vocab_size, cfg.embedding_size, hidden_size or cfg.hidden_size,
                              cfg.num_layers, cfg.cell, cfg.dropout, cfg.recurrent_dropout, cfg.recurrent_dropout_mode)
 
-    def _auto_width(self, batches: list, compute_loss: Callable, train: TrainConfig, *, run_dir: str | None,
-                    resume: bool, dry_run: bool) -> int:
+    def _auto_width(self, prepared: Prepared, train: TrainConfig, *, run_dir: str | None, resume: bool,
+                    dry_run: bool) -> int:
         """``hidden_size="auto"``: the run's own width on resume, else the rule by AUTO_WIDTHS (printed)."""
         if resume:
             return read_run_config(run_dir)["config"]["hidden_size"]
@@ -344,7 +255,7 @@ class TextGenerator(Task):
             rates: dict[int, float] = {}
             for width in AUTO_WIDTHS if budget else ():
                 # Every process of a distributed run probes together and uses rank 0's clock.
-                rates[width] = distributed.from_main(self._probe_rate(width, batches, compute_loss, train))
+                rates[width] = distributed.from_main(self._probe_rate(width, prepared, train))
                 if budget * rates[width] < AUTO_MIN_STEPS:
                     break                                  # a wider model would get fewer steps still
             width, why = choose_width(rates, budget)
@@ -352,7 +263,7 @@ class TextGenerator(Task):
             print(f"hidden_size auto: {width} units: {why}; --hidden-size N sets it", file=sys.stderr)
         return width
 
-    def _probe_rate(self, width: int, batches: list, compute_loss: Callable, train: TrainConfig) -> float:
+    def _probe_rate(self, width: int, prepared: Prepared, train: TrainConfig) -> float:
         """Optimizer steps per second of a ``width``-unit model here, timed the real way: the Trainer on the
         first PROBE_STEPS batches (the first step, which sets up the kernels, is not timed)."""
         probe = dataclasses.replace(train, max_steps=PROBE_STEPS, max_minutes=None, epochs=1, schedule="constant",
@@ -365,7 +276,7 @@ class TextGenerator(Task):
             ends.append(time.perf_counter())
 
         trainer = Trainer(self._build_model(width), probe, progress=False, callbacks={"on_step_end": clock})
-        trainer.fit(lambda epoch: (batches * PROBE_STEPS)[:PROBE_STEPS], compute_loss)
+        trainer.fit((prepared.train * PROBE_STEPS)[:PROBE_STEPS], partial(self._loss, prepared))
         return (len(ends) - 1) / (ends[-1] - ends[0])
 
     def _default_seed(self, text: str) -> str:
@@ -388,18 +299,23 @@ class TextGenerator(Task):
 
     def _save_files(self, run: RunDir) -> None:
         self.tokenizer_.save(run.file(TOKENIZER_FILE))
-        save_weights(run.weights_path, self.model_.state_dict())
 
     @classmethod
-    def load(cls, path: str, *, weights: str = "best") -> "TextGenerator":
-        """Load a run directory written by ``fit(run_dir=...)``, ``save`` or ``rnnkit textgen train``.
+    def load(cls, path: str, *, checkpoint: str | None = None, weights: str | None = None,
+             **options: Any) -> "TextGenerator":
+        """Load a finished run directory written by ``fit(run_dir=...)``, ``save`` or ``rnnkit textgen train``.
 
-        ``weights``: ``"best"`` (the best validation epoch, when the run saved one) or ``"last"``.
+        ``checkpoint``: None (the finished model: the best validation epoch's weights), or "best" / "last" to
+        read the Trainer's checkpoint (of a run whose training has not finished, too). ``weights`` is the
+        old name of ``checkpoint``.
         """
-        _checks.check_choice("weights", weights, ("best", "last"))
-        return super().load(path, weights=weights)
+        if weights is not None:
+            warnings.warn("TextGenerator.load(weights=...) is renamed checkpoint=...; the old name goes in the "
+                          "next release", FutureWarning, stacklevel=2)
+            checkpoint = checkpoint or weights
+        return super().load(path, checkpoint=checkpoint, **options)      # unknown options: refused there
 
-    def _load_files(self, run: RunDir, fitted: dict[str, Any], *, weights: str = "best") -> None:
+    def _load_files(self, run: RunDir, fitted: dict[str, Any], tensors: dict[str, Any], **options: Any) -> None:
         run.require(TOKENIZER_FILE)
         self.tokenizer_ = Tokenizer.load(run.file(TOKENIZER_FILE))
         end = fitted.get("end_token")
@@ -409,10 +325,8 @@ class TextGenerator(Task):
                              f"vocabulary ({TOKENIZER_FILE}), such as \"\\n\"")
         self.end_token_ = end
         self.model_ = self._build_model()
-        best = weights == "best" and run.best_path.is_file()
-        if not best and not run.weights_path.is_file():
-            run.require(run.weights_path.name)   # raises, naming what the directory holds
-        run.load_weights(self.model_, best=best)
+        check_weights_match(tensors, self.model_.state_dict(), source=str(run.path))
+        self.model_.load_state_dict(tensors)
         self.model_.eval()
         self.history_ = run.read_metrics()
 
@@ -456,35 +370,39 @@ class TextGenerator(Task):
 
     # -- generation ------------------------------------------------------------------------------------
 
-    def encode_seed(self, seed_text: str, unknown: str = "error") -> list[int]:
-        """Seed text -> ids; tokens the model never saw raise (listing them) or are dropped."""
+    @renamed(seed_text="prompt")
+    def encode_seed(self, prompt: str, unknown: str = "error") -> list[int]:
+        """The prompt -> ids; tokens the model never saw raise (listing them) or are dropped."""
         _checks.check_choice("unknown", unknown, UNKNOWN)
-        if not isinstance(seed_text, str):
-            _checks.fail("seed_text", seed_text, "a string")
-        tokens = list(self.tokenizer_._tokens(seed_text))
+        if not isinstance(prompt, str):
+            _checks.fail("prompt", prompt, "a string")
+        tokens = list(self.tokenizer_._tokens(prompt))
         index, limit = self.tokenizer_.word_index, self.tokenizer_.vocab_size
         unseen = [t for t in dict.fromkeys(tokens) if index.get(t, limit) >= limit]
         if unseen and unknown == "error":
-            _checks.fail("seed_text", seed_text, f"tokens the model saw in training; unseen: "
+            _checks.fail("prompt", prompt, f"tokens the model saw in training; unseen: "
                          f"{', '.join(map(repr, unseen))} (pass unknown='drop' / --unknown drop to leave them out)")
         return [index[t] for t in tokens if t not in unseen]
 
+    # The names of rnnkit 0.1 keep working for one release (with a FutureWarning naming the new one).
+    @renamed(seed_text="prompt", length="max_tokens", num_samples="num_results", random_seed="seed")
     @torch.inference_mode()
-    def generate(self, seed_text: str = "", length: int = 200, temperature: float = 1.0,
+    def generate(self, prompt: str = "", max_tokens: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-                 beam: int | None = None, num_samples: int = 1, random_seed: int | None = None,
+                 beam: int | None = None, num_results: int = 1, seed: int | None = None,
                  unknown: str = "error", fast: bool = True,
                  processors: Sequence[Callable] | None = None) -> str | list[str]:
-        """Continue ``seed_text`` by up to ``length`` tokens; the seed is not repeated in the result.
+        """Continue ``prompt`` by up to ``max_tokens`` tokens; the prompt is not repeated in the result.
 
-        Stateful: the seed is read once, then one step per token carries the state. ``num_samples``
-        samples run as one batch and a str list is returned (a str when ``num_samples == 1``).
+        Stateful: the prompt is read once, then one step per token carries the state. ``num_results``
+        samples run as one batch and a str list is returned (a str when ``num_results == 1``).
         ``temperature=0`` or ``greedy=True`` take the most likely token; ``beam=N`` keeps the N most
         likely continuations (log-probabilities after the processors) and returns the best
-        ``num_samples`` of them. Samples stop at the end token (see the module doc), else at ``length``.
+        ``num_results`` of them. Samples stop at the end token (see the module doc), else at ``max_tokens``.
+        ``seed`` seeds the draws (the same seed gives the same samples; None: a random one).
 
         ``processors``: your own logits processors, callables ``(tokens, logits) -> logits`` returning a
-        new tensor (``tokens`` (N, t): the seed's ids and those chosen so far; ``logits`` (N, V)), applied
+        new tensor (``tokens`` (N, t): the prompt's ids and those chosen so far; ``logits`` (N, V)), applied
         in order after temperature, top-k and top-p, before every choice (greedy, sampling and beam).
         Token ids are the tokenizer's (``tokenizer_.word_index``). Given any, the plain loop runs.
 
@@ -493,27 +411,27 @@ class TextGenerator(Task):
         (the two give the same tokens).
         """
         self._check_fitted()
-        _checks.check_int("length", length, min=0)
-        _checks.check_int("num_samples", num_samples, min=1)
+        _checks.check_int("max_tokens", max_tokens, min=0)
+        _checks.check_int("num_results", num_results, min=1)
         _checks.check_int("beam", beam, min=1, allow_none=True)
         _checks.check_float("temperature", temperature, min=0)
-        _checks.check_int("random_seed", random_seed, min=0, max=2**64 - 1, allow_none=True)
-        if random_seed is None:
-            random_seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        _checks.check_int("seed", seed, min=0, max=2**64 - 1, allow_none=True)
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
         greedy = greedy or temperature == 0
         if greedy and beam is not None:
             raise ValueError("greedy and beam: choose one (beam=1 is greedy)")
-        if beam is not None and num_samples > beam:
-            _checks.fail("num_samples", num_samples, f"at most beam={beam} (the beams are the candidates)")
+        if beam is not None and num_results > beam:
+            _checks.fail("num_results", num_results, f"at most beam={beam} (the beams are the candidates)")
         user = list(processors) if processors is not None else []
         chain = make_processors(1.0 if greedy else temperature, top_k, top_p, processors=user)
-        ids = self.encode_seed(seed_text, unknown)
+        ids = self.encode_seed(prompt, unknown)
         end = self.tokenizer_.word_index[self.end_token_] if self.end_token_ is not None else -1
         if not ids:
-            # No seed: start as after the end of an item (a line corpus) or at the start of a line.
+            # No prompt: start as after the end of an item (a line corpus) or at the start of a line.
             start = end if end >= 0 else self.tokenizer_.word_index.get("\n", -1)
             if start < 0:
-                _checks.fail("seed_text", seed_text, "at least one known token to start from (this "
+                _checks.fail("prompt", prompt, "at least one known token to start from (this "
                              "corpus has no end token or newline to start after)")
             ids = [start]
 
@@ -522,33 +440,34 @@ class TextGenerator(Task):
         model.eval()                              # no dropout while sampling, even in the middle of fit
         try:
             prefix = torch.tensor([ids])                                  # (1, T0)
-            logits, state = model(prefix)                                 # (1, T0, V): read the seed once
+            logits, state = model(prefix)                                 # (1, T0, V): read the prompt once
             logits = no_padding(logits[:, -1])                            # (1, V)
             if beam is not None:
-                tokens, _ = beam_search(model.step, state, logits, beam_size=beam, length=length,
+                tokens, _ = beam_search(model.step, state, logits, beam_size=beam, length=max_tokens,
                                         processors=chain, end_token=None if end < 0 else end,
-                                        num_return=num_samples, prefix=prefix)
+                                        num_return=num_results, prefix=prefix)
             else:
-                # Expand the seed's state to the batch of samples: (1, H) -> (N, H) per state tensor.
-                state = [tuple(s.expand(num_samples, -1).contiguous() for s in st) for st in state]
-                logits = logits.expand(num_samples, -1)
-                uniforms = torch.rand(length, num_samples, generator=make_generator(random_seed))  # (L, N)
+                # Expand the prompt's state to the batch of samples: (1, H) -> (N, H) per state tensor.
+                state = [tuple(s.expand(num_results, -1).contiguous() for s in st) for st in state]
+                logits = logits.expand(num_results, -1)
+                uniforms = torch.rand(max_tokens, num_results, generator=make_generator(seed))   # (L, N)
                 if fast and not user and model.rnn.fused_kind() is not None:
                     tokens = self._compiled_loop(model, logits, state, uniforms, greedy, temperature,
                                                  top_k, top_p, end)
                 else:
-                    tokens = decode(model.step, logits, state, length, processors=chain, greedy=greedy,
+                    tokens = decode(model.step, logits, state, max_tokens, processors=chain, greedy=greedy,
                                     uniforms=uniforms, end_token=None if end < 0 else end,
-                                    prefix=prefix.expand(num_samples, -1))
+                                    prefix=prefix.expand(num_results, -1))
         finally:
             model.train(was_training)
         texts = [self._decode(row, end) for row in tokens.tolist()]
-        return texts[0] if num_samples == 1 else texts
+        return texts[0] if num_results == 1 else texts
 
-    def join_seed(self, seed_text: str, generated: str) -> str:
-        """The seed followed by what was generated from it: a space between them at word level."""
-        joiner = " " if self.config.level == "word" and seed_text and generated else ""
-        return seed_text + joiner + generated
+    @renamed(seed_text="prompt")
+    def join_seed(self, prompt: str, generated: str) -> str:
+        """The prompt followed by what was generated from it: a space between them at word level."""
+        joiner = " " if self.config.level == "word" and prompt and generated else ""
+        return prompt + joiner + generated
 
     def _decode(self, row: list[int], end: int) -> str:
         if end >= 0 and end in row:
@@ -595,14 +514,78 @@ class TextGenerator(Task):
         return cached[1]
 
 
+    # -- the Task protocol: what serve, export and the CLI's apply verb call ------------------------------
+
+    def details(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"level": self.config.level, "cell": self.config.cell,
+                "vocabulary": self.tokenizer_.vocab_size - 1}
+
+    def apply(self, request: GenerateRequest | dict[str, Any]) -> dict[str, Any]:
+        """Continue ``request.prompt`` (a :class:`GenerateRequest`, or a dict of its fields): the seed of the
+        draws, the first result's ``text``, ``tokens`` and ``finish_reason`` ("end": the end token; "length":
+        ``max_tokens``), and every result in ``results``."""
+        request = self.make_request(request)
+        seed = request.seed if request.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+        texts = self.generate(request.prompt, max_tokens=request.max_tokens, temperature=request.temperature,
+                              top_k=request.top_k, top_p=request.top_p, greedy=request.greedy,
+                              num_results=request.num_results, seed=seed)
+        results = []
+        for text in [texts] if isinstance(texts, str) else texts:
+            # What was generated, read back into tokens (generate gives the text): all of max_tokens, or fewer
+            # because the end token came.
+            n = len(self.encode_seed(text, unknown="drop"))
+            results.append({"text": text, "tokens": n, "finish_reason": "length" if n >= request.max_tokens
+                            else "end"})
+        return {"seed": seed, **results[0], "results": results}
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The ids generation starts from, as ``generate`` starts: the prompt's (a token the model never saw is
+        refused, naming it), or for an empty prompt the end token or a newline."""
+        ids = self.encode_seed(prompt, unknown="error")
+        if ids:
+            return ids
+        start = self.end_token_ if self.end_token_ is not None else "\n"
+        if start not in self.tokenizer_.word_index:
+            _checks.fail("prompt", prompt, "at least one known token to start from (this corpus has no end token "
+                                           "or newline to start after)")
+        return [self.tokenizer_.word_index[start]]
+
+    def serving_worker(self, max_batch: int):
+        """The continuous batcher over this model's step (:class:`rnnkit.serve.batching.BatchedGenerator`):
+        the server's generation requests are stepped together, one forward pass per token for all of them."""
+        from rnnkit.serve.batching import BatchedGenerator
+
+        self._check_fitted()
+        model = self._sampling_model().eval()
+        end = self.tokenizer_.word_index[self.end_token_] if self.end_token_ is not None else None
+
+        def start(ids: list[int]):
+            logits, state = model(torch.tensor([ids]))                          # (1, T0, V): the prompt once
+            return no_padding(logits[:, -1]), state                             # (1, V)
+
+        def decode(ids: list[int]) -> str:
+            return self.tokenizer_.sequences_to_texts([ids])[0]
+
+        return BatchedGenerator(start, model.step, encode=lambda request: self.prompt_ids(request.prompt),
+                                decode=decode, joiner="" if self.config.level == "char" else " ", end_token=end,
+                                max_batch=max_batch)
+
+    def export_spec(self, fmt: str):
+        """ONNX: the model's step with explicit state (:func:`rnnkit.tasks.textgen.model.onnx_spec`). C is
+        refused: a C header computes a classifier's or forecaster's output for a numeric series."""
+        self._check_fitted()
+        if fmt != "onnx":
+            refuse_export(f"a textgen run (a language model of {self.config.cell} cells)", fmt,
+                          "a C header reads numeric series into one output, not a language model sampled token "
+                          "by token")
+        from rnnkit.export.onnx import require_fused
+        from rnnkit.tasks.textgen.model import onnx_spec
+
+        require_fused(self.model_.rnn, f"a textgen run ({self.config.cell})")
+        return onnx_spec(self.model_)
+
+
 def _on_cpu(model: nn.Module) -> bool:
     return next(model.parameters()).device.type == "cpu"
 
-
-def _metrics_of_held_weights(trainer: Trainer) -> dict[str, float]:
-    """The validation metrics of the weights the model holds after ``fit``: the best epoch's when the
-    Trainer put those back (``restore_best``), else the last epoch's."""
-    best = [r for r in trainer.history if r.get("event") == "epoch" and r.get("best")]
-    if not trainer.config.restore_best or not best:
-        return dict(trainer.metrics)
-    return {k: best[-1][k] for k in trainer.metrics if k in best[-1]}

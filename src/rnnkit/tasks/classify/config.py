@@ -1,0 +1,119 @@
+"""Classification's configs: ClassifyConfig (the model and its training: what ``SequenceClassifier`` takes)
+and DataConfig (where `rnnkit classify train` reads its data).
+
+Imports no torch: every ``rnnkit classify ... --help`` is built from these classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from rnnkit import _checks
+from rnnkit.config import field
+from rnnkit.datasets.files import SPLIT_NAMES
+from rnnkit.datasets.long_format import TIME_INPUTS
+from rnnkit.training.config import TrainConfig
+
+MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm", "bow", "rocket")
+POOLINGS = ("last", "max", "mean", "maxmean")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass
+class ClassifyConfig:
+    model: str = field("bilstm", "model type; bow is the tf-idf logistic-regression baseline (text), rocket the "
+                                 "random-convolution-kernels + ridge baseline (series)", choices=MODELS, group="model")
+    hidden_size: int = field(64, "recurrent units per direction and layer (also conv filters)", group="model")
+    num_layers: int = field(1, "stacked recurrent (or conv) layers", group="model")
+    embedding_size: int = field(64, "word embedding size (text); set by --embeddings when given", group="model")
+    num_words: int = field(30000, "keep the most frequent words, the rest become <unk> (text)", group="data")
+    maxlen: Optional[int] = field(None, "steps kept per sequence (None: 400 words of a text, every step of a "
+                                        "series); longer ones are truncated, shorter ones padded (the padding "
+                                        "is masked, so its side never matters)", group="data")
+    truncating: str = field("pre", "where long sequences lose steps: pre keeps the end, post keeps the start",
+                            choices=("pre", "post"), group="data")
+    pooling: str = field("maxmean", "how the sequence of outputs becomes one vector", choices=POOLINGS, group="model")
+    dropout: float = field(0.3, "dropout on the inputs of every layer (one mask per sequence) and before the head",
+                           group="model")
+    recurrent_dropout: float = field(0.0, "recurrent dropout rate (weight-drop on the recurrent weights keeps "
+                                          "the fused kernel)", group="model")
+    kernel_size: int = field(5, "convolution width (conv1d, cnn-lstm)", group="model")
+    embeddings: Optional[str] = field(None, "pretrained word vectors: glove-50d or a GloVe text file", group="model")
+    freeze_embeddings: bool = field(False, "keep the pretrained vectors fixed (else fine-tune them)", group="model")
+    class_weight: str = field("none", "balanced: weight each class's loss by n / (classes x its count), so a "
+                                      "rare class counts as much as a common one", choices=CLASS_WEIGHTS,
+                              group="training")
+    bow_c: float = field(4.0, "inverse regularisation strength of the bow logistic regression", group="model")
+    bow_min_df: int = field(2, "bow: ignore n-grams found in fewer documents", group="model")
+    rocket_kernels: int = field(10000, "rocket: random convolution kernels (2 features each; fewer is faster)",
+                                group="model")
+    train: TrainConfig = field(TrainConfig(epochs=10, batch_size=64, lr=2e-3, clip_grad_norm=5.0,
+                                           early_stop_patience=2, log_every=20), "training options")
+
+    def __post_init__(self):
+        _checks.check_choice("model", self.model, MODELS)
+        for name in ("hidden_size", "num_layers", "embedding_size", "num_words", "kernel_size",
+                     "bow_min_df", "rocket_kernels"):
+            _checks.check_int(name, getattr(self, name), min=1)
+        _checks.check_int("maxlen", self.maxlen, min=1, allow_none=True)
+        _checks.check_choice("truncating", self.truncating, ("pre", "post"))
+        _checks.check_choice("pooling", self.pooling, POOLINGS)
+        _checks.check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
+        _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
+        _checks.check_float("bow_c", self.bow_c, min=0, min_open=True)
+        if not isinstance(self.train, TrainConfig):
+            _checks.fail("train", self.train, "a TrainConfig")
+
+
+@dataclass
+class DataConfig:
+    """Where `rnnkit classify train` reads its data, and how it holds out validation and test rows."""
+
+    dataset: Optional[str] = field(None, "a named dataset: imdb or rotten-tomatoes (texts); basic-motions, "
+                                         "arrow-head, gun-point, italy-power-demand, osu-leaf or acsf1 (series, "
+                                         "with their own train/test split)")
+    csv: Optional[str] = field(None, "a CSV/TSV file of texts with a header (see --text-col, --label-col)")
+    series: Optional[str] = field(None, "numeric sequences: a .ts file (a NAME_TEST.ts next to NAME_TRAIN.ts is "
+                                        "its test set) or a long-format CSV (id, step, channels..., label)")
+    text_col: str = field("text", "text column of --csv")
+    label_col: str = field("label", "label column of --csv or --series")
+    id_col: str = field("id", "sequence id column of a long-format --series CSV")
+    step_col: Optional[str] = field("step", "time-step column of a long-format --series CSV: numbers or ISO "
+                                            "timestamps (read as hours); None: file order")
+    channels: list[str] = field([], "input columns of a long-format --series CSV (none given: every column "
+                                    "but the id, step, label and split columns); text columns are one-hot encoded")
+    exclude: list[str] = field([], "columns of a long-format --series CSV to leave out of the inputs (e.g. one "
+                                   "that gives the label away)")
+    time_input: str = field("none", "the step column as an input: none (it only orders rows), elapsed (time "
+                                    "since the previous row, for irregular visits) or grid (resample to slots of "
+                                    "--grid-step, forward fill, missing-value indicators)", choices=TIME_INPUTS)
+    grid_step: float = field(1.0, "slot width of --time-input grid, in the step column's units (hours for "
+                                  "timestamps)")
+    split_col: Optional[str] = field(None, "a column saying which rows are for training, validation and test "
+                                           "(values: --split-names); the file's own split, used as it is")
+    split_names: str = field(SPLIT_NAMES, "the values of --split-col for training, validation and test rows, "
+                                          "comma-separated")
+    test_csv: Optional[str] = field(None, "a CSV of test texts (same columns as --csv): the test set")
+    test_series: Optional[str] = field(None, "a file of test series (same format as --series): the test set")
+    val_frac: float = field(0.1, "fraction held out for validation (early stopping; with a split of your own: "
+                                 "of the training rows, when it marks none); 0: no validation, the last epoch's "
+                                 "weights are kept")
+    test_frac: float = field(0.2, "fraction held out for the test report (unless the data has its own split)")
+    split_seed: int = field(0, "seed of the stratified split (fixed, so every model sees the same test set)")
+
+
+@dataclass
+class ClassifyRequest:
+    """One request to classify inputs: what ``SequenceClassifier.apply`` and ``POST .../classify`` take. A text
+    classifier takes ``texts``, a series classifier ``series``; ``limits`` are what the server holds a request
+    to (see rnnkit.config.field)."""
+
+    texts: Optional[list[str]] = field(None, "texts to classify (a text classifier)",
+                                       limits={"min_length": 1, "max_length": "max_texts",
+                                               "items": {"max_length": "max_text_chars"}})
+    series: Optional[list[list[list[Optional[float]]]]] = field(None, "series to classify, each a list of steps "
+                                                                      "of channel values (a series classifier); "
+                                                                      "null: a missing value",
+                                                      limits={"min_length": 1, "max_length": "max_texts"})

@@ -1,0 +1,85 @@
+"""The configs of `rnnkit embed neighbors|analogy|eval|plot`: one dataclass per verb, whose fields are its flags.
+
+Imports no numpy (nor torch): every ``rnnkit embed ... --help`` is built from these classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from rnnkit import _checks
+from rnnkit.config import field
+
+if TYPE_CHECKING:
+    from rnnkit.tasks.embeddings.task import Embeddings
+
+ANALOGY_METHODS = ("3cosadd", "3cosmul")
+
+
+@dataclass
+class EmbedConfig:
+    embeddings: str = field("glove-50d", "word vectors: a dataset name (glove-50d) or a GloVe-format text file",
+                            group="data")
+    num_words: Optional[int] = field(None, "use only the N most frequent words (the first N of the file); "
+                                           "none for all", group="data")
+
+    def __post_init__(self):
+        _checks.check_int("num_words", self.num_words, min=1, allow_none=True)
+
+    def load(self) -> "Embeddings":
+        from rnnkit.tasks.embeddings.task import Embeddings    # numpy and the file readers: when a verb runs
+
+        return Embeddings.load(self.embeddings, num_words=self.num_words)
+
+
+@dataclass
+class NeighborsConfig(EmbedConfig):
+    RENAMED = {"top": "num_results"}         # rnnkit 0.1's --top: still parsed, with a warning
+
+    num_results: int = field(10, "how many neighbours to print", group="output")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _checks.check_int("num_results", self.num_results, min=1)
+
+
+@dataclass
+class AnalogyConfig(EmbedConfig):
+    RENAMED = {"top": "num_results"}         # rnnkit 0.1's --top: still parsed, with a warning
+
+    num_results: int = field(5, "how many answers to print, best first", group="output")
+    method: str = field("3cosadd", "3cosadd: argmax cos(x,A) - cos(x,B) + cos(x,C); 3cosmul: Levy & "
+                                   "Goldberg's multiplicative form", choices=ANALOGY_METHODS)
+
+    def __post_init__(self):
+        super().__post_init__()
+        _checks.check_int("num_results", self.num_results, min=1)
+        _checks.check_choice("method", self.method, ANALOGY_METHODS)
+
+
+@dataclass
+class EvalConfig:
+    embeddings: str = field("glove-50d", "word vectors: a dataset name (glove-50d) or a GloVe-format text file")
+    analogies: Optional[str] = field("analogy-questions", "analogy questions: the dataset analogy-questions "
+                                     "or a questions-words.txt-style file; 'none' skips them")
+    similarity: Optional[str] = field("wordsim353", "word pairs with human scores: the dataset wordsim353 or a "
+                                      "'word1 word2 score' file; 'none' skips them")
+    num_words: Optional[int] = field(30000, "analogies only: questions and answers restricted to the N most "
+                                            "frequent words (gensim's restrict_vocab); 'none' for all")
+    method: str = field("3cosadd", "analogy scoring: 3cosadd or 3cosmul", choices=ANALOGY_METHODS)
+    lower: bool = field(True, "match words case-insensitively (lowercased), as gensim's evaluation does")
+    output: Optional[str] = field(None, "also write the results as JSON to this file (default: printed only)",
+                                  cli=False)   # -o/--output, added by add_commands
+    dry_run: bool = field(False, "evaluate only the first 5 questions of each section and 20 word pairs")
+
+    def __post_init__(self):
+        _checks.check_int("num_words", self.num_words, min=1, allow_none=True)
+        _checks.check_choice("method", self.method, ANALOGY_METHODS)
+        if self.analogies is None and self.similarity is None:
+            raise ValueError("analogies=None, similarity=None: expected at least one benchmark to evaluate")
+
+
+@dataclass
+class PlotConfig(EmbedConfig):
+    output: str = field("words.png", "the PNG file to write (default: words.png)", cli=False)  # -o/--output

@@ -1,0 +1,135 @@
+"""Forecasting's config: ForecastConfig, what `rnnkit forecast train|compare` and ``Forecaster`` take.
+
+Imports no torch (nor numpy): every ``rnnkit forecast ... --help`` is built from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from rnnkit import _checks
+from rnnkit.config import field
+from rnnkit.training.config import TrainConfig
+
+BASELINES = ("naive", "seasonal_naive")
+RECURRENT = ("gru", "gru_dropout", "stacked_gru", "bigru", "lstm", "conv1d_gru")
+MODELS = (*BASELINES, "ridge", "mlp", *RECURRENT[:5], "conv1d", "conv1d_gru")
+# The long_gaps choices of rnnkit.datasets.series (which imports numpy); a test checks the two agree.
+LONG_GAPS = ("fill", "drop", "skip")
+
+# What each named dataset needs to become a series (used when the config leaves a field empty).
+PRESETS = {
+    "nyc-weather": dict(time_col="time_hour", target=["temp"], filter=["origin=JFK"],
+                        features=["dewp", "humid", "wind_dir", "wind_speed", "precip", "pressure", "visib"],
+                        angles=["wind_dir"]),
+    "airline": dict(time_col="month", target=["passengers"], filter=[], features=[], angles=[]),
+}
+
+
+@dataclass
+class ForecastConfig:
+    # data
+    dataset: Optional[str] = field(None, "named dataset (fetched on first use)", choices=tuple(PRESETS), group="data")
+    csv: Optional[str] = field(None, "your own CSV/TSV file with a header row (instead of --dataset)", group="data")
+    test_csv: Optional[str] = field(None, "your own held-out period: a file like --csv whose rows follow it in "
+                                          "time; the test windows come from it (test_frac and val_end do not "
+                                          "apply; val_frac is a share of the --csv rows)", group="data")
+    time_col: Optional[str] = field(None, "column with the timestamps (ISO 8601) or integer step numbers", group="data")
+    target: list[str] = field([], "column(s) to forecast (empty: a named dataset's main series)", group="data")
+    features: list[str] = field([], "extra input columns (the targets are always inputs too); 'all': every "
+                                    "numeric column", group="data")
+    exclude: list[str] = field([], "columns to leave out of the inputs (with --features all, from a dataset's "
+                                   "own features, or of the calendar ones, e.g. week_sin week_cos)", group="data")
+    filter: list[str] = field([], "keep rows where COLUMN=VALUE, e.g. origin=JFK (several allowed; 'none' turns "
+                                  "off a dataset's own filter)", group="data")
+    wide_by: Optional[str] = field(None, "add the other values of this column (e.g. origin: the other stations) "
+                                         "as extra input series", group="data")
+    interpolate_limit: int = field(6, "fill runs of at most this many missing steps by linear interpolation",
+                                   group="data")
+    long_gaps: str = field("fill", "input values still missing after interpolation: fill (carry the last value "
+                                   "forward), drop (the column), skip (the windows that touch them)",
+                           choices=LONG_GAPS, group="data")
+    angles: list[str] = field([], "input columns in degrees (e.g. wind_dir), given to the model as sine and "
+                                  "cosine (empty: nyc-weather's wind_dir when it is an input)", group="data")
+    calendar: bool = field(False, "add the calendar cycles that fit the series' step as sin/cos inputs: time "
+                                  "of day (steps under a day), day of week (under a week), time of year "
+                                  "(under a year)", group="data")
+    time_features: bool = field(False, "the earlier, smaller set: time of day and of year only (kept so run "
+                                       "directories and scripts that used it get the same inputs)", cli=False,
+                                group="data")
+    # windows (None: chosen from the series' step; see data.window_defaults)
+    lookback: Optional[int] = field(None, "steps of history in each input window (None: by the step: 5 days "
+                                          "for hourly data, 8 weeks for daily, 2 years for monthly, ...)",
+                                    group="windows")
+    step: int = field(1, "keep every step-th row of the window (lookback must be a multiple)", group="windows")
+    delay: Optional[int] = field(None, "forecast this many steps after the last input row (None: by the step: "
+                                       "1 day for hourly data, the next step for daily and coarser)", group="windows")
+    horizon: int = field(1, "forecast this many consecutive steps (delay, delay+1, ...)", group="windows")
+    # held-out parts, in time order: train, validation, test
+    train_end: Optional[str] = field(None, "first timestamp of the validation part (None: by the shares)", group="data")
+    val_end: Optional[str] = field(None, "first timestamp of the test part (None: by the shares)", group="data")
+    val_frac: float = field(0.25, "share of the rows for validation when train_end is not given (0: no "
+                                  "validation: train all epochs, keep the last weights)", group="data")
+    test_frac: float = field(0.25, "share of the rows (the last ones) for the test when val_end is not given",
+                             group="data")
+    # model
+    model: str = field("gru", "model to train", choices=MODELS, group="model")
+    hidden_size: int = field(32, "units of the recurrent / convolutional / dense layer", group="model")
+    dropout: float = field(0.1, "input dropout of the dropout models (gru_dropout, stacked_gru, conv1d_gru)",
+                           group="model")
+    recurrent_dropout: float = field(0.5, "variational recurrent dropout of those models", group="model")
+    residual: bool = field(False, "learn the change from the last observed value instead of the value", group="model")
+    season: Optional[int] = field(None, "period in steps for seasonal_naive (None: 24 for hourly steps, 7 for "
+                                        "daily, 12 for monthly)", group="model")
+    alpha: Optional[float] = field(None, "L2 penalty of the ridge model (None: the best of 0.1 .. 10^4 on the "
+                                         "validation windows)", group="model")
+    # training: windows per batch, RMSprop, the gradient norm clipped to 1; up to 100 epochs, stopped after 5
+    # without a better validation MAE (max_minutes bounds it too)
+    train: TrainConfig = field(TrainConfig(epochs=100, batch_size=128, lr=1e-3, optimizer="rmsprop",
+                                           clip_grad_norm=1.0, early_stop_patience=5), "training options")
+
+    def __post_init__(self) -> None:
+        if self.dataset is not None:
+            _checks.check_choice("dataset", self.dataset, tuple(PRESETS))
+        _checks.check_choice("long_gaps", self.long_gaps, LONG_GAPS)
+        for name in ("target", "features", "exclude", "filter", "angles"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, [value])
+        if "all" in self.features and self.features != ["all"]:
+            _checks.fail("features", self.features, "either 'all' alone or a list of column names")
+        for name in ("step", "horizon", "hidden_size"):
+            _checks.check_int(name, getattr(self, name), min=1)
+        _checks.check_int("lookback", self.lookback, min=1, allow_none=True)
+        _checks.check_int("delay", self.delay, min=1, allow_none=True)
+        _checks.check_int("interpolate_limit", self.interpolate_limit, min=0)
+        if self.lookback is not None and self.lookback % self.step:
+            _checks.fail("lookback", self.lookback, f"a multiple of step={self.step}")
+        _checks.check_float("val_frac", self.val_frac, min=0, max=1, max_open=True)
+        _checks.check_float("test_frac", self.test_frac, min=0, max=1 - self.val_frac, min_open=True,
+                            max_open=True)
+        _checks.check_choice("model", self.model, MODELS)
+        _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
+        _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
+        _checks.check_int("season", self.season, min=1, allow_none=True)
+        _checks.check_float("alpha", self.alpha, min=0, allow_none=True)
+        if not isinstance(self.train, TrainConfig):
+            _checks.fail("train", self.train, "a TrainConfig")
+
+
+MAX_HISTORY = 10_000      # most past points a forecast request may ask back
+
+
+@dataclass
+class ForecastRequest:
+    """One request for a forecast: what ``Forecaster.apply`` and ``POST .../forecast`` take; ``limits`` are what
+    the server holds a request to (see rnnkit.config.field)."""
+
+    table: Optional[dict[str, list[Union[float, int, str, None]]]] = field(
+        None, "columns like the training table's, oldest row first; null: a missing value (none: the run's own "
+              "data)", limits={"max_length": 1000})
+    history: int = field(200, "how many past points of the targets to send back", limits={"ge": 0, "le": MAX_HISTORY})
+
+    def __post_init__(self):
+        _checks.check_int("history", self.history, min=0)

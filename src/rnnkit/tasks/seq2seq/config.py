@@ -1,0 +1,154 @@
+"""Sequence to sequence's configs: Seq2SeqConfig (what `rnnkit seq2seq train` and ``Seq2Seq`` take) and
+DecodeConfig (what `rnnkit seq2seq translate` and `eval` take: the arguments of ``Seq2Seq.translate``).
+
+Imports no torch: every ``rnnkit seq2seq ... --help`` is built from these classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+from rnnkit import _checks
+from rnnkit.config import field
+from rnnkit.training.config import TrainConfig
+
+LEVELS = ("char", "word", "subword")
+DATASETS = ("number-phrases", "cmudict", "greek-english")
+CELLS = ("lstm", "gru")
+ATTENTION_KINDS = ("none", "additive", "dot", "general")
+LEVEL_CHOICES = ("auto", *LEVELS)
+
+TRAIN_DEFAULTS = TrainConfig(
+    epochs=15,             # number-phrases: held-out exact match 1.0 in 15 epochs (bench/seq2seq.py)
+    batch_size=64,
+    lr=2e-3,
+    clip_grad_norm=1.0,
+    early_stop_patience=4,     # epochs without a lower validation loss
+    log_every=50,
+)
+
+
+@dataclass
+class Seq2SeqConfig:
+    """Everything `rnnkit seq2seq train` takes: the data, the model, and the training options."""
+
+    dataset: str = field("number-phrases", "named dataset when --tsv is not given: number-phrases, cmudict or "
+                                           "greek-english (New Testament verses, Greek -> English)",
+                         choices=DATASETS, group="data")
+    variant: Optional[str] = field(None, "number-phrases direction: <lang>-digits or digits-<lang>, lang one of en "
+                                         "fr de es it (None: fr-digits, French words to digits)", group="data")
+    tsv: Optional[str] = field(None, "your own pairs: a UTF-8 file of source<TAB>target lines", group="data")
+    keep_stress: bool = field(False, "cmudict: keep the stress digits of the vowels (AH0, AH1); by default they "
+                                     "are stripped", group="data")
+    val_frac: float = field(0.05, "share held out for validation, by a hash of the number, word or source text",
+                            group="data")
+    test_frac: float = field(0.05, "share held out for the test report, by the same hash (never trained on)",
+                             group="data")
+    source_level: str = field("auto", "source tokens: characters, words or subwords (byte-pair pieces learned "
+                                      "from the training sources; for natural language) (auto: by the data: words "
+                                      "for number words, characters for digits and spellings, words for a TSV, "
+                                      "subwords for greek-english)",
+                              choices=LEVEL_CHOICES, group="data")
+    target_level: str = field("auto", "target tokens: characters, words or subwords (auto: by the data: "
+                                      "characters for digits, words for phonemes, number words and a TSV, "
+                                      "subwords for greek-english)",
+                              choices=LEVEL_CHOICES, group="data")
+    num_words: Optional[int] = field(None, "keep this many entries per vocabulary (with the 4 special tokens); "
+                                           "rarer tokens become <unk> (None: all); subwords: the number of "
+                                           "byte-pair pieces to learn (None: 4000)", group="data")
+    max_source_length: Optional[int] = field(None, "longest source in tokens: longer training pairs are skipped "
+                                                   "and counted, longer inputs to translate are cut to it with a "
+                                                   "warning (None: the longest training source)", group="data")
+    cell: str = field("lstm", "recurrent cell of the encoder and the decoder", choices=CELLS, group="model")
+    attention: str = field("general", "attention score: none (plain encoder-decoder), additive (Bahdanau), dot "
+                                      "or general (Luong)", choices=ATTENTION_KINDS, group="model")
+    embedding_size: int = field(64, "size of the token embeddings (each side)", group="model")
+    hidden_size: int = field(128, "units of every recurrent layer (even: the first encoder layer has half of "
+                                  "them in each direction); 256 for cmudict", group="model")
+    encoder_layers: int = field(2, "encoder layers: the first bidirectional, the others residual", group="model")
+    decoder_layers: int = field(2, "decoder layers (residual from the second on)", group="model")
+    dropout: float = field(0.1, "dropout on every recurrent layer's input and before the output layer",
+                           group="model")
+    teacher_forcing: float = field(1.0, "share of decoder inputs taken from the target while training; below 1 "
+                                        "the decoder sometimes reads its own previous prediction (scheduled "
+                                        "sampling, run step by step: slower)", group="training")
+    val_decode: int = field(1000, "validation sources decoded greedily after each epoch for val_exact_match "
+                                  "(0: none)", group="output")
+    train: TrainConfig = field(TRAIN_DEFAULTS, "training options, flat flags --lr, --epochs, ...")
+
+    def __post_init__(self) -> None:
+        _checks.check_choice("dataset", self.dataset, DATASETS)
+        _checks.check_choice("source_level", self.source_level, LEVEL_CHOICES)
+        _checks.check_choice("target_level", self.target_level, LEVEL_CHOICES)
+        _checks.check_choice("cell", self.cell, CELLS)
+        _checks.check_choice("attention", self.attention, ATTENTION_KINDS)
+        _checks.check_float("val_frac", self.val_frac, min=0, max=0.5, min_open=True)
+        _checks.check_float("test_frac", self.test_frac, min=0, max=0.5)
+        _checks.check_int("num_words", self.num_words, min=5, allow_none=True)
+        _checks.check_int("max_source_length", self.max_source_length, min=1, allow_none=True)
+        for name in ("embedding_size", "encoder_layers", "decoder_layers"):
+            _checks.check_int(name, getattr(self, name), min=1)
+        _checks.check_int("hidden_size", self.hidden_size, min=2)
+        if self.hidden_size % 2:
+            _checks.fail("hidden_size", self.hidden_size, "an even number (the first encoder layer has half of "
+                                                          "the units in each direction)")
+        _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
+        _checks.check_float("teacher_forcing", self.teacher_forcing, min=0, max=1)
+        _checks.check_int("val_decode", self.val_decode, min=0)
+        if not isinstance(self.train, TrainConfig):
+            _checks.fail("train", self.train, "a TrainConfig")
+
+
+@dataclass
+class DecodeConfig:
+    """How `rnnkit seq2seq translate` and `eval` decode: the arguments of Seq2Seq.translate (same names)."""
+
+    # Old flag names (rnnkit 0.1): still parsed, hidden from --help, with a warning naming the new one.
+    RENAMED = {"n_best": "num_results", "random_seed": "seed", "max_length": "max_tokens", "sample": "no_greedy"}
+
+    greedy: bool = field(True, "take the most likely token at each step; --no-greedy draws it at random (with "
+                               "--temperature, --top-k, --top-p); --beam searches instead", group="decoding")
+    beam: Optional[int] = field(None, "beam search with this many beams per input, all inputs of a batch decoded "
+                                      "together (None: greedy)", group="decoding")
+    num_results: int = field(1, "outputs per input, best first, with their scores (at most --beam)",
+                             group="decoding")
+    temperature: float = field(1.0, "sampling: below 1 sharpens the distribution, above 1 flattens it",
+                               group="decoding")
+    top_k: Optional[int] = field(None, "sampling: only the k most likely tokens (None: all)", group="decoding")
+    top_p: Optional[float] = field(None, "sampling: only the smallest set of tokens with this much probability "
+                                         "(None: all)", group="decoding")
+    seed: Optional[int] = field(None, "sampling: seed of the draws, for outputs that repeat (None: random)",
+                                group="decoding")
+    length_penalty: float = field(0.0, "beam: GNMT's length normalisation alpha, score = log P / ((5 + |Y|) / 6) "
+                                       "** alpha (0: none)", group="decoding")
+    coverage_penalty: float = field(0.0, "beam: GNMT's coverage penalty beta, + beta * sum of log(min(attention "
+                                         "received, 1)) over the source tokens (0: none)", group="decoding")
+    max_tokens: Optional[int] = field(None, "most output tokens (None: twice the longest training target, + 10)",
+                                      group="decoding")
+    batch_size: int = field(64, "inputs decoded together", group="decoding")
+
+
+@dataclass
+class TranslateRequest:
+    """One request to translate texts: what ``Seq2Seq.apply`` and ``POST .../translate`` take (``translate``'s
+    names); ``limits`` are what the server holds a request to (see rnnkit.config.field)."""
+
+    # Old names of the HTTP fields: still accepted for one release, with a deprecation note in the answer.
+    RENAMED = {"max_length": "max_tokens", "n_best": "num_results"}
+
+    texts: list[str] = dataclasses.field(metadata={
+        "help": "texts to translate", "limits": {"min_length": 1, "max_length": "max_texts",
+                                                 "items": {"max_length": "max_text_chars"}}})
+    beam: Optional[int] = field(None, "beam search with this many beams (none: greedy)",
+                                limits={"ge": 1, "le": "max_beam"})
+    max_tokens: Optional[int] = field(None, "most output tokens (none: twice the longest training target, + 10)",
+                                      limits={"ge": 1, "le": "max_tokens"})
+    num_results: int = field(1, "outputs per text, best first, with their scores (at most beam)",
+                             limits={"ge": 1, "le": "max_beam"})
+    attention: bool = field(False, "send each output step's attention over the source tokens")
+
+    def __post_init__(self):
+        if not isinstance(self.texts, list) or not self.texts:
+            _checks.fail("texts", self.texts, "a list of at least one text")
