@@ -54,7 +54,7 @@ def make_corpus(path: Path, chars: int = 1_000_000, seed: int = 0) -> None:
 def train_rate(corpus: Path, run: Path, seconds: float, threads: int | None) -> tuple[float, str]:
     """Median chars/s of ``rnnkit textgen train`` for ``seconds``, and what rnnkit said about threads."""
     cmd = [sys.executable, "-m", "rnnkit", "textgen", "train", "--corpus", str(corpus), "--hidden-size", "256",
-           "--max-minutes", f"{seconds / 60:.4f}", "--log-every", "5", "--sample-length", "0",
+           "--max-minutes", f"{seconds / 60:.4f}", "--log-every", "5", "--sample-max-tokens", "0",
            "--precision", "fp32", "--run-dir", str(run), "--overwrite"]
     if threads is not None:
         cmd += ["--threads", str(threads)]
@@ -87,10 +87,10 @@ def sample_worker(run: str, seconds: float, threads: int | None) -> None:
     from rnnkit.tasks.textgen.task import TextGenerator
     rnnkit_threads.use_threads(threads)
     gen = TextGenerator.load(run)
-    gen.generate("the ", length=200, temperature=0.8, random_seed=0)        # warm-up (compiles the C loop once)
+    gen.generate("the ", max_tokens=200, temperature=0.8, seed=0)        # warm-up (compiles the C loop once)
     chars, start, seed = 0, time.perf_counter(), 1
     while time.perf_counter() - start < seconds:
-        chars += len(gen.generate("the ", length=2000, temperature=0.8, random_seed=seed))
+        chars += len(gen.generate("the ", max_tokens=2000, temperature=0.8, seed=seed))
         seed += 1
     print(f"{chars / (time.perf_counter() - start):.1f}")
 

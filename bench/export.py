@@ -58,13 +58,13 @@ def c_table(args, data, tmp: Path) -> tuple[list[str], SequenceClassifier]:
             "|---|---|---|---|---|---|---|---|---|",
             f"| PyTorch ({args.model} {args.hidden_size}, float32) | {(torch_pred == y).mean():.3f} "
             + "| — " * 7 + "|"]
-    for weights in ("float32", "int8"):
-        info = export(clf, tmp / f"motions_{weights}.h", format="c", weights=weights)
+    for precision in ("float32", "int8"):
+        info = export(clf, tmp / f"motions_{precision}.h", format="c", precision=precision)
         got, _ = run_compiled(compile_driver(info["path"], tmp), data.test.X)
         pred = np.array(clf.classes_)[got.argmax(1)]
         size = object_size(info["path"], tmp)
         flash = size["text"] + size["data"]
-        rows.append(f"| C, {weights} weights | {(pred == y).mean():.3f} | {(pred == torch_pred).sum()}/{len(y)} | "
+        rows.append(f"| C, {precision} weights | {(pred == y).mean():.3f} | {(pred == torch_pred).sum()}/{len(y)} | "
                     f"{np.abs(got - want).max():.1e} | "
                     f"{flash:,} B | {flash / FLASH:.2%} | {info['weight_bytes']:,} B | {ram['total']:,} B "
                     f"({ram['state']} + {max(ram['step_stack'], ram['output_stack'])} + {ram['output_buffer']}) | "
@@ -88,6 +88,8 @@ def onnx_table(motions: SequenceClassifier, tmp: Path, seed: int) -> list[str]:
     bm = load_data(dataset="basic-motions")
     gru = SequenceClassifier(model="bigru", hidden_size=32, epochs=10, seed=seed, **PRESET)
     row(gru.fit(bm.train.X, bm.train.y, progress=False), "bigru", "basic-motions")
+    rocket = SequenceClassifier(model="rocket", seed=seed)            # random convolutions + ridge, one graph
+    row(rocket.fit(bm.train.X, bm.train.y, progress=False), "rocket (10,000 kernels)", "basic-motions")
     imdb = load_data(dataset="imdb")
     text = SequenceClassifier(model="cnn-lstm", hidden_size=32, maxlen=200, num_words=5000, epochs=1, seed=seed)
     pick = np.random.default_rng(seed).choice(len(imdb.train.y), 1000, replace=False)   # both classes
@@ -97,7 +99,8 @@ def onnx_table(motions: SequenceClassifier, tmp: Path, seed: int) -> list[str]:
         fc = Forecaster(dataset="nyc-weather", model=model, lookback=120, delay=24, hidden_size=16, epochs=1,
                         max_minutes=0.3, seed=seed).fit(verbose=False, progress=False)
         row(fc, model, "nyc-weather", lengths=(24, 60, 120))
-    gen = TextGenerator(hidden_size=128, num_layers=2, max_minutes=0.3, sample_length=0, seed=seed).fit(progress=False)
+    gen = TextGenerator(hidden_size=128, num_layers=2, max_minutes=0.3, sample_max_tokens=0,
+                        seed=seed).fit(progress=False)
     row(gen, "lstm 2x128", "shakespeare", lengths=(1, 9, 40))
     return rows
 

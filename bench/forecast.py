@@ -31,7 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from rnnkit import datasets  # noqa: E402
-from rnnkit.tasks.forecast.task import Forecaster, plot_losses, plot_predictions  # noqa: E402
+from rnnkit.tasks.forecast.compare import plot_losses, plot_predictions  # noqa: E402
+from rnnkit.tasks.forecast.task import Forecaster  # noqa: E402
 from rnnkit.tasks.forecast.model import MODELS, RECURRENT  # noqa: E402
 
 NYC = dict(dataset="nyc-weather", train_end="2013-07-01", val_end="2013-10-01", lookback=120, step=1, delay=24)

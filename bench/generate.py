@@ -15,7 +15,7 @@ variant runs the same number of steps (no end token). Variants, interleaved roun
 
 Also checks that the fast paths and the python loop give the same text for the same seed.
 
-    python bench/generate.py --rounds 5 --length 2000
+    python bench/generate.py --rounds 5 --max-tokens 2000
     python bench/generate.py --floor          # the matrix products alone, two layouts
 """
 
@@ -47,14 +47,14 @@ def make_generator(hidden: int, layers: int, seed: int) -> TextGenerator:
 
 
 @torch.inference_mode()
-def window_method(gen: TextGenerator, seed_text: str, length: int, window: int, rng: torch.Generator) -> str:
+def window_method(gen: TextGenerator, prompt: str, max_tokens: int, window: int, rng: torch.Generator) -> str:
     """Re-read the last ``window`` characters for every new one; no state is carried."""
-    ids = gen.encode_seed(seed_text)
-    for _ in range(length):
+    ids = gen.encode_seed(prompt)
+    for _ in range(max_tokens):
         logits, _ = gen.model_(torch.tensor([ids[-window:]]))        # (1, T, V): the whole window again
         probs = torch.softmax(logits[0, -1, 1:] / 0.5, dim=-1)
         ids.append(1 + int(torch.multinomial(probs, 1, generator=rng)))
-    return gen.tokenizer_.sequences_to_texts([ids[len(seed_text):]])[0]
+    return gen.tokenizer_.sequences_to_texts([ids[len(prompt):]])[0]
 
 
 @torch.inference_mode()
@@ -137,9 +137,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", type=int, default=256, help="LSTM units per layer")
     parser.add_argument("--layers", type=int, default=2, help="LSTM layers")
-    parser.add_argument("--length", type=int, default=2000, help="characters per sample (fast path)")
-    parser.add_argument("--slow-length", type=int, default=400, help="characters per sample for the window "
-                                                                     "method and the python loop (slower)")
+    parser.add_argument("--max-tokens", type=int, default=2000, help="characters per sample (fast path)")
+    parser.add_argument("--slow-max-tokens", type=int, default=400, help="characters per sample for the window "
+                                                                         "method and the python loop (slower)")
     parser.add_argument("--batch", type=int, default=64, help="samples in the batched run")
     parser.add_argument("--window", type=int, default=60, help="window of the window method")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
@@ -154,34 +154,34 @@ def main() -> None:
     if args.floor:
         product_floor(gen, args.rounds)
         return
-    seed_text = "QUEEN:\nWhat say you to my"
+    prompt = "QUEEN:\nWhat say you to my"
     rng = torch.Generator().manual_seed(0)
 
     print(f"C loop: {kernel_status()}")
     # Equality first: the fast paths and the plain Python loop, same seed, same processors.
     for kwargs in ({"temperature": 0.5}, {"temperature": 1.0, "top_k": 10, "top_p": 0.9}, {"greedy": True}):
-        a = gen.generate(seed_text, 500, random_seed=7, num_samples=4, fast=True, **kwargs)
-        b = gen.generate(seed_text, 500, random_seed=7, num_samples=4, fast=False, **kwargs)
+        a = gen.generate(prompt, 500, seed=7, num_results=4, fast=True, **kwargs)
+        b = gen.generate(prompt, 500, seed=7, num_results=4, fast=False, **kwargs)
         print(f"same tokens, fast path (4 samples) vs python loop, {kwargs}: {a == b}")
     for kwargs in ({"temperature": 0.5}, {"temperature": 1.0}, {"greedy": True}):
-        a = gen.generate(seed_text, 2000, random_seed=7, fast=True, **kwargs)
-        b = gen.generate(seed_text, 2000, random_seed=7, fast=False, **kwargs)
+        a = gen.generate(prompt, 2000, seed=7, fast=True, **kwargs)
+        b = gen.generate(prompt, 2000, seed=7, fast=False, **kwargs)
         print(f"same tokens, fast path (1 sample) vs python loop, {kwargs}: {a == b}")
-    gen.generate(seed_text, 50)                                       # compile the fast path once
+    gen.generate(prompt, 50)                                       # compile the fast path once
 
     results: dict[str, list[float]] = {k: [] for k in ("window", "python", "script1", "fast1", "fast64")}
     for r in range(args.rounds):
-        results["window"].append(timed(lambda: window_method(gen, seed_text, args.slow_length, args.window, rng),
-                                       args.slow_length))
-        results["python"].append(timed(lambda: gen.generate(seed_text, args.slow_length, 0.5, random_seed=r,
-                                                            fast=False), args.slow_length))
+        results["window"].append(timed(lambda: window_method(gen, prompt, args.slow_max_tokens, args.window, rng),
+                                       args.slow_max_tokens))
+        results["python"].append(timed(lambda: gen.generate(prompt, args.slow_max_tokens, 0.5, seed=r,
+                                                            fast=False), args.slow_max_tokens))
         with torchscript_only():
-            results["script1"].append(timed(lambda: gen.generate(seed_text, args.length, 0.5, random_seed=r),
-                                            args.length))
-        results["fast1"].append(timed(lambda: gen.generate(seed_text, args.length, 0.5, random_seed=r),
-                                      args.length))
-        results["fast64"].append(timed(lambda: gen.generate(seed_text, args.length, 0.5, random_seed=r,
-                                                            num_samples=args.batch), args.length * args.batch))
+            results["script1"].append(timed(lambda: gen.generate(prompt, args.max_tokens, 0.5, seed=r),
+                                            args.max_tokens))
+        results["fast1"].append(timed(lambda: gen.generate(prompt, args.max_tokens, 0.5, seed=r),
+                                      args.max_tokens))
+        results["fast64"].append(timed(lambda: gen.generate(prompt, args.max_tokens, 0.5, seed=r,
+                                                            num_results=args.batch), args.max_tokens * args.batch))
     med = {k: statistics.median(v) for k, v in results.items()}
     names = {"window": f"window method ({args.window} chars re-run per char), batch 1",
              "python": "python loop, state carried, batch 1",

@@ -1,6 +1,6 @@
 """Benchmark: does target replication (and do auxiliary outputs) help the multilabel LSTM?
 
-On SYNTHETIC clinical-like stays (rnnkit.tasks.classify.multilabel.make_clinical: irregular sampling, missing
+On SYNTHETIC clinical-like stays (rnnkit.tasks.multilabel.data.make_clinical: irregular sampling, missing
 values, 14 labels planted as temporal patterns), the same LSTM is trained with
   * final-step loss only (alpha 0),
   * target replication (alpha > 0: the loss at every step mixed with the final-step loss),
@@ -20,7 +20,9 @@ import sys
 import numpy as np
 
 from rnnkit.tasks.base import replace_config
-from rnnkit.tasks.classify.multilabel import MultilabelConfig, SyntheticConfig, run_synthetic
+from rnnkit.tasks.multilabel import MultilabelConfig
+from rnnkit.tasks.multilabel.data import SyntheticConfig
+from rnnkit.tasks.multilabel.task import run_synthetic
 
 METRICS = ("micro_auc", "macro_auc", "micro_f1", "macro_f1", "precision_at_10")
 

@@ -95,7 +95,7 @@ def run_quality(args) -> None:
 
 def run_beam(args) -> None:
     run = Path(args.run_root) / "numbers-general"
-    if not (run / "seq2seq.safetensors").is_file():
+    if not (run / "final.safetensors").is_file():
         sys.exit(f"{run}: no trained run; run the quality part first (with --save)")
     s2s = Seq2Seq.load(run)
     texts = [s for s, _ in load_pairs(s2s.config).test[:args.inputs]]

@@ -112,10 +112,10 @@ def direct_generate(run: Path, max_tokens: int, temperature: float, seconds: flo
     """Tokens/s of TextGenerator.generate called one request after another, in this process."""
     torch.set_num_threads(threads)
     gen = TextGenerator.load(str(run))
-    gen.generate("KING:\n", max_tokens, temperature=temperature, random_seed=0)    # compile the sampler once
+    gen.generate("KING:\n", max_tokens, temperature=temperature, seed=0)    # compile the sampler once
     n, began = 0, time.monotonic()
     while time.monotonic() - began < seconds:
-        gen.generate("KING:\n", max_tokens, temperature=temperature, random_seed=n)
+        gen.generate("KING:\n", max_tokens, temperature=temperature, seed=n)
         n += 1
     return n * max_tokens / (time.monotonic() - began)
 

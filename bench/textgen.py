@@ -51,7 +51,7 @@ def parse_set(items: list[str]) -> dict:
 
 
 def run_rnnkit(minutes: float, overrides: dict, variant: str | None) -> dict:
-    gen = TextGenerator(max_minutes=minutes, variant=variant, sample_length=0, **overrides)
+    gen = TextGenerator(max_minutes=minutes, variant=variant, sample_max_tokens=0, **overrides)
     start = time.monotonic()
     gen.fit(progress=False)
     cfg = gen.config                 # after fit: --hidden-size auto is settled to the width it picked

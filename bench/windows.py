@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from rnnkit.datasets.series import generator, lecture_generator  # noqa: E402
+from rnnkit.datasets.windows import generator, lecture_generator  # noqa: E402
 
 
 def timed(make, batches: int) -> float:

@@ -2,12 +2,17 @@
 
 The CLI is a thin layer: each command group lives next to the code it drives and registers
 itself through an ``add_commands(subparsers)`` function; a verb sets ``func`` on its parser,
-which receives the parsed arguments and returns an exit code. Task issues add their groups
-(``textgen``, ``classify``, ``forecast``, ...) to ``COMMAND_MODULES``.
+which receives the parsed arguments and returns an exit code. A new group is one line in ``COMMANDS``
+(its module and its one line of help).
 
 Every failure is one line on stderr, ``rnnkit: error: ...`` (``RNNKIT_DEBUG=1`` adds the traceback), and
 a warning is one line too. SIGTERM is treated like Ctrl-C: training saves its checkpoint, then the process
-exits with 143 (130 for Ctrl-C).
+exits with 143 (130 for Ctrl-C); both are handled from the first thing ``main`` does, so a signal during
+the seconds that importing torch takes also ends in one line.
+
+Building the parser imports no torch: each command module imports only configs at the top and its task when
+a verb runs, and a run builds only the group it names, so every ``--help`` is instant (tests/test_cli.py
+checks it with ``python -X importtime``; bench/cli_help.py times it).
 """
 
 from __future__ import annotations
@@ -19,55 +24,81 @@ import signal
 import sys
 import traceback
 import warnings
+from typing import Iterable
 
 from rnnkit import __version__
 
-# Modules that define ``add_commands(subparsers)``; imported when the parser is built.
-COMMAND_MODULES = [
-    "rnnkit.datasets.commands",   # rnnkit data list|info|fetch
-    "rnnkit.demo",                # rnnkit demo (a small character model, trained and sampled)
-    "rnnkit.tasks.embeddings.cli",  # rnnkit embed neighbors|analogy|eval|plot (pretrained word vectors)
-    "rnnkit.tasks.textgen.cli",   # rnnkit textgen train|sample|eval
-    "rnnkit.tasks.classify.cli",       # rnnkit classify train|predict|eval|multilabel
-    "rnnkit.tasks.forecast.cli",       # rnnkit forecast train|eval|predict|compare
-    "rnnkit.tasks.seq2seq.cli",        # rnnkit seq2seq train|translate|eval
-    "rnnkit.runs.commands",            # rnnkit models list|register|promote|rm
-    "rnnkit.serve.cli",                # rnnkit serve RUN_OR_NAME... (HTTP API + playground; the serve extra)
-    "rnnkit.export.cli",               # rnnkit export RUN --format onnx|c -o FILE (ONNX; a C header for devices)
-]
+# Each command group: the module that defines ``add_commands(subparsers)`` for it, and the line that
+# ``rnnkit --help`` shows for it (the module's own help= says the same: tests/test_cli.py checks they agree).
+# A run imports only the module of the group it names, so ``rnnkit --help`` imports none of them.
+COMMANDS = {
+    "data": ("rnnkit.datasets.commands", "list, describe and fetch the named datasets"),
+    "demo": ("rnnkit.demo", "train a small Shakespeare character model and print samples"),
+    "embed": ("rnnkit.tasks.embeddings.cli", "pretrained word vectors: neighbours, analogies, evaluation, plots"),
+    "textgen": ("rnnkit.tasks.textgen.cli", "character/word language models: train, sample, eval"),
+    "classify": ("rnnkit.tasks.classify.cli", "sequence classification: train, predict, eval; multilabel"),
+    "forecast": ("rnnkit.tasks.forecast.cli", "time-series forecasting: windows, baselines, GRU/LSTM/Conv1D"),
+    "seq2seq": ("rnnkit.tasks.seq2seq.cli", "sequence to sequence with attention and beam search: train, "
+                                            "translate, eval"),
+    "models": ("rnnkit.runs.commands", "register finished runs as named model versions"),
+    "serve": ("rnnkit.serve.cli", "serve trained runs over HTTP, with a playground page"),
+    "export": ("rnnkit.export.cli", "write a trained run as an ONNX model or one C header (microcontrollers)"),
+}
 
 # Set RNNKIT_DEBUG=1 to see the traceback behind an error line.
 DEBUG_VARIABLE = "RNNKIT_DEBUG"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(groups: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command (``groups``: only these groups' verbs and flags; the others are listed
+    with their one line of help, so that ``rnnkit --help`` and ``rnnkit textgen ...`` import one module or
+    none)."""
     parser = argparse.ArgumentParser(
         prog="rnnkit",
         description="Recurrent sequence models on real data: train, sample, evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub)
+    wanted = set(COMMANDS) if groups is None else set(groups)
+    for name, (module, help_line) in COMMANDS.items():
+        if name in wanted:
+            importlib.import_module(module).add_commands(sub)
+        else:
+            sub.add_parser(name, help=help_line, add_help=False)
     return parser
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command group that ``argv`` names: its first argument that is not an option (the top-level parser
+    has no option that takes a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM handler (``timeout``, systemd, docker stop): the Trainer saves a checkpoint
+    as for Ctrl-C, then raises it again so the process ends (exit status 143). Defined here, not beside the
+    Trainer, so that the handler is in place before torch is imported."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status. Every failure ends in one line on stderr,
     ``rnnkit: error: ...``: 2 for an error, 130 for Ctrl-C, 143 for SIGTERM (after the checkpoint is saved)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        # A group without a verb (``rnnkit data``) prints that group's help.
-        (getattr(args, "group_parser", None) or parser).print_help()
-        return 2
-    from rnnkit.training.trainer import Terminated   # (imports torch: only once a verb runs)
-    from rnnkit.training import threads
-
+    # First, before any import that takes time: from here on Ctrl-C and SIGTERM end in one line, never in a
+    # traceback or a silent exit -15; warnings (an old flag's spelling, too) are one line each.
     restore_sigterm = _handle_sigterm(Terminated)
     previous_format = warnings.formatwarning
     warnings.formatwarning = _format_warning
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        command = command_of(argv)
+        parser = build_parser([command] if command in COMMANDS else [])
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            # A group without a verb (``rnnkit data``) prints that group's help.
+            (getattr(args, "group_parser", None) or parser).print_help()
+            return 2
+        from rnnkit.training import threads
+
         # CPU threads: --threads, OMP_NUM_THREADS, else one per CPU that other processes leave free; the
         # verbs that take --threads (training, sampling) say so when that is fewer than the CPUs.
         threads.apply(threads.choose(getattr(args, "threads", None)), say=hasattr(args, "threads"))

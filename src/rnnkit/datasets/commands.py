@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from tqdm import tqdm
-
-from rnnkit.datasets import fetching
-from rnnkit.datasets.registry import get, names
+# The registry, the fetcher and their converters import numpy: each command imports them when it runs, so that
+# the parser (and every --help) is built without them.
 
 
 def add_commands(subparsers) -> None:
@@ -37,6 +35,9 @@ def _size(n: int | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rnnkit.datasets import fetching
+    from rnnkit.datasets.registry import get, names
+
     rows = [(n, _size(get(n).size), "yes" if fetching.is_cached(n) else "no", get(n).description) for n in names()]
     width = max(len(r[0]) for r in rows)
     print(f"{'name':<{width}}  {'download':>9}  {'cached':<6}  description")
@@ -47,6 +48,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from rnnkit.datasets import fetching
+    from rnnkit.datasets.registry import get
+
     ds = get(args.name)
     cached = fetching.cached_info(ds)
     info = {
@@ -79,6 +83,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rnnkit.datasets import fetching
+    from rnnkit.datasets.registry import get
+
     datasets = [get(n) for n in args.names]  # unknown names fail before any download
     for ds in datasets:
         if fetching.is_cached(ds) and not args.force:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from rnnkit.runs.registry import MODELS_VARIABLE, Registry, parse_spec
+# The registry reads run directories (torch, for their weights): each command imports it when it runs, so that
+# the parser (and every --help) is built without it. The variable's name is the registry's MODELS_VARIABLE
+# (tests/test_cli.py checks that they agree).
+MODELS_VARIABLE = "RNNKIT_MODELS"
 
 
 def add_commands(subparsers) -> None:
@@ -37,6 +40,8 @@ def add_commands(subparsers) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rnnkit.runs.registry import Registry
+
     registry = Registry()
     versions = registry.list(args.name)
     if not versions:
@@ -56,6 +61,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from rnnkit.runs.registry import Registry
+
     v = Registry().register(args.run, args.name, link=args.link)
     how = "linked to" if args.link else "copied from"
     print(f"{v.spec}: {v.task} run {how} {args.run}" + (" (promoted: the first version)" if v.promoted else "")
@@ -64,6 +71,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    from rnnkit.runs.registry import Registry, parse_spec
+
     name, version = parse_spec(args.spec)
     if version is None:
         raise ValueError(f"{args.spec!r}: expected NAME@VERSION, e.g. {name}@1")
@@ -73,6 +82,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    from rnnkit.runs.registry import Registry, parse_spec
+
     name, version = parse_spec(args.spec)
     registry = Registry()
     versions = registry.list(name)      # an unknown name fails here, listing the known ones
