@@ -9,6 +9,7 @@ from rnnkit.export import export
 from rnnkit.export.c import (compile_driver, describe, find_compiler, memory, object_size, quantize_rows,
                              run_compiled, torch_outputs)
 from rnnkit.nn.layers import RNN
+from rnnkit.tasks.base import ExportRefused
 from rnnkit.tasks.classify.task import SequenceClassifier
 from rnnkit.tasks.forecast.task import Forecaster
 from rnnkit.tasks.textgen.model import LanguageModel
@@ -143,7 +144,7 @@ def test_c_float32_header_matches_pytorch_on_real_inputs(tmp_path, model, poolin
 @needs_cc
 def test_c_int8_header_mostly_agrees_and_is_smaller(tmp_path, lstm_clf):
     f32 = export(lstm_clf, tmp_path / "f32.h", format="c")
-    i8 = export(lstm_clf, tmp_path / "i8.h", format="c", weights="int8")
+    i8 = export(lstm_clf, tmp_path / "i8.h", format="c", precision="int8")
     X, y = rising_channel(60, seed=2)
     want = torch_outputs(lstm_clf, X)
     got, _ = run_compiled(compile_driver(i8["path"], tmp_path), X)
@@ -170,28 +171,64 @@ def test_c_forecaster_matches_pytorch(tmp_path, model):
     np.testing.assert_allclose(got, torch_outputs(fc, windows), atol=BAR, rtol=1e-6)
 
 
-def _refusal(task, tmp_path):
-    with pytest.raises(ValueError) as err:
-        export(task, tmp_path / "x.h", format="c")
+def _refusal(task, tmp_path, format="c"):
+    with pytest.raises(ExportRefused) as err:
+        export(task, tmp_path / ("x.h" if format == "c" else "x.onnx"), format=format)
     message = str(err.value)
-    assert "\n" not in message and "C export supports classify runs on numeric series" in message
+    assert "\n" not in message and f"cannot be exported to {'C' if format == 'c' else 'ONNX'}: " in message
+    assert not (tmp_path / "x.h").exists() and not (tmp_path / "x.onnx").exists()
     return message
+
+
+ONNX_TOO = "; it exports to ONNX instead (--format onnx)"
 
 
 def test_c_refuses_what_it_cannot_express_in_one_line(tmp_path):
     clf = classifier("lstm", epochs=1)
     clf.model_.rnn = RNN("jordan", 3, 8)
-    assert _refusal(clf, tmp_path).startswith("cell JordanCell: cannot be exported to C")
+    message = _refusal(clf, tmp_path)
+    assert message == ("model 'lstm': cell JordanCell: cannot be exported to C: the header computes lstm, gru or rnn "
+                       "(tanh, relu) cells, stacked, reading one direction")       # ONNX refuses it too: no hint
+    assert _refusal(clf, tmp_path, "onnx").startswith("model 'lstm': cell JordanCell: cannot be exported to ONNX: ")
     clf.model_.rnn = RNN("gru", 3, 8, reset_after=False)
-    assert _refusal(clf, tmp_path).startswith("cell GRUCell with reset_after=False:")
-    assert _refusal(classifier("bilstm", epochs=1), tmp_path).startswith("model 'bilstm' (bidirectional")
-    assert _refusal(classifier("conv1d", epochs=1), tmp_path).startswith("model 'conv1d':")
+    assert _refusal(clf, tmp_path).startswith("model 'lstm': cell GRUCell with reset_after=False: cannot be")
+    message = _refusal(classifier("bilstm", epochs=1), tmp_path)
+    assert message.startswith("model 'bilstm' (bidirectional: it reads each sequence from both ends): cannot be "
+                              "exported to C: ") and message.endswith(ONNX_TOO)
+    message = _refusal(classifier("conv1d", epochs=1), tmp_path)
+    assert message.startswith("model 'conv1d' (convolutional): cannot be exported to C: ") and message.endswith(ONNX_TOO)
     message = _refusal(language_model("lstm"), tmp_path)
-    assert message.startswith("a textgen run:") and message.endswith("export it to ONNX instead (--format onnx)")
+    assert message.startswith("a textgen run (a language model of lstm cells): cannot be exported to C:")
+    assert message.endswith(ONNX_TOO)
     bow = SequenceClassifier(model="bow").fit(["good film", "bad film", "good", "bad"] * 3, ["p", "n"] * 6)
-    assert _refusal(bow, tmp_path).startswith("model 'bow'")
-    with pytest.raises(ValueError, match="model 'bow' .*: cannot be exported to ONNX; onnx export supports"):
-        export(bow, tmp_path / "x.onnx")
+    assert _refusal(bow, tmp_path) == (
+        "model 'bow' (a tf-idf logistic regression over word n-grams): cannot be exported to C: it is not a network "
+        "of tensors; a C header takes a classifier of numeric series with model rnn, gru or lstm")
+    assert _refusal(bow, tmp_path, "onnx") == (
+        "model 'bow' (a tf-idf logistic regression over word n-grams): cannot be exported to ONNX: it is not a "
+        "network of tensors; every classify model but bow exports to ONNX")
+
+
+def test_rocket_exports_to_onnx_and_its_c_refusal_says_so(tmp_path, ort):
+    """ROCKET's transform (random convolutions, PPV and max over each series' own outputs) and its ridge in one
+    graph, against decision_function; C refuses it and points at ONNX, which takes it."""
+    from rnnkit.export.onnx import max_abs_difference, onnx_session
+
+    X, y = rising_channel(40)
+    clf = SequenceClassifier(model="rocket", rocket_kernels=200).fit(X, y, progress=False)
+    info = export(clf, tmp_path / "rocket.onnx")
+    assert info["kind"] == "whole-sequence" and info["inputs"] == ["x", "mask"]
+    assert max_abs_difference(clf, info["path"], batch_sizes=(1, 4, 16), lengths=(1, 9, 40)) <= BAR
+    # the softmax of the graph's scores is predict_proba, and padding changes nothing
+    x = X[3][None]
+    padded = np.concatenate([x, np.zeros((1, 10, 3), np.float32)], axis=1)
+    mask = np.concatenate([np.ones((1, len(X[3]))), np.zeros((1, 10))], axis=1).astype(np.float32)
+    scores = onnx_session(info["path"]).run(None, {"x": padded, "mask": mask})[0]
+    np.testing.assert_allclose(torch.softmax(torch.from_numpy(scores).double(), 1).numpy()[0],
+                               clf.predict_proba([X[3]])[0], atol=1e-5)
+    message = _refusal(clf, tmp_path)
+    assert message.startswith("model 'rocket' (random convolution kernels and a ridge classifier): cannot be "
+                              "exported to C: ") and message.endswith(ONNX_TOO)
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -200,7 +237,7 @@ def test_c_refuses_what_it_cannot_express_in_one_line(tmp_path):
 def test_cli_exports_and_checks_both_formats(tmp_path, capsys, ort):
     X, y = rising_channel(40)
     SequenceClassifier(model="gru", hidden_size=8, epochs=1).fit(X, y, run_dir=str(tmp_path / "run"), progress=False)
-    assert main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "g.h"), "--weights", "int8"]) == 0
+    assert main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "g.h"), "--precision", "int8"]) == 0
     out = capsys.readouterr().out
     assert "int8 weights" in out and "check: compiled with" in out and "the same class for" in out
     assert "#define G_INPUT_SIZE 3" in (tmp_path / "g.h").read_text()
@@ -214,8 +251,8 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     SequenceClassifier(model="lstm", hidden_size=4, epochs=1).fit(X, y, run_dir=str(tmp_path / "run"), progress=False)
     txt = str(tmp_path / "m.txt")
     cases = [(["-o", txt], f"--output={txt!r}: expected a name ending in .onnx or .h"),
-             (["-o", str(tmp_path / "m.onnx"), "--weights", "int8"],
-              "weights='int8': expected 'float32' for the onnx format"),
+             (["-o", str(tmp_path / "m.onnx"), "--precision", "int8"],
+              "precision='int8': expected 'float32' for the onnx format"),
              (["-o", str(tmp_path / "nope" / "m.h")], "the folder")]
     for flags, message in cases:
         assert main(["export", str(tmp_path / "run"), *flags]) == 2

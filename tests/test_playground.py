@@ -71,7 +71,7 @@ def test_generate_page_streams_tokens_and_compares_temperatures(page, base_url, 
     page.click("#gen-go")
     meta = page.locator("#gen-outputs .meta")
     expect(meta).to_contain_text("model words · 60 tokens · ended by length · seed 5", timeout=20_000)
-    expected = rnnkit.load(str(runs["words"])).generate("the ", 60, temperature=0.7, random_seed=5)
+    expected = rnnkit.load(str(runs["words"])).generate("the ", 60, temperature=0.7, seed=5)
     assert page.inner_text("#gen-outputs pre") == "the " + expected
     # Each streamed token arrived as its own text node after the prompt's <span>: 60 events, not one answer.
     assert page.evaluate("document.querySelector('#gen-outputs pre').childNodes.length") == 61

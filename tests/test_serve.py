@@ -6,12 +6,12 @@ The runs are tiny models the tests train themselves (a few seconds in all)."""
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
-import types
 
 import numpy as np
 import pytest
@@ -27,10 +27,10 @@ import rnnkit                                                   # noqa: E402
 from rnnkit.cli import main                                     # noqa: E402
 from rnnkit.serve import ServeConfig                            # noqa: E402
 from rnnkit.serve.app import create_app                         # noqa: E402
-from rnnkit.serve.batching import BatchedGenerator              # noqa: E402
 from rnnkit.tasks.classify.task import SequenceClassifier       # noqa: E402
 from rnnkit.tasks.forecast.task import Forecaster               # noqa: E402
 from rnnkit.tasks.seq2seq.task import Seq2Seq                   # noqa: E402
+from rnnkit.tasks.textgen.config import GenerateRequest          # noqa: E402
 from rnnkit.tasks.textgen.task import TextGenerator             # noqa: E402
 
 CORPUS = "the cat sat on the mat. the dog sat on the log. " * 120
@@ -66,7 +66,7 @@ def make_runs(root):
     torch.manual_seed(0)
     runs = {name: root / name for name in ("words", "reviews", "weather", "reverse")}
     TextGenerator(hidden_size=48, num_layers=1, embedding_size=16, seq_len=32, batch_size=16, epochs=3, lr=1e-2,
-                  sample_length=0, warmup_steps=0, max_minutes=1).fit(CORPUS, run_dir=str(runs["words"]),
+                  sample_max_tokens=0, warmup_steps=0, max_minutes=1).fit(CORPUS, run_dir=str(runs["words"]),
                                                                      progress=False)
     texts, labels = sentiment_texts(120)
     SequenceClassifier(model="lstm", hidden_size=16, embedding_size=16, epochs=4, batch_size=20, lr=1e-2,
@@ -159,6 +159,12 @@ def test_model_list_names_every_model_its_task_and_endpoint(client):
     assert models["words"]["endpoint"] == "/v1/models/words/generate"
     assert models["reviews"]["details"]["classes"] == ["neg", "pos"]
     assert models["toy"]["details"] == {"words": 5, "dim": 3, "source": models["toy"]["path"]}
+    assert models["words"]["details"]["max_batch"] == 64 and models["words"]["details"]["level"] == "char"
+    # what each task's request takes, from its request_class: the one vocabulary
+    assert [f["name"] for f in models["words"]["takes"]] == ["prompt", "max_tokens", "temperature", "top_k", "top_p",
+                                                            "greedy", "seed", "num_results", "stream"]
+    assert [f["name"] for f in models["reverse"]["takes"]] == ["texts", "beam", "max_tokens", "num_results",
+                                                              "attention"]
     assert all(m["version"] is None for m in models.values())      # run directories, not registered versions
 
 
@@ -169,7 +175,7 @@ def test_generate_gives_the_text_of_textgenerator_generate_for_the_same_seed(cli
                                                            "temperature": temperature, "seed": 7})
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["text"] == gen.generate("the c", 60, temperature=temperature, random_seed=7)
+        assert body["text"] == gen.generate("the c", 60, temperature=temperature, seed=7)
         assert (body["model"], body["version"], body["seed"]) == ("words", None, 7)
         assert body["tokens"] == len(body["text"]) == 60 and body["finish_reason"] == "length"
         assert r.headers["x-rnnkit-model"] == "words"
@@ -189,16 +195,16 @@ def test_generate_streams_each_token_as_a_server_sent_event(client, runs):
     kind, done = events[-1]
     assert kind == "done" and len(tokens) == 25 == done["tokens"]
     assert "".join(tokens) == done["text"] == rnnkit.load(str(runs["words"])).generate(
-        "the d", 25, temperature=0.8, random_seed=3)
+        "the d", 25, temperature=0.8, seed=3)
 
 
 def test_concurrent_requests_share_forward_passes_and_keep_their_own_text(runs):
     """Eight requests at once through the ASGI app: each gets its own seed's text, in fewer steps than one by one."""
     app = create_app([str(runs["words"])])
     gen = rnnkit.load(str(runs["words"]))
-    batcher = app.state.models["words"].batcher
+    batcher = app.state.models["words"].worker
     # Hold the worker until all eight have arrived, so they certainly start together.
-    holder = batcher.submit([1], 1)
+    holder = batcher.submit(GenerateRequest(prompt="t", max_tokens=1))
     holder.wait()
 
     async def ask_all():
@@ -211,38 +217,54 @@ def test_concurrent_requests_share_forward_passes_and_keep_their_own_text(runs):
     steps_before = batcher.steps
     replies = asyncio.run(ask_all())
     for seed, r in enumerate(replies):
-        assert r.json()["text"] == gen.generate("the", 40, temperature=1.0, random_seed=seed)
+        assert r.json()["text"] == gen.generate("the", 40, temperature=1.0, seed=seed)
     assert batcher.steps - steps_before < 8 * 40 / 2          # one by one would take 320 steps
     batcher.close()
 
 
 def test_one_at_a_time_batcher_steps_each_request_alone(runs):
     gen = rnnkit.load(str(runs["words"]))
-    batcher = BatchedGenerator(gen, max_batch=1)
-    streams = [batcher.submit(gen.encode_seed("the"), 20, temperature=0.7, seed=s) for s in range(3)]
-    for s in streams:
-        assert s.wait(30)
+    batcher = gen.serving_worker(max_batch=1)
+    jobs = [batcher.submit(GenerateRequest(prompt="the", max_tokens=20, temperature=0.7, seed=s)) for s in range(3)]
+    for job in jobs:
+        assert job.wait(30)
     assert batcher.steps == 60 and batcher.mean_batch == 1.0
-    assert [gen.tokenizer_.sequences_to_texts([s.tokens])[0] for s in streams] == [
-        gen.generate("the", 20, temperature=0.7, random_seed=s) for s in range(3)]
+    assert [job.result()["text"] for job in jobs] == [gen.generate("the", 20, temperature=0.7, seed=s)
+                                                       for s in range(3)]
+    batcher.close()
+
+
+def test_the_batcher_takes_the_librarys_processors_and_several_results_per_request(runs):
+    """greedy, top-k and top-p rows stepped together, each as generate gives it; num_results as one request."""
+    gen = rnnkit.load(str(runs["words"]))
+    batcher = gen.serving_worker(max_batch=8)
+    asks = [dict(greedy=True), dict(top_k=3, temperature=0.9), dict(top_p=0.8, temperature=1.2),
+            dict(top_k=5, top_p=0.9, temperature=0.6, num_results=3)]
+    jobs = [batcher.submit(GenerateRequest(prompt="the ", max_tokens=30, seed=11, **a)) for a in asks]
+    for job, ask in zip(jobs, asks):
+        assert job.wait(30)
+        want = gen.generate("the ", 30, seed=11, **ask)
+        got = [r["text"] for r in job.result()["results"]]
+        assert got == (want if isinstance(want, list) else [want])
+        assert gen.apply({"prompt": "the ", "max_tokens": 30, "seed": 11, **ask})["results"] == job.result()["results"]
     batcher.close()
 
 
 def test_word_level_tokens_stream_with_the_spaces_between_them(tmp_path):
     run = tmp_path / "wordrun"
     TextGenerator(level="word", hidden_size=16, num_layers=1, embedding_size=8, seq_len=8, batch_size=4, epochs=1,
-                  sample_length=0, warmup_steps=0).fit(CORPUS, run_dir=str(run), progress=False)
+                  sample_max_tokens=0, warmup_steps=0).fit(CORPUS, run_dir=str(run), progress=False)
     c = TestClient(create_app([str(run)]))
     r = c.post("/v1/models/wordrun/generate", json={"prompt": "the cat", "max_tokens": 12, "seed": 2, "stream": True})
     events = sse_events(r.text)
     words = [data["text"] for kind, data in events if kind == "token"]
     assert words[0] != "" and not words[0].startswith(" ") and all(w.startswith(" ") for w in words[1:])
-    assert "".join(words) == events[-1][1]["text"] == rnnkit.load(str(run)).generate("the cat", 12, random_seed=2)
+    assert "".join(words) == events[-1][1]["text"] == rnnkit.load(str(run)).generate("the cat", 12, seed=2)
 
 
 def test_a_client_that_goes_away_mid_stream_frees_its_row(runs):
     app = create_app([str(runs["words"])], config=ServeConfig(max_tokens=1_000_000))
-    batcher = app.state.models["words"].batcher
+    batcher = app.state.models["words"].worker
     with live_server(app) as url:
         with httpx.stream("POST", f"{url}/v1/models/words/generate",
                           json={"prompt": "the", "max_tokens": 1_000_000, "stream": True}) as r:
@@ -298,12 +320,15 @@ def test_translate_gives_the_models_outputs_and_attention(client, runs):
         attention = np.array(t["attention"])     # (output steps, <eos> included when emitted; source tokens)
         assert attention.shape[1] == 3 and attention.shape[0] - len(t["tokens"]) in (0, 1)
         np.testing.assert_allclose(attention.sum(1), 1.0, atol=1e-3)
-    beam = client.post("/v1/models/reverse/translate", json={"texts": ["abc"], "beam": 3}).json()
+    beam = client.post("/v1/models/reverse/translate", json={"texts": ["abc"], "beam": 3, "num_results": 2}).json()
     assert beam["translations"][0]["text"] == s2s.translate("abc", beam=3)
+    assert [h["text"] for h in beam["translations"][0]["results"]] == [
+        h.text for h in s2s.translate("abc", beam=3, num_results=2).hypotheses]
+    assert "deprecated" not in beam
 
 
 def test_embeddings_give_the_vector_and_the_nearest_words(client):
-    r = client.post("/v1/models/toy/embeddings", json={"word": "king", "top": 2})
+    r = client.post("/v1/models/toy/embeddings", json={"word": "king", "num_results": 2})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["vector"] == pytest.approx([0.9, 0.1, 0.0])
@@ -356,7 +381,7 @@ def test_body_problems_are_4xx_with_the_reason(runs):
 
 def test_inputs_the_model_cannot_take_are_422s_naming_the_field(client):
     assert_error(client.post("/v1/models/reviews/classify", json={"series": [[[1.0]]]}), 422, "texts",
-                 "'reviews' classifies text; expected \"texts\"")
+                 "texts: this classifier reads text; expected \"texts\": a list of strings, not \"series\"")
     assert_error(client.post("/v1/models/reviews/classify", json={"texts": ["a"] * 9}), 422, "texts",
                  "at most 8 items")
     assert_error(client.post("/v1/models/weather/forecast", json={"table": {"when": [1, 2], "y": [1.0, 2.0]}}),
@@ -372,11 +397,11 @@ def test_a_fault_inside_a_model_is_a_json_500_and_the_server_goes_on(client):
     reviews = client.app.state.models["reviews"]
     real = reviews.obj
 
-    class Broken:                       # the loaded classifier, with a predict_proba that fails
+    class Broken:                       # the loaded classifier, with an apply that fails
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def predict_proba(self, X):
+        def apply(self, request):
             raise KeyError("weights")
 
     reviews.obj = Broken()
@@ -399,9 +424,39 @@ def test_a_request_past_the_time_limit_is_a_504(runs):
 def test_openapi_schema_shows_the_limits(client):
     schema = client.get("/openapi.json").json()
     assert {"/v1/models", "/v1/models/{model}/generate", "/v1/models/{model}/classify", "/v1/models/{model}/forecast",
-            "/v1/models/{model}/translate", "/v1/models/{model}/embeddings"} <= set(schema["paths"])
+            "/v1/models/{model}/translate", "/v1/models/{model}/predict",
+            "/v1/models/{model}/embeddings"} <= set(schema["paths"])
     generate = schema["components"]["schemas"]["GenerateRequest"]["properties"]
     assert generate["max_tokens"]["maximum"] == 300 and generate["temperature"]["maximum"] == 5.0
+    translate = schema["components"]["schemas"]["TranslateRequest"]["properties"]
+    assert translate["max_tokens"]["anyOf"][0]["maximum"] == 300 and translate["texts"]["maxItems"] == 8
+
+
+RETIRED = ("seed_text", "length", "random_seed", "n_best", "max_length", "num_samples", "top", "max_top")
+
+
+def test_openapi_schema_uses_no_retired_spelling(client):
+    """Every property of every request body is a name of the one vocabulary (prompt, max_tokens, seed,
+    num_results, ...): none of rnnkit 0.1's spellings."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    bodies = [name for name in schemas if name.endswith("Request")]
+    assert {"GenerateRequest", "ClassifyRequest", "ForecastRequest", "TranslateRequest", "PredictRequest",
+            "EmbeddingsRequest"} <= set(bodies)
+    used = {prop for name in bodies for prop in schemas[name]["properties"]}
+    assert not used & set(RETIRED), used & set(RETIRED)
+    assert {"prompt", "max_tokens", "seed", "num_results", "greedy"} <= used
+
+
+def test_old_field_names_still_work_for_one_release_with_a_note(client, runs):
+    r = client.post("/v1/models/reverse/translate", json={"texts": ["abc"], "max_length": 2})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["translations"][0]["tokens"]) <= 2
+    assert r.json()["deprecated"] == ["max_length is renamed max_tokens; the old name goes in the next release"]
+    r = client.post("/v1/models/toy/embeddings", json={"word": "king", "top": 1})
+    assert [n["word"] for n in r.json()["neighbors"]] == ["queen"]
+    assert r.json()["deprecated"] == ["top is renamed num_results; the old name goes in the next release"]
+    assert_error(client.post("/v1/models/toy/embeddings", json={"word": "king", "top": 1, "num_results": 2}), 422,
+                 "body", "top and num_results: the same setting twice")
 
 
 # --- fuzzing: whatever arrives, no 5xx and the server stays up ---------------------------------------------
@@ -430,10 +485,11 @@ def test_fuzzed_requests_never_get_a_5xx(client):
             "history": st.integers(-5, 20000)}),
         "translate": st.fixed_dictionaries({}, optional={"texts": st.lists(st.text(max_size=30), max_size=10) | values,
                                                          "beam": st.integers(-1, 20) | values,
-                                                         "max_length": st.integers(-1, 400) | st.none(),
+                                                         "max_tokens": st.integers(-1, 400) | st.none(),
+                                                         "num_results": st.integers(-1, 20) | values,
                                                          "attention": st.booleans() | values}),
         "embeddings": st.fixed_dictionaries({}, optional={"word": st.text(max_size=10) | values,
-                                                          "top": st.integers(-1, 200) | values}),
+                                                          "num_results": st.integers(-1, 200) | values}),
     }
     models = {"generate": "words", "classify": "reviews", "forecast": "weather", "translate": "reverse",
               "embeddings": "toy"}
@@ -475,13 +531,23 @@ def test_the_model_registry_serves_the_promoted_and_a_given_version(runs, tmp_pa
         create_app(["verse"])
 
 
-def test_runs_no_endpoint_serves_and_missing_runs_are_refused(runs, tmp_path):
-    ml = tmp_path / "ml"
-    ml.mkdir()
-    (ml / "config.json").write_text(json.dumps({"task": "classify-multilabel", "format_version": 2, "config": {}}))
-    with pytest.raises(ValueError, match=r"ml: a 'classify-multilabel' run, which rnnkit serve has no endpoint for; "
-                                         r"expected a run of one of: textgen, classify, forecast, seq2seq"):
-        create_app([str(ml)])
+def test_unfinished_and_missing_runs_are_refused(runs, tmp_path, ctrl_c_at_step, capsys):
+    """A run whose training was stopped after one step is refused in one line that says how to finish it, unless
+    its checkpoint is asked for explicitly (--checkpoint)."""
+    run = tmp_path / "stopped"
+    ctrl_c_at_step(1)       # fit saves its checkpoint and returns: the run is not finished
+    TextGenerator(hidden_size=16, num_layers=1, embedding_size=8, seq_len=16, batch_size=8, epochs=2,
+                  sample_max_tokens=0, warmup_steps=0).fit(CORPUS, run_dir=str(run), progress=False)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(run))}: its training has not finished .*finish it with "
+                                         rf"rnnkit textgen train --run-dir {re.escape(str(run))} --resume, or use "
+                                         r"its last checkpoint explicitly") as err:
+        create_app([str(run)])
+    assert "\n" not in str(err.value)
+    assert main(["serve", str(run), "--port", "0"]) == 2
+    assert "rnnkit: error: " in capsys.readouterr().err
+    app = create_app([str(run)], config=ServeConfig(checkpoint="last"))
+    r = TestClient(app).post("/v1/models/stopped/generate", json={"prompt": "the", "max_tokens": 5})
+    assert r.status_code == 200 and r.json()["tokens"] == 5
     with pytest.raises(FileNotFoundError, match=r"nope: no such run directory"):
         create_app([str(tmp_path / "nope")])
     with pytest.raises(ValueError, match=r"served as 'words', like"):

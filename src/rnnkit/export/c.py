@@ -1,4 +1,4 @@
-"""Export a classifier or forecaster as one dependency-free C header, for microcontrollers.
+"""Export a classifier or forecaster of numeric series as one dependency-free C header, for microcontrollers.
 
 The header holds the weights as arrays and four functions (``P`` is the prefix, from the file name):
 
@@ -6,66 +6,72 @@ The header holds the weights as arrays and four functions (``P`` is the prefix, 
   ``P_output(&s, out)``: class logits or the forecast from what was read so far. Streaming, step by step.
 * ``P_run(x, T, out)``: a whole sequence of T steps at once (classifiers also return the predicted class).
 
-It covers what a small device runs: classify runs on numeric series (rnn, gru, lstm; any pooling) and forecast
-runs (gru, gru_dropout, stacked_gru, lstm), with any number of stacked layers reading one direction. The input
-scaling the run learned is inside (channels standardised, forecasts in the targets' units); every step given
-is read (a classifier's ``predict`` keeps the last ``maxlen`` steps of a longer sequence). Everything else is
-refused with a clear line (:func:`describe`): other cells (Jordan, peephole), bidirectional or convolutional
-models, text models, bag of words, other tasks (export those to ONNX where it takes them).
+It covers what a small device runs: a recurrent stack (lstm, gru or rnn cells, any number of layers reading
+one direction) with a head that gives class logits (pooled over time) or the next values after a window. The
+task says what it is: its ``export_spec("c")`` gives a :class:`CModel` (the arrays, and how to check a header
+against PyTorch) or refuses in one line what the header cannot compute (other cells, bidirectional or
+convolutional models, text, bag of words, a model of another shape); this module names no task. The input
+scaling the run learned is inside (channels standardised, outputs in the targets' units); every step given is
+read (a classifier's ``predict`` keeps the last ``maxlen`` steps of a longer sequence).
 
-Weights: ``float32``, or ``int8`` with one float scale per weight row (see ``INT8_SCHEME``). The C code comes
-from the templates below; :func:`compile_driver` and :func:`run_compiled` build it with the system C compiler
-and run sequences through it (the tests and ``bench/export.py`` use them to compare with PyTorch).
+Weights: ``float32``, or ``int8`` with one float scale per weight row (see ``templates/int8_scheme.h.in``).
+The C source is in the template files under ``templates/`` (package data); this module fills them in.
+:func:`compile_driver` and :func:`run_compiled` build a header with the system C compiler and run sequences
+through it (the tests and ``bench/export.py`` use them to compare with PyTorch).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import struct
 import subprocess
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from rnnkit import __version__
 
-SUPPORTED = ("classify runs on numeric series (models rnn, gru, lstm) and forecast runs (gru, gru_dropout, "
-             "stacked_gru, lstm): lstm, gru or rnn (tanh/relu) cells, stacked, one direction")
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
-
-
-def refuse(what: str, onnx: bool = False) -> None:
-    """The one-line refusal: what is not supported, what is (and ONNX, where that format takes it)."""
-    hint = "; export it to ONNX instead (--format onnx)" if onnx else ""
-    raise ValueError(f"{what}: cannot be exported to C; C export supports {SUPPORTED}{hint}")
+CELLS = "lstm, gru or rnn (tanh, relu) cells, stacked, reading one direction"   # what the header computes
 
 
 # ---------------------------------------------------------------------------------------------------------
-# What the header computes, taken from a task object
+# What the header computes: a CModel, given by the task's export_spec("c")
 # ---------------------------------------------------------------------------------------------------------
 
 @dataclass
 class CModel:
-    """Everything the C code needs, as numpy arrays: the recurrent stack, the head and the scaling."""
+    """Everything the C code needs, as numpy arrays (the recurrent stack, the head and the input scaling), and
+    how to check a header against PyTorch. A task's ``export_spec("c")`` builds it (:func:`rnn_layers` reads a
+    recurrent layer, or refuses one the header cannot compute).
 
-    task: str                      # "classify" or "forecast"
+    ``output`` is what the head gives: "classes" (logits of the sequence, pooled over time) or "values" (the
+    next values after a window, in the targets' units). ``reference(sequences)`` is PyTorch's output for raw
+    (T, I) sequences on the task's own path, flattened like the header's ``out`` (N, O); ``inputs(rng, n)``
+    draws n raw sequences on the scale of the training data."""
+
+    output: str                    # "classes" or "values"
     kind: str                      # "lstm", "gru", "rnn_tanh" or "rnn_relu"
     layers: list[dict[str, np.ndarray]]   # per layer: w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh (G*H,)
     head_w: np.ndarray             # (O, F)
     head_b: np.ndarray             # (O,)
     in_mean: np.ndarray            # (I,): inputs are (x - mean) / std
     in_std: np.ndarray
-    pooling: str = "last"          # classify: last, max, mean or maxmean
+    reference: Callable[[list[np.ndarray]], np.ndarray]
+    inputs: Callable[[np.random.Generator, int], list[np.ndarray]]
+    pooling: str = "last"          # classes: last, max, mean or maxmean
     classes: list[str] = field(default_factory=list)
-    horizon: int = 1               # forecast: out is (horizon, targets), row-major
+    horizon: int = 1               # values: out is (horizon, targets), row-major
     targets: list[str] = field(default_factory=list)
-    residual: bool = False         # forecast: the head predicts the change from the last value
-    window: int = 0                # forecast: the steps per window the run was trained on
+    residual: bool = False         # values: the head predicts the change from the last value
+    window: int = 0                # values: the steps per window the run was trained on
 
     @property
     def input_size(self) -> int:
@@ -80,27 +86,19 @@ class CModel:
         return self.head_w.shape[0]
 
 
-def describe(task: Any) -> CModel:
-    """The :class:`CModel` of a fitted classify or forecast task; a one-line refusal for anything else."""
-    name = getattr(task, "name", type(task).__name__)
-    model = getattr(task, "model_", None)
-    if name == "classify" and task.config.model == "bow":
-        refuse("model 'bow' (a tf-idf logistic regression)")
-    rnn = getattr(model, "rnn", None)
-    if rnn is not None and rnn.fused_kind() is None:
+def rnn_layers(rnn: Any, what: str) -> tuple[str, list[dict[str, np.ndarray]]]:
+    """(kind, the weights of each layer) of a recurrent layer (:class:`rnnkit.nn.RNN`) the header can compute;
+    a one-line refusal (ExportRefused) naming ``what`` (the model) for one it cannot."""
+    from rnnkit.tasks.base import refuse_export
+
+    if rnn.fused_kind() is None:
         cell = rnn.cells[0]
         detail = {"GRUCell": " with reset_after=False",
                   "SimpleRNNCell": f" with activation {getattr(cell, 'activation', '')!r}"}.get(type(cell).__name__, "")
-        refuse(f"cell {type(cell).__name__}{detail}")
-    if name not in ("classify", "forecast"):
-        refuse(f"a {name} run", onnx=name == "textgen")
-    if name == "classify" and task.kind_ == "text":
-        refuse("a text classifier (word ids in)", onnx=True)
-    kind_name = task.config.model
-    if rnn is None or getattr(model, "convs", None) or kind_name.startswith("conv") or kind_name == "cnn-lstm":
-        refuse(f"model {kind_name!r}", onnx=True)
+        refuse_export(f"{what}: cell {type(cell).__name__}{detail}", "c", f"the header computes {CELLS}")
     if rnn.bidirectional:
-        refuse(f"model {kind_name!r} (bidirectional: it reads each sequence from both ends)", onnx=True)
+        refuse_export(f"{what} (bidirectional: it reads each sequence from both ends)", "c",
+                      f"the header reads a stream step by step, so it computes {CELLS}")
 
     def array(t) -> np.ndarray:
         return t.detach().float().cpu().numpy()
@@ -111,34 +109,27 @@ def describe(task: Any) -> CModel:
         layers.append({"w_ih": array(cell.weight_ih), "w_hh": array(cell.weight_hh),
                        "b_ih": zeros if cell.bias_ih is None else array(cell.bias_ih),
                        "b_hh": zeros if cell.bias_hh is None else array(cell.bias_hh)})
-    common = dict(kind=rnn.fused_kind(), layers=layers, head_w=array(model.head.weight), head_b=array(model.head.bias))
-    if name == "classify":
-        return CModel("classify", **common, in_mean=np.asarray(task.mean_, np.float32),
-                      in_std=np.asarray(task.std_, np.float32), pooling=task.config.pooling,
-                      classes=list(task.classes_))
-    return CModel("forecast", **common, in_mean=np.asarray(task.normalizer_.mean, np.float32),
-                  in_std=np.asarray(task.normalizer_.std, np.float32), horizon=model.horizon,
-                  targets=list(task.series_.targets), residual=bool(model.residual),
-                  window=task.window_config_.lookback // task.config.step)
+    return rnn.fused_kind(), layers
+
+
+def describe(task: Any) -> CModel:
+    """The :class:`CModel` of a fitted task (its ``export_spec("c")``), or its one-line refusal."""
+    from rnnkit.export import export_spec
+
+    model = export_spec(task, "c")
+    if not isinstance(model, CModel):
+        raise TypeError(f"{type(task).__name__}.export_spec('c') gave a {type(model).__name__}; expected a CModel "
+                        f"(rnnkit.export.c)")
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------------
 # int8 weights
 # ---------------------------------------------------------------------------------------------------------
 
-INT8_SCHEME = """\
-/* int8 weights, symmetric, one scale per row ("per output channel"). Row r of a weight matrix W (one unit
- * of one gate, or one output of the head) is stored as q[r][c] = round(W[r][c] / s[r]), with
- * s[r] = max_c |W[r][c]| / 127: W[r][c] ~ s[r] * q[r][c], q in [-127, 127], and 0 stays exactly 0.
- * A matrix-vector product sums q[r][c] * x[c] in float and multiplies the row's sum by s[r] once.
- * Why per row: the gates' rows have very different ranges, and one scale for a whole matrix (per tensor)
- * would leave the small rows only a few levels. Biases, scales, the input scaling and every activation
- * stay float32 (the Cortex-M4F of an Arduino Nano 33 BLE has a float unit): the weights take a quarter
- * of the flash, the arithmetic is unchanged. */"""
-
-
 def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) float -> (int8 (rows, cols), float32 scales (rows,)) as ``INT8_SCHEME`` says."""
+    """(rows, cols) float -> (int8 (rows, cols), float32 scales (rows,)) as ``templates/int8_scheme.h.in`` says:
+    symmetric, one scale per row, ``W[r][c] ~ s[r] * q[r][c]`` with ``s[r] = max_c |W[r][c]| / 127``."""
     top = np.abs(w).max(axis=1)
     scale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)    # an all-zero row keeps scale 1
     q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
@@ -146,229 +137,27 @@ def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The templates ($p: the prefix, $P: the same in capitals; the rest is filled in by render())
+# The templates: the C source, in templates/*.in (package data)
 # ---------------------------------------------------------------------------------------------------------
+#
+# string.Template text: $p is the prefix, $P the same in capitals; render() fills in the rest.
+#   header.h.in                 the whole header: sizes, input scaling, weights, layer table, state, matvec, step
+#   lstm_cell.c.in, gru_cell.c.in, rnn_cell.c.in
+#                               one step of each cell: x is the layer's input, h (and c) its state, updated in
+#                               place; the gate order is torch's, so the weight rows are copied as they are
+#   classify_output.c.in, classify_run.c.in, forecast_output.c.in, forecast_run.c.in
+#                               P_output and P_run of each output: "classes" (the classify_* files) and
+#                               "values" (the forecast_* files)
+#   int8_scheme.h.in            the comment in an int8 header that says how its weights are stored
+#   driver.c.in                 the program the tests and the benchmark compile: reads sequences on stdin,
+#                               writes outputs on stdout. In: int32 n, then n times (int32 T, T * INPUT_SIZE
+#                               float32). Out: int32 sizeof(state), then n times OUTPUT_SIZE float32. Odd
+#                               sequences go through reset/step/output, even ones through run: both paths.
 
-HEADER = """\
-/* $file: $summary
- *
- * Written by rnnkit $version from $source (rnnkit export RUN --format c).
- * Dependency-free C99: only the C library (<math.h>: link with -lm; <stdint.h>, <string.h>).
- * Every function is static inline, so one program may include several such headers (each has its own prefix).
- *
- * Use, one time step at a time (a sensor stream):
- *     ${p}_state s;
- *     ${p}_reset(&s);
- *     ${p}_step(&s, x);        x: ${P}_INPUT_SIZE raw values of one step: $inputs
- *     ${p}_output(&s, out);    out: ${P}_OUTPUT_SIZE floats: $outputs
- * or a whole sequence of T steps, x holding T * ${P}_INPUT_SIZE floats, one step after the other:
- *     $run_use
- *
- * Memory: the state is $state_bytes bytes; ${p}_step needs $step_stack bytes of stack, ${p}_output $output_stack.
- */
-#ifndef ${P}_H
-#define ${P}_H
-
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-#define ${P}_INPUT_SIZE $input_size
-#define ${P}_HIDDEN_SIZE $hidden_size
-#define ${P}_NUM_LAYERS $num_layers
-#define ${P}_GATES $gates   /* rows of each weight matrix = GATES * HIDDEN_SIZE; $gate_order */
-#define ${P}_OUTPUT_SIZE $output_size
-#define ${P}_G (${P}_GATES * ${P}_HIDDEN_SIZE)
-
-$scheme
-typedef $weight_type ${p}_weight;
-
-/* the input scaling learned in training: x -> (x - mean) / std */
-static const float ${p}_in_mean[${P}_INPUT_SIZE] = {$in_mean};
-static const float ${p}_in_std[${P}_INPUT_SIZE] = {$in_std};
-$extra_tables
-$weights
-/* one recurrent layer: W (G x in) multiplies the input, U (G x H) the previous h; b_ih + b_hh as in torch */
-typedef struct {
-    const ${p}_weight *w_ih, *w_hh;
-    const float *s_ih, *s_hh;   /* int8: the per-row scales; float32: none (0) */
-    const float *b_ih, *b_hh;
-    int in;                     /* the layer's input size */
-} ${p}_layer;
-
-static const ${p}_layer ${p}_layers[${P}_NUM_LAYERS] = {
-$layer_table
-};
-
-typedef struct {
-$state_fields
-    int32_t steps;                                 /* steps read since the reset */
-} ${p}_state;
-
-/* y[r] = b[r] + scale[r] * sum_c w[r][c] * x[c]: a (rows x cols) row-major matrix times a vector */
-static inline void ${p}_matvec(const ${p}_weight *w, const float *scale, const float *b, const float *x,
-                             int rows, int cols, float *y) {
-    for (int r = 0; r < rows; r++) {
-        const ${p}_weight *row = w + (long)r * cols;
-        float acc = 0.0f;
-        for (int c = 0; c < cols; c++) acc += (float)row[c] * x[c];
-        y[r] = (scale ? acc * scale[r] : acc) + b[r];
-    }
-}
-
-static inline float ${p}_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
-
-$cell
-/* a fresh state: everything zero (all-zero bytes are 0.0f in IEEE 754) */
-static inline void ${p}_reset(${p}_state *s) { memset(s, 0, sizeof *s); }
-
-/* read one time step: x holds ${P}_INPUT_SIZE raw input values */
-static inline void ${p}_step(${p}_state *s, const float *x) {
-    float z[${P}_INPUT_SIZE];
-    for (int k = 0; k < ${P}_INPUT_SIZE; k++) {
-$scale_input
-    }
-    const float *in = z;
-    for (int l = 0; l < ${P}_NUM_LAYERS; l++) {
-        $cell_call
-        in = s->h[l];
-    }
-$after_step
-    s->steps++;
-}
-
-$output
-$run
-#endif /* ${P}_H */
-"""
-
-# One step of each cell: x is the layer's input, h (and c) its state, updated in place. The gate order
-# is torch's, so the weight rows are copied as they are.
-CELLS = {
-    "lstm": """\
-/* LSTM: i, f, g, o = the four row blocks of W x + b_ih + U h + b_hh;
- * c = sigmoid(f) * c + sigmoid(i) * tanh(g);  h = sigmoid(o) * tanh(c) */
-static inline void ${p}_cell(const ${p}_layer *l, const float *x, float *h, float *c) {
-    float xp[${P}_G], hp[${P}_G];
-    ${p}_matvec(l->w_ih, l->s_ih, l->b_ih, x, ${P}_G, l->in, xp);
-    ${p}_matvec(l->w_hh, l->s_hh, l->b_hh, h, ${P}_G, ${P}_HIDDEN_SIZE, hp);
-    const int H = ${P}_HIDDEN_SIZE;
-    for (int j = 0; j < H; j++) {
-        float i = ${p}_sigmoid(xp[j] + hp[j]);
-        float f = ${p}_sigmoid(xp[H + j] + hp[H + j]);
-        float g = tanhf(xp[2 * H + j] + hp[2 * H + j]);
-        float o = ${p}_sigmoid(xp[3 * H + j] + hp[3 * H + j]);
-        c[j] = f * c[j] + i * g;
-        h[j] = o * tanhf(c[j]);
-    }
-}
-""",
-    "gru": """\
-/* GRU (torch's form, reset after the matmul): r, z, n row blocks;
- * r = sigmoid(Wr x + Ur h + b);  z = sigmoid(Wz x + Uz h + b);  n = tanh(Wn x + b_in + r * (Un h + b_hn));
- * h = (1 - z) * n + z * h */
-static inline void ${p}_cell(const ${p}_layer *l, const float *x, float *h) {
-    float xp[${P}_G], hp[${P}_G];
-    ${p}_matvec(l->w_ih, l->s_ih, l->b_ih, x, ${P}_G, l->in, xp);
-    ${p}_matvec(l->w_hh, l->s_hh, l->b_hh, h, ${P}_G, ${P}_HIDDEN_SIZE, hp);
-    const int H = ${P}_HIDDEN_SIZE;
-    for (int j = 0; j < H; j++) {
-        float r = ${p}_sigmoid(xp[j] + hp[j]);
-        float z = ${p}_sigmoid(xp[H + j] + hp[H + j]);
-        float n = tanhf(xp[2 * H + j] + r * hp[2 * H + j]);
-        h[j] = n + z * (h[j] - n);
-    }
-}
-""",
-    "rnn": """\
-/* simple RNN (Elman): h = $act(W x + b_ih + U h + b_hh) */
-static inline void ${p}_cell(const ${p}_layer *l, const float *x, float *h) {
-    float xp[${P}_G], hp[${P}_G];
-    ${p}_matvec(l->w_ih, l->s_ih, l->b_ih, x, ${P}_G, l->in, xp);
-    ${p}_matvec(l->w_hh, l->s_hh, l->b_hh, h, ${P}_G, ${P}_HIDDEN_SIZE, hp);
-    for (int j = 0; j < ${P}_HIDDEN_SIZE; j++) h[j] = $act_expr;
-}
-""",
-}
-
-CLASSIFY_OUTPUT = """\
-/* the class logits (${P}_OUTPUT_SIZE, in the order of ${p}_classes) from the steps read so far:
- * the head reads the last layer's output pooled over time ($pooling) */
-static inline void ${p}_output(const ${p}_state *s, float *out) {
-$features
-    ${p}_matvec(${p}_head_w, $head_scale, ${p}_head_b, features, ${P}_OUTPUT_SIZE, $feature_size, out);
-}
-"""
-
-CLASSIFY_RUN = """\
-/* a whole sequence: x holds steps * ${P}_INPUT_SIZE values; writes the logits, returns the class index */
-static inline int ${p}_run(const float *x, int steps, float *out) {
-    ${p}_state s;
-    ${p}_reset(&s);
-    for (int t = 0; t < steps; t++) ${p}_step(&s, x + (long)t * ${P}_INPUT_SIZE);
-    ${p}_output(&s, out);
-    int best = 0;
-    for (int k = 1; k < ${P}_OUTPUT_SIZE; k++) if (out[k] > out[best]) best = k;
-    return best;
-}
-"""
-
-FORECAST_OUTPUT = """\
-/* the forecast from the steps read so far: ${P}_HORIZON steps x ${P}_TARGETS targets, row-major, in the
- * targets' own units (the head's normalised values $residual_note times std plus mean) */
-static inline void ${p}_output(const ${p}_state *s, float *out) {
-    ${p}_matvec(${p}_head_w, $head_scale, ${p}_head_b, s->h[${P}_NUM_LAYERS - 1], ${P}_OUTPUT_SIZE,
-              ${P}_HIDDEN_SIZE, out);
-    for (int i = 0; i < ${P}_OUTPUT_SIZE; i++) {
-        int k = i % ${P}_TARGETS;
-        out[i] = (out[i]$residual_term) * ${p}_in_std[k] + ${p}_in_mean[k];
-    }
-}
-"""
-
-FORECAST_RUN = """\
-/* a whole window: x holds steps * ${P}_INPUT_SIZE values (the run was trained on $window steps);
- * writes the forecast (see ${p}_output) */
-static inline void ${p}_run(const float *x, int steps, float *out) {
-    ${p}_state s;
-    ${p}_reset(&s);
-    for (int t = 0; t < steps; t++) ${p}_step(&s, x + (long)t * ${P}_INPUT_SIZE);
-    ${p}_output(&s, out);
-}
-"""
-
-# The program the tests and the benchmark compile: reads sequences on stdin, writes outputs on stdout.
-# In: int32 n, then n times (int32 T, T * INPUT_SIZE float32). Out: int32 sizeof(state), then n times
-# OUTPUT_SIZE float32. Odd sequences go through reset/step/output, even ones through run: both paths.
-DRIVER = """\
-#include <stdio.h>
-#include <stdlib.h>
-#include "$header"
-
-int main(void) {
-    int32_t n, T, size = (int32_t)sizeof(${p}_state);
-    float out[${P}_OUTPUT_SIZE];
-    fwrite(&size, sizeof size, 1, stdout);
-    if (fread(&n, sizeof n, 1, stdin) != 1) return 1;
-    for (int32_t i = 0; i < n; i++) {
-        if (fread(&T, sizeof T, 1, stdin) != 1 || T < 0) return 1;
-        size_t count = (size_t)T * ${P}_INPUT_SIZE;
-        float *x = malloc(sizeof(float) * (count ? count : 1));
-        if (!x || fread(x, sizeof(float), count, stdin) != count) return 1;
-        if (i % 2) {
-            ${p}_state s;
-            ${p}_reset(&s);
-            for (int32_t t = 0; t < T; t++) ${p}_step(&s, x + (size_t)t * ${P}_INPUT_SIZE);
-            ${p}_output(&s, out);
-        } else {
-            ${p}_run(x, T, out);
-        }
-        fwrite(out, sizeof(float), ${P}_OUTPUT_SIZE, stdout);
-        free(x);
-    }
-    return 0;
-}
-"""
+@functools.cache
+def template(name: str) -> str:
+    """The text of ``templates/<name>``, shipped with the package."""
+    return resources.files("rnnkit.export").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -440,7 +229,7 @@ def weight_bytes(model: CModel, weights: str) -> int:
 
 def render(model: CModel, prefix: str, weights: str = "float32", source: str = "a run",
            file: str = "model.h") -> str:
-    """The header's text: the templates above, filled in for ``model``."""
+    """The header's text: the templates, filled in for ``model``."""
     int8 = weights == "int8"
     p, P = prefix, prefix.upper()
     H, L, lstm = model.hidden_size, len(model.layers), model.kind == "lstm"
@@ -475,7 +264,7 @@ def render(model: CModel, prefix: str, weights: str = "float32", source: str = "
     if lstm:
         fields.append(f"    float c[{P}_NUM_LAYERS][{P}_HIDDEN_SIZE];   /* each layer's cell state */")
     after: list[str] = []
-    if model.task == "classify":
+    if model.output == "classes":
         scale_input = (f"        float v = (x[k] - {p}_in_mean[k]) / {p}_in_std[k];\n"
                        f"        z[k] = v == v ? v : 0.0f;   /* a missing value (NaN) reads as the channel mean */")
         pooled = []
@@ -499,9 +288,9 @@ def render(model: CModel, prefix: str, weights: str = "float32", source: str = "
                         f"        features[j] = s->pool_max[j];\n"
                         f"        features[{P}_HIDDEN_SIZE + j] = {mean};\n    }}", f"2 * {P}_HIDDEN_SIZE"),
         }[model.pooling]
-        output = fill(CLASSIFY_OUTPUT, features=features, feature_size=size, pooling=model.pooling,
+        output = fill(template("classify_output.c.in"), features=features, feature_size=size, pooling=model.pooling,
                       head_scale=head_scale)
-        run = fill(CLASSIFY_RUN)
+        run = fill(template("classify_run.c.in"))
         extra = (f"\n/* the classes, in the order of the logits */\n"
                  f"static const char *const {p}_classes[{P}_OUTPUT_SIZE] = "
                  f"{{ {', '.join(c_string(c) for c in model.classes)} }};\n")
@@ -515,10 +304,10 @@ def render(model: CModel, prefix: str, weights: str = "float32", source: str = "
             fields.append(f"    float last[{P}_TARGETS];   /* the last step's normalised targets */")
             after = [f"    for (int k = 0; k < {P}_TARGETS; k++) s->last[k] = z[k];   /* the model predicts "
                      f"the change from them */"]
-        output = fill(FORECAST_OUTPUT, head_scale=head_scale,
+        output = fill(template("forecast_output.c.in"), head_scale=head_scale,
                       residual_term=" + s->last[k]" if model.residual else "",
                       residual_note="plus the last step's targets," if model.residual else "")
-        run = fill(FORECAST_RUN, window=model.window)
+        run = fill(template("forecast_run.c.in"), window=model.window)
         extra = (f"\n#define {P}_HORIZON {model.horizon}\n#define {P}_TARGETS {K}\n"
                  f"/* the targets (the first {K} inputs), in the order of each forecast step's values */\n"
                  f"static const char *const {p}_targets[{P}_TARGETS] = "
@@ -529,17 +318,21 @@ def render(model: CModel, prefix: str, weights: str = "float32", source: str = "
 
     activation = {"rnn_tanh": ("tanh", "tanhf(xp[j] + hp[j])"), "rnn_relu": ("relu", "fmaxf(xp[j] + hp[j], 0.0f)")}
     act, act_expr = activation.get(model.kind, ("", ""))
-    cell = fill(CELLS["rnn" if model.kind.startswith("rnn") else model.kind], act=act, act_expr=act_expr)
+    cell = fill(template(f"{'rnn' if model.kind.startswith('rnn') else model.kind}_cell.c.in"), act=act,
+                act_expr=act_expr)
     mem = memory(model)
-    what = (f"{len(model.classes)} classes" if model.task == "classify"
+    what = (f"{len(model.classes)} classes" if model.output == "classes"
             else f"{model.horizon} step(s) x {len(model.targets)} target(s)")
     return fill(
-        HEADER, file=file, version=__version__, source=source, inputs=inputs, outputs=outputs, run_use=run_use,
-        summary=f"a {model.task} {model.kind} {L}x{H} ({what}), {model.input_size} inputs per step, {weights} weights",
+        template("header.h.in"), file=file, version=__version__, source=source, inputs=inputs, outputs=outputs,
+        run_use=run_use,
+        summary=(f"a {'classifier' if model.output == 'classes' else 'forecaster'} {model.kind} {L}x{H} ({what}), "
+                 f"{model.input_size} inputs per step, {weights} weights"),
         state_bytes=mem["state"], step_stack=mem["step_stack"], output_stack=mem["output_stack"],
         input_size=model.input_size, hidden_size=H, num_layers=L, gates=GATES[model.kind],
         gate_order={"lstm": "gate order i, f, g, o", "gru": "gate order r, z, n"}.get(model.kind, "one block"),
-        output_size=model.output_size, scheme=INT8_SCHEME if int8 else "/* float32 weights */",
+        output_size=model.output_size,
+        scheme=template("int8_scheme.h.in").rstrip("\n") if int8 else "/* float32 weights */",
         weight_type="int8_t" if int8 else "float", in_mean=c_floats(model.in_mean), in_std=c_floats(model.in_std),
         extra_tables=extra, weights="\n".join(arrays), layer_table="\n".join(table),
         state_fields="\n".join(fields), cell=cell, scale_input=scale_input,
@@ -579,14 +372,16 @@ def _compile(args: list[str]) -> None:
 
 
 def compile_driver(header: str | Path, workdir: str | Path, flags: tuple[str, ...] = ("-O2",)) -> Path:
-    """Compile the header into the small stdin/stdout program ``DRIVER`` (strict C99, warnings are errors)."""
+    """Compile the header into the small stdin/stdout program ``templates/driver.c.in`` (strict C99, warnings
+    are errors)."""
     compiler = find_compiler()
     if compiler is None:
         raise RuntimeError("no C compiler: neither $CC, cc nor gcc is on PATH")
     header, workdir = Path(header).resolve(), Path(workdir)
     prefix = prefix_for(header)
     source = workdir / f"{prefix}_driver.c"
-    source.write_text(Template(DRIVER).substitute(header=header, p=prefix, P=prefix.upper()), encoding="utf-8")
+    driver = Template(template("driver.c.in")).substitute(header=header, p=prefix, P=prefix.upper())
+    source.write_text(driver, encoding="utf-8")
     exe = workdir / f"{prefix}_driver"
     _compile([compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", *flags, str(source),
               "-o", str(exe), "-lm"])
@@ -631,27 +426,13 @@ def object_size(header: str | Path, workdir: str | Path, flags: tuple[str, ...] 
 
 def torch_outputs(task: Any, sequences: list[np.ndarray]) -> np.ndarray:
     """What PyTorch computes for raw sequences, on the task's own path, flattened like the header's ``out``:
-    classify logits (N, K); forecast values in the targets' units (N, horizon * targets)."""
-    import torch
-
-    with torch.no_grad():
-        if task.name == "classify":
-            x, lengths = task._encode(list(sequences))
-            return task.model_.eval()(torch.from_numpy(x), torch.from_numpy(lengths)).numpy()
-        norm = task.normalizer_
-        x = torch.from_numpy(norm.transform(np.stack(sequences)).astype(np.float32))
-        out = norm.inverse(task.model_.eval()(x).numpy(), slice(0, task.n_targets_))
-        return out.reshape(len(sequences), -1)
+    class logits (N, K), or values in the targets' units (N, horizon * targets)."""
+    return describe(task).reference(list(sequences))
 
 
 def random_sequences(task: Any, n: int = 16, seed: int = 0) -> list[np.ndarray]:
-    """Raw inputs on the scale of the training data: classify sequences of 1..60 steps, forecast windows."""
-    rng = np.random.default_rng(seed)
-    if task.name == "classify":
-        return [(task.mean_ + task.std_ * rng.normal(0, 1, (int(rng.integers(1, 61)), len(task.mean_))))
-                .astype(np.float32) for _ in range(n)]
-    norm, steps = task.normalizer_, task.window_config_.lookback // task.config.step
-    return list((norm.mean + norm.std * rng.normal(0, 1, (n, steps, len(norm.mean)))).astype(np.float32))
+    """``n`` raw inputs on the scale of the training data (the task's ``CModel.inputs``)."""
+    return describe(task).inputs(np.random.default_rng(seed), n)
 
 
 def check_c(task: Any, header: str | Path, n: int = 16, seed: int = 0) -> dict[str, float]:
@@ -659,11 +440,12 @@ def check_c(task: Any, header: str | Path, n: int = 16, seed: int = 0) -> dict[s
     and for classifiers the share of sequences given the same class."""
     import tempfile
 
-    sequences = random_sequences(task, n, seed)
+    model = describe(task)
+    sequences = model.inputs(np.random.default_rng(seed), n)
     with tempfile.TemporaryDirectory() as tmp:
         got, _ = run_compiled(compile_driver(header, tmp), sequences)
-    want = torch_outputs(task, sequences)
+    want = model.reference(sequences)
     result = {"max_abs_difference": float(np.abs(got - want).max()), "sequences": n}
-    if task.name == "classify":
+    if model.output == "classes":
         result["same_class"] = float((got.argmax(1) == want.argmax(1)).mean())
     return result

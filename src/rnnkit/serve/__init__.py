@@ -2,10 +2,13 @@
 
     rnnkit serve runs/shakespeare runs/imdb --embeddings glove-50d      # then open http://127.0.0.1:8000/
 
-The pieces: :mod:`rnnkit.serve.app` (the FastAPI application: one endpoint per task, request limits, JSON
-errors), :mod:`rnnkit.serve.batching` (continuous batching: the requests for one text model stepped
-together), :mod:`rnnkit.serve.cli` (the command) and ``static/`` (the playground: plain HTML, JS and CSS,
-nothing fetched from elsewhere).
+The pieces: :mod:`rnnkit.serve.app` (the FastAPI application, assembled from :mod:`~rnnkit.serve.routes`:
+the model list, one generic handler for every task's endpoint, word vectors), :mod:`rnnkit.serve.schemas`
+(request bodies built from each task's ``request_class`` and the limits below), :mod:`rnnkit.serve.errors`
+(one JSON shape for every error), :mod:`rnnkit.serve.batching` (continuous batching: the requests for one
+generating model stepped together), :mod:`rnnkit.serve.cli` (the command) and ``static/`` (the playground:
+plain HTML, JS and CSS, nothing fetched from elsewhere). The server asks the Task protocol
+(:mod:`rnnkit.tasks.base`) what a model takes and how to apply it: it names no task.
 
 FastAPI and uvicorn are an optional extra, ``pip install "rnnkit[serve]"``; this package imports them
 only when a server is built, so ``rnnkit --help`` works without them. :class:`ServeConfig` (the limits
@@ -15,6 +18,7 @@ every request is held to) lives here for the same reason: the CLI reads it witho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import field
@@ -26,6 +30,8 @@ INSTALL_HINT = 'pip install "rnnkit[serve]"'
 class ServeConfig:
     """What ``rnnkit serve`` takes besides the models: where it listens, and the limits of a request."""
 
+    RENAMED = {"max_top": "max_results"}     # rnnkit 0.1's --max-top: still parsed, with a warning
+
     host: str = field("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
     port: int = field(8000, "TCP port to listen on")
     max_tokens: int = field(1000, "most tokens one generate or translate request may ask for")
@@ -33,19 +39,23 @@ class ServeConfig:
     max_texts: int = field(64, "most texts (or series) in one classify or translate request")
     max_text_chars: int = field(5000, "most characters of one text to classify or translate")
     max_beam: int = field(16, "largest beam a translate request may ask for")
-    max_top: int = field(100, "most neighbours an embeddings request may ask for")
+    max_results: int = field(100, "most neighbours an embeddings request may ask for")
     max_body_bytes: int = field(1_000_000, "largest request body in bytes; larger ones get 413")
     timeout: float = field(30.0, "seconds one request may take; slower ones get 504")
     max_batch: int = field(64, "most generation requests of one text model stepped together")
     batching: bool = field(True, "step the generation requests of one model together (--no-batching: one at a "
                                  "time, for comparison)")
+    checkpoint: Optional[str] = field(None, "serve the run directories' Trainer checkpoint instead of their "
+                                            "finished model: best or last; also runs whose training did not "
+                                            "finish (default: finished runs only)", choices=("best", "last"))
 
     def __post_init__(self) -> None:
         _checks.check_int("port", self.port, min=0, max=65535)
-        for name in ("max_tokens", "max_prompt_chars", "max_texts", "max_text_chars", "max_beam", "max_top",
+        for name in ("max_tokens", "max_prompt_chars", "max_texts", "max_text_chars", "max_beam", "max_results",
                      "max_body_bytes", "max_batch"):
             _checks.check_int(name, getattr(self, name), min=1)
         _checks.check_float("timeout", self.timeout, min=0, min_open=True)
+        _checks.check_choice("checkpoint", self.checkpoint, (None, "best", "last"))
 
 
 def require_fastapi() -> None:

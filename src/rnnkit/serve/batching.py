@@ -1,67 +1,109 @@
-"""Continuous batching for text generation: many requests of one model, one forward pass per step.
+"""Continuous batching for generation: many requests of one model, one forward pass per step.
 
 Generating one token costs a step of the recurrent model, and at batch 1 that step is bound by Python
 and dispatch overhead, not by arithmetic (see DESIGN.md: 64 samples in one batch give several times the
-total characters/s of one). A server that answers requests one at a time wastes that. So every text model
-served gets one :class:`BatchedGenerator`: a background thread that keeps the *active* streams (one per
-request) and, at every step,
+total characters/s of one). A server that answers requests one at a time wastes that. So a task whose
+requests generate token by token gives the server a :class:`BatchedGenerator` (its ``serving_worker``): a
+background thread that keeps the *active* streams (one per result of a request) and, at every step,
 
-1. lets the requests that arrived since the last step join: each reads its prompt once (a forward pass
-   over the prompt, batch 1) and adds its row to the batch's logits and state;
-2. chooses one token per row from the batch's logits (N, V): each row's own temperature, top-k and
-   top-p, then the inverse CDF of that request's own pre-drawn uniform number (the task's sampler,
-   :func:`~rnnkit.generation.search.sample_uniform`), or the argmax for temperature 0;
+1. lets the requests that arrived since the last step join: each stream reads its prompt once (the task's
+   ``start``, batch 1) and adds its row to the batch's logits and state;
+2. chooses one token per row from the batch's logits (N, V): the rows that share their settings go through
+   the library's logits processors together (:func:`~rnnkit.generation.processors.make_processors`:
+   temperature, top-k, top-p), then each row takes the argmax (greedy) or the token where its own pre-drawn
+   uniform number falls (:func:`~rnnkit.generation.search.sample_uniform`);
 3. drops the rows that are finished (end token, their length, their deadline, a client that went
-   away) and runs one batched ``model.step`` over the rest.
+   away) and runs one batched ``step`` over the rest.
 
-A request's uniform numbers are drawn from its own seed exactly as :meth:`TextGenerator.generate` draws
-them, so a request gives the tokens ``generate(prompt, max_tokens, temperature, random_seed=seed)``
-gives, whichever other requests shared its steps (up to float rounding of a batched matmul).
+It works over what the task gives it and knows no task: ``start(ids) -> (logits (1, V), state)`` reads a
+prompt, ``step(tokens (N,), state) -> (logits (N, V), state)`` advances every row one token (state: tensors,
+or tuples of them, batch on dim 0), ``encode(request)`` gives a request's prompt ids (refusing, by a
+ValueError naming the field, a prompt the model cannot read) and ``decode(ids)`` the text of token ids. A
+request has the fields of the one vocabulary: ``max_tokens``, ``temperature``, ``top_k``, ``top_p``,
+``greedy``, ``seed``, ``num_results``.
+
+A request's uniform numbers are drawn from its seed exactly as the task's own ``generate`` draws them
+(``torch.rand(max_tokens, num_results)`` from ``make_generator(seed)``), so a request gets the tokens
+``generate`` gives for the same seed, whichever other requests shared its steps (up to float rounding of a
+batched matmul).
 
 ``max_batch=1`` is the one-request-at-a-time server the load test compares against.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from rnnkit import _checks
 from rnnkit.generation.processors import make_processors
-from rnnkit.generation.search import _select_rows, make_generator, sample_uniform
-from rnnkit.tasks.textgen.model import no_padding
+from rnnkit.generation.search import make_generator, sample_uniform, select_rows
 
 # Reasons a stream ends, as the API reports them.
 FINISH_REASONS = ("end", "length", "timeout", "cancelled", "error", "closed")
+FAILURES = ("timeout", "closed", "error")      # the reasons that are not an answer
 
 
 class Stream:
-    """One request in flight: what it asked for, the tokens chosen so far, and how it ended.
+    """One row in flight (one result of a request): its prompt, its settings, its uniform numbers, the
+    tokens chosen so far, and how it ended."""
 
-    The worker thread appends to ``tokens`` and calls ``listener(kind, value)`` for every event:
-    ``("token", id)`` for each token, then one ``("done", finish_reason)``. ``wait()`` blocks until the
-    stream is done (for callers without an event loop: tests, the benchmark)."""
-
-    def __init__(self, prompt_ids: list[int], max_tokens: int, temperature: float, top_k: int | None,
-                 top_p: float | None, seed: int, deadline: float, listener: Callable | None = None):
-        self.prompt_ids = prompt_ids
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.top_k = top_k
-        self.top_p = top_p
-        # One number in [0, 1) per token, drawn as TextGenerator.generate draws them for one sample.
-        self.uniforms = torch.rand(max_tokens, generator=make_generator(seed))          # (max_tokens,)
-        self.deadline = deadline                 # time.monotonic() after which the stream is cut short
-        self.listener = listener
+    def __init__(self, job: "Job", index: int, prompt_ids: list[int], uniforms: torch.Tensor):
+        request = job.request
+        self.job, self.index, self.prompt_ids = job, index, prompt_ids
+        self.max_tokens = request.max_tokens
+        greedy = bool(request.greedy) or request.temperature == 0
+        # Rows with the same settings go through the processors together (see BatchedGenerator._choose).
+        self.settings = (greedy, 1.0 if greedy else float(request.temperature), request.top_k, request.top_p)
+        self.processors = make_processors(*self.settings[1:])     # temperature, top-k, top-p (built once)
+        self.uniforms = uniforms.tolist()         # max_tokens numbers in [0, 1), one per token
         self.tokens: list[int] = []
         self.finish_reason: str | None = None
         self.error: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.job.cancelled
+
+    def emit(self, token: int) -> None:
+        self.tokens.append(token)
+        self.job.emit_token(self, token)
+
+    def finish(self, reason: str, error: str | None = None) -> None:
+        self.finish_reason, self.error = reason, error
+        self.job.stream_done()
+
+
+class Job:
+    """One request: its streams (``num_results`` of them), the seed of their draws, and who listens.
+
+    ``listener(kind, data)`` is called from the worker's thread: when the request streams (``stream``),
+    ``("token", {"text": piece})`` for each token (with ``"index"`` when it asks for several results); then
+    ``("done", None)`` once every stream has ended. ``wait()`` blocks until then (for callers without an event
+    loop: tests, the benchmark)."""
+
+    def __init__(self, request: Any, seed: int, deadline: float, timeout: float,
+                 decode: Callable[[list[int]], str], joiner: str, listener: Callable | None):
+        self.request, self.seed, self.deadline, self.timeout = request, seed, deadline, timeout
+        self.decode, self.joiner, self.listener = decode, joiner, listener
+        # Only a streamed answer needs each token's text: decoding it for every row at every step would cost
+        # the worker's thread (and so every request) its time.
+        self.streamed = bool(getattr(request, "stream", False))
+        self.streams: list[Stream] = []
         self.cancelled = False
+        self._left = request.num_results
+        self._lock = threading.Lock()
         self._done = threading.Event()
+
+    @property
+    def start(self) -> dict[str, Any]:
+        """What the answer (and a stream's first event) starts with: the seed of the draws."""
+        return {"seed": self.seed}
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -70,31 +112,61 @@ class Stream:
     def done(self) -> bool:
         return self._done.is_set()
 
-    def _emit(self, kind: str, value) -> None:
+    def result(self) -> dict[str, Any]:
+        """The answer: the first result's ``text``, ``tokens`` and ``finish_reason``, and every result."""
+        results = [{"text": self.decode(s.tokens), "tokens": len(s.tokens), "finish_reason": s.finish_reason}
+                    for s in self.streams]
+        return {"seed": self.seed, **results[0], "results": results}
+
+    @property
+    def failure(self) -> tuple[str, str, str | None] | None:
+        """None, or (reason, message, field) when a stream did not complete: "timeout", "closed" or "error"."""
+        for s in self.streams:
+            if s.finish_reason == "timeout":
+                return ("timeout", f"generation took longer than timeout={self.timeout:g} s ({len(s.tokens)} tokens "
+                                   f"generated); ask for fewer max_tokens", "max_tokens")
+        for s in self.streams:
+            if s.finish_reason in FAILURES:
+                return s.finish_reason, s.error or f"generation stopped: {s.finish_reason}", None
+        return None
+
+    def emit_token(self, stream: Stream, token: int) -> None:
+        if not self.streamed or self.listener is None:
+            return
+        word = self.decode([token])
+        piece = word if len(stream.tokens) == 1 or not word else self.joiner + word
+        item = {"text": piece} if self.request.num_results == 1 else {"text": piece, "index": stream.index}
+        self._emit("token", item)
+
+    def stream_done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._done.set()
+            self._emit("done", None)
+
+    def _emit(self, kind: str, data: Any) -> None:
         if self.listener is None:
             return
         try:
-            self.listener(kind, value)
-        except Exception:       # the listener is gone (its event loop has closed): stop this stream alone
+            self.listener(kind, data)
+        except Exception:       # the listener is gone (its event loop has closed): stop this request alone
             self.cancelled = True
-
-    def _finish(self, reason: str, error: str | None = None) -> None:
-        self.finish_reason, self.error = reason, error
-        self._done.set()
-        self._emit("done", reason)
 
 
 class BatchedGenerator:
-    """A background thread that steps every active stream of one text model together (see module doc).
+    """A background thread that steps every active stream of one model together (see the module doc).
 
-    ``gen``: a fitted :class:`~rnnkit.tasks.textgen.task.TextGenerator`. ``max_batch``: most rows stepped
-    together; more requests wait their turn in arrival order.
-    """
+    ``max_batch``: most rows stepped together; more requests wait their turn in arrival order. ``joiner``:
+    what goes between two streamed tokens' texts (a space for words; nothing for characters)."""
 
-    def __init__(self, gen, max_batch: int = 64):
+    def __init__(self, start: Callable, step: Callable, *, encode: Callable[[Any], list[int]],
+                 decode: Callable[[list[int]], str], joiner: str = "", end_token: int | None = None,
+                 max_batch: int = 64):
         self.max_batch = _checks.check_int("max_batch", max_batch, min=1)
-        self.model = gen._sampling_model()
-        self.end = gen.tokenizer_.word_index[gen.end_token_] if gen.end_token_ is not None else -1
+        self.start, self.step, self.encode, self.decode, self.joiner = start, step, encode, decode, joiner
+        self.end = -1 if end_token is None else end_token
         self._pending: deque[Stream] = deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -106,26 +178,31 @@ class BatchedGenerator:
 
     # -- the side the server calls ----------------------------------------------------------------------
 
-    def submit(self, prompt_ids: list[int], max_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int = 0, timeout: float = 30.0,
-               listener: Callable | None = None) -> Stream:
-        """Queue one request; it joins the batch at the next step. ``prompt_ids``: at least one token id."""
-        if not prompt_ids:
-            _checks.fail("prompt_ids", prompt_ids, "at least one token id")
-        _checks.check_int("max_tokens", max_tokens, min=1)
-        stream = Stream(list(prompt_ids), max_tokens, float(temperature), top_k, top_p, seed,
-                        time.monotonic() + timeout, listener)
+    def submit(self, request: Any, listener: Callable | None = None, timeout: float = 30.0) -> Job:
+        """Queue one request (its ``num_results`` streams join the batch at the next step). A prompt the model
+        cannot read is refused here, at once (a ValueError naming the field)."""
+        ids = list(self.encode(request))
+        if not ids:
+            _checks.fail("prompt", getattr(request, "prompt", None), "at least one token to start from")
+        _checks.check_int("max_tokens", request.max_tokens, min=1)
+        _checks.check_int("num_results", request.num_results, min=1)
+        seed = request.seed if request.seed is not None else random.randrange(2**31)
+        job = Job(request, seed, time.monotonic() + timeout, timeout, self.decode, self.joiner, listener)
+        # (max_tokens, num_results) numbers, as the task's generate draws them; stream j takes column j.
+        uniforms = torch.rand(request.max_tokens, request.num_results, generator=make_generator(seed))
+        job.streams = [Stream(job, j, ids, uniforms[:, j]) for j in range(request.num_results)]
         with self._cond:
             if self._closed:
-                stream._finish("closed", "the server is shutting down")
-                return stream
-            self._pending.append(stream)
+                for s in job.streams:
+                    s.finish("closed", "the server is shutting down")
+                return job
+            self._pending.extend(job.streams)
             self._cond.notify()
-        return stream
+        return job
 
-    def cancel(self, stream: Stream) -> None:
-        """Stop a stream at the next step (its client went away); a finished stream is left as it is."""
-        stream.cancelled = True
+    def cancel(self, job: Job) -> None:
+        """Stop a request's streams at the next step (its client went away); a finished one is left as it is."""
+        job.cancelled = True
 
     def close(self) -> None:
         """Finish every stream ("closed") and stop the thread."""
@@ -133,6 +210,10 @@ class BatchedGenerator:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout=10)
+
+    def details(self) -> dict[str, Any]:
+        """What the model list shows: the most rows stepped together and the mean so far."""
+        return {"max_batch": self.max_batch, "mean_batch": round(self.mean_batch, 2)}
 
     @property
     def mean_batch(self) -> float:
@@ -150,85 +231,87 @@ class BatchedGenerator:
                         self._cond.wait()
                     if self._closed:
                         for s in [*active, *self._pending]:
-                            s._finish("closed", "the server is shutting down")
+                            s.finish("closed", "the server is shutting down")
                         self._pending.clear()
                         return
                     joining = [self._pending.popleft()
                                for _ in range(min(len(self._pending), self.max_batch - len(active)))]
                 try:
                     for s in joining:
-                        if s.cancelled or time.monotonic() > s.deadline:
-                            s._finish("cancelled" if s.cancelled else "timeout")
+                        if s.cancelled or time.monotonic() > s.job.deadline:
+                            s.finish("cancelled" if s.cancelled else "timeout")
                             continue
-                        row_logits, row_state = self._read_prompt(s.prompt_ids)
+                        row_logits, row_state = self.start(s.prompt_ids)                     # (1, V)
                         logits = row_logits if logits is None else torch.cat([logits, row_logits])
                         state = row_state if state is None else _cat_rows(state, row_state)
                         active.append(s)
                     if not active:
                         continue
                     tokens = self._choose(active, logits)                                    # (N,)
-                    keep = self._record(active, tokens.tolist())
+                    # Counted before the streams hear of their tokens: a request that is done has its steps counted.
                     self.steps += 1
                     self.rows += len(active)
+                    keep = self._record(active, tokens.tolist())
                     if len(keep) < len(active):
                         active = [active[i] for i in keep]
                         if not active:
                             logits, state = None, None
                             continue
                         index = torch.tensor(keep)
-                        tokens, state = tokens.index_select(0, index), _select_rows(state, index)
-                    logits, state = self.model.step(tokens, state)                            # (N, V)
+                        tokens, state = tokens.index_select(0, index), select_rows(state, index)
+                    logits, state = self.step(tokens, state)                                  # (N, V)
                 except Exception as err:     # a fault must not stop the thread: end these streams, go on
                     for s in active:
-                        s._finish("error", f"{type(err).__name__}: {err}")
+                        s.finish("error", f"{type(err).__name__}: {err}")
                     active, logits, state = [], None, None
-
-    def _read_prompt(self, ids: list[int]):
-        """(1, V) scores of the first new token and the state after reading the prompt once."""
-        logits, state = self.model(torch.tensor([ids]))                                     # (1, T0, V)
-        return no_padding(logits[:, -1]), state
 
     @staticmethod
     def _choose(active: list[Stream], logits: torch.Tensor) -> torch.Tensor:
-        """One token per row: each row's temperature, top-k and top-p, its own uniform number (N,)."""
-        temperature = torch.tensor([s.temperature for s in active])                          # (N,)
-        greedy = temperature == 0
-        scores = logits / torch.where(greedy, 1.0, temperature).unsqueeze(1)                 # (N, V)
-        # Top-k and top-p are the task's processors, run on the rows that share the same settings.
+        """One token per row (N,): the rows that share settings through the same processors, then each row's
+        argmax (greedy) or its own uniform number."""
         groups: dict[tuple, list[int]] = {}
         for i, s in enumerate(active):
-            if s.top_k is not None or (s.top_p is not None and s.top_p < 1):
-                groups.setdefault((s.top_k, s.top_p), []).append(i)
-        for (k, p), rows in groups.items():
+            groups.setdefault(s.settings, []).append(i)
+        if len(groups) == 1:               # the usual case (every row the same settings): no gathering
+            return BatchedGenerator._pick(active, list(range(len(active))), logits)
+        tokens = torch.empty(len(active), dtype=torch.long)
+        for rows in groups.values():
             index = torch.tensor(rows)
-            scores[index] = make_processors(1.0, k, p)(None, scores[index])
-        uniforms = torch.stack([s.uniforms[len(s.tokens)] for s in active])                 # (N,)
-        sampled = sample_uniform(scores, uniforms)
-        return torch.where(greedy, torch.argmax(scores, dim=-1), sampled)
+            tokens[index] = BatchedGenerator._pick(active, rows, logits.index_select(0, index))
+        return tokens
+
+    @staticmethod
+    def _pick(active: list[Stream], rows: list[int], logits: torch.Tensor) -> torch.Tensor:
+        """Tokens (n,) of ``rows`` (streams of the same settings) from their logits (n, V)."""
+        first = active[rows[0]]
+        scores = first.processors(None, logits)                                                 # (n, V)
+        if first.settings[0]:                                                                   # greedy
+            return torch.argmax(scores, dim=-1)
+        uniforms = torch.tensor([active[i].uniforms[len(active[i].tokens)] for i in rows])      # (n,)
+        return sample_uniform(scores, uniforms)
 
     def _record(self, active: list[Stream], tokens: list[int]) -> list[int]:
         """Give each stream its token; finish the streams that are done. Returns the rows still going."""
         keep, now = [], time.monotonic()
         for i, (s, token) in enumerate(zip(active, tokens)):
             if s.cancelled:
-                s._finish("cancelled")
+                s.finish("cancelled")
                 continue
             if token == self.end:
-                s._finish("end")             # the end token ends the text; it is not part of it
+                s.finish("end")             # the end token ends the text; it is not part of it
                 continue
-            s.tokens.append(token)
-            s._emit("token", token)
+            s.emit(token)
             if len(s.tokens) >= s.max_tokens:
-                s._finish("length")
-            elif now > s.deadline:
-                s._finish("timeout")
+                s.finish("length")
+            elif now > s.job.deadline:
+                s.finish("timeout")
             else:
                 keep.append(i)
         return keep
 
 
 def _cat_rows(a, b):
-    """Two model states (per layer, a tuple of (N, H) tensors) as one, the rows of ``b`` after ``a``'s."""
+    """Two model states (tensors, or tuples of them, batch on dim 0) as one, the rows of ``b`` after ``a``'s."""
     if isinstance(a, torch.Tensor):
         return torch.cat([a, b])
     return type(a)(_cat_rows(x, y) for x, y in zip(a, b))

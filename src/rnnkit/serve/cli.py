@@ -44,7 +44,7 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(args.models, args.embeddings, config)
     for m in app.state.models.values():
         version = "" if m.version is None else f" version {m.version}"
-        print(f"serving {m.key}{version} ({m.task}) at {m.describe()['endpoint']}", file=sys.stderr)
+        print(f"serving {m.key}{version} ({m.task}) at /v1/models/{m.key}/{m.endpoint}", file=sys.stderr)
     print(f"playground: http://{config.host}:{config.port}/", file=sys.stderr)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
     return 0

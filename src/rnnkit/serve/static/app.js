@@ -2,9 +2,9 @@
 // elsewhere: plain DOM, fetch() (its body read as a stream for server-sent events) and hand-drawn SVG.
 "use strict";
 
-// page (the URL's #hash) -> the task whose models it shows
-const PANELS = {generate: "textgen", classify: "classify", forecast: "forecast", translate: "seq2seq",
-                embeddings: "embeddings"};
+// The pages (the URL's #hash), one per endpoint: a page shows the models that answer at its endpoint
+// (the last part of each model's URL in /v1/models), whatever their task.
+const PANELS = ["generate", "classify", "forecast", "translate", "embeddings"];
 const TITLES = {generate: "Generate", classify: "Classify", forecast: "Forecast", translate: "Translate",
                 embeddings: "Word vectors"};
 const SVG = "http://www.w3.org/2000/svg";
@@ -25,6 +25,8 @@ function showError(err) {
   box.hidden = !err;
   box.textContent = err ? String(err.message || err) : "";
 }
+
+const endpointOf = (m) => m.endpoint.split("/").pop();
 
 function selected(panel) {
   const name = document.querySelector(`#${panel} select.model`).value;
@@ -49,8 +51,8 @@ function answeredBy(data) {
 
 async function init() {
   MODELS = (await (await fetch("/v1/models")).json()).models;
-  for (const [panel, task] of Object.entries(PANELS)) {
-    const models = MODELS.filter((m) => m.task === task);
+  for (const panel of PANELS) {
+    const models = MODELS.filter((m) => endpointOf(m) === panel);
     if (!models.length) continue;
     $("tabs").append(el("a", {href: `#${panel}`, "data-panel": panel}, TITLES[panel]));
     const select = document.querySelector(`#${panel} select.model`);
@@ -68,7 +70,7 @@ function show() {
   const available = [...document.querySelectorAll("#tabs a")].map((a) => a.dataset.panel);
   const wanted = location.hash.slice(1);
   const panel = available.includes(wanted) ? wanted : available[0];
-  for (const name of Object.keys(PANELS)) $(name).hidden = name !== panel;
+  for (const name of PANELS) $(name).hidden = name !== panel;
   for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.panel === panel);
   showError(null);
   const cls = selected("classify");
@@ -271,7 +273,8 @@ async function neighbours() {
   const out = $("emb-results");
   out.replaceChildren();
   try {
-    const data = await call("embeddings", "embeddings", {word: $("emb-word").value.trim(), top: Number($("emb-top").value)});
+    const data = await call("embeddings", "embeddings", {word: $("emb-word").value.trim(),
+                                                         num_results: Number($("emb-top").value)});
     const shown = data.vector.slice(0, 8).map((v) => v.toFixed(3)).join(", ");
     out.append(el("div", {class: "result"},
       el("div", {class: "text"}, `${data.word}: [${shown}${data.vector.length > 8 ? ", …" : ""}] (${data.vector.length} dimensions)`),
