@@ -162,9 +162,11 @@ def test_model_list_names_every_model_its_task_and_endpoint(client):
     assert models["words"]["details"]["max_batch"] == 64 and models["words"]["details"]["level"] == "char"
     # what each task's request takes, from its request_class: the one vocabulary
     assert [f["name"] for f in models["words"]["takes"]] == ["prompt", "max_tokens", "temperature", "top_k", "top_p",
-                                                            "greedy", "seed", "num_results", "stream"]
+                                                            "greedy", "seed", "num_results", "beam", "unknown",
+                                                            "stream"]
     assert [f["name"] for f in models["reverse"]["takes"]] == ["texts", "beam", "max_tokens", "num_results",
-                                                              "attention"]
+                                                              "greedy", "temperature", "top_k", "top_p", "seed",
+                                                              "length_penalty", "coverage_penalty", "attention"]
     assert all(m["version"] is None for m in models.values())      # run directories, not registered versions
 
 
@@ -183,6 +185,13 @@ def test_generate_gives_the_text_of_textgenerator_generate_for_the_same_seed(cli
     r = client.post("/v1/models/words/generate", json={"prompt": "the", "max_tokens": 30, "temperature": 2,
                                                        "top_k": 1})
     assert r.json()["text"] == gen.generate("the", 30, temperature=0)
+    # beam search is not stepped by the batcher: the server runs it through apply, as the CLI does
+    r = client.post("/v1/models/words/generate", json={"prompt": "the", "max_tokens": 20, "beam": 3,
+                                                       "num_results": 2})
+    assert r.status_code == 200, r.text
+    assert [x["text"] for x in r.json()["results"]] == gen.generate("the", 20, beam=3, num_results=2)
+    r = client.post("/v1/models/words/generate", json={"prompt": "the", "beam": 3, "stream": True})
+    assert_error(r, 422, "stream", "false with beam")
 
 
 def test_generate_streams_each_token_as_a_server_sent_event(client, runs):

@@ -163,8 +163,10 @@ class BatchedGenerator:
 
     def __init__(self, start: Callable, step: Callable, *, encode: Callable[[Any], list[int]],
                  decode: Callable[[list[int]], str], joiner: str = "", end_token: int | None = None,
-                 max_batch: int = 64):
+                 max_batch: int = 64, takes: Callable[[Any], bool] | None = None):
         self.max_batch = _checks.check_int("max_batch", max_batch, min=1)
+        # Which requests the batcher steps (others, e.g. beam search, the server runs through the task's apply).
+        self.takes = takes or (lambda request: True)
         self.start, self.step, self.encode, self.decode, self.joiner = start, step, encode, decode, joiner
         self.end = -1 if end_token is None else end_token
         self._pending: deque[Stream] = deque()

@@ -423,7 +423,8 @@ class Task:
         each piece of a streamed answer (the server sends it as a server-sent event of that name, e.g.
         "token"), then ``("done", None)``. The job has ``start`` (a dict: what a stream's first event says),
         ``result()`` (the answer, as ``apply`` gives it) and ``failure`` (None, or ``(reason, message, field)``
-        with reason "timeout", "closed" or "error"). The object also has ``cancel(job)``, ``close()`` and
+        with reason "timeout", "closed" or "error"). The object also has ``takes(request)`` (whether it runs
+        that request; the others go to ``apply``, e.g. beam search), ``cancel(job)``, ``close()`` and
         ``details()`` (figures for ``describe``)."""
         return None
 

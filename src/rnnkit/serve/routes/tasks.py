@@ -65,7 +65,7 @@ def _handler(served: dict[str, Any], config: Any, endpoint: str, classes: list[t
         except ValueError as err:
             raise refusal(err, fields) from None
         notes = renamed_notes(body)
-        if m.worker is not None:
+        if m.worker is not None and m.worker.takes(request):
             return await _through_worker(m, request, fields, notes, config)
         out = await run_model(lambda: task.apply(request), fields, config.timeout)
         return answer(m, out, notes)

@@ -125,11 +125,15 @@ def _read_predict_inputs(clf: SequenceClassifier, args) -> tuple[list, list[str]
 
 
 def cmd_predict(args) -> int:
+    import numpy as np
+
     from rnnkit.tasks.classify.task import SequenceClassifier
 
     clf = SequenceClassifier.load(args.run, checkpoint=args.checkpoint)
     X, ids, shown = _read_predict_inputs(clf, args)
-    probs = clf.predict_proba(X)
+    # The request the HTTP endpoint takes, applied the same way: one answer per input.
+    answer = clf.apply({"texts": X} if clf.kind_ == "text" else {"series": X})
+    probs = np.array([[p["probabilities"][c] for c in answer["classes"]] for p in answer["predictions"]])
     if args.output:
         # One row per input: its id (long-format series) or row number, the predicted class, a probability per class.
         out = Path(args.output)

@@ -89,7 +89,12 @@ def _predict_cmd(args) -> int:
     from rnnkit.tasks.forecast.task import Forecaster
 
     fc = Forecaster.load(args.run, checkpoint=args.checkpoint)
-    rows = fc.predict(read_table(args.csv) if args.csv else None)
+    # The request the HTTP endpoint takes (a table of JSON values, NaN as null), applied the same way.
+    table = None
+    if args.csv:
+        table = {c: [None if isinstance(x, float) and x != x else x for x in v.tolist()]
+                 for c, v in read_table(args.csv).items()}
+    rows = fc.apply({"table": table, "history": 0})["forecast"]
     targets = fc.series_.targets
     print(",".join(["time", *targets]))
     for r in rows:

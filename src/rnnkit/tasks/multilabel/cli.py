@@ -136,7 +136,10 @@ def cmd_multilabel_predict(args) -> int:
 
     clf = MultilabelClassifier.load(args.run, checkpoint=args.checkpoint)
     source, stays, Y, ids = _stays_to_score(clf, args, labelled=False)
-    probs = clf.predict_proba(stays)
+    # The request the HTTP endpoint takes (each stay's observations as JSON values), applied the same way.
+    answer = clf.apply({"stays": [{"times": s.times.tolist(), "channels": s.channels.tolist(),
+                                   "values": s.values.tolist(), "hours": float(s.hours)} for s in stays]})
+    probs = np.array([[p["probabilities"][name] for name in answer["labels"]] for p in answer["predictions"]])
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)

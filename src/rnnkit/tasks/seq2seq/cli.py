@@ -13,15 +13,12 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rnnkit import _checks
 from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args
 from rnnkit.runs.io import atomic_write_json
 from rnnkit.tasks.seq2seq.config import DecodeConfig, Seq2SeqConfig
-
-if TYPE_CHECKING:     # the task module imports torch: each command imports it when it runs
-    from rnnkit.tasks.seq2seq.task import Translation
 
 DEFAULT_RUN_DIR = "runs/seq2seq"
 # Besides the budgets every task's resumed run may change: how much validation decodes, which only reports.
@@ -123,25 +120,27 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if not texts:
         _checks.fail("texts", [], "at least one text to translate, or --file FILE with one per line")
     s2s = Seq2Seq.load(args.run, checkpoint=args.checkpoint)
-    out: list[Translation] = s2s.translate(texts, details=True, return_attention=args.attention_png is not None,
-                                           **_decode_options(cfg))
-    for i, t in enumerate(out):
+    if args.attention_png is not None and s2s.config.attention == "none":
+        _checks.fail("--attention-png", args.attention_png, "a run with attention (this one has --attention none)")
+    # The request the HTTP endpoint takes, applied the same way (batch_size only sets how many decode at once).
+    fields = {f.name for f in dataclasses.fields(s2s.request_class)}
+    request = s2s.make_request({k: v for k, v in dataclasses.asdict(cfg).items() if k in fields}, texts=texts,
+                               attention=args.attention_png is not None)
+    out = s2s.apply(request)["translations"]
+    for item in out:
         if cfg.num_results > 1:
-            print(f"{t.source}")
-            for h in t.hypotheses:
-                print(f"  {h.score:.4f}\t{h.text}")
+            print(item["source"])
+            for h in item["results"]:
+                print(f"  {h['score']:.4f}\t{h['text']}")
         else:
-            print(t.text if len(out) == 1 else f"{t.source}\t{t.text}")
-    unknown = sum(t.unknown for t in out)
+            print(item["text"] if len(out) == 1 else f"{item['source']}\t{item['text']}")
+    unknown = sum(item["unknown"] for item in out)
     if unknown:
         print(f"({unknown} source tokens the model never saw were read as <unk>)", file=sys.stderr)
     if args.attention_png is not None:
-        if s2s.config.attention == "none":
-            _checks.fail("--attention-png", args.attention_png, "a run with attention (this one has "
-                                                                "--attention none)")
-        for i, t in enumerate(out):
+        for i, item in enumerate(out):
             path = _numbered(args.attention_png, i, len(out))
-            plot_attention(t, path, s2s.source_vocab_.level)
+            plot_attention(item, path, s2s.source_vocab_.level)
             print(f"attention written to {path}", file=sys.stderr)
     return 0
 
@@ -153,17 +152,17 @@ def _numbered(path: str, i: int, n: int) -> Path:
     return p.with_name(f"{p.stem}-{i + 1}{p.suffix or '.png'}")
 
 
-def plot_attention(translation: "Translation", path: str | Path, level: str = "char") -> None:
+def plot_attention(item: dict, path: str | Path, level: str = "char") -> None:
     """The best output's attention as a heatmap: output tokens (with <eos>) down, source tokens across
-    (``level``: the source tokens' level; word labels are slanted)."""
+    (``item``: one translation as ``Seq2Seq.apply`` answers it with ``attention``; ``level``: the source tokens'
+    level; word labels are slanted)."""
     import numpy as np
 
     from rnnkit.report.plots import new_figure, save_png
 
-    best = translation.hypotheses[0]
-    weights = np.asarray(best.attention)                               # (outputs, sources)
-    rows = best.tokens + (["<eos>"] if weights.shape[0] > len(best.tokens) else [])
-    cols = translation.source_tokens
+    weights = np.asarray(item["attention"])                           # (outputs, sources)
+    rows = item["tokens"] + (["<eos>"] if weights.shape[0] > len(item["tokens"]) else [])
+    cols = item["source_tokens"]
     fig = new_figure(1.5 + 0.45 * max(len(cols), 4), 1.2 + 0.4 * max(len(rows), 3))
     ax = fig.add_subplot()
     image = ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
@@ -172,7 +171,7 @@ def plot_attention(translation: "Translation", path: str | Path, level: str = "c
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
-    ax.set_title(f"{translation.source[:40]} -> {best.text[:30]}", fontsize=9)
+    ax.set_title(f"{item['source'][:40]} -> {item['text'][:30]}", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04)
     save_png(fig, path)
 

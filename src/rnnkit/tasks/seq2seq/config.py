@@ -147,6 +147,17 @@ class TranslateRequest:
                                       limits={"ge": 1, "le": "max_tokens"})
     num_results: int = field(1, "outputs per text, best first, with their scores (at most beam)",
                              limits={"ge": 1, "le": "max_beam"})
+    greedy: bool = field(True, "take the most likely token at each step; false draws it at random (with "
+                               "temperature, top_k, top_p)")
+    temperature: float = field(1.0, "sampling: below 1 sharpens the distribution, above 1 flattens it",
+                               limits={"gt": 0, "le": 5})
+    top_k: Optional[int] = field(None, "sampling: only the k most likely tokens (none: all)",
+                                 limits={"ge": 1, "le": 1_000_000})
+    top_p: Optional[float] = field(None, "sampling: only the most likely tokens up to this much probability "
+                                         "(none: all)", limits={"gt": 0, "le": 1})
+    seed: Optional[int] = field(None, "sampling: seed of the draws (none: random)", limits={"ge": 0, "le": 2**63 - 1})
+    length_penalty: float = field(0.0, "beam: GNMT's length normalisation alpha (0: none)", limits={"ge": 0, "le": 10})
+    coverage_penalty: float = field(0.0, "beam: GNMT's coverage penalty beta (0: none)", limits={"ge": 0, "le": 10})
     attention: bool = field(False, "send each output step's attention over the source tokens")
 
     def __post_init__(self):

@@ -521,8 +521,9 @@ class Seq2Seq(Task, name="seq2seq"):
         tokens, score, the source's tokens, unknown and cut ones; the attention (output steps x source tokens)
         with ``request.attention``; every output (``results``) when ``request.num_results`` > 1."""
         request = self.make_request(request)
-        done = self.translate(request.texts, beam=request.beam, num_results=request.num_results,
-                              max_tokens=request.max_tokens, return_attention=request.attention, details=True)
+        decoding = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)
+                    if f.name not in ("texts", "attention")}
+        done = self.translate(request.texts, **decoding, return_attention=request.attention, details=True)
         out = []
         for t in done:
             best = t.hypotheses[0]

@@ -79,14 +79,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(SampleConfig, args)
     gen = TextGenerator.load(args.run, checkpoint=cfg.checkpoint)
-    # (--threads was applied by rnnkit.cli.main before this ran.) The other fields are generate's arguments.
-    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("checkpoint", "threads")}
-    out = gen.generate(**options)
-    samples = [out] if isinstance(out, str) else out
-    for i, text in enumerate(samples):
-        if len(samples) > 1:
+    if cfg.max_tokens == 0:
+        return 0                                    # nothing asked for (a request needs at least one token)
+    # (--threads was applied by rnnkit.cli.main before this ran.) The rest is a request, applied as the HTTP
+    # endpoint applies it: the same fields, the same answer.
+    answer = gen.apply({f.name: getattr(cfg, f.name) for f in dataclasses.fields(gen.request_class)
+                        if hasattr(cfg, f.name)})
+    results = answer["results"]
+    for i, result in enumerate(results):
+        if len(results) > 1:
             print(f"----- sample {i + 1} -----")
-        print(gen.join_seed(cfg.prompt, text))
+        print(gen.join_seed(cfg.prompt, result["text"]))
     return 0
 
 

@@ -166,7 +166,12 @@ class GenerateRequest:
     greedy: bool = field(False, "always take the most likely token (as temperature 0)")
     seed: Optional[int] = field(None, "seed of the draws: the same seed gives the same text (none: random)",
                                 limits={"ge": 0, "le": 2**63 - 1})
-    num_results: int = field(1, "results generated together, each from its own draws", limits={"ge": 1, "le": 16})
+    num_results: int = field(1, "results generated together, each from its own draws (with beam: the best "
+                                "beams)", limits={"ge": 1, "le": 16})
+    beam: Optional[int] = field(None, "beam search with this many beams (none: sample); not streamed",
+                                limits={"ge": 1, "le": "max_beam"})
+    unknown: str = field("error", "prompt tokens the model never saw: error refuses them, drop leaves them out",
+                         choices=UNKNOWN)
     stream: bool = field(False, "answer with server-sent events, one per token (HTTP only)")
 
     def __post_init__(self):
@@ -178,3 +183,7 @@ class GenerateRequest:
         _checks.check_float("top_p", self.top_p, min=0, max=1, min_open=True, allow_none=True)
         _checks.check_int("seed", self.seed, min=0, max=2**63 - 1, allow_none=True)
         _checks.check_int("num_results", self.num_results, min=1)
+        _checks.check_int("beam", self.beam, min=1, allow_none=True)
+        _checks.check_choice("unknown", self.unknown, UNKNOWN)
+        if self.beam is not None and self.stream:
+            _checks.fail("stream", self.stream, "false with beam (beam search answers when every beam is done)")

@@ -528,8 +528,8 @@ class TextGenerator(Task, name="textgen"):
         request = self.make_request(request)
         seed = request.seed if request.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
         texts = self.generate(request.prompt, max_tokens=request.max_tokens, temperature=request.temperature,
-                              top_k=request.top_k, top_p=request.top_p, greedy=request.greedy,
-                              num_results=request.num_results, seed=seed)
+                              top_k=request.top_k, top_p=request.top_p, greedy=request.greedy, beam=request.beam,
+                              num_results=request.num_results, seed=seed, unknown=request.unknown)
         results = []
         for text in [texts] if isinstance(texts, str) else texts:
             # What was generated, read back into tokens (generate gives the text): all of max_tokens, or fewer
@@ -539,10 +539,11 @@ class TextGenerator(Task, name="textgen"):
                             else "end"})
         return {"seed": seed, **results[0], "results": results}
 
-    def prompt_ids(self, prompt: str) -> list[int]:
+    def prompt_ids(self, prompt: str, unknown: str = "error") -> list[int]:
         """The ids generation starts from, as ``generate`` starts: the prompt's (a token the model never saw is
-        refused, naming it), or for an empty prompt the end token or a newline."""
-        ids = self.encode_seed(prompt, unknown="error")
+        refused, naming it, or with ``unknown="drop"`` left out), or for an empty prompt the end token or a
+        newline."""
+        ids = self.encode_seed(prompt, unknown=unknown)
         if ids:
             return ids
         start = self.end_token_ if self.end_token_ is not None else "\n"
@@ -567,9 +568,9 @@ class TextGenerator(Task, name="textgen"):
         def decode(ids: list[int]) -> str:
             return self.tokenizer_.sequences_to_texts([ids])[0]
 
-        return BatchedGenerator(start, model.step, encode=lambda request: self.prompt_ids(request.prompt),
+        return BatchedGenerator(start, model.step, encode=lambda r: self.prompt_ids(r.prompt, r.unknown),
                                 decode=decode, joiner="" if self.config.level == "char" else " ", end_token=end,
-                                max_batch=max_batch)
+                                max_batch=max_batch, takes=lambda r: r.beam is None)    # beams go to apply
 
     def export_spec(self, fmt: str):
         """ONNX: the model's step with explicit state (:func:`rnnkit.tasks.textgen.model.onnx_spec`). C is
