@@ -239,6 +239,23 @@ def test_auto_width_is_probed_printed_stored_and_kept_on_resume(tmp_path, monkey
     assert probed == [] and gen.config.hidden_size == 12
 
 
+@pytest.mark.parametrize("step", [1, 2])
+def test_ctrl_c_during_the_width_probe_stops_the_command(tmp_path, capsys, monkeypatch, ctrl_c_at_step, step):
+    # Before: the probe's Trainer caught Ctrl-C, said "nothing saved", and training went on to exit 0 (or, after
+    # the probe's first step, ended in an IndexError).
+    monkeypatch.setattr(textgen_task, "AUTO_WIDTHS", (8, 16))
+    ctrl_c_at_step(step)                                        # the first Trainer to run is the probe's
+    corpus, run = tmp_path / "abcd.txt", tmp_path / "run"
+    corpus.write_text("abcd" * 400)
+    flags = ["--num-layers", "1", "--embedding-size", "4", "--seq-len", "8", "--batch-size", "4",
+             "--sample-max-tokens", "0"]
+    assert main(["textgen", "train", "--corpus", str(corpus), "--max-minutes", "1", *flags,
+                 "--run-dir", str(run)]) == 130
+    err = capsys.readouterr().err
+    assert err.endswith("rnnkit: interrupted\n") and "Traceback" not in err and "hidden_size auto" not in err
+    assert not (run / "config.json").exists()                  # nothing was written: a new run starts cleanly
+
+
 def test_a_real_probe_times_steps_of_the_trainer(monkeypatch):
     import itertools
 

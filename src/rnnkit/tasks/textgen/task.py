@@ -277,6 +277,10 @@ class TextGenerator(Task, name="textgen"):
 
         trainer = Trainer(self._build_model(width), probe, progress=False, callbacks={"on_step_end": clock})
         trainer.fit((prepared.train * PROBE_STEPS)[:PROBE_STEPS], partial(self._loss, prepared))
+        if trainer.interrupted:
+            # Ctrl-C during the probe stops the command (the probe's Trainer caught it to save, with nothing to
+            # save): training must not go on as if the probe had finished.
+            raise KeyboardInterrupt
         return (len(ends) - 1) / (ends[-1] - ends[0])
 
     def _default_seed(self, text: str) -> str:
