@@ -163,3 +163,51 @@ def test_served_over_http_the_answer_is_apply(name, tmp_path):
         assert body["model"] == "run"
         expected = type(task).load(run).apply(request)
         assert {k: body[k] for k in expected} == expected
+
+
+def unfinish(run, *, keep_checkpoint):
+    """The run as a kill leaves it: config.json not marked finished, no final weights (and, killed before its
+    first checkpoint, no checkpoint either)."""
+    doc = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**doc, "finished": False}))
+    (run / FINAL_WEIGHTS).unlink()
+    if not keep_checkpoint:
+        for path in [*run.glob("checkpoint*"), *run.glob("*.safetensors"), run / "trainer_state.json"]:
+            if path.is_dir():
+                import shutil
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_a_run_killed_before_its_final_save_finishes_with_resume(name, tmp_path, capsys):
+    # Its budget was spent (or it stopped early) but the kill came before the finished model was written:
+    # resume writes it, rather than calling the run complete while nothing loads it (a dead end before).
+    torch.manual_seed(0)
+    task, data, request = EXAMPLES[name](tmp_path)
+    run = tmp_path / "run"
+    answer = fit(task, data, run).apply(request)
+    unfinish(run, keep_checkpoint=True)
+    with pytest.raises(RunNotFinished):
+        rnnkit.load(str(run))
+    again, _, _ = EXAMPLES[name](tmp_path)
+    fit(again, data, run, resume=True)
+    assert "its training had ended before the finished model was written: writing it now" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["finished"] is True
+    assert rnnkit.load(str(run)).apply(request) == answer
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_a_run_killed_before_its_first_checkpoint_starts_again_with_resume(name, tmp_path, capsys):
+    torch.manual_seed(0)
+    task, data, request = EXAMPLES[name](tmp_path)
+    run = tmp_path / "run"
+    fit(task, data, run)
+    unfinish(run, keep_checkpoint=False)
+    again, _, _ = EXAMPLES[name](tmp_path)
+    fit(again, data, run, resume=True)
+    assert "stopped before its first checkpoint was saved: training starts from the beginning" in \
+        capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["finished"] is True
+    assert rnnkit.load(str(run)).apply(request) == again.apply(request)

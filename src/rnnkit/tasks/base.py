@@ -253,11 +253,23 @@ class Task:
             _checks.fail("run_dir", run_dir, "the run directory to resume")
         if resume and dry_run:
             _checks.fail("dry_run", dry_run, "False with resume=True (a dry run is a fresh smoke test)")
-        if resume and read_run_config(run_dir, self.name).get("data", {}).get("dry_run"):
-            # Its vocabulary and scales come from a sample of the data: the model would not fit the whole.
-            raise ValueError(f"{run_dir}: a dry run (--dry-run), which cannot be resumed: it was built from a "
-                             f"sample of the data; expected a run trained without --dry-run: train it again "
-                             f"(--overwrite)")
+        was_finished = False
+        if resume:
+            doc = read_run_config(run_dir, self.name)
+            if doc.get("data", {}).get("dry_run"):
+                # Its vocabulary and scales come from a sample of the data: the model would not fit the whole.
+                raise ValueError(f"{run_dir}: a dry run (--dry-run), which cannot be resumed: it was built from a "
+                                 f"sample of the data; expected a run trained without --dry-run: train it again "
+                                 f"(--overwrite)")
+            was_finished = is_finished(doc)
+            if not RunDir(run_dir).has_checkpoint():
+                # Killed before its first checkpoint: nothing to go on from, so it starts again (no dead end).
+                if distributed.is_main():
+                    print(f"{run_dir}: the run stopped before its first checkpoint was saved: training starts from "
+                          f"the beginning", file=sys.stderr)
+                    clear_run(run_dir)
+                distributed.barrier()
+                resume = False
         for name in [k for k in vars(self) if k.endswith("_")]:
             delattr(self, name)                  # a new fit starts from nothing learned
         prepared = self._read_data(data, run_dir=run_dir, resume=resume, **options)
@@ -286,7 +298,13 @@ class Task:
             evaluate = None if prepared.val is None else partial(self._validation_metrics, prepared)
             trainer.fit(prepared.train, partial(self._loss, prepared), evaluate, partial(self._epoch_end, prepared),
                         resume=resume)
-            self._refuse_spent_budget(trainer, run_dir, resume)
+            if was_finished:
+                self._refuse_spent_budget(trainer, run_dir, resume)
+            elif resume and not trainer.interrupted and not trainer.metrics and distributed.is_main():
+                # Its training had ended (budget spent, early stop) before the finished model was written (a
+                # kill in between): this resume writes it, from the weights the checkpoint holds.
+                print(f"{run_dir}: its training had ended before the finished model was written: writing it now",
+                      file=sys.stderr)
             # The Trainer leaves the best epoch's weights in the model (restore_best); its metrics are theirs.
             self.trainer_, self.history_, self.metrics_ = trainer, trainer.history, metrics_of_held_weights(trainer)
             self.model_.eval()
