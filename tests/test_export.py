@@ -260,3 +260,26 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
         assert err.startswith("rnnkit: error: ") and message in err and err.count("\n") == 1, err
     assert main(["export", str(tmp_path / "missing"), "-o", str(tmp_path / "m.h")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".h"])
+def test_a_full_disk_leaves_no_truncated_file_and_names_it(tmp_path, capsys, monkeypatch, suffix):
+    import errno
+    import os
+
+    from rnnkit.runs import io as run_io
+
+    X, y = rising_channel(20)
+    SequenceClassifier(model="gru", hidden_size=4, epochs=1).fit(X, y, run_dir=str(tmp_path / "run"), progress=False)
+    out = tmp_path / f"m{suffix}"
+    out.write_bytes(b"the earlier export")
+    write_all = run_io.write_all
+
+    def half_then_full(fd, data, **kwargs):            # half of the file goes to disk, then the disk is full
+        write_all(fd, data[: len(data) // 2], **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(run_io, "write_all", half_then_full)
+    assert main(["export", str(tmp_path / "run"), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"rnnkit: error: {out}: No space left on device\n"
+    assert out.read_bytes() == b"the earlier export"                     # the old file, whole
+    assert [p.name for p in tmp_path.iterdir() if p.name != "run"] == [out.name]   # no temporary left behind

@@ -37,6 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from rnnkit import __version__
+from rnnkit.runs.io import atomic_write_text
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 CELLS = "lstm, gru or rnn (tanh, relu) cells, stacked, reading one direction"   # what the header computes
@@ -347,7 +348,7 @@ def export_c(task: Any, path: str | Path, weights: str = "float32", source: str 
     path = Path(path)
     prefix = prefix_for(path)
     text = render(model, prefix, weights, source=source or f"a {task.name} run", file=path.name)
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)       # a full disk leaves the old file (or none), never half a header
     return {"format": "c", "kind": "step + whole-sequence", "path": str(path), "prefix": prefix,
             "weights": weights, "weight_bytes": weight_bytes(model, weights), "ram": memory(model),
             "inputs": [f"x ({model.input_size} values per step)"], "outputs": [f"out ({model.output_size} floats)"]}

@@ -39,6 +39,7 @@ sequences of different lengths, padded at the end. That path gives the same numb
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from torch import nn
+
+from rnnkit.runs.io import atomic_write_bytes
 
 OPSET = 17   # read by every onnxruntime of the last years; has LSTM/GRU/RNN with dynamic time axes
 
@@ -103,11 +106,14 @@ def export_onnx(task: Any, path: str | Path) -> dict[str, Any]:
         raise RuntimeError("format='onnx' needs the onnx package: pip install \"rnnkit[export]\"") from None
     module = spec.module.eval()        # the export puts the module back into the mode it found it in
     path = Path(path)
+    graph = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer's deprecation notice and its notes on branches it fixes (see the module docstring).
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, spec.example, str(path), dynamo=False, opset_version=OPSET,
+        torch.onnx.export(module, spec.example, graph, dynamo=False, opset_version=OPSET,
                           input_names=spec.inputs, output_names=spec.outputs, dynamic_axes=spec.dynamic_axes)
+    # Written whole and renamed into place: a full disk leaves the old file (or none), never a truncated graph.
+    atomic_write_bytes(path, graph.getvalue())
     return {"format": "onnx", "kind": spec.kind, "inputs": spec.inputs, "outputs": spec.outputs, "path": str(path),
             "counts": spec.counts}
 
