@@ -27,7 +27,7 @@ from rnnkit.tasks.embeddings.config import AnalogyConfig, EvalConfig, NeighborsC
 # ---------------------------------------------------------------------------------------------------------
 
 def neighbors(cfg: NeighborsConfig, word: str) -> list[tuple[str, float]]:
-    emb = cfg.load()
+    emb = vectors_of(cfg)
     result = emb.neighbors(word, num_results=cfg.num_results)
     print(f"nearest neighbours of {word!r} in {emb.source} ({len(emb):,} words), by cosine:")
     for rank, (w, cos) in enumerate(result, start=1):
@@ -37,7 +37,7 @@ def neighbors(cfg: NeighborsConfig, word: str) -> list[tuple[str, float]]:
 
 def analogy(cfg: AnalogyConfig, a: str, b: str, c: str) -> list[tuple[str, float]]:
     """``a b c`` reads "a - b + c" ("b is to a as c is to ?"), as ``Embeddings.analogy(a, b, c)`` does."""
-    emb = cfg.load()
+    emb = vectors_of(cfg)
     for name, word in (("A", a), ("B", b), ("C", c)):
         emb.require(word, name)                                        # errors name the argument as in --help
     result = emb.analogy(a, b, c, num_results=cfg.num_results, method=cfg.method)
@@ -81,7 +81,7 @@ def evaluate(cfg: EvalConfig) -> dict:
 def plot(cfg: PlotConfig, words: list[str]) -> None:
     from rnnkit.tasks.embeddings.task import plot_words
 
-    emb = cfg.load()
+    emb = vectors_of(cfg)
     path = plot_words(emb, words, cfg.output)
     print(f"wrote {path} ({len(words)} words, first two principal components)")
 
@@ -187,3 +187,10 @@ def add_commands(sub) -> None:
     add_config_arguments(p, PlotConfig)
     _add_output_argument(p, PlotConfig)
     p.set_defaults(func=_cmd_plot)
+
+
+def vectors_of(cfg):
+    """The word vectors an EmbedConfig names (imported here, when a verb runs: numpy and the file readers)."""
+    from rnnkit.tasks.embeddings.task import Embeddings
+
+    return Embeddings.load(cfg.embeddings, num_words=cfg.num_words)

@@ -6,13 +6,10 @@ Imports no numpy (nor torch): every ``rnnkit embed ... --help`` is built from th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import field
-
-if TYPE_CHECKING:
-    from rnnkit.tasks.embeddings.task import Embeddings
 
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
 
@@ -26,11 +23,6 @@ class EmbedConfig:
 
     def __post_init__(self):
         _checks.check_int("num_words", self.num_words, min=1, allow_none=True)
-
-    def load(self) -> "Embeddings":
-        from rnnkit.tasks.embeddings.task import Embeddings    # numpy and the file readers: when a verb runs
-
-        return Embeddings.load(self.embeddings, num_words=self.num_words)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +33,7 @@ from rnnkit.datasets import series as S
 from rnnkit.tasks.forecast.config import PRESETS  # noqa: F401  (the presets are config: --help lists them)
 from rnnkit.datasets import windows as W
 
-if TYPE_CHECKING:   # task.py imports this module; the config is only needed for type hints
-    from rnnkit.tasks.forecast.task import ForecastConfig
+from rnnkit.tasks.forecast.config import ForecastConfig
 
 def read_table(path: str, name: str = "csv") -> dict[str, np.ndarray]:
     """A CSV/TSV file with a header row as ``{column: array}``; a missing file names the argument."""

@@ -8,7 +8,7 @@ the held-out loss reads a text the same way (:func:`stream_loss`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,8 +16,7 @@ from torch import nn
 from rnnkit.text import Tokenizer
 from rnnkit.training.progress import track
 
-if TYPE_CHECKING:                      # only for the annotations: task.py imports this module
-    from rnnkit.tasks.textgen.task import TextGenConfig
+from rnnkit.tasks.textgen.config import TextGenConfig
 
 OOV = "<unk>"                   # word level: the token that replaces rare and unseen words
 
