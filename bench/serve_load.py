@@ -14,6 +14,11 @@ token every request generates exactly --max-tokens tokens.
 
     python bench/serve_load.py                                   # 16 clients, 20 s per server
     python bench/serve_load.py --clients 16 --seconds 60 --max-tokens 200 --run runs/shakespeare
+    python bench/serve_load.py --secured                         # batched, plain vs API key + access log + /metrics
+
+``--secured`` measures the batched server twice instead: plain (no key, ``--no-access-log``) and as it would
+leave localhost (``--api-key``, every request sending it, the access log on and written to a file, and
+``/metrics`` scraped once a second). The request counters behind ``/metrics`` are always on.
 """
 
 from __future__ import annotations
@@ -57,15 +62,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, batching: bool, threads: int) -> subprocess.Popen:
+KEY = "bench-key"
+
+
+def start_server(run: Path, port: int, batching: bool, threads: int, secured: bool | None = None,
+                 log: Path | None = None) -> subprocess.Popen:
+    """``secured``: None, the default server; False, no access log; True, an API key and the access log."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "rnnkit.cli", "serve", str(run), "--port", str(port),
            "--batching" if batching else "--no-batching", "--timeout", "120"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cmd += {None: [], False: ["--no-access-log"], True: ["--api-key", KEY]}[secured]
+    stderr = open(log, "w") if log else subprocess.PIPE      # the access log: one line per request
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {proc.stderr.read()}")
+            raise RuntimeError(f"the server exited: {proc.stderr.read() if proc.stderr else log.read_text()}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return proc
@@ -76,9 +88,9 @@ def start_server(run: Path, port: int, batching: bool, threads: int) -> subproce
 
 
 async def load(port: int, model: str, clients: int, seconds: float, max_tokens: int,
-               temperature: float) -> dict:
+               temperature: float, key: str | None = None) -> dict:
     """``clients`` loops of one request after another until ``seconds`` have passed (a request under way
-    then is finished and counted)."""
+    then is finished and counted); with ``key``, each sends it and /metrics is scraped once a second."""
     url = f"http://127.0.0.1:{port}/v1/models/{model}/generate"
     latencies, statuses, tokens = [], {}, 0
     began = time.monotonic()
@@ -97,15 +109,26 @@ async def load(port: int, model: str, clients: int, seconds: float, max_tokens: 
                 tokens += r.json()["tokens"]
             n += 1
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as ac:
-        await asyncio.gather(*[client(i, ac) for i in range(clients)])
+    scrapes = 0
+
+    async def scrape(ac: httpx.AsyncClient):
+        nonlocal scrapes
+        while time.monotonic() < end:
+            assert (await ac.get(f"http://127.0.0.1:{port}/metrics")).status_code == 200
+            scrapes += 1
+            await asyncio.sleep(1.0)
+
+    limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    async with httpx.AsyncClient(timeout=300, limits=limits, headers=headers) as ac:
+        await asyncio.gather(*[client(i, ac) for i in range(clients)], *([scrape(ac)] if key else []))
         details = (await ac.get(f"http://127.0.0.1:{port}/v1/models")).json()["models"][0]["details"]
     elapsed = time.monotonic() - began
     latencies.sort()
     return {"requests": len(latencies), "statuses": statuses, "errors_5xx": sum(v for k, v in statuses.items() if k >= 500),
             "p50_s": statistics.median(latencies), "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-            "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed, "mean_batch": details["mean_batch"]}
+            "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed, "mean_batch": details["mean_batch"],
+            "metrics_scrapes": scrapes}
 
 
 def direct_generate(run: Path, max_tokens: int, temperature: float, seconds: float, threads: int) -> float:
@@ -128,15 +151,19 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server (OMP_NUM_THREADS)")
+    p.add_argument("--secured", action="store_true",
+                   help="compare the batched server plain and with an API key, the access log and /metrics")
     p.add_argument("-o", "--output", help="also write the results as JSON to this file")
     args = p.parse_args()
+    if args.secured:
+        return secured(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(args.run) if args.run else make_run(Path(tmp) / "lstm256")
         results = {}
         for mode, batching in (("batched", True), ("one at a time", False)):
             port = free_port()
-            proc = start_server(run, port, batching, args.threads)
+            proc = start_server(run, port, batching, args.threads, log=Path(tmp) / "server.log")
             try:
                 model = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["models"][0]["model"]
                 results[mode] = asyncio.run(load(port, model, args.clients, args.seconds, args.max_tokens,
@@ -157,6 +184,37 @@ def main() -> None:
     if args.output:
         Path(args.output).write_text(json.dumps({"args": vars(args), "results": results, "ratio": ratio,
                                                  "direct_generate_tokens_per_s": direct}, indent=2))
+
+
+def secured(args) -> None:
+    """The batched server plain, then with an API key, its access log and /metrics scraped; twice each,
+    interleaved (plain, secured, plain, secured), so that a machine whose speed drifts shows it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(args.run) if args.run else make_run(Path(tmp) / "lstm256")
+        results: dict[str, list] = {"plain": [], "secured": []}
+        for mode in ("plain", "secured", "plain", "secured"):
+            port, log = free_port(), Path(tmp) / f"{mode}.log"
+            proc = start_server(run, port, True, args.threads, secured=mode == "secured", log=log)
+            try:
+                key = KEY if mode == "secured" else None
+                headers = {"authorization": f"Bearer {KEY}"} if key else {}
+                model = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers).json()["models"][0]["model"]
+                r = asyncio.run(load(port, model, args.clients, args.seconds, args.max_tokens, args.temperature, key))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            r["access_lines"] = sum(1 for line in log.read_text().splitlines() if " model=" in line)
+            results[mode].append(r)
+            print(f"{mode:>8}: {r['requests']} requests {r['statuses']}, p50 {r['p50_s']:.2f} s, p99 {r['p99_s']:.2f} s, "
+                  f"{r['tokens_per_s']:.0f} tokens/s, mean batch {r['mean_batch']}, access lines {r['access_lines']}, "
+                  f"/metrics scrapes {r['metrics_scrapes']}", flush=True)
+    tps = {mode: sum(r["tokens"] for r in rs) / sum(r["seconds"] for r in rs) for mode, rs in results.items()}
+    ratio = tps["secured"] / tps["plain"]
+    errors = sum(r["errors_5xx"] for rs in results.values() for r in rs)
+    print(f"secured / plain: {ratio:.3f} of the generated tokens/s ({tps['secured']:.0f} / {tps['plain']:.0f}; "
+          f"{'within' if ratio >= 0.95 else 'outside'} the 5% bar); 5xx: {errors}")
+    if args.output:
+        Path(args.output).write_text(json.dumps({"args": vars(args), "results": results, "ratio": ratio}, indent=2))
 
 
 if __name__ == "__main__":

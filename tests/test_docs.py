@@ -221,7 +221,7 @@ class Served:
         if port not in self.clients:
             from fastapi.testclient import TestClient
             assert port in self.apps, f"curl to port {port}: no `rnnkit serve` on that port earlier on the page"
-            self.clients[port] = TestClient(self.apps[port]).__enter__()    # starts the app (its batcher)
+            self.clients[port] = TestClient(self.apps[port], base_url="http://localhost").__enter__()    # starts the app (its batcher)
         return self.clients[port]
 
     def close(self) -> None:
@@ -311,9 +311,9 @@ def page_env(tmp_path, monkeypatch, data_cache):
         # started any other way fails the test rather than wait for requests.
         monkeypatch.setattr(uvicorn, "run", lambda app, host=None, port=8000, **kw: served.apps.__setitem__(port, app))
 
-        def no_server(*args, **kwargs):
-            raise AssertionError("rnnkit serve started a server other than through uvicorn.run")
-        monkeypatch.setattr(uvicorn.Server, "run", no_server)
+        def keep_app(server, *args, **kwargs):       # rnnkit serve's own uvicorn.Server (graceful SIGTERM)
+            served.apps[server.config.port] = server.config.app
+        monkeypatch.setattr(uvicorn.Server, "run", keep_app)
         if hasattr(serve_cli, "check_port"):
             monkeypatch.setattr(serve_cli, "check_port", lambda host, port: None)
     yield folder, served

@@ -147,3 +147,29 @@ def test_the_page_fetches_nothing_from_elsewhere(page, base_url):
     assert page.requested, "the browser made no requests at all"
     outside = [url for url in page.requested if not url.startswith(base_url)]
     assert outside == []
+
+
+def test_the_page_asks_for_the_api_key_and_sends_it(runs, page):
+    """A server started with an API key: the page asks for it (a refused key asks again), keeps it for the tab
+    and sends it with every request."""
+    from rnnkit.serve import ServeConfig
+
+    app = create_app([str(runs["reviews"])], config=ServeConfig(api_key="s3cret"))
+    with live_server(app) as url:
+        context = page.context.browser.new_context()        # the module's browser; a tab of its own
+        page = context.new_page()
+        page.goto(f"{url}/#classify")
+        expect(page.locator("#key-form")).to_be_visible(timeout=10_000)
+        expect(page.locator("#key-message")).to_contain_text("This server needs an API key")
+        page.fill("#key-input", "wrong")
+        page.click("#key-go")
+        expect(page.locator("#key-message")).to_contain_text("That key was refused")
+        page.fill("#key-input", "s3cret")
+        page.click("#key-go")
+        expect(page.locator("#key-form")).to_be_hidden()
+        expect(page.locator("#tabs a")).to_have_text(["Classify"], timeout=10_000)
+        page.fill("#cls-input", "a great story")
+        page.click("#cls-go")
+        expect(page.locator("#cls-results .result")).to_have_count(1, timeout=10_000)
+        assert page.evaluate("sessionStorage.getItem('rnnkit-api-key')") == "s3cret"
+        context.close()

@@ -100,7 +100,7 @@ def test_a_new_task_is_registered_served_and_loaded_without_touching_the_consume
     version = Registry().register(run, "counter")            # runs/ reads its config.json like any other
     assert (version.name, version.version, version.task) == ("counter", 1, "toy-count")
 
-    client = TestClient(create_app(["counter"], config=ServeConfig(max_texts=3)))
+    client = TestClient(create_app(["counter"], config=ServeConfig(max_texts=3)), base_url="http://localhost")
     (listed,) = client.get("/v1/models").json()["models"]
     assert (listed["model"], listed["task"], listed["version"]) == ("counter", "toy-count", 1)
     assert listed["endpoint"] == "/v1/models/counter/count" and listed["details"] == {"words": 3}
@@ -129,7 +129,7 @@ def test_two_tasks_may_share_an_endpoint_name(toy, tmp_path, monkeypatch):
     monkeypatch.setattr(toy, "endpoint", "predict")
     run = tmp_path / "counter"
     toy().fit(["a b a"], run_dir=str(run))
-    client = TestClient(create_app([str(run)]))
+    client = TestClient(create_app([str(run)]), base_url="http://localhost")
     r = client.post("/v1/models/counter/predict", json={"words": ["a"]})
     assert r.status_code == 200 and r.json()["counts"] == {"a": 2.0}, r.text
     r = client.post("/v1/models/counter/predict", json={"stays": [{"times": [0], "channels": [0], "values": [1]}]})

@@ -21,7 +21,7 @@ pytest.importorskip("fastapi", reason='rnnkit serve needs its extra: pip install
 pytest.importorskip("httpx", reason='the API tests need httpx: pip install "rnnkit[test]"')
 
 import httpx                                                    # noqa: E402
-from fastapi.testclient import TestClient                       # noqa: E402
+from fastapi.testclient import TestClient as _TestClient         # noqa: E402
 
 import rnnkit                                                   # noqa: E402
 from rnnkit.cli import main                                     # noqa: E402
@@ -83,6 +83,12 @@ def make_runs(root):
     glove.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in VECTORS))
     runs["toy"] = glove
     return runs
+
+
+def TestClient(app, **kw):
+    """Starlette's test client as a browser on this machine sends it: Host localhost (its own default,
+    "testserver", is a name the server does not answer to: see test_serve_security.py)."""
+    return _TestClient(app, base_url="http://localhost", **kw)
 
 
 _MADE = {}
@@ -152,13 +158,17 @@ def sse_events(text):
 
 # --- every endpoint gives what the task object gives ------------------------------------------------------
 
-def test_model_list_names_every_model_its_task_and_endpoint(client):
+def test_model_list_names_every_model_its_task_and_endpoint(client, runs):
     models = {m["model"]: m for m in client.get("/v1/models").json()["models"]}
     assert {k: m["task"] for k, m in models.items()} == {
         "words": "textgen", "reviews": "classify", "weather": "forecast", "reverse": "seq2seq", "toy": "embeddings"}
     assert models["words"]["endpoint"] == "/v1/models/words/generate"
     assert models["reviews"]["details"]["classes"] == ["neg", "pos"]
-    assert models["toy"]["details"] == {"words": 5, "dim": 3, "source": models["toy"]["path"]}
+    assert models["toy"]["details"] == {"words": 5, "dim": 3, "source": "toy.txt"}
+    # where each came from, by name: the server's filesystem paths are not the clients' business
+    assert {k: m["source"] for k, m in models.items()} == {
+        "words": "words", "reviews": "reviews", "weather": "weather", "reverse": "reverse", "toy": "toy.txt"}
+    assert str(runs["words"].parent) not in json.dumps(models) and all("path" not in m for m in models.values())
     assert models["words"]["details"]["max_batch"] == 64 and models["words"]["details"]["level"] == "char"
     # what each task's request takes, from its request_class: the one vocabulary
     assert [f["name"] for f in models["words"]["takes"]] == ["prompt", "max_tokens", "temperature", "top_k", "top_p",
@@ -218,7 +228,7 @@ def test_concurrent_requests_share_forward_passes_and_keep_their_own_text(runs):
 
     async def ask_all():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as ac:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as ac:
             return await asyncio.gather(*[
                 ac.post("/v1/models/words/generate", json={"prompt": "the", "max_tokens": 40,
                                                            "temperature": 1.0, "seed": s}) for s in range(8)])

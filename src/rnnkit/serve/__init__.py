@@ -45,6 +45,15 @@ class ServeConfig:
     max_batch: int = field(64, "most generation requests of one text model stepped together")
     batching: bool = field(True, "step the generation requests of one model together (--no-batching: one at a "
                                  "time, for comparison)")
+    body_timeout: float = field(10.0, "seconds a request body may take to arrive whole; slower ones get 408")
+    keep_alive_timeout: float = field(5.0, "seconds an idle keep-alive connection is held open")
+    api_key: Optional[str] = field(None, "the key every /v1 request must send as 'Authorization: Bearer KEY' "
+                                         "(default: the environment variable RNNKIT_API_KEY; required when --host "
+                                         "is not a loopback address)")
+    allowed_hosts: Optional[str] = field(None, "comma-separated host names the Host header may carry (DNS-rebinding "
+                                               "defence; '*': any); default: localhost, 127.0.0.1, ::1 and --host")
+    access_log: bool = field(True, "log one line per request: method, path, status, seconds, model "
+                                   "(--no-access-log: none)")
     checkpoint: Optional[str] = field(None, "serve the run directories' Trainer checkpoint instead of their "
                                             "finished model: best or last; also runs whose training did not "
                                             "finish (default: finished runs only)", choices=("best", "last"))
@@ -54,7 +63,10 @@ class ServeConfig:
         for name in ("max_tokens", "max_prompt_chars", "max_texts", "max_text_chars", "max_beam", "max_results",
                      "max_body_bytes", "max_batch"):
             _checks.check_int(name, getattr(self, name), min=1)
-        _checks.check_float("timeout", self.timeout, min=0, min_open=True)
+        for name in ("timeout", "body_timeout", "keep_alive_timeout"):
+            _checks.check_float(name, getattr(self, name), min=0, min_open=True)
+        if self.api_key is not None and not self.api_key.strip():
+            _checks.fail("api_key", self.api_key, "a non-empty key")
         _checks.check_choice("checkpoint", self.checkpoint, (None, "best", "last"))
 
 

@@ -7,10 +7,14 @@
                                            whatever endpoint a registered task names
     POST /v1/models/{model}/embeddings     word vectors: a word's vector and its nearest neighbours
     GET  /openapi.json                     the schema of all of it (no /docs page: it would load a CDN)
+    GET  /healthz, /readyz                 alive; ready (every model loaded, its batcher running, not stopping)
+    GET  /metrics                          Prometheus metrics (rnnkit.serve.metrics)
 
 This module assembles the pieces: the models served (:class:`ServedModel`), the routers
 (:mod:`rnnkit.serve.routes`), the error handlers (:mod:`rnnkit.serve.errors`: every error is one JSON object
-naming the field and the constraint) and the body check in front of every POST. The server asks the Task
+naming the field and the constraint) and the middleware in front of every request, outermost first: the
+metrics and access log (:mod:`rnnkit.serve.metrics`), the Host check and the API key
+(:mod:`rnnkit.serve.security`), and the body check in front of every POST (:class:`~rnnkit.serve.errors.BodyCheck`). The server asks the Task
 protocol what a model takes (``request_class``), how to apply it (``apply``, or its ``serving_worker`` for
 generation: continuous batching) and what to list (``describe``): adding a task touches nothing here.
 
@@ -18,7 +22,8 @@ Every answer that comes from a model names it: ``"model"`` and ``"version"`` in 
 ``X-Rnnkit-Model`` / ``X-Rnnkit-Version``. ``{model}`` is the name a model is served under: a run
 directory's folder name, a registered ``NAME`` (its promoted version) or ``NAME@3``. A request is held to
 the limits of :class:`~rnnkit.serve.ServeConfig`: the body's size (413), each field's range (422), and a
-time limit (504).
+time limit (504). :func:`begin_shutdown` (SIGTERM, see :mod:`rnnkit.serve.cli`) ends the generation streams in
+flight with an ``error`` event and ``done``, and answers generation requests in flight 503.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ import rnnkit
 from rnnkit.runs.registry import Registry
 from rnnkit.serve import ServeConfig
 from rnnkit.serve.errors import ApiError, BodyCheck, SafeJSONResponse, error_response, validation_response
+from rnnkit.serve.metrics import Metrics, Observe
+from rnnkit.serve.security import ApiKeyCheck, HostCheck, allowed_hosts
 from rnnkit.serve.routes import embeddings as embedding_routes
 from rnnkit.serve.routes import models as model_routes
 from rnnkit.serve.routes import tasks as task_routes
@@ -61,15 +68,24 @@ class ServedModel:
     endpoint: str             # the last part of its URL: the task's endpoint, or "embeddings"
     worker: Any = None        # the task's serving_worker, when it has one
 
+    @property
+    def source(self) -> str:
+        """Where the model came from, as clients may see it: ``NAME@VERSION`` of the registry, or the folder
+        (or file) name; never the server's filesystem path."""
+        if self.version is not None:
+            return f"{self.name}@{self.version}"
+        return Path(self.path).name if self.path else self.name
+
     def describe(self) -> dict[str, Any]:
         out = {"model": self.key, "name": self.name, "version": self.version, "task": self.task,
-               "promoted": self.promoted, "path": self.path, "endpoint": f"/v1/models/{self.key}/{self.endpoint}"}
+               "promoted": self.promoted, "source": self.source,
+               "endpoint": f"/v1/models/{self.key}/{self.endpoint}"}
         if isinstance(self.obj, Task):
             info = self.obj.describe()
             out["takes"] = info["takes"]
             out["details"] = {**info["details"], **(self.worker.details() if self.worker is not None else {})}
         else:
-            out["details"] = {"words": len(self.obj), "dim": self.obj.dim, "source": self.obj.source}
+            out["details"] = {"words": len(self.obj), "dim": self.obj.dim, "source": self.source}
         return out
 
     def headers(self) -> dict[str, str]:
@@ -133,7 +149,16 @@ def create_app(models, embeddings=(), config: Optional[ServeConfig] = None) -> F
                               "(generate, classify, forecast, translate, ...), and word vectors.")
     app.state.models = served
     app.state.config = config
-    app.add_middleware(BodyCheck, max_bytes=config.max_body_bytes)
+    app.state.metrics = Metrics()
+    app.state.shutting_down = False
+    # Starlette runs the middleware added last first: Observe sees every request, refusals included.
+    app.add_middleware(BodyCheck, max_bytes=config.max_body_bytes, timeout=config.body_timeout)
+    if config.api_key is not None:
+        app.add_middleware(ApiKeyCheck, key=config.api_key)
+    hosts = allowed_hosts(config.host, config.allowed_hosts)
+    if hosts is not None:
+        app.add_middleware(HostCheck, allowed=hosts)
+    app.add_middleware(Observe, metrics=app.state.metrics, log=config.access_log)
     app.mount("/static", StaticFiles(directory=model_routes.STATIC), name="static")
 
     # Every registered task has its endpoint (the schema does not depend on which models are served), and so
@@ -170,3 +195,14 @@ def create_app(models, embeddings=(), config: Optional[ServeConfig] = None) -> F
                               None if field is None else "a path and method of this API (see /openapi.json)")
 
     return app
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """The server is stopping (SIGTERM): /readyz says so, and every batcher ends its streams now ("the server
+    is shutting down": an ``error`` event and ``done`` for a stream, 503 for a JSON request) instead of the
+    stopping server waiting for them. Requests answered by a task's ``apply`` finish. Safe in a signal handler:
+    nothing here waits."""
+    app.state.shutting_down = True
+    for m in app.state.models.values():
+        if m.worker is not None:
+            m.worker.close(wait=False)

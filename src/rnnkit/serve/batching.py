@@ -43,6 +43,7 @@ import torch
 from rnnkit import _checks
 from rnnkit.generation.processors import make_processors
 from rnnkit.generation.search import make_generator, sample_uniform, select_rows
+from rnnkit.serve.metrics import BATCH_BUCKETS, QUEUE_BUCKETS, Histogram
 
 # Reasons a stream ends, as the API reports them.
 FINISH_REASONS = ("end", "length", "timeout", "cancelled", "error", "closed")
@@ -63,6 +64,7 @@ class Stream:
         self.processors = make_processors(*self.settings[1:])     # temperature, top-k, top-p (built once)
         self.uniforms = uniforms.tolist()         # max_tokens numbers in [0, 1), one per token
         self.tokens: list[int] = []
+        self.queued_at = time.monotonic()         # for the queue-time metric
         self.finish_reason: str | None = None
         self.error: str | None = None
 
@@ -172,9 +174,13 @@ class BatchedGenerator:
         self._pending: deque[Stream] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        # Counters for the benchmark and /v1/models: steps run and rows stepped (mean batch = rows / steps).
+        # Counters for the benchmark and /v1/models: steps run and rows stepped (mean batch = rows / steps);
+        # for /metrics: tokens generated, rows per step, and how long a stream waited to join.
         self.steps = 0
         self.rows = 0
+        self.tokens = 0
+        self.batch_sizes = Histogram(BATCH_BUCKETS)
+        self.queue_seconds = Histogram(QUEUE_BUCKETS)
         self._thread = threading.Thread(target=self._run, name="rnnkit-batcher", daemon=True)
         self._thread.start()
 
@@ -206,12 +212,19 @@ class BatchedGenerator:
         """Stop a request's streams at the next step (its client went away); a finished one is left as it is."""
         job.cancelled = True
 
-    def close(self) -> None:
-        """Finish every stream ("closed") and stop the thread."""
+    def close(self, wait: bool = True) -> None:
+        """Finish every stream ("closed": "the server is shutting down") and stop the thread; ``wait=False``
+        returns at once (from a signal handler: the streams end at the thread's next step)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
-        self._thread.join(timeout=10)
+        if wait:
+            self._thread.join(timeout=10)
+
+    @property
+    def alive(self) -> bool:
+        """Whether requests are being taken: the thread runs and the batcher is not closed."""
+        return self._thread.is_alive() and not self._closed
 
     def details(self) -> dict[str, Any]:
         """What the model list shows: the most rows stepped together and the mean so far."""
@@ -243,6 +256,7 @@ class BatchedGenerator:
                         if s.cancelled or time.monotonic() > s.job.deadline:
                             s.finish("cancelled" if s.cancelled else "timeout")
                             continue
+                        self.queue_seconds.observe(time.monotonic() - s.queued_at)
                         row_logits, row_state = self.start(s.prompt_ids)                     # (1, V)
                         logits = row_logits if logits is None else torch.cat([logits, row_logits])
                         state = row_state if state is None else _cat_rows(state, row_state)
@@ -253,6 +267,7 @@ class BatchedGenerator:
                     # Counted before the streams hear of their tokens: a request that is done has its steps counted.
                     self.steps += 1
                     self.rows += len(active)
+                    self.batch_sizes.observe(len(active))
                     keep = self._record(active, tokens.tolist())
                     if len(keep) < len(active):
                         active = [active[i] for i in keep]
@@ -303,6 +318,7 @@ class BatchedGenerator:
                 s.finish("end")             # the end token ends the text; it is not part of it
                 continue
             s.emit(token)
+            self.tokens += 1
             if len(s.tokens) >= s.max_tokens:
                 s.finish("length")
             elif now > s.job.deadline:

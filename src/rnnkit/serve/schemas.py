@@ -4,7 +4,9 @@ A task says what a request holds (a dataclass of fields with defaults, help and 
 :func:`rnnkit.config.field`); :func:`request_model` turns it into the pydantic model FastAPI validates a body
 with and the OpenAPI schema shows. A limit given as a str names the :class:`~rnnkit.serve.ServeConfig` field
 that sets it (``{"le": "max_tokens"}``: at most ``--max-tokens``); ``items`` holds the limits of each item of
-a list (each text at most ``--max-text-chars``). Every float is finite (JSON has no NaN). A field the
+a list (each text at most ``--max-text-chars``). Every number where a float is taken (a table's cell too) is
+finite, within float32's range (the models compute in float32: 1e308 would become inf) and not a boolean
+(``true`` is not 1.0). A field the
 request does not know is an error (a misspelt field is never silently ignored), except the old names in the
 request class's ``RENAMED``, which are accepted for one release: the model records a note for each
 (:func:`renamed_notes`), which the answer carries under ``"deprecated"``.
@@ -17,7 +19,7 @@ import types
 import typing
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, create_model, model_validator
 
 from rnnkit.config import renamed_fields
 
@@ -60,16 +62,31 @@ def _limit(value: Any, config: Any, where: str) -> Any:
     return value
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _number(value: Any) -> Any:
+    """The check before a float is parsed (so that it names the field, not a member of a Union): booleans and
+    numbers that are not finite in float32 are refused; anything else goes on to the type's own check."""
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    if isinstance(value, (int, float)) and not abs(value) <= FLOAT32_MAX:      # NaN fails this too
+        raise ValueError(f"a finite number within float32's range (|x| <= {FLOAT32_MAX:.4g})")
+    return value
+
+
 def _finite(annotation: Any) -> Any:
-    """``annotation`` with every float made finite (NaN and infinities refused)."""
+    """``annotation`` with every float made finite (NaN, infinities, float32 overflow and booleans refused)."""
     if annotation is float:
-        return Annotated[float, Field(allow_inf_nan=False)]
+        return Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is None or not args:
         return annotation
     inner = tuple(_finite(a) for a in args)
     if origin in (Union, types.UnionType):
-        return Union[inner]
+        # A Union that takes floats checks its numbers before trying its members.
+        union = Union[inner]
+        return Annotated[union, BeforeValidator(_number)] if float in args else union
     if origin is Annotated:
         return Annotated[(inner[0], *args[1:])]
     return origin[inner if len(inner) > 1 else inner[0]]

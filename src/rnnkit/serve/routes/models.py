@@ -1,10 +1,15 @@
-"""The page and the model list: ``GET /`` (the playground), ``GET /v1/models``, ``GET /healthz``."""
+"""The page, the model list and the probes: ``GET /`` (the playground), ``GET /v1/models``, ``GET /healthz``
+(the process answers), ``GET /readyz`` (it takes requests: every model loaded, every batcher running, not
+shutting down; else 503), ``GET /metrics`` (Prometheus)."""
 
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+
+from rnnkit.serve.errors import error_response
+from rnnkit.serve.metrics import CONTENT_TYPE
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -23,5 +28,19 @@ def router(served: dict[str, Any]) -> APIRouter:
     @r.get("/healthz", include_in_schema=False)
     def health():
         return {"status": "ok"}
+
+    @r.get("/readyz", include_in_schema=False)
+    def ready(request: Request):
+        # The models were loaded before the application was made: what can stop being ready is a batcher.
+        if request.app.state.shutting_down:
+            return error_response(503, "not ready: the server is shutting down")
+        stopped = [key for key, m in served.items() if m.worker is not None and not m.worker.alive]
+        if stopped:
+            return error_response(503, f"not ready: the batcher of {', '.join(stopped)} is not running")
+        return {"status": "ready", "models": list(served)}
+
+    @r.get("/metrics", include_in_schema=False)
+    def metrics(request: Request):
+        return Response(request.app.state.metrics.render(served), media_type=CONTENT_TYPE)
 
     return r

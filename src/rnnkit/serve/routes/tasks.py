@@ -11,7 +11,6 @@ worker thread. A ValueError from the task is a 422 naming the field.
 # annotations, and those models are made here, per application (their limits come from the config).
 
 import asyncio
-import json
 from typing import Any, Union
 
 from fastapi import APIRouter
@@ -19,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from rnnkit.serve.errors import ApiError, finite
+from rnnkit.serve.errors import ApiError, to_json
 from rnnkit.serve.routes import answer, pick, refusal, run_model
 from rnnkit.serve.schemas import fields_of, renamed_notes, request_model
 
@@ -124,4 +123,4 @@ async def _through_worker(m: Any, request: Any, fields: list[str], notes: list[s
 
 def _sse(event: str, data: Any) -> str:
     """One server-sent event: ``event: NAME`` and one ``data:`` line of JSON."""
-    return f"event: {event}\ndata: {json.dumps(finite(data), ensure_ascii=False)}\n\n"
+    return f"event: {event}\ndata: {to_json(data)}\n\n"

@@ -33,10 +33,45 @@ function selected(panel) {
   return MODELS.find((m) => m.model === name);
 }
 
+// The API key, when the server asks for one (401): asked once in a form, kept for this tab only
+// (sessionStorage: gone when the tab closes), and sent as "Authorization: Bearer KEY" with every request.
+const KEY = "rnnkit-api-key";
+
+function headers(extra = {}) {
+  const key = sessionStorage.getItem(KEY);
+  return key ? {...extra, authorization: `Bearer ${key}`} : extra;
+}
+
+function askForKey(message) {
+  const form = $("key-form");
+  form.hidden = false;
+  $("key-message").textContent = message;
+  $("key-input").focus();
+  return new Promise((resolve) => {
+    form.onsubmit = (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(KEY, $("key-input").value.trim());
+      form.hidden = true;
+      resolve();
+    };
+  });
+}
+
+// fetch() with the key; a 401 asks for the key and tries again.
+async function api(url, options = {}) {
+  for (;;) {
+    const r = await fetch(url, {...options, headers: headers(options.headers)});
+    if (r.status !== 401) return r;
+    const had = sessionStorage.getItem(KEY);
+    await askForKey(had ? "That key was refused; enter the server's API key." :
+                          "This server needs an API key (rnnkit serve --api-key or RNNKIT_API_KEY).");
+  }
+}
+
 // POST JSON to an endpoint of the selected model; an error answer throws its one-line message.
 async function call(panel, endpoint, body) {
   const m = selected(panel);
-  const r = await fetch(`/v1/models/${encodeURIComponent(m.model)}/${endpoint}`, {
+  const r = await api(`/v1/models/${encodeURIComponent(m.model)}/${endpoint}`, {
     method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
   const data = await r.json();
   if (!r.ok) throw new Error(data.error || r.statusText);
@@ -50,7 +85,7 @@ function answeredBy(data) {
 // --- pages ------------------------------------------------------------------------------------------------
 
 async function init() {
-  MODELS = (await (await fetch("/v1/models")).json()).models;
+  MODELS = (await (await api("/v1/models")).json()).models;
   for (const panel of PANELS) {
     const models = MODELS.filter((m) => endpointOf(m) === panel);
     if (!models.length) continue;
@@ -100,7 +135,7 @@ async function streamInto(pre, meta, body) {
   const m = selected("generate");
   const ctrl = new AbortController();
   running.push(ctrl);
-  const r = await fetch(`/v1/models/${encodeURIComponent(m.model)}/generate`, {
+  const r = await api(`/v1/models/${encodeURIComponent(m.model)}/generate`, {
     method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify({...body, stream: true}),
     signal: ctrl.signal});
   if (!r.ok) throw new Error((await r.json()).error);
