@@ -15,7 +15,9 @@ import torch
 from sklearn.base import clone
 
 import rnnkit
+from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.registry import Registry
+from rnnkit.runs.schema import rewrite_run_config
 from rnnkit.tasks.base import FINAL_WEIGHTS, NotFittedError, RunNotFinished, discover_tasks
 
 CORPUS = "the cat sat on the mat. the dog sat on the log. " * 60
@@ -154,7 +156,7 @@ def test_served_over_http_the_answer_is_apply(name, tmp_path):
     task, data, request = EXAMPLES[name](tmp_path)
     run = tmp_path / "run"
     fit(task, data, run)
-    with TestClient(create_app([str(run)])) as client:
+    with TestClient(create_app([str(run)]), base_url="http://localhost") as client:
         listed = client.get("/v1/models").json()["models"]
         assert [(m["model"], m["task"]) for m in listed] == [("run", name)]
         r = client.post(f"/v1/models/run/{task.endpoint}", json=request)
@@ -169,7 +171,7 @@ def unfinish(run, *, keep_checkpoint):
     """The run as a kill leaves it: config.json not marked finished, no final weights (and, killed before its
     first checkpoint, no checkpoint either)."""
     doc = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps({**doc, "finished": False}))
+    rewrite_run_config(RunDir(run), {**doc, "finished": False})     # with its digest: only the mark changes
     (run / FINAL_WEIGHTS).unlink()
     if not keep_checkpoint:
         for path in [*run.glob("checkpoint*"), *run.glob("*.safetensors"), run / "trainer_state.json"]:

@@ -9,6 +9,8 @@ import torch
 
 import rnnkit
 from rnnkit.cli import main
+from rnnkit.runs.checkpoint import RunDir
+from rnnkit.runs.schema import rewrite_run_config
 from rnnkit.tasks.base import NotFittedError
 from rnnkit.tasks.textgen import task as textgen_task
 from rnnkit.tasks.textgen.data import corpus_text, stream_batches, stream_loss
@@ -245,7 +247,7 @@ def test_a_run_saved_with_the_old_sample_field_names_loads(abcd_model, tmp_path)
     config = doc["config"]
     config["sample_seed_text"], config["sample_length"] = config.pop("sample_prompt"), config.pop("sample_max_tokens")
     config["sample_seed_text"] = "ab"
-    path.write_text(json.dumps(doc))
+    rewrite_run_config(RunDir(tmp_path / "run"), doc)      # an edit made on purpose: its digest recorded anew
     loaded = TextGenerator.load(tmp_path / "run")
     assert (loaded.config.sample_prompt, loaded.config.sample_max_tokens) == ("ab", 0)
 
@@ -674,7 +676,8 @@ def test_damaged_or_foreign_run_files_are_one_line_errors(tmp_path, capsys):
     good = json.loads((run / "config.json").read_text())
 
     def with_config(doc):
-        (run / "config.json").write_text(json.dumps(doc))
+        # Consistent edits (the digest recorded anew): the field checks behind the digest are what is tested.
+        rewrite_run_config(RunDir(run), doc)
         assert main(["textgen", "sample", str(run), "--max-tokens", "5"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"rnnkit: error: {run / 'config.json'}: ")

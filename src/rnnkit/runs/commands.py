@@ -63,6 +63,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     from rnnkit.runs.registry import Registry
 
+    from rnnkit.training.phases import phase
+    phase("save")
     v = Registry().register(args.run, args.name, link=args.link)
     how = "linked to" if args.link else "copied from"
     print(f"{v.spec}: {v.task} run {how} {args.run}" + (" (promoted: the first version)" if v.promoted else "")
