@@ -40,12 +40,14 @@ def add_commands(sub) -> None:
 
 def _export_cmd(args: argparse.Namespace) -> int:
     from rnnkit.export import as_task, export
+    from rnnkit.training.phases import phase
 
     fmt = args.format or SUFFIXES.get(Path(args.output).suffix.lower())
     if fmt is None:
         raise ValueError(f"--output={args.output!r}: expected a name ending in .onnx or .h, or give --format "
                          f"({' or '.join(FORMATS)})")
     task = as_task(args.run, args.checkpoint)
+    phase("loaded")
     info = export(task, args.output, format=fmt, precision=args.precision, source=str(args.run))
     if fmt == "c":
         ram = info["ram"]

@@ -57,6 +57,7 @@ from rnnkit.runs.weights import load_weights, short_list
 from rnnkit.report.plots import plot_history
 from rnnkit.training import distributed
 from rnnkit.training.config import PRECISIONS, TrainConfig
+from rnnkit.training.phases import check_pending, phase
 from rnnkit.training.progress import TrainingProgress, timed_pass
 from rnnkit.training.schedules import lr_at, make_optimizer
 from rnnkit.training.threads import watch_threads
@@ -256,6 +257,7 @@ class Trainer:
 
         self.stop_reason = None
         self.interrupted = False
+        self._first_step = self.step + 1     # the first step of this call (a phase boundary)
         self._start = time.monotonic()
         # The budget covers the whole run: time spent before a resume counts (self.train_seconds).
         self._deadline = (self._start + 60 * cfg.max_minutes - self.train_seconds) if cfg.max_minutes else None
@@ -397,6 +399,9 @@ class Trainer:
                 self._window_steps += 1
                 self._window_items = self._window_items + n_items
                 self._trigger("on_step_end")
+                check_pending()                 # a SIGTERM that some code swallowed stops here
+                if self.step == self._first_step:
+                    phase("first_step")         # the first step of this fit call (tests signal here)
                 if self.step % cfg.log_every == 0:
                     self._log_train(epoch)
                 self._progress.step(self, loss, n_items)
@@ -492,6 +497,7 @@ class Trainer:
                                              show=self._progress.show):
                 metrics.update({k: float(v) for k, v in evaluate(self.model).items()})
             self._eval_seconds = time.monotonic() - began
+            phase("validation")
             self.model.train()
             # Rank 0's figures decide the best epoch and early stopping on every rank of a distributed run.
             metrics = distributed.object_from_main(metrics)
