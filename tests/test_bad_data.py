@@ -290,3 +290,118 @@ def test_generator_target_column_out_of_range():
         next(W.generator(np.zeros(50), 4, 1, step=1))
     x, y = next(W.generator(np.arange(100.0).reshape(50, 2), 4, 1, step=1, targets=-1, batch_size=2))
     assert y.tolist() == [11.0, 13.0]                                  # column 1 of rows 5 and 6
+
+
+# ----------------------------------------------------------------------------- issue 24: unclear messages
+
+def cli_error(argv, capsys) -> str:
+    from rnnkit.cli import main
+
+    assert main([str(a) for a in argv]) == 2
+    lines = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("rnnkit: using ")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_directory_given_as_corpus_is_called_a_directory(tmp_path, capsys):
+    line = cli_error(["textgen", "train", "--corpus", tmp_path, "--dry-run", "--run-dir", tmp_path / "r"], capsys)
+    assert line == f"rnnkit: error: corpus={str(tmp_path)!r}: is a directory; expected a file"
+
+
+def test_an_empty_corpus_names_the_file(tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("")
+    line = cli_error(["textgen", "train", "--corpus", tmp_path / "empty.txt", "--dry-run", "--hidden-size", "16",
+                      "--run-dir", tmp_path / "r"], capsys)
+    assert line.startswith(f"rnnkit: error: {tmp_path / 'empty.txt'}: the text is empty")
+
+
+def test_a_run_dir_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    start = time.perf_counter()
+    line = cli_error(["textgen", "train", "--corpus", tmp_path / "missing.txt", "--run-dir", tmp_path / "afile"],
+                     capsys)
+    assert line == f"rnnkit: error: --run-dir={tmp_path / 'afile'}: is a file; expected a folder (new or holding a run)"
+    assert time.perf_counter() - start < 5
+
+
+def series_csv(path, n):
+    path.write_text("t,y\n" + "".join(f"{i},{np.sin(i / 5):.3f}\n" for i in range(n)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def forecast_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fc")
+    fc = Forecaster(csv=str(series_csv(tmp / "s.csv", 300)), time_col="t", target=["y"], lookback=10, delay=1,
+                    model="ridge")
+    fc.fit(run_dir=str(tmp / "run"), dry_run=True, verbose=False)
+    return tmp / "run"
+
+
+def test_forecast_eval_on_a_short_file_names_the_file(forecast_run, tmp_path, capsys):
+    short = series_csv(tmp_path / "short.csv", 4)
+    line = cli_error(["forecast", "eval", forecast_run, "--csv", short], capsys)     # was: negative dimensions
+    assert line.startswith(f"rnnkit: error: {short}: 4 rows (after resampling) is shorter than lookback + delay")
+    line = cli_error(["forecast", "predict", forecast_run, "--csv", short], capsys)   # was: "data: 4 rows"
+    assert line.startswith(f"rnnkit: error: {short}: 4 rows")
+
+
+def test_a_header_only_series_names_the_file_and_the_column(forecast_run, tmp_path, capsys):
+    header = tmp_path / "header.csv"
+    header.write_text("t,y\n")
+    line = cli_error(["forecast", "eval", forecast_run, "--csv", header], capsys)      # was: time_col=''
+    assert line == (f"rnnkit: error: {header}: time_col='t': 0 distinct timestamp(s); expected at least two (to "
+                    f"infer the series' step): a file with more rows")
+
+
+def test_classify_eval_with_unknown_labels_names_the_file_in_plain_strings(tmp_path, capsys):
+    from rnnkit.tasks import SequenceClassifier
+
+    rows = [(f"{'good great' if i % 2 else 'bad awful'} film {i}", "pos" if i % 2 else "neg") for i in range(60)]
+    clf = SequenceClassifier(model="bow").fit([t for t, _ in rows], [y for _, y in rows])
+    clf.save(str(tmp_path / "run"))
+    other = tmp_path / "other.csv"
+    other.write_text("text,label\ngood film,yes\nbad film,no\n")
+    line = cli_error(["classify", "eval", tmp_path / "run", "--csv", other], capsys)
+    assert line == (f"rnnkit: error: {other}: label(s) 'no', 'yes' are not classes of the model in {tmp_path / 'run'}; "
+                    f"expected the classes it was trained on: 'neg', 'pos'")
+    assert "np.str_" not in line
+
+
+def test_a_huge_hidden_size_is_refused_before_torch_allocates(tmp_path, capsys):
+    line = cli_error(["textgen", "train", "--corpus", tmp_path / "missing.txt", "--hidden-size", "60000",
+                      "--run-dir", tmp_path / "r"], capsys)
+    assert line == "rnnkit: error: hidden_size=60000: expected an integer >= 1 and <= 8,192, or 'auto'"
+    line = cli_error(["classify", "train", "--csv", tmp_path / "missing.csv", "--hidden-size", "8000",
+                      "--num-layers", "4", "--run-dir", tmp_path / "r"], capsys)
+    assert "hidden_size=8000, num_layers=4: about" in line and "expected at most 1 G" in line
+    assert "allocate" not in line
+
+
+def test_a_planted_library_in_the_sampler_cache_is_said_once(tmp_path, monkeypatch):
+    import shutil
+    import warnings
+
+    from rnnkit.generation import native
+
+    if shutil.which("cc") is None and not __import__("os").environ.get("CC"):
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "first"))
+    monkeypatch.setattr(native, "_loaded", {})
+    assert native.kernel_status() == "ready"
+    name = next((tmp_path / "first" / "rnnkit" / "kernels").glob("lstm_sampler-*.so")).name
+    cache = tmp_path / "second" / "rnnkit" / "kernels"
+    cache.mkdir(mode=0o700, parents=True)
+    (cache / name).write_bytes(b"not a library")                   # planted: no sha256 record beside it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "second"))
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native, "_warned", False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        native.kernel_status()
+        monkeypatch.setattr(native, "_loaded", {})                  # asked again in the same process
+        native.kernel_status()
+    texts = [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
+    assert texts == [f"refused the cached native sampler {cache / name}: {name} has no sha256 recorded beside it "
+                     f"({name}.sha256): rnnkit did not build it; it is removed and built again (the TorchScript "
+                     f"loop samples if that fails)"]

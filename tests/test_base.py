@@ -215,7 +215,7 @@ def test_a_run_dir_that_holds_a_run_is_refused_and_overwrite_clears_only_run_fil
     ({"task": "toy", "format_version": 2, "config": {}, "fitted": [1]}, r"config\.json: 'fitted' is \[1\]; expected "
                                                                          r"a JSON object$"),
     ({"task": "toy", "format_version": 2, "config": {"train": {"lr": -1}}}, r"config\.json: train: lr=-1: "
-                                                                             r"expected a number in \(0, inf\)$"),
+                                                                             r"expected a number in \(0, 100\.0\]$"),
     ({"task": "classify", "model": "gru"}, r"config\.json: a config\.json of format_version 1 that cannot be read "
                                            r"\(no 'config'\); expected one as rnnkit wrote it, or train the run again$"),
     ({"task": "classify", "config": None}, r"config\.json: a config\.json of format_version 1 that cannot be read "),

@@ -27,6 +27,8 @@ import warnings
 from typing import Iterable
 
 from rnnkit import __version__
+from rnnkit.training import phases
+from rnnkit.training.phases import phase
 
 # Each command group: the module that defines ``add_commands(subparsers)`` for it, and the line that
 # ``rnnkit --help`` shows for it (the module's own help= says the same: tests/test_cli.py checks they agree).
@@ -41,6 +43,7 @@ COMMANDS = {
     "seq2seq": ("rnnkit.tasks.seq2seq.cli", "sequence to sequence with attention and beam search: train, "
                                             "translate, eval"),
     "models": ("rnnkit.runs.commands", "register finished runs as named model versions"),
+    "runs": ("rnnkit.runs.rehash", "check and re-record the digests of a run directory's files"),
     "serve": ("rnnkit.serve.cli", "serve trained runs over HTTP, with a playground page"),
     "export": ("rnnkit.export.cli", "write a trained run as an ONNX model or one C header (microcontrollers)"),
 }
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     previous_format = warnings.formatwarning
     warnings.formatwarning = _format_warning
     try:
+        phase("start")   # (a signal here, for the tests: rnnkit.training.phases)
         argv = sys.argv[1:] if argv is None else list(argv)
         command = command_of(argv)
         parser = build_parser([command] if command in COMMANDS else [])
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         # CPU threads: --threads, OMP_NUM_THREADS, else one per CPU that other processes leave free; the
         # verbs that take --threads (training, sampling) say so when that is fewer than the CPUs.
         threads.apply(threads.choose(getattr(args, "threads", None)), say=hasattr(args, "threads"))
+        phase("imports")
         return int(args.func(args) or 0)
     except Terminated:
         print("rnnkit: terminated (SIGTERM)", file=sys.stderr)
@@ -152,12 +157,20 @@ def _handle_sigterm(terminated: type):
     Returns a function that puts the previous handler back (a no-op where signals cannot be set: a
     thread other than the main one)."""
     def handler(signum, frame):
+        phases.pending = terminated("SIGTERM")    # raised again at the next boundary if swallowed
         raise terminated("SIGTERM")
+    phases.pending = None
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:
         return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+    def restore():
+        # The command is over: a SIGTERM it took must not stop what the process does next (a Python caller
+        # of main(), a test suite).
+        phases.pending = None
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    return restore
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

@@ -57,8 +57,16 @@ class DemoConfig:
                                    f"{DEFAULT_RUN_DIR} is refused)", group="output")
 
     def __post_init__(self):
-        _checks.check_int("max_tokens", self.max_tokens, min=1)
+        _checks.check_int("max_tokens", self.max_tokens, min=1, cap=_checks.MAX_TOKENS)
         _checks.check_float("max_minutes", self.max_minutes, min=0, min_open=True)
+        # The model's and the training's bounds, here, before the plays are read (the task checks them again).
+        from rnnkit.tasks.textgen.config import TextGenConfig
+        from rnnkit.training.config import TrainConfig
+
+        TextGenConfig(hidden_size=self.hidden_size, num_layers=self.num_layers, embedding_size=self.embedding_size,
+                      seq_len=self.seq_len, train=TrainConfig(batch_size=self.batch_size, lr=self.lr,
+                                                              max_minutes=self.max_minutes, epochs=self.epochs,
+                                                              seed=self.seed, threads=self.threads))
 
 
 def run(cfg: DemoConfig) -> dict:

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rnnkit import _checks
 from rnnkit._checks import fail
 
 # Spellings of a missing number in the files we meet (R's NA, pandas' NaN, blank cells).
@@ -199,8 +200,7 @@ def typed_column(values: list) -> np.ndarray:
 
 def open_csv(path: Path, encoding: str, what: str):
     """(csv reader, stripped header) of a CSV/TSV file; the delimiter follows the extension."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{what}={str(path)!r}: no such file")
+    _checks.require_file(what, path)
     text = read_text(path, encoding)
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)

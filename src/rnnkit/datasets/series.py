@@ -198,12 +198,13 @@ def check_grid_size(times: np.ndarray, freq, place: Callable[[int], str], texts:
         f"a coarser step first")
 
 
-def infer_freq(times: np.ndarray) -> np.timedelta64 | int:
+def infer_freq(times: np.ndarray, where: str = "the time column") -> np.timedelta64 | int:
     """The most common spacing between consecutive (sorted, distinct) timestamps."""
     diffs = np.diff(times)
     diffs = diffs[diffs > diffs.dtype.type(0)]
     if len(diffs) == 0:
-        fail("time_col", "", "at least two distinct timestamps")
+        raise ValueError(f"{where}: {len(np.unique(times))} distinct timestamp(s); expected at least two "
+                         "(to infer the series' step): a file with more rows")
     uniq, counts = np.unique(diffs, return_counts=True)
     return uniq[np.argmax(counts)]
 
@@ -411,10 +412,13 @@ def prepare_series(table: dict[str, np.ndarray], time_col: str, targets: Sequenc
         return row_place(table, i, source)
 
     times = parse_times(table[time_col], "time_col", place, time_col)
+    if len(np.unique(times)) < 2:      # an empty or one-row file: said here, with the file's name
+        infer_freq(times, f"{source}: time_col={time_col!r}")
     if len(times) > 1:
-        check_grid_size(times, infer_freq(np.sort(times)), place, table[time_col], time_col, source, max_steps)
+        check_grid_size(times, infer_freq(np.sort(times), f"{source}: time_col={time_col!r}"), place,
+                        table[time_col], time_col, source, max_steps)
     grid, values, counts = resample(times, raw)
-    freq = grid[1] - grid[0] if len(grid) > 1 else infer_freq(times)
+    freq = grid[1] - grid[0] if len(grid) > 1 else infer_freq(times, f"{source}: time_col={time_col!r}")
     if counts["unsorted"]:
         report.append("timestamps were not in order: sorted them")
     if counts["missing"] or counts["merged"] or counts["off_grid"]:

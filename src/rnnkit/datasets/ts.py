@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnkit import _checks
 from rnnkit.datasets.files import MISSING, missing_label, read_text
 
 
@@ -129,7 +130,6 @@ def _declared_classes(header: dict[str, str]) -> list[str] | None:
 def read_ts(path: str | Path, encoding: str = "utf-8") -> tuple[list[np.ndarray], np.ndarray]:
     """A ``.ts`` file -> (series, labels): a list of (T_i, C) float32 arrays and an (N,) str array."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"series={str(path)!r}: no such file")
+    _checks.require_file("series", path)
     data = parse_ts(read_text(path, encoding), source=str(path))
     return data.X, data.y

@@ -34,6 +34,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -130,6 +131,17 @@ def _build(compiler: str, target: Path) -> Optional[str]:
     return "; ".join(errors)
 
 
+_warned = False
+
+
+def _warn_once(text: str) -> None:
+    """One warning line per process (the CLI prints each warning as one line)."""
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
+
+
 def load_kernel():
     """The C sampling function, or a string saying why there is none (built once, then cached)."""
     if os.environ.get("RNNKIT_NATIVE", "1") == "0":
@@ -161,10 +173,14 @@ def load_kernel():
             atexit.register(shutil.rmtree, private, True)
             target = private / target.name
             _notes[key] = f"{unsafe}: built in a private temporary folder instead"
+            _warn_once(f"the native sampler's cache is not trusted: {_notes[key]}")
         elif target.exists() or target.is_symlink():
             untrusted = _untrusted_library(target)
             if untrusted is not None:
                 _notes[key] = f"rebuilt the cached library: {untrusted}"
+                # Said once: a foreign library in the cache is worth knowing about (who put it there?).
+                _warn_once(f"refused the cached native sampler {target}: {untrusted}; it is removed and built "
+                           f"again (the TorchScript loop samples if that fails)")
                 target.unlink()          # a planted file is never loaded, and the build replaces it
         problem = None if target.exists() else _build(compiler, target)
         if problem is None:

@@ -41,7 +41,8 @@ from rnnkit.config import (add_train_arguments, config_from_args, config_from_di
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.io import atomic_write_bytes
 from rnnkit.runs.weights import load_weights, save_weights
-from rnnkit.runs.schema import is_finished, read_run_config, write_run_config
+from rnnkit.runs.schema import (SHA256, check_run_files, file_digests, is_finished, read_run_config,
+                                rehash_hint, write_run_config)
 from rnnkit.training import distributed
 
 # What a resumed run may change: its budgets and how it reports, never the model or the data.
@@ -164,6 +165,9 @@ class Task:
     fitted_attribute: ClassVar[str] = "model_"   # present exactly when the object is fitted
     train_command: ClassVar[str] = ""     # the CLI verb that trains it, for messages ("rnnkit textgen train")
     run_files: ClassVar[tuple[str, ...]] = ()   # side files it writes into a run (``--overwrite`` clears them)
+    # The side files its ``load`` reads (of run_files: not reports, which eval rewrites): ``save`` records the
+    # sha256 of each one present, and ``load`` refuses one that changed since.
+    side_files: ClassVar[tuple[str, ...]] = ()
     legacy_weights: ClassVar[tuple[str, ...]] = ()   # older names of FINAL_WEIGHTS, read when it is absent
     load_options: ClassVar[tuple[str, ...]] = ()     # keyword arguments its ``load`` takes besides checkpoint
     # The uniform apply (see ``apply``): the verb that names it in URLs (POST /v1/models/NAME/<endpoint>)
@@ -246,6 +250,7 @@ class Task:
         ``_epoch_end`` and ``_after_fit``.
         """
         from rnnkit.training.trainer import Trainer, pick_device, seed_everything   # (torch: only to train)
+        from rnnkit.training.phases import phase
 
         train = self.config.train
         pick_device(train.device)                # "cuda" without a GPU fails here, before any work
@@ -273,6 +278,7 @@ class Task:
         for name in [k for k in vars(self) if k.endswith("_")]:
             delattr(self, name)                  # a new fit starts from nothing learned
         prepared = self._read_data(data, run_dir=run_dir, resume=resume, **options)
+        phase("data")
         # What the run trains on; a resumed run refuses data that changed since it began, before any work.
         record = self._data_record(prepared.source, *prepared.digest, run_dir=run_dir, resume=resume)
         self._prepare(prepared, run_dir=run_dir, resume=resume, dry_run=dry_run)
@@ -283,12 +289,14 @@ class Task:
         seed_everything(train.seed)
         if prepared.train is not None:
             self.model_ = self._make_model(prepared)
+            phase("model")
         distributed.barrier()    # every process has checked the run directory before rank 0 writes it
         if run_dir is not None and distributed.is_main():
             # config.json (not finished) and the encoder's files first: a run directory in training says what
             # it is, and a stopped run can be resumed or used from its checkpoint.
             self.write_config(run_dir)
             self._save_encoder(RunDir(run_dir))
+            phase("config")
         start = time.monotonic()
         if prepared.train is None:
             self.model_ = self._fit_without_trainer(prepared, progress)
@@ -312,6 +320,7 @@ class Task:
         if self.trainer_ is not None and self.trainer_.interrupted:
             return self          # Ctrl-C: the checkpoint is saved and the run stays unfinished (resume goes on)
         self._after_fit(prepared)
+        phase("save")
         if run_dir is not None and distributed.is_main():
             self.save(run_dir)   # the finished model, and config.json marked finished
         return self
@@ -480,6 +489,11 @@ class Task:
         digest = data_digest(*data)
         if resume and run_dir is not None:
             recorded = read_run_config(run_dir, self.name).get("data", {}).get("digest")
+            if recorded is not None and not (isinstance(recorded, str) and SHA256.fullmatch(recorded)):
+                # A damaged record is not data that changed: say which it is.
+                run = RunDir(run_dir)
+                raise ValueError(f"{run.config_path}: damaged: its recorded data digest (data.digest) is "
+                                 f"{str(recorded)[:40]!r}, not a sha256 digest; {rehash_hint(run)}")
             # Runs of older versions recorded no digest: nothing to compare with.
             if recorded is not None and recorded != digest:
                 raise ValueError(
@@ -534,13 +548,15 @@ class Task:
 
     def write_config(self, path: str | Path | RunDir, *, finished: bool = False) -> None:
         """Write config.json alone: at the start of fit (``finished`` False, so a run directory in training
-        says what it is and that it is not a model yet), and by ``save`` (True)."""
+        says what it is and that it is not a model yet), and by ``save`` (True), which also records the
+        sha256 of the files the finished run is loaded from (the weights, ``side_files``)."""
         run = RunDir(path)
         run.path.mkdir(parents=True, exist_ok=True)
         # What this replaces: a refused resume puts it back (see _refuse_spent_budget).
         self._replaced_config = run.config_path.read_bytes() if run.config_path.is_file() else None
+        files = file_digests(run, (FINAL_WEIGHTS, *self.side_files)) if finished else None
         write_run_config(run, self.name, config_to_dict(self.config), self.__dict__.get("data_", {}),
-                         self.fitted_values() if self.is_fitted() else {}, finished=finished)
+                         self.fitted_values() if self.is_fitted() else {}, finished=finished, files=files)
 
     def save(self, path: str | Path) -> "Task":
         """Write the finished model into the run directory ``path``: the weights (FINAL_WEIGHTS), the task's
@@ -556,18 +572,24 @@ class Task:
         return self
 
     @classmethod
-    def load(cls, path: str | Path, *, checkpoint: str | None = None, **options: Any) -> "Task":
+    def load(cls, path: str | Path, *, checkpoint: str | None = None, trust_edits: bool = False,
+             **options: Any) -> "Task":
         """A fitted object from a finished run directory (written by ``fit(run_dir=...)``, ``save`` or the CLI).
 
         A run whose fit did not complete is refused, unless ``checkpoint`` ("best" or "last") asks for the
-        weights of its last checkpoint explicitly. ``options``: the task's own ``load_options``."""
+        weights of its last checkpoint explicitly. config.json and the files the run is loaded from must be
+        as ``save`` wrote them (their digests), unless ``trust_edits`` says they were edited on purpose.
+        ``options``: the task's own ``load_options``."""
         unknown = sorted(set(options) - set(cls.load_options))
         if unknown:
-            known = ", ".join(("checkpoint", *cls.load_options))
+            known = ", ".join(("checkpoint", "trust_edits", *cls.load_options))
             _checks.fail(unknown[0], options[unknown[0]], f"a load option of {cls.__name__} ({known})")
         _checks.check_choice("checkpoint", checkpoint, ("best", "last", None))
         run = RunDir(path)
-        doc = read_run_config(run, cls.name)
+        doc = read_run_config(run, cls.name, trust_edits=trust_edits)
+        if not trust_edits:
+            # Before anything is read from them. A checkpoint's weights are checked by checkpoint.json instead.
+            check_run_files(run, doc, skip=() if checkpoint is None else (FINAL_WEIGHTS,))
         self = cls(config_from_dict(cls.config_class, doc["config"], source=str(run.config_path)))
         if checkpoint is None and not is_finished(doc, run):
             raise RunNotFinished(unfinished_text(run.path, cls.command()))
@@ -606,6 +628,7 @@ def train_config_from_args(task: type, args: argparse.Namespace,
                                           "--run-dir, --overwrite replaces it)")
     if not args.run_dir:
         _checks.fail("--resume", True, "a --run-dir to resume")
+    _checks.check_run_dir(args.run_dir)
     doc = read_run_config(args.run_dir)
     if doc["task"] != task.name:
         other = task_class(doc["task"])
@@ -646,6 +669,7 @@ def holds_run(path: str | Path | None) -> bool:
 def claim_run_dir(path: str | Path | None, new_task: type, *, overwrite: bool = False) -> None:
     """Make sure a new run does not silently replace an earlier one in ``path`` (and mix its metrics.jsonl
     with the new run's): refuse a folder that holds a run, or with ``overwrite`` delete that run's files."""
+    _checks.check_run_dir(path)
     if not holds_run(path):
         return
     if overwrite:
@@ -685,10 +709,15 @@ def resume_command(command: str, run_dir: str | Path) -> str:
 def metrics_of_held_weights(trainer: Any) -> dict[str, float]:
     """The validation metrics of the weights the model holds after ``trainer.fit``: the best epoch's when the
     Trainer put those back (``restore_best``), else the last epoch's."""
-    best = [r for r in trainer.history if r.get("event") == "epoch" and r.get("best")]
+    epochs = [r for r in trainer.history if r.get("event") == "epoch"]
+    best = [r for r in epochs if r.get("best")]
+    # A resumed run whose training had already ended trains no epoch in this call (trainer.metrics is empty):
+    # its figures are the history's (else the finished run reports none, and the CLI's report fails).
+    keys = list(trainer.metrics) or [k for k in (epochs[-1] if epochs else {})
+                                     if k not in ("event", "epoch", "step", "lr", "best", "partial", "elapsed_s")]
     if not trainer.config.restore_best or not best:
-        return dict(trainer.metrics)
-    return {k: best[-1][k] for k in trainer.metrics if k in best[-1]}
+        return dict(trainer.metrics) if trainer.metrics or not epochs else {k: epochs[-1][k] for k in keys}
+    return {k: best[-1][k] for k in keys if k in best[-1]}
 
 
 def stop_if_interrupted(trainer: Any, run_dir: str | Path | None, command: str) -> None:

@@ -229,8 +229,11 @@ _said: Optional[int] = None        # the count the last message announced (the C
 def choose(explicit: Optional[int] = None, *, root: str | Path = "/") -> Choice:
     """The thread count to use now: ``explicit`` (``--threads``), else ``OMP_NUM_THREADS``, else a count the
     program set with ``torch.set_num_threads``, else one thread per free usable CPU."""
-    if explicit is not None and (isinstance(explicit, bool) or not isinstance(explicit, int) or explicit < 1):
-        raise ValueError(f"threads={explicit!r}: expected an integer >= 1")
+    if explicit is not None:
+        # Bounded here too: the CLI sets the threads before any config is built (libgomp crashed at 100,000).
+        from rnnkit._checks import MAX_THREADS, check_int
+
+        check_int("threads", explicit, min=1, cap=MAX_THREADS)
     usable, limit = usable_cpus(root)
     if explicit is not None:
         return Choice(int(explicit), "--threads", usable, limit=limit)

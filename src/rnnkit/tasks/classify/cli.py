@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from rnnkit import _checks
 from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_train_arguments
 from rnnkit.tasks.classify.config import ClassifyConfig, DataConfig
+from rnnkit.training.phases import phase
 from rnnkit.tasks.multilabel.cli import add_commands as add_multilabel_commands
 
 # The task and its data readers import torch and numpy: each command imports them when it runs, so that the
@@ -159,6 +160,7 @@ def cmd_eval(args) -> int:
     from rnnkit.tasks.classify.task import SequenceClassifier
 
     clf = SequenceClassifier.load(args.run, checkpoint=args.checkpoint)
+    phase("loaded")
     if clf.kind_ == "text":
         if not args.csv:
             _checks.fail("csv", None, "a CSV file with the text and label columns")
@@ -174,6 +176,11 @@ def cmd_eval(args) -> int:
         data = {**clf.data_, **({"label_col": args.label_col} if args.label_col else {})}
         X, y, _ = read_series_for(data, args.series)
         source = args.series
+    unknown = sorted({str(label) for label in y} - {str(c) for c in clf.classes_})
+    if unknown:          # named by the file here: evaluate() does not know where the labels came from
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
+        raise ValueError(f"{source}: label(s) {shown} are not classes of the model in {args.run}; expected the "
+                         f"classes it was trained on: {', '.join(repr(str(c)) for c in clf.classes_)}")
     out = Path(args.output) if args.output else Path(args.run) / "eval"
     # The model cannot tell whether these rows were among its training rows: the report says whose rows they are.
     rows = f"{len(y):,} rows of {source}"

@@ -18,19 +18,25 @@ from rnnkit.training.config import TrainConfig
 MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm", "bow", "rocket")
 POOLINGS = ("last", "max", "mean", "maxmean")
 CLASS_WEIGHTS = ("none", "balanced")
+MIN_GRID_STEP, MAX_GRID_STEP = 1e-6, 1e9    # slot width of a time grid, in the step column's units
+MAX_KERNEL_SIZE = 1024        # convolution width, in steps
 
 
 @dataclass
 class ClassifyConfig:
     model: str = field("bilstm", "model type; bow is the tf-idf logistic-regression baseline (text), rocket the "
                                  "random-convolution-kernels + ridge baseline (series)", choices=MODELS, group="model")
-    hidden_size: int = field(64, "recurrent units per direction and layer (also conv filters)", group="model")
-    num_layers: int = field(1, "stacked recurrent (or conv) layers", group="model")
-    embedding_size: int = field(64, "word embedding size (text); set by --embeddings when given", group="model")
-    num_words: int = field(30000, "keep the most frequent words, the rest become <unk> (text)", group="data")
+    hidden_size: int = field(64, "recurrent units per direction and layer (also conv filters; at most "
+                                 f"{_checks.MAX_WIDTH:,})", group="model")
+    num_layers: int = field(1, f"stacked recurrent (or conv) layers (at most {_checks.MAX_LAYERS})", group="model")
+    embedding_size: int = field(64, "word embedding size (text); set by --embeddings when given (at most "
+                                    f"{_checks.MAX_WIDTH:,})", group="model")
+    num_words: int = field(30000, "keep the most frequent words, the rest become <unk> (text; at most "
+                                  f"{_checks.MAX_VOCAB:,})", group="data")
     maxlen: Optional[int] = field(None, "steps kept per sequence (None: 400 words of a text, every step of a "
                                         "series); longer ones are truncated, shorter ones padded (the padding "
-                                        "is masked, so its side never matters)", group="data")
+                                        "is masked, so its side never matters; at most "
+                                        f"{_checks.MAX_SEQ_LEN:,})", group="data")
     truncating: str = field("pre", "where long sequences lose steps: pre keeps the end, post keeps the start",
                             choices=("pre", "post"), group="data")
     pooling: str = field("maxmean", "how the sequence of outputs becomes one vector", choices=POOLINGS, group="model")
@@ -38,31 +44,39 @@ class ClassifyConfig:
                            group="model")
     recurrent_dropout: float = field(0.0, "recurrent dropout rate (weight-drop on the recurrent weights keeps "
                                           "the fused kernel)", group="model")
-    kernel_size: int = field(5, "convolution width (conv1d, cnn-lstm)", group="model")
+    kernel_size: int = field(5, f"convolution width (conv1d, cnn-lstm; at most {MAX_KERNEL_SIZE:,})", group="model")
     embeddings: Optional[str] = field(None, "pretrained word vectors: glove-50d or a GloVe text file", group="model")
     freeze_embeddings: bool = field(False, "keep the pretrained vectors fixed (else fine-tune them)", group="model")
     class_weight: str = field("none", "balanced: weight each class's loss by n / (classes x its count), so a "
                                       "rare class counts as much as a common one", choices=CLASS_WEIGHTS,
                               group="training")
-    bow_c: float = field(4.0, "inverse regularisation strength of the bow logistic regression", group="model")
-    bow_min_df: int = field(2, "bow: ignore n-grams found in fewer documents", group="model")
-    rocket_kernels: int = field(10000, "rocket: random convolution kernels (2 features each; fewer is faster)",
-                                group="model")
+    bow_c: float = field(4.0, "inverse regularisation strength of the bow logistic regression (at most "
+                              f"{_checks.MAX_PENALTY:g})", group="model")
+    bow_min_df: int = field(2, f"bow: ignore n-grams found in fewer documents (at most {_checks.MAX_COUNT:,})",
+                            group="model")
+    rocket_kernels: int = field(10000, "rocket: random convolution kernels (2 features each; fewer is faster; "
+                                       f"at most {_checks.MAX_ROCKET_KERNELS:,})", group="model")
     train: TrainConfig = field(TrainConfig(epochs=10, batch_size=64, lr=2e-3, clip_grad_norm=5.0,
                                            early_stop_patience=2, log_every=20), "training options")
 
     def __post_init__(self):
         _checks.check_choice("model", self.model, MODELS)
-        for name in ("hidden_size", "num_layers", "embedding_size", "num_words", "kernel_size",
-                     "bow_min_df", "rocket_kernels"):
-            _checks.check_int(name, getattr(self, name), min=1)
-        _checks.check_int("maxlen", self.maxlen, min=1, allow_none=True)
+        for name, cap in (("hidden_size", _checks.MAX_WIDTH), ("num_layers", _checks.MAX_LAYERS),
+                          ("embedding_size", _checks.MAX_WIDTH), ("num_words", _checks.MAX_VOCAB),
+                          ("kernel_size", MAX_KERNEL_SIZE), ("bow_min_df", _checks.MAX_COUNT),
+                          ("rocket_kernels", _checks.MAX_ROCKET_KERNELS)):
+            _checks.check_int(name, getattr(self, name), min=1, cap=cap)
+        _checks.check_int("maxlen", self.maxlen, min=1, cap=_checks.MAX_SEQ_LEN, allow_none=True)
+        # Bidirectional LSTM: 2 directions x 4 gates, each layer after the first reads 2 x hidden_size.
+        h = self.hidden_size
+        _checks.check_size("hidden_size, num_layers", (h, self.num_layers),
+                           8 * h * (self.embedding_size + h + (self.num_layers - 1) * 3 * h))
         _checks.check_choice("truncating", self.truncating, ("pre", "post"))
         _checks.check_choice("pooling", self.pooling, POOLINGS)
         _checks.check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
-        _checks.check_float("bow_c", self.bow_c, min=0, min_open=True)
+        _checks.check_float("bow_c", self.bow_c, min=0, min_open=True, max=_checks.MAX_PENALTY)
         if not isinstance(self.train, TrainConfig):
             _checks.fail("train", self.train, "a TrainConfig")
 
@@ -90,7 +104,7 @@ class DataConfig:
                                     "since the previous row, for irregular visits) or grid (resample to slots of "
                                     "--grid-step, forward fill, missing-value indicators)", choices=TIME_INPUTS)
     grid_step: float = field(1.0, "slot width of --time-input grid, in the step column's units (hours for "
-                                  "timestamps)")
+                                  f"timestamps; {MIN_GRID_STEP:g} to {MAX_GRID_STEP:g})")
     split_col: Optional[str] = field(None, "a column saying which rows are for training, validation and test "
                                            "(values: --split-names); the file's own split, used as it is")
     split_names: str = field(SPLIT_NAMES, "the values of --split-col for training, validation and test rows, "
@@ -101,7 +115,15 @@ class DataConfig:
                                  "of the training rows, when it marks none); 0: no validation, the last epoch's "
                                  "weights are kept")
     test_frac: float = field(0.2, "fraction held out for the test report (unless the data has its own split)")
-    split_seed: int = field(0, "seed of the stratified split (fixed, so every model sees the same test set)")
+    split_seed: int = field(0, "seed of the stratified split (fixed, so every model sees the same test set; 0 to "
+                                f"{_checks.MAX_SEED:,})")
+
+    def __post_init__(self):
+        # Checked before any file is read. A tiny grid step would make billions of slots.
+        _checks.check_float("grid_step", self.grid_step, min=MIN_GRID_STEP, max=MAX_GRID_STEP)
+        _checks.check_float("val_frac", self.val_frac, min=0, max=1, max_open=True)
+        _checks.check_float("test_frac", self.test_frac, min=0, max=1, max_open=True)
+        _checks.check_int("split_seed", self.split_seed, min=0, cap=_checks.MAX_SEED)
 
 
 @dataclass

@@ -108,6 +108,7 @@ class SequenceClassifier(Task, name="classify"):
     config_class = ClassifyConfig
     train_command = "rnnkit classify train"
     run_files = ("tokenizer.json", BOW_VOCABULARY_FILE, "standardize.json", "*_confusion.png")
+    side_files = ("tokenizer.json", BOW_VOCABULARY_FILE, "standardize.json")
     # Names of the finished model's weights before FINAL_WEIGHTS (net, bow, rocket).
     legacy_weights = ("classifier.safetensors", "bow.safetensors", "rocket.safetensors")
     endpoint = "classify"                 # the Task protocol's uniform apply: see the end of the class
@@ -340,7 +341,9 @@ class SequenceClassifier(Task, name="classify"):
         self._check_fitted()
         unknown = sorted(set(y) - set(self.classes_))
         if unknown:
-            _checks.fail("labels", unknown[:5], f"classes the model knows: {self.classes_}")
+            # Plain strings: numpy's str_ would print as np.str_('neg').
+            _checks.fail("labels", [str(u) for u in unknown[:5]],
+                         f"classes the model knows: {[str(c) for c in self.classes_]}")
         return classification_metrics(y, self.predict_proba(X), self.classes_)
 
     def report(self, X, y, out_dir: str | Path, name: str = "test", rows: str = "") -> dict[str, Any]:

@@ -65,7 +65,7 @@ def _eval_cmd(args) -> int:
 
     fc = Forecaster.load(args.run, checkpoint=args.checkpoint)
     data = read_table(args.csv) if args.csv else None
-    m = fc.evaluate(data)
+    m = fc.evaluate(data, source=args.csv) if args.csv else fc.evaluate()
     source = args.csv or f"the test part of {fc.config.test_csv or fc.config.dataset or fc.config.csv}"
 
     def against(name: str, gain: float) -> str:
@@ -94,7 +94,13 @@ def _predict_cmd(args) -> int:
     if args.csv:
         table = {c: [None if isinstance(x, float) and x != x else x for x in v.tolist()]
                  for c, v in read_table(args.csv).items()}
-    rows = fc.apply({"table": table, "history": 0})["forecast"]
+    try:
+        rows = fc.apply({"table": table, "history": 0})["forecast"]
+    except ValueError as err:
+        # The request's table is "data" to apply(); here it is the --csv file, so the message names it.
+        if args.csv and str(err).startswith("data: "):
+            raise ValueError(f"{args.csv}: {str(err)[len('data: '):]}") from None
+        raise
     targets = fc.series_.targets
     print(",".join(["time", *targets]))
     for r in rows:

@@ -17,6 +17,9 @@ RECURRENT = ("gru", "gru_dropout", "stacked_gru", "bigru", "lstm", "conv1d_gru")
 MODELS = (*BASELINES, "ridge", "mlp", *RECURRENT[:5], "conv1d", "conv1d_gru")
 # The long_gaps choices of rnnkit.datasets.series (which imports numpy); a test checks the two agree.
 LONG_GAPS = ("fill", "drop", "skip")
+# Window bounds: a lookback of 100,000 steps is 11 years of hourly data; windows are (batch, lookback, inputs).
+MAX_WINDOW = _checks.MAX_SEQ_LEN
+MAX_HORIZON = 10_000
 
 # What each named dataset needs to become a series (used when the config leaves a field empty).
 PRESETS = {
@@ -45,8 +48,8 @@ class ForecastConfig:
                                   "off a dataset's own filter)", group="data")
     wide_by: Optional[str] = field(None, "add the other values of this column (e.g. origin: the other stations) "
                                          "as extra input series", group="data")
-    interpolate_limit: int = field(6, "fill runs of at most this many missing steps by linear interpolation",
-                                   group="data")
+    interpolate_limit: int = field(6, "fill runs of at most this many missing steps by linear interpolation "
+                                      f"(at most {_checks.MAX_COUNT:,})", group="data")
     long_gaps: str = field("fill", "input values still missing after interpolation: fill (carry the last value "
                                    "forward), drop (the column), skip (the windows that touch them)",
                            choices=LONG_GAPS, group="data")
@@ -60,12 +63,15 @@ class ForecastConfig:
                                 group="data")
     # windows (None: chosen from the series' step; see data.window_defaults)
     lookback: Optional[int] = field(None, "steps of history in each input window (None: by the step: 5 days "
-                                          "for hourly data, 8 weeks for daily, 2 years for monthly, ...)",
-                                    group="windows")
-    step: int = field(1, "keep every step-th row of the window (lookback must be a multiple)", group="windows")
+                                          "for hourly data, 8 weeks for daily, 2 years for monthly, ...; at "
+                                          f"most {MAX_WINDOW:,})", group="windows")
+    step: int = field(1, f"keep every step-th row of the window (lookback must be a multiple; at most {MAX_WINDOW:,})",
+                      group="windows")
     delay: Optional[int] = field(None, "forecast this many steps after the last input row (None: by the step: "
-                                       "1 day for hourly data, the next step for daily and coarser)", group="windows")
-    horizon: int = field(1, "forecast this many consecutive steps (delay, delay+1, ...)", group="windows")
+                                       "1 day for hourly data, the next step for daily and coarser; at most "
+                                       f"{MAX_WINDOW:,})", group="windows")
+    horizon: int = field(1, f"forecast this many consecutive steps (delay, delay+1, ...; at most {MAX_HORIZON:,})",
+                         group="windows")
     # held-out parts, in time order: train, validation, test
     train_end: Optional[str] = field(None, "first timestamp of the validation part (None: by the shares)", group="data")
     val_end: Optional[str] = field(None, "first timestamp of the test part (None: by the shares)", group="data")
@@ -75,15 +81,16 @@ class ForecastConfig:
                              group="data")
     # model
     model: str = field("gru", "model to train", choices=MODELS, group="model")
-    hidden_size: int = field(32, "units of the recurrent / convolutional / dense layer", group="model")
+    hidden_size: int = field(32, f"units of the recurrent / convolutional / dense layer (at most {_checks.MAX_WIDTH:,})",
+                             group="model")
     dropout: float = field(0.1, "input dropout of the dropout models (gru_dropout, stacked_gru, conv1d_gru)",
                            group="model")
     recurrent_dropout: float = field(0.5, "variational recurrent dropout of those models", group="model")
     residual: bool = field(False, "learn the change from the last observed value instead of the value", group="model")
     season: Optional[int] = field(None, "period in steps for seasonal_naive (None: 24 for hourly steps, 7 for "
-                                        "daily, 12 for monthly)", group="model")
+                                        f"daily, 12 for monthly; at most {MAX_WINDOW:,})", group="model")
     alpha: Optional[float] = field(None, "L2 penalty of the ridge model (None: the best of 0.1 .. 10^4 on the "
-                                         "validation windows)", group="model")
+                                         f"validation windows; at most {_checks.MAX_PENALTY:g})", group="model")
     # training: windows per batch, RMSprop, the gradient norm clipped to 1; up to 100 epochs, stopped after 5
     # without a better validation MAE (max_minutes bounds it too)
     train: TrainConfig = field(TrainConfig(epochs=100, batch_size=128, lr=1e-3, optimizer="rmsprop",
@@ -99,11 +106,12 @@ class ForecastConfig:
                 setattr(self, name, [value])
         if "all" in self.features and self.features != ["all"]:
             _checks.fail("features", self.features, "either 'all' alone or a list of column names")
-        for name in ("step", "horizon", "hidden_size"):
-            _checks.check_int(name, getattr(self, name), min=1)
-        _checks.check_int("lookback", self.lookback, min=1, allow_none=True)
-        _checks.check_int("delay", self.delay, min=1, allow_none=True)
-        _checks.check_int("interpolate_limit", self.interpolate_limit, min=0)
+        _checks.check_int("step", self.step, min=1, cap=MAX_WINDOW)
+        _checks.check_int("horizon", self.horizon, min=1, cap=MAX_HORIZON)
+        _checks.check_int("hidden_size", self.hidden_size, min=1, cap=_checks.MAX_WIDTH)
+        _checks.check_int("lookback", self.lookback, min=1, cap=MAX_WINDOW, allow_none=True)
+        _checks.check_int("delay", self.delay, min=1, cap=MAX_WINDOW, allow_none=True)
+        _checks.check_int("interpolate_limit", self.interpolate_limit, min=0, cap=_checks.MAX_COUNT)
         if self.lookback is not None and self.lookback % self.step:
             _checks.fail("lookback", self.lookback, f"a multiple of step={self.step}")
         _checks.check_float("val_frac", self.val_frac, min=0, max=1, max_open=True)
@@ -112,8 +120,8 @@ class ForecastConfig:
         _checks.check_choice("model", self.model, MODELS)
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
-        _checks.check_int("season", self.season, min=1, allow_none=True)
-        _checks.check_float("alpha", self.alpha, min=0, allow_none=True)
+        _checks.check_int("season", self.season, min=1, cap=MAX_WINDOW, allow_none=True)
+        _checks.check_float("alpha", self.alpha, min=0, max=_checks.MAX_PENALTY, allow_none=True)
         if not isinstance(self.train, TrainConfig):
             _checks.fail("train", self.train, "a TrainConfig")
 

@@ -23,7 +23,6 @@ last observation. A window belongs to a split when its inputs and its targets al
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,8 +38,7 @@ def read_table(path: str, name: str = "csv") -> dict[str, np.ndarray]:
     """A CSV/TSV file with a header row as ``{column: array}``; a missing file names the argument."""
     from rnnkit import datasets
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{name}={path!r}: no such file")
+    _checks.require_file(name, path)
     return datasets.load_table(path)
 
 

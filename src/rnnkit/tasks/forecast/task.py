@@ -313,7 +313,7 @@ class Forecaster(Task, name="forecast"):
         out["season"] = self._season() if self._seasonal_naive() is not None else None
         return out
 
-    def evaluate(self, data: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    def evaluate(self, data: dict[str, np.ndarray] | None = None, *, source: str = "data") -> dict[str, float]:
         """MAE of the forecasts on every complete window of ``data`` (a table like the training one), or,
         with None, on the test part of the data ``fit`` used (read again from the config's dataset or csv
         after ``load``): ``mae`` (in the targets' units, mean over targets), ``mae_norm``, the naive
@@ -323,7 +323,7 @@ class Forecaster(Task, name="forecast"):
         cfg = self.window_config_
         if data is None and "windows_" in vars(self):
             return self._errors(self.windows_, self.rows_["test"])
-        test_part, source, test = data is None, "data", None
+        test_part, test = data is None, None      # source: what the messages call ``data`` (the CLI: its file)
         if test_part:
             if cfg.dataset is None and cfg.csv is None:
                 _checks.fail("data", None, "a table to evaluate on: this Forecaster was fitted on a table "
@@ -331,6 +331,8 @@ class Forecaster(Task, name="forecast"):
             data, source = load_source(cfg)
             test = load_test_source(cfg)
         series, values, held_out = self._inputs(data, source, test)
+        # Too short for one window: said here, naming the source (numpy said "negative dimensions are not allowed").
+        W.check_length(len(values), cfg.lookback, cfg.delay, name=source)
         windows = make_windows(cfg, values, self.n_targets_)
         first = split_points(cfg, series.times, held_out)[1] if test_part else 0
         rows = window_rows(cfg, valid_windows(cfg, values), first, len(values))

@@ -31,10 +31,23 @@ if TYPE_CHECKING:
 
 @dataclass
 class MultilabelDataConfig(mdata.FileConfig):
-    num_stays: int = field(3000, "without --series: SYNTHETIC clinical-like stays to generate (not real patients)")
-    data_seed: int = field(0, "without --series: seed of the synthetic data generator")
+    num_stays: int = field(3000, "without --series: SYNTHETIC clinical-like stays to generate (not real patients; "
+                                 f"at most {mdata.MAX_STAYS:,})")
+    data_seed: int = field(0, f"without --series: seed of the synthetic data generator (0 to {_checks.MAX_SEED:,})")
     val_frac: float = field(0.1, "share of the stays held out for validation (best epoch, early stopping)")
     test_frac: float = field(0.2, "share of the stays held out for the test metrics")
+
+    def __post_init__(self):
+        # Checked before any stay is read or generated (SyntheticConfig checks them again).
+        _check_stays(self.num_stays, self.data_seed)
+        _checks.check_int("split_seed", self.split_seed, min=0, cap=_checks.MAX_SEED)
+        _checks.check_float("val_frac", self.val_frac, min=0, max=1, max_open=True)
+        _checks.check_float("test_frac", self.test_frac, min=0, max=1, max_open=True)
+
+
+def _check_stays(num_stays, data_seed) -> None:
+    _checks.check_int("num_stays", num_stays, min=1, cap=mdata.MAX_STAYS, allow_none=True)
+    _checks.check_int("data_seed", data_seed, min=0, cap=_checks.MAX_SEED, allow_none=True)
 
 
 def _say_synthetic(num_stays: int) -> None:
@@ -118,6 +131,7 @@ def cmd_multilabel_eval(args) -> int:
     from rnnkit.runs.checkpoint import RunDir
     from rnnkit.tasks.multilabel.task import MultilabelClassifier
 
+    _check_stays(args.num_stays, args.data_seed)          # before the run is loaded
     clf = MultilabelClassifier.load(args.run, checkpoint=args.checkpoint)
     source, stays, Y, _ = _stays_to_score(clf, args, labelled=True)
     if Y is None:
@@ -134,6 +148,7 @@ def cmd_multilabel_eval(args) -> int:
 def cmd_multilabel_predict(args) -> int:
     from rnnkit.tasks.multilabel.task import MultilabelClassifier
 
+    _check_stays(args.num_stays, args.data_seed)          # before the run is loaded
     clf = MultilabelClassifier.load(args.run, checkpoint=args.checkpoint)
     source, stays, Y, ids = _stays_to_score(clf, args, labelled=False)
     # The request the HTTP endpoint takes (each stay's observations as JSON values), applied the same way.
@@ -164,10 +179,11 @@ def _add_stays_choice(p: argparse.ArgumentParser) -> None:
     g.add_argument("--series", help="a long-format CSV of stays, with the columns the run was trained on")
     g.add_argument("--labels", help="with --series: a CSV of labels per id (default: the run's label columns)")
     g.add_argument("--num-stays", type=int, default=None,
-                   help="SYNTHETIC runs: generate this many new stays (default: 600 when --data-seed is given)")
+                   help="SYNTHETIC runs: generate this many new stays (default: 600 when --data-seed is given; "
+                        f"at most {mdata.MAX_STAYS:,})")
     g.add_argument("--data-seed", type=int, default=None,
                    help="SYNTHETIC runs: seed of the generator for the new stays (default: 1 when --num-stays "
-                        "is given)")
+                        f"is given; 0 to {_checks.MAX_SEED:,})")
 
 
 def add_commands(verbs) -> None:

@@ -88,6 +88,7 @@ def make_clinical(n: int, seed: int = 0, min_hours: int = 24, max_hours: int = 4
     return stays, np.array(labels, dtype=np.float32), np.array(aux, dtype=np.float32)
 
 
+MAX_STAYS = _checks.MAX_COUNT      # synthetic stays made at once (the default makes 3,000)
 SYNTHETIC_SOURCE = "SYNTHETIC clinical-like stays (make_clinical), not real patients"
 
 
@@ -99,8 +100,8 @@ class SyntheticConfig:
     test_frac: float = field(0.2, "share of the stays held out for the test metrics")
 
     def __post_init__(self):
-        _checks.check_int("num_stays", self.num_stays, min=1)
-        _checks.check_int("data_seed", self.data_seed)
+        _checks.check_int("num_stays", self.num_stays, min=1, cap=MAX_STAYS)
+        _checks.check_int("data_seed", self.data_seed, min=0, cap=_checks.MAX_SEED)
         _checks.check_float("val_frac", self.val_frac, min=0, max=1, max_open=True)
         _checks.check_float("test_frac", self.test_frac, min=0, max=1, max_open=True)
         if self.val_frac + self.test_frac >= 1:
@@ -140,7 +141,7 @@ class FileConfig:
     exclude: list[str] = field([], "columns to leave out of the inputs (e.g. one that gives the outcome away)")
     split_col: str | None = field(None, "a column saying which stays are train, val or test (see --split-names)")
     split_names: str = field(SPLIT_NAMES, "the values of --split-col for training, validation and test rows")
-    split_seed: int = field(0, "seed of the random split of the stays (when no --split-col)")
+    split_seed: int = field(0, f"seed of the random split of the stays (when no --split-col; 0 to {_checks.MAX_SEED:,})")
 
 
 @dataclass

@@ -50,6 +50,7 @@ class MultilabelClassifier(Task, name="classify-multilabel"):
     config_class = MultilabelConfig
     train_command = "rnnkit classify multilabel train"
     run_files = ("standardize.json", "*_confusion.png")
+    side_files = ("standardize.json",)
     legacy_weights = ("classifier.safetensors",)     # the finished model's file before FINAL_WEIGHTS
     endpoint = "predict"                  # the Task protocol's uniform apply: see the end of the class
     request_class = PredictRequest

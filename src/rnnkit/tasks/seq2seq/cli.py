@@ -19,6 +19,7 @@ from rnnkit import _checks
 from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args
 from rnnkit.runs.io import atomic_write_json
 from rnnkit.tasks.seq2seq.config import DecodeConfig, Seq2SeqConfig
+from rnnkit.training.phases import phase
 
 DEFAULT_RUN_DIR = "runs/seq2seq"
 # Besides the budgets every task's resumed run may change: how much validation decodes, which only reports.
@@ -120,6 +121,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if not texts:
         _checks.fail("texts", [], "at least one text to translate, or --file FILE with one per line")
     s2s = Seq2Seq.load(args.run, checkpoint=args.checkpoint)
+    phase("loaded")
     if args.attention_png is not None and s2s.config.attention == "none":
         _checks.fail("--attention-png", args.attention_png, "a run with attention (this one has --attention none)")
     # The request the HTTP endpoint takes, applied the same way (batch_size only sets how many decode at once).
@@ -182,6 +184,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(DecodeConfig, args)
     s2s = Seq2Seq.load(args.run, checkpoint=args.checkpoint)
+    phase("loaded")
     if args.tsv is not None:
         pairs, source = read_tsv(args.tsv), args.tsv
     else:

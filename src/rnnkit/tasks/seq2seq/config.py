@@ -19,6 +19,8 @@ DATASETS = ("number-phrases", "cmudict", "greek-english")
 CELLS = ("lstm", "gru")
 ATTENTION_KINDS = ("none", "additive", "dot", "general")
 LEVEL_CHOICES = ("auto", *LEVELS)
+MAX_GNMT_PENALTY = 10.0          # GNMT tuned alpha and beta in [0, 1]; the HTTP request allows up to 10
+MAX_DECODE_SEED = 2**63 - 1      # torch.Generator's seeds
 
 TRAIN_DEFAULTS = TrainConfig(
     epochs=15,             # number-phrases: held-out exact match 1.0 in 15 epochs (bench/seq2seq.py)
@@ -57,25 +59,31 @@ class Seq2SeqConfig:
                               choices=LEVEL_CHOICES, group="data")
     num_words: Optional[int] = field(None, "keep this many entries per vocabulary (with the 4 special tokens); "
                                            "rarer tokens become <unk> (None: all); subwords: the number of "
-                                           "byte-pair pieces to learn (None: 4000)", group="data")
+                                           f"byte-pair pieces to learn (None: 4000); at most {_checks.MAX_VOCAB:,}",
+                                     group="data")
     max_source_length: Optional[int] = field(None, "longest source in tokens: longer training pairs are skipped "
                                                    "and counted, longer inputs to translate are cut to it with a "
-                                                   "warning (None: the longest training source)", group="data")
+                                                   "warning (None: the longest training source; at most "
+                                                   f"{_checks.MAX_SEQ_LEN:,})", group="data")
     cell: str = field("lstm", "recurrent cell of the encoder and the decoder", choices=CELLS, group="model")
     attention: str = field("general", "attention score: none (plain encoder-decoder), additive (Bahdanau), dot "
                                       "or general (Luong)", choices=ATTENTION_KINDS, group="model")
-    embedding_size: int = field(64, "size of the token embeddings (each side)", group="model")
+    embedding_size: int = field(64, f"size of the token embeddings (each side; at most {_checks.MAX_WIDTH:,})",
+                                group="model")
     hidden_size: int = field(128, "units of every recurrent layer (even: the first encoder layer has half of "
-                                  "them in each direction); 256 for cmudict", group="model")
-    encoder_layers: int = field(2, "encoder layers: the first bidirectional, the others residual", group="model")
-    decoder_layers: int = field(2, "decoder layers (residual from the second on)", group="model")
+                                  "them in each direction); 256 for cmudict; at most "
+                                  f"{_checks.MAX_WIDTH:,}", group="model")
+    encoder_layers: int = field(2, "encoder layers: the first bidirectional, the others residual (at most "
+                                   f"{_checks.MAX_LAYERS})", group="model")
+    decoder_layers: int = field(2, f"decoder layers (residual from the second on; at most {_checks.MAX_LAYERS})",
+                                group="model")
     dropout: float = field(0.1, "dropout on every recurrent layer's input and before the output layer",
                            group="model")
     teacher_forcing: float = field(1.0, "share of decoder inputs taken from the target while training; below 1 "
                                         "the decoder sometimes reads its own previous prediction (scheduled "
                                         "sampling, run step by step: slower)", group="training")
     val_decode: int = field(1000, "validation sources decoded greedily after each epoch for val_exact_match "
-                                  "(0: none)", group="output")
+                                  f"(0: none; at most {_checks.MAX_COUNT:,})", group="output")
     train: TrainConfig = field(TRAIN_DEFAULTS, "training options, flat flags --lr, --epochs, ...")
 
     def __post_init__(self) -> None:
@@ -86,17 +94,23 @@ class Seq2SeqConfig:
         _checks.check_choice("attention", self.attention, ATTENTION_KINDS)
         _checks.check_float("val_frac", self.val_frac, min=0, max=0.5, min_open=True)
         _checks.check_float("test_frac", self.test_frac, min=0, max=0.5)
-        _checks.check_int("num_words", self.num_words, min=5, allow_none=True)
-        _checks.check_int("max_source_length", self.max_source_length, min=1, allow_none=True)
-        for name in ("embedding_size", "encoder_layers", "decoder_layers"):
-            _checks.check_int(name, getattr(self, name), min=1)
-        _checks.check_int("hidden_size", self.hidden_size, min=2)
+        _checks.check_int("num_words", self.num_words, min=5, cap=_checks.MAX_VOCAB, allow_none=True)
+        _checks.check_int("max_source_length", self.max_source_length, min=1, cap=_checks.MAX_SEQ_LEN,
+                          allow_none=True)
+        _checks.check_int("embedding_size", self.embedding_size, min=1, cap=_checks.MAX_WIDTH)
+        _checks.check_int("encoder_layers", self.encoder_layers, min=1, cap=_checks.MAX_LAYERS)
+        _checks.check_int("decoder_layers", self.decoder_layers, min=1, cap=_checks.MAX_LAYERS)
+        _checks.check_int("hidden_size", self.hidden_size, min=2, cap=_checks.MAX_WIDTH)
         if self.hidden_size % 2:
             _checks.fail("hidden_size", self.hidden_size, "an even number (the first encoder layer has half of "
                                                           "the units in each direction)")
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("teacher_forcing", self.teacher_forcing, min=0, max=1)
-        _checks.check_int("val_decode", self.val_decode, min=0)
+        _checks.check_int("val_decode", self.val_decode, min=0, cap=_checks.MAX_COUNT)
+        h, gates = self.hidden_size, 4 if self.cell == "lstm" else 3    # each layer ~ gates x h x 2h
+        _checks.check_size("hidden_size, encoder_layers, decoder_layers",
+                           (h, self.encoder_layers, self.decoder_layers),
+                           gates * h * 2 * h * (self.encoder_layers + self.decoder_layers))
         if not isinstance(self.train, TrainConfig):
             _checks.fail("train", self.train, "a TrainConfig")
 
@@ -111,23 +125,38 @@ class DecodeConfig:
     greedy: bool = field(True, "take the most likely token at each step; --no-greedy draws it at random (with "
                                "--temperature, --top-k, --top-p); --beam searches instead", group="decoding")
     beam: Optional[int] = field(None, "beam search with this many beams per input, all inputs of a batch decoded "
-                                      "together (None: greedy)", group="decoding")
+                                      "together (None: greedy; at most {_checks.MAX_BEAM})", group="decoding")
     num_results: int = field(1, "outputs per input, best first, with their scores (at most --beam)",
                              group="decoding")
-    temperature: float = field(1.0, "sampling: below 1 sharpens the distribution, above 1 flattens it",
-                               group="decoding")
-    top_k: Optional[int] = field(None, "sampling: only the k most likely tokens (None: all)", group="decoding")
+    temperature: float = field(1.0, "sampling: below 1 sharpens the distribution, above 1 flattens it (at most "
+                                    f"{_checks.MAX_TEMPERATURE:g})", group="decoding")
+    top_k: Optional[int] = field(None, f"sampling: only the k most likely tokens (None: all; at most {_checks.MAX_TOP_K:,})",
+                                 group="decoding")
     top_p: Optional[float] = field(None, "sampling: only the smallest set of tokens with this much probability "
                                          "(None: all)", group="decoding")
-    seed: Optional[int] = field(None, "sampling: seed of the draws, for outputs that repeat (None: random)",
-                                group="decoding")
+    seed: Optional[int] = field(None, f"sampling: seed of the draws, for outputs that repeat (None: random; 0 to "
+                                      f"{MAX_DECODE_SEED})", group="decoding")
     length_penalty: float = field(0.0, "beam: GNMT's length normalisation alpha, score = log P / ((5 + |Y|) / 6) "
-                                       "** alpha (0: none)", group="decoding")
+                                       f"** alpha (0: none; at most {MAX_GNMT_PENALTY:g})", group="decoding")
     coverage_penalty: float = field(0.0, "beam: GNMT's coverage penalty beta, + beta * sum of log(min(attention "
-                                         "received, 1)) over the source tokens (0: none)", group="decoding")
-    max_tokens: Optional[int] = field(None, "most output tokens (None: twice the longest training target, + 10)",
-                                      group="decoding")
-    batch_size: int = field(64, "inputs decoded together", group="decoding")
+                                         "received, 1)) over the source tokens (0: none; at most "
+                                         f"{MAX_GNMT_PENALTY:g})", group="decoding")
+    max_tokens: Optional[int] = field(None, "most output tokens (None: twice the longest training target, + 10; "
+                                            f"at most {_checks.MAX_TOKENS:,})", group="decoding")
+    batch_size: int = field(64, f"inputs decoded together (at most {_checks.MAX_BATCH:,})", group="decoding")
+
+    def __post_init__(self):
+        # Only the bounds, before the model is loaded; translate() checks how the options combine.
+        _checks.check_int("beam", self.beam, min=1, cap=_checks.MAX_BEAM, allow_none=True)
+        _checks.check_int("num_results", self.num_results, min=1, cap=_checks.MAX_BEAM)
+        _checks.check_float("temperature", self.temperature, min=0, max=_checks.MAX_TEMPERATURE)
+        _checks.check_int("top_k", self.top_k, min=1, cap=_checks.MAX_TOP_K, allow_none=True)
+        _checks.check_float("top_p", self.top_p, min=0, max=1, min_open=True, allow_none=True)
+        _checks.check_int("seed", self.seed, min=0, max=MAX_DECODE_SEED, allow_none=True)
+        _checks.check_float("length_penalty", self.length_penalty, min=0, max=MAX_GNMT_PENALTY)
+        _checks.check_float("coverage_penalty", self.coverage_penalty, min=0, max=MAX_GNMT_PENALTY)
+        _checks.check_int("max_tokens", self.max_tokens, min=1, cap=_checks.MAX_TOKENS, allow_none=True)
+        _checks.check_int("batch_size", self.batch_size, min=1, cap=_checks.MAX_BATCH)
 
 
 @dataclass

@@ -185,8 +185,7 @@ def read_tsv(path: str | Path) -> list[tuple[str, str]]:
     """``source<TAB>target`` lines of a UTF-8 file -> pairs. Blank lines are skipped; a line without a tab,
     with more than one, or not UTF-8 is an error naming ``FILE:LINE``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tsv={str(path)!r}: no such file")
+    _checks.require_file("tsv", path)
     pairs = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):

@@ -106,6 +106,7 @@ class Seq2Seq(Task, name="seq2seq"):
     config_class = Seq2SeqConfig
     train_command = "rnnkit seq2seq train"
     run_files = (TOKENIZER_FILE, "attention.png")
+    side_files = (TOKENIZER_FILE,)
     legacy_weights = ("seq2seq.safetensors",)     # the finished model's file before FINAL_WEIGHTS
     endpoint = "translate"                # the Task protocol's uniform apply: see the end of the class
     request_class = TranslateRequest

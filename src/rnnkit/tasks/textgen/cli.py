@@ -18,6 +18,7 @@ import sys
 from rnnkit import _checks
 from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_old_flag, add_train_arguments, config_from_args
 from rnnkit.tasks.textgen.config import CHECKPOINTS, SampleConfig, TextGenConfig
+from rnnkit.training.phases import phase
 
 DEFAULT_RUN_DIR = "runs/textgen"
 # Besides the budgets every task's resumed run may change: the per-epoch samples, which only report.
@@ -79,6 +80,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(SampleConfig, args)
     gen = TextGenerator.load(args.run, checkpoint=cfg.checkpoint)
+    phase("loaded")
     if cfg.max_tokens == 0:
         return 0                                    # nothing asked for (a request needs at least one token)
     # (--threads was applied by rnnkit.cli.main before this ran.) The rest is a request, applied as the HTTP
@@ -98,6 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rnnkit.tasks.textgen.task import TextGenerator
 
     gen = TextGenerator.load(args.run, checkpoint=args.checkpoint)
+    phase("loaded")
     if args.corpus is not None:
         cfg = dataclasses.replace(gen.config, corpus=args.corpus, encoding=args.encoding)
         text, _ = load_corpus(cfg)

@@ -53,27 +53,29 @@ class TextGenConfig:
     encoding: str = field("utf-8", "text encoding of --corpus", group="data")
     level: str = field("char", "tokens are characters or words", choices=LEVELS, group="data")
     num_words: Optional[int] = field(10000, "word level: keep the num_words - 1 most frequent words, the "
-                                            "rest become <unk>", group="data")
+                                            f"rest become <unk> (at most {_checks.MAX_VOCAB:,})", group="data")
     end_token: Optional[str] = field("auto", "token that ends a sample: 'auto' (newline for one-item-per-"
                                              "line corpora such as xkcd-colors), '\\n', or None", group="data")
     cell: str = field("lstm", "recurrent cell", choices=CELLS, group="model")
     hidden_size: int_or_auto = field("auto", "units per recurrent layer; auto picks 128, 256 or 512 from "
                                              "--max-minutes and a few timed steps on this machine (the widest "
                                              "that gets ~600 steps) and stores the number in the run's "
-                                             "config.json", group="model")
-    num_layers: int = field(2, "stacked recurrent layers", group="model")
-    embedding_size: int = field(64, "size of the token embedding", group="model")
+                                             f"config.json (at most {_checks.MAX_WIDTH:,})", group="model")
+    num_layers: int = field(2, f"stacked recurrent layers (at most {_checks.MAX_LAYERS})", group="model")
+    embedding_size: int = field(64, f"size of the token embedding (at most {_checks.MAX_WIDTH:,})", group="model")
     dropout: float = field(0.0, "variational dropout on each layer's input and on the head's input", group="model")
     recurrent_dropout: float = field(0.0, "recurrent dropout rate (see --recurrent-dropout-mode)", group="model")
     recurrent_dropout_mode: str = field("weight_drop", "weight_drop keeps the fused kernel (fast); variational "
                                         "(one mask per sequence) runs rnnkit's LSTM kernel, ~0.86x as fast in "
                                         "float32 and slower still against bf16, or the loop path for GRU/RNN",
                                         choices=("variational", "weight_drop"), group="model")
-    seq_len: int = field(100, "tokens per truncated-BPTT chunk", group="training")
+    seq_len: int = field(100, f"tokens per truncated-BPTT chunk (at most {_checks.MAX_SEQ_LEN:,}; with "
+                              f"--batch-size, at most {_checks.MAX_BATCH_TOKENS:,} tokens a step)", group="training")
     val_frac: float = field(0.1, "the last part of the corpus held out for validation", group="data")
     sample_prompt: Optional[str] = field(None, "text the per-epoch samples continue (None: a newline, or the "
                                                "corpus's first token)", group="output")
-    sample_max_tokens: int = field(200, "tokens per per-epoch sample (0: no samples)", group="output")
+    sample_max_tokens: int = field(200, f"tokens per per-epoch sample (0: no samples; at most {_checks.MAX_TOKENS:,})",
+                                   group="output")
     train: TrainConfig = field(TRAIN_DEFAULTS, "training options, flat flags --lr, --epochs, ... (a model "
                                                 "trained on a GPU samples on the CPU)")
 
@@ -85,10 +87,20 @@ class TextGenConfig:
         width = self.hidden_size
         if width != "auto" and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
             _checks.fail("hidden_size", self.hidden_size, "an integer >= 1 or 'auto'")
-        for name in ("num_layers", "embedding_size", "seq_len"):
-            _checks.check_int(name, getattr(self, name), min=1)
-        _checks.check_int("num_words", self.num_words, min=2, allow_none=True)
-        _checks.check_int("sample_max_tokens", self.sample_max_tokens, min=0)
+        if width != "auto" and width > _checks.MAX_WIDTH:
+            _checks.fail("hidden_size", self.hidden_size, f"an integer >= 1 and <= {_checks.MAX_WIDTH:,}, or 'auto'")
+        _checks.check_int("num_layers", self.num_layers, min=1, cap=_checks.MAX_LAYERS)
+        _checks.check_int("embedding_size", self.embedding_size, min=1, cap=_checks.MAX_WIDTH)
+        _checks.check_int("seq_len", self.seq_len, min=1, cap=_checks.MAX_SEQ_LEN)
+        _checks.check_int("num_words", self.num_words, min=2, cap=_checks.MAX_VOCAB, allow_none=True)
+        _checks.check_int("sample_max_tokens", self.sample_max_tokens, min=0, cap=_checks.MAX_TOKENS)
+        if isinstance(self.train, TrainConfig) and self.train.batch_size * self.seq_len > _checks.MAX_BATCH_TOKENS:
+            _checks.fail("seq_len", self.seq_len, f"batch_size x seq_len at most {_checks.MAX_BATCH_TOKENS:,} "
+                                                  f"tokens a step (batch_size={self.train.batch_size})")
+        if width != "auto":     # auto picks at most 512; a typed width is checked before torch allocates it
+            gates = {"rnn": 1, "gru": 3, "lstm": 4}[self.cell]
+            _checks.check_size("hidden_size, num_layers", (width, self.num_layers),
+                               gates * width * (self.embedding_size + width + (self.num_layers - 1) * 2 * width))
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
         _checks.check_float("val_frac", self.val_frac, min=0, max=0.5, min_open=True)
@@ -120,34 +132,42 @@ class SampleConfig:
     prompt: str = field("", "text to continue ('' starts after an end token, e.g. a new colour name)", group="input")
     unknown: str = field("error", "prompt tokens the model never saw: error lists them, drop leaves them out",
                          choices=UNKNOWN, group="input")
-    max_tokens: int = field(500, "tokens to generate per result (a result also ends at the corpus's end token)",
-                            group="decoding")
-    temperature: float = field(0.5, "below 1 repeats the likeliest text, above 1 invents; 0 means greedy",
-                               group="decoding")
-    top_k: Optional[int] = field(None, "sample only from the k most likely tokens (None: all)", group="decoding")
+    max_tokens: int = field(500, "tokens to generate per result (a result also ends at the corpus's end token; "
+                                 f"at most {_checks.MAX_TOKENS:,})", group="decoding")
+    temperature: float = field(0.5, "below 1 repeats the likeliest text, above 1 invents; 0 means greedy (at most "
+                                    f"{_checks.MAX_TEMPERATURE:g})", group="decoding")
+    top_k: Optional[int] = field(None, "sample only from the k most likely tokens (None: all; at most "
+                                       f"{_checks.MAX_TOP_K:,})", group="decoding")
     top_p: Optional[float] = field(None, "sample only from the smallest set of tokens with this much "
                                          "probability (None: all)", group="decoding")
     greedy: bool = field(False, "always take the most likely token (same as --temperature 0)", group="decoding")
-    beam: Optional[int] = field(None, "beam search with this many beams (None: sample)", group="decoding")
-    num_results: int = field(1, "results generated together as one batch (with --beam: the best of the beams)",
-                             group="decoding")
-    seed: Optional[int] = field(None, "seed of the draws, for results that repeat (None: random)", group="decoding")
+    beam: Optional[int] = field(None, f"beam search with this many beams (None: sample; at most {_checks.MAX_BEAM})",
+                                group="decoding")
+    num_results: int = field(1, "results generated together as one batch (with --beam: the best of the beams; at "
+                                f"most {_checks.MAX_RESULTS:,})", group="decoding")
+    seed: Optional[int] = field(None, f"seed of the draws, for results that repeat (0 to {2**64 - 1}; None: random)",
+                                group="decoding")
     checkpoint: Optional[str] = field(None, "sample the Trainer's checkpoint instead of the finished model: "
                                             "best (the best validation epoch's) or last; also a run whose "
                                             "training did not finish (default: the finished model)",
                                       choices=CHECKPOINTS, group="model")
     threads: Optional[int] = field(None, "CPU threads (None: one per CPU that other processes leave free; "
-                                         "OMP_NUM_THREADS also sets it)", group="machine")
+                                         f"OMP_NUM_THREADS also sets it; at most {_checks.MAX_THREADS:,})",
+                                   group="machine")
 
     def __post_init__(self):
-        _checks.check_int("max_tokens", self.max_tokens, min=0)
-        _checks.check_int("num_results", self.num_results, min=1)
+        _checks.check_int("max_tokens", self.max_tokens, min=0, cap=_checks.MAX_TOKENS)
+        _checks.check_float("temperature", self.temperature, min=0, max=_checks.MAX_TEMPERATURE)
+        _checks.check_int("top_k", self.top_k, min=1, cap=_checks.MAX_TOP_K, allow_none=True)
+        _checks.check_float("top_p", self.top_p, min=0, max=1, min_open=True, allow_none=True)
+        _checks.check_int("beam", self.beam, min=1, cap=_checks.MAX_BEAM, allow_none=True)
+        _checks.check_int("num_results", self.num_results, min=1, cap=_checks.MAX_RESULTS)
         _checks.check_int("seed", self.seed, min=0, max=2**64 - 1, allow_none=True)
-        _checks.check_int("threads", self.threads, min=1, allow_none=True)
+        _checks.check_int("threads", self.threads, min=1, cap=_checks.MAX_THREADS, allow_none=True)
         _checks.check_choice("checkpoint", self.checkpoint, (None, *CHECKPOINTS))
 
 
-MAX_TEMPERATURE = 5.0     # beyond this every token is about equally likely: nothing left to see
+MAX_TEMPERATURE = _checks.MAX_TEMPERATURE
 
 
 @dataclass

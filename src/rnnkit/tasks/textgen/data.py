@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnkit import _checks
 from rnnkit.text import Tokenizer
 from rnnkit.training.progress import track
 
@@ -27,8 +28,7 @@ def load_corpus(config: "TextGenConfig") -> tuple[str, bool]:
 
     if config.corpus is not None:
         path = Path(config.corpus)
-        if not path.is_file():
-            raise FileNotFoundError(f"corpus={config.corpus!r}: no such file")
+        _checks.require_file("corpus", config.corpus)
         return datasets.load_text(path, encoding=config.encoding), False
     options = {"variant": config.variant} if config.variant is not None else {}
     data = datasets.load(config.dataset, **options)

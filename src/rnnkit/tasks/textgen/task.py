@@ -66,6 +66,7 @@ from rnnkit.tasks.textgen.model import LanguageModel, no_padding, stack_states
 from rnnkit.text import Tokenizer
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
+from rnnkit.training.phases import phase
 from rnnkit.training.trainer import Trainer
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -120,6 +121,7 @@ class TextGenerator(Task, name="textgen"):
     config_class = TextGenConfig
     train_command = "rnnkit textgen train"
     run_files = (TOKENIZER_FILE,)
+    side_files = (TOKENIZER_FILE,)
     # The finished model's file before FINAL_WEIGHTS: the best epoch's weights, else the last.
     legacy_weights = ("best.safetensors", "model.safetensors")
     endpoint = "generate"                 # the Task protocol's uniform apply: see the end of the class
@@ -149,7 +151,9 @@ class TextGenerator(Task, name="textgen"):
             text, line_corpus = corpus_text(text)
             source = "text passed to fit"
         if not text:
-            raise ValueError("corpus: the text is empty; expected at least one batch of text "
+            # A file is named; text passed to fit is the "corpus" argument.
+            where = source if source != "text passed to fit" else "corpus"
+            raise ValueError(f"{where}: the text is empty; expected at least one batch of text "
                              f"(batch_size={cfg.train.batch_size} x seq_len={cfg.seq_len} tokens)")
         return Prepared(source, (text,), text=text, line_corpus=line_corpus)
 
@@ -237,6 +241,7 @@ class TextGenerator(Task, name="textgen"):
         # tqdm.write keeps the text clear of an active progress bar.
         from tqdm.auto import tqdm
         tqdm.write("\n".join(lines) + "\n", file=sys.stderr)
+        phase("sampling")
 
     def _build_model(self, hidden_size: int | None = None) -> LanguageModel:
         cfg = self.config
@@ -274,6 +279,7 @@ class TextGenerator(Task, name="textgen"):
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize()                   # a GPU step ends when its kernels have run
             ends.append(time.perf_counter())
+            phase("probe")
 
         trainer = Trainer(self._build_model(width), probe, progress=False, callbacks={"on_step_end": clock})
         trainer.fit((prepared.train * PROBE_STEPS)[:PROBE_STEPS], partial(self._loss, prepared))
@@ -385,7 +391,8 @@ class TextGenerator(Task, name="textgen"):
         unseen = [t for t in dict.fromkeys(tokens) if index.get(t, limit) >= limit]
         if unseen and unknown == "error":
             _checks.fail("prompt", prompt, f"tokens the model saw in training; unseen: "
-                         f"{', '.join(map(repr, unseen))} (pass unknown='drop' / --unknown drop to leave them out)")
+                         f"{', '.join(map(repr, unseen))} (pass unknown='drop' (Python), --unknown drop (CLI) or "
+                         '"unknown": "drop" (HTTP) to leave them out)')
         return [index[t] for t in tokens if t not in unseen]
 
     # The names of rnnkit 0.1 keep working for one release (with a FutureWarning naming the new one).
