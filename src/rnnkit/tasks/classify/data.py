@@ -409,3 +409,65 @@ def read_series_for(data: dict[str, Any], path: str | Path, labelled: bool = Tru
                              channels=data.get("channels") or (), exclude=data.get("exclude") or (),
                              time_input=data.get("time_input", "none"), grid_step=data.get("grid_step", 1.0),
                              ignore=[c for c in (trained_label, data.get("split_col")) if c])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The encoder: inputs -> padded arrays (as fit, evaluate and predict all read them), and batches of them
+# ---------------------------------------------------------------------------------------------------------
+
+TEXT_MAXLEN = 400     # words of a text kept when --maxlen is not given (the IMDB lessons' cut)
+
+
+def truncate(seq, maxlen: int | None, truncating: str):
+    """The last (``pre``) or first (``post``) ``maxlen`` steps of a sequence; all of it when maxlen is None."""
+    if maxlen is None or len(seq) <= maxlen:
+        return seq
+    return seq[-maxlen:] if truncating == "pre" else seq[:maxlen]
+
+
+def encode_texts(tokenizer: Any, texts: list[str], maxlen: int | None,
+                 truncating: str) -> tuple[np.ndarray, np.ndarray]:
+    """Texts -> (N, T) token ids padded at the end, and (N,) lengths >= 1."""
+    from rnnkit.text import pad_sequences
+
+    seqs = [truncate(s, maxlen or TEXT_MAXLEN, truncating) for s in tokenizer.texts_to_sequences(texts)]
+    # A text with no word left becomes one <unk> step: a model needs at least one step to read.
+    seqs = [s if s else [1] for s in seqs]
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    return pad_sequences(seqs, maxlen=int(max(lengths, default=1)), dtype="int64", padding="post"), lengths
+
+
+def encode_series(series: list, mean: np.ndarray, std: np.ndarray, maxlen: int | None,
+                  truncating: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, C) arrays -> (N, T, C) values standardised with the training statistics and padded at the end,
+    and (N,) lengths >= 1. A missing value (NaN) becomes the channel mean (0 after standardising)."""
+    from rnnkit.text import pad_sequences
+
+    arrs = []
+    for i, x in enumerate(series):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != len(mean):
+            _checks.fail(f"X[{i}]", tuple(x.shape), f"a (steps, {len(mean)}) array of channel values")
+        x = np.nan_to_num((truncate(x, maxlen, truncating) - mean) / std, nan=0.0)
+        # An empty series becomes one step of channel means: a model needs at least one step to read.
+        arrs.append(x if len(x) else np.zeros((1, len(mean)), dtype=np.float32))
+    lengths = np.array([len(a) for a in arrs], dtype=np.int64)
+    T = int(max(lengths, default=1))
+    out = pad_sequences(arrs, maxlen=T, dtype="float32", padding="post")
+    return out.reshape(len(arrs), T, len(mean)), lengths                  # (N, T, C), also when N = 0
+
+
+def batches(X: np.ndarray, lengths: np.ndarray, y: np.ndarray | None, batch_size: int,
+            rng: np.random.Generator | None = None) -> list:
+    """CPU batches ``(x, lengths, y)`` (or ``(x, lengths, row indices)`` without labels) of rows of similar
+    length (:func:`~rnnkit.text.length_buckets`; shuffled groups with ``rng``), each trimmed to its longest row."""
+    import torch
+
+    from rnnkit.text import length_buckets
+
+    out = []
+    for g in length_buckets(lengths, batch_size, rng):
+        T = int(lengths[g].max())
+        xb, lb = torch.from_numpy(X[g, :T]), torch.from_numpy(lengths[g])
+        out.append((xb, lb, torch.from_numpy(y[g] if y is not None else g)))
+    return out

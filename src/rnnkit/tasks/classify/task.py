@@ -27,19 +27,18 @@ from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.weights import check_weights_match
 from rnnkit.runs.schema import FORMAT_VERSION
 from rnnkit.tasks.base import Prepared, Task, refuse_export
-from rnnkit.tasks.classify.data import Split, small_sample
+from rnnkit.tasks.classify.data import Split, batches, encode_series, encode_texts, small_sample
 # The config lives in config.py (no torch: --help reads it); imported here too for the names it had.
 from rnnkit.tasks.classify.config import (CLASS_WEIGHTS, MODELS, POOLINGS, ClassifyConfig,  # noqa: F401
                                         ClassifyRequest)
 from rnnkit.tasks.classify.model import BOW_VOCABULARY_FILE, BowModel, SequenceNet, upgrade_state_dict
 from rnnkit.tasks.classify.rocket import RocketModel
-from rnnkit.text import Tokenizer, length_buckets, pad_sequences
+from rnnkit.text import Tokenizer
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.progress import track
 from rnnkit.training.trainer import to_device
 
-TEXT_MAXLEN = 400     # words of a text kept when --maxlen is not given (the IMDB lessons' cut)
 
 
 def nest_train_fields(config_class: type, flat: dict[str, Any], **train_values: Any) -> dict[str, Any]:
@@ -117,42 +116,16 @@ class SequenceClassifier(Task, name="classify"):
     # -- input encoding ----------------------------------------------------------------------------------
 
     def _encode(self, X: list) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs -> (N, T) ids or (N, T, C) values padded at the end, and (N,) lengths >= 1."""
+        """Inputs -> (N, T) ids or (N, T, C) values padded at the end, and (N,) lengths >= 1 (data.py's encoder,
+        with what fit learned: the vocabulary, or the channel scales)."""
         cfg = self.config
         if self.kind_ == "text":
-            seqs = self.tokenizer_.texts_to_sequences(X)
-            seqs = [_truncate(s, cfg.maxlen or TEXT_MAXLEN, cfg.truncating) for s in seqs]
-            # A text with no word left becomes one <unk> step: a model needs at least one step to read.
-            seqs = [s if s else [1] for s in seqs]
-            lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-            return pad_sequences(seqs, maxlen=int(max(lengths, default=1)), dtype="int64", padding="post"), lengths
-        arrs = []
-        for i, x in enumerate(X):
-            x = np.asarray(x, dtype=np.float32)
-            if x.ndim != 2 or x.shape[1] != len(self.mean_):
-                _checks.fail(f"X[{i}]", tuple(x.shape), f"a (steps, {len(self.mean_)}) array of channel values")
-            x = _truncate(x, cfg.maxlen, cfg.truncating)
-            # Standardise with the training statistics; a missing value becomes the channel mean (0).
-            x = np.nan_to_num((x - self.mean_) / self.std_, nan=0.0)
-            # An empty series becomes one step of channel means: a model needs at least one step to read.
-            arrs.append(x if len(x) else np.zeros((1, len(self.mean_)), dtype=np.float32))
-        lengths = np.array([len(a) for a in arrs], dtype=np.int64)
-        T = int(max(lengths, default=1))
-        out = pad_sequences(arrs, maxlen=T, dtype="float32", padding="post")
-        return out.reshape(len(arrs), T, len(self.mean_)), lengths             # (N, T, C), also when N = 0
+            return encode_texts(self.tokenizer_, X, cfg.maxlen, cfg.truncating)
+        return encode_series(X, self.mean_, self.std_, cfg.maxlen, cfg.truncating)
 
     def _batches(self, X: np.ndarray, lengths: np.ndarray, y: np.ndarray | None, shuffle: bool,
                  rng: np.random.Generator | None = None) -> list:
-        """CPU batches of rows of similar length (:func:`~rnnkit.text.length_buckets`: shuffled groups when
-        ``shuffle``), each trimmed to its longest member."""
-        groups = length_buckets(lengths, self.config.train.batch_size, rng if shuffle else None)
-        out = []
-        for g in groups:
-            T = int(lengths[g].max())
-            xb = torch.from_numpy(X[g, :T])
-            lb = torch.from_numpy(lengths[g])
-            out.append((xb, lb, torch.from_numpy(y[g])) if y is not None else (xb, lb, torch.from_numpy(g)))
-        return out
+        return batches(X, lengths, y, self.config.train.batch_size, rng if shuffle else None)
 
     # -- fit (the sequence is Task.fit's; these are its steps) --------------------------------------------
 
@@ -551,10 +524,3 @@ class SequenceClassifier(Task, name="classify"):
                       head.bias.detach().float().cpu().numpy(), np.asarray(self.mean_, np.float32),
                       np.asarray(self.std_, np.float32), reference, inputs, pooling=self.config.pooling,
                       classes=[str(c) for c in self.classes_])
-
-
-def _truncate(seq, maxlen: int | None, truncating: str):
-    """The last (``pre``) or first (``post``) ``maxlen`` steps of a sequence; all of it when maxlen is None."""
-    if maxlen is None or len(seq) <= maxlen:
-        return seq
-    return seq[-maxlen:] if truncating == "pre" else seq[:maxlen]
