@@ -92,7 +92,7 @@ def test_loss_is_averaged_over_labels():
 
 def test_net_ignores_padding():
     torch.manual_seed(0)
-    net = MultilabelNet(MultilabelConfig(hidden_size=8, num_layers=2), 4, 3, 2).eval()
+    net = MultilabelNet(4, 3, 2, hidden_size=8, num_layers=2).eval()
     x = torch.randn(2, 6, 4)
     lengths = torch.tensor([6, 3])
     a = last_step(net(x, lengths)[0], lengths)

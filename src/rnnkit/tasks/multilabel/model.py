@@ -11,19 +11,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.nn.layers import RNN
-from rnnkit.tasks.multilabel.config import MultilabelConfig
 
 
 class MultilabelNet(nn.Module):
     """LSTM over (values, missing indicators) -> per-step logits for the labels (and the auxiliary targets)."""
 
-    def __init__(self, cfg: MultilabelConfig, input_size: int, num_labels: int, num_aux: int):
+    def __init__(self, input_size: int, num_labels: int, num_aux: int, *, hidden_size: int = 64, num_layers: int = 2,
+                 dropout: float = 0.0):
         super().__init__()
-        self.rnn = RNN("lstm", input_size, cfg.hidden_size, num_layers=cfg.num_layers,
-                       dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden_size, num_labels)
-        self.aux_head = nn.Linear(cfg.hidden_size, num_aux) if num_aux else None
+        self.rnn = RNN("lstm", input_size, hidden_size, num_layers=num_layers,
+                       dropout=dropout if num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, num_labels)
+        self.aux_head = nn.Linear(hidden_size, num_aux) if num_aux else None
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | None]:
         h = self.drop(self.rnn(x, lengths=lengths))                 # (B, T, H); zeros past each length
@@ -51,3 +51,18 @@ def replicated_loss(logits: Tensor, y: Tensor, lengths: Tensor, alpha: float,
                                                   pos_weight=pos_weight).mean(-1)                  # (B, T)
     every = ((per_step * mask).sum(1) / lengths).mean()
     return alpha * every + (1 - alpha) * final
+
+
+def final_logits(net: MultilabelNet, X: Tensor, lengths: Tensor, batch_size: int) -> Tensor:
+    """(N, L) logits at each stay's last step, computed in batches of stays of similar length (not one batch
+    of all N: memory stays that of one batch, and short stays are not padded to the longest)."""
+    from rnnkit.text import length_buckets
+
+    out = torch.empty(len(lengths), net.head.out_features)
+    device = next(net.parameters()).device
+    for g in length_buckets(lengths.numpy(), batch_size):
+        idx = torch.from_numpy(g)
+        lb = lengths[idx]
+        logits, _ = net(X[idx, :int(lb.max())].to(device), lb.to(device))
+        out[idx] = last_step(logits, lb).float().cpu()
+    return out

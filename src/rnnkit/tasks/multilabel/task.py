@@ -36,8 +36,7 @@ from rnnkit.tasks.multilabel.config import MultilabelConfig, PredictRequest
 from rnnkit.tasks.multilabel.data import (CHANNEL_NAMES, LABEL_NAMES, SYNTHETIC_SOURCE, FileConfig, Stay,
                                           StayFile, SyntheticConfig, channel_scales, features, file_splits,
                                           read_stay_file, subset, synthetic_info, synthetic_splits)
-from rnnkit.tasks.multilabel.model import MultilabelNet, last_step, replicated_loss
-from rnnkit.training.trainer import to_device
+from rnnkit.tasks.multilabel.model import MultilabelNet, final_logits, last_step, replicated_loss
 
 
 class MultilabelClassifier(Task, name="classify-multilabel"):
@@ -130,7 +129,12 @@ class MultilabelClassifier(Task, name="classify-multilabel"):
                             torch.from_numpy(np.asarray(prepared.validation[1], dtype=np.float32)))
 
     def _make_model(self, prepared: Prepared) -> MultilabelNet:
-        return MultilabelNet(self.config, prepared.input_size, self.num_labels_, self.num_aux_)
+        return self._build_net(prepared.input_size)
+
+    def _build_net(self, input_size: int) -> MultilabelNet:
+        cfg = self.config
+        return MultilabelNet(input_size, self.num_labels_, self.num_aux_, hidden_size=cfg.hidden_size,
+                             num_layers=cfg.num_layers, dropout=cfg.dropout)
 
     def _loss(self, prepared: Prepared, net: MultilabelNet, batch: Any, state: Any) -> tuple:
         cfg = self.config
@@ -144,20 +148,18 @@ class MultilabelClassifier(Task, name="classify-multilabel"):
 
     def _validation_metrics(self, prepared: Prepared, net: MultilabelNet) -> dict[str, float]:
         # The final-step loss: what the model is judged on, whatever alpha trained it.
-        xv, lv, yv = to_device(prepared.val, next(net.parameters()).device)
-        logits, _ = net(xv, lv)
-        return {"val_loss": float(F.binary_cross_entropy_with_logits(last_step(logits, lv).float(), yv))}
+        xv, lv, yv = prepared.val
+        logits = final_logits(net, xv, lv, self.config.train.batch_size)
+        return {"val_loss": float(F.binary_cross_entropy_with_logits(logits, yv))}
 
     def predict_proba(self, stays: list[Stay]) -> np.ndarray:
         """(N, L) probability of each label, read at each stay's last hour."""
         self._check_fitted()
         X, L = self._features(list(stays))
-        net = self.model_.eval()
-        device = next(net.parameters()).device
         with torch.no_grad():
-            lengths = torch.from_numpy(L).to(device)
-            logits, _ = net(torch.from_numpy(X).to(device), lengths)
-            return torch.sigmoid(last_step(logits, lengths).float()).cpu().numpy()
+            logits = final_logits(self.model_.eval(), torch.from_numpy(X), torch.from_numpy(L),
+                                  self.config.train.batch_size)
+        return torch.sigmoid(logits).numpy()
 
     def predict(self, stays: list[Stay]) -> np.ndarray:
         """(N, L) 0/1: the labels whose probability is at least ``threshold``."""
@@ -187,7 +189,7 @@ class MultilabelClassifier(Task, name="classify-multilabel"):
         self.num_labels_, self.num_aux_ = st.get("num_labels", len(self.labels_)), fitted["num_aux"]
         self.train_seconds_ = fitted.get("train_seconds", 0.0)
         self.trainer_ = None
-        net = MultilabelNet(self.config, 2 * len(self.mean_), self.num_labels_, self.num_aux_)
+        net = self._build_net(2 * len(self.mean_))
         check_weights_match(tensors, net.state_dict(), source=str(run.path))
         net.load_state_dict(tensors)
         self.model_ = net.eval()
