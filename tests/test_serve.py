@@ -173,7 +173,7 @@ def test_model_list_names_every_model_its_task_and_endpoint(client, runs):
     # what each task's request takes, from its request_class: the one vocabulary
     assert [f["name"] for f in models["words"]["takes"]] == ["prompt", "max_tokens", "temperature", "top_k", "top_p",
                                                             "greedy", "seed", "num_results", "beam", "unknown",
-                                                            "stream"]
+                                                            "stream", "session", "end_session"]
     assert [f["name"] for f in models["reverse"]["takes"]] == ["texts", "beam", "max_tokens", "num_results",
                                                               "greedy", "temperature", "top_k", "top_p", "seed",
                                                               "length_penalty", "coverage_penalty", "attention"]

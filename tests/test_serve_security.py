@@ -3,6 +3,7 @@ slowly, the Host check, the API key, the access log, /readyz and /metrics, and a
 
 The runs are the tiny ones of test_serve.py (made once per session)."""
 
+import contextlib
 import json
 import logging
 import os
@@ -89,26 +90,46 @@ def test_the_unseen_character_hint_names_the_json_field_that_works(client):
     assert r.status_code == 200 and r.json()["tokens"] == 3
 
 
-def test_one_access_line_per_request_and_none_with_no_access_log(runs, caplog, monkeypatch):
-    # (rnnkit serve, run in-process by other tests, gives the access log its own stderr handler and stops it
-    # from propagating; caplog listens at the root)
-    monkeypatch.setattr(logging.getLogger("rnnkit.serve.access"), "propagate", True)
+class Lines(logging.Handler):
+    """The access log's records, collected on its own logger (whatever handlers and propagation other tests, or
+    an in-process `rnnkit serve`, left on it)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def access_lines():
+    logger, lines = logging.getLogger("rnnkit.serve.access"), Lines()
+    level = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines.lines
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+
+
+def test_one_access_line_per_request_and_none_with_no_access_log(runs):
     app = create_app([str(runs["words"])])
-    with caplog.at_level(logging.INFO, logger="rnnkit.serve.access"):
+    with access_lines() as lines:
         c = TestClient(app)
         c.post(GEN, json={"prompt": "the", "max_tokens": 2})
         c.post(GEN, json={"prompt": "the", "temperature": 9})
         c.get("/healthz")
-    lines = [r.getMessage() for r in caplog.records if r.name == "rnnkit.serve.access"]
     assert len(lines) == 3, lines
     assert re.fullmatch(r"testclient POST /v1/models/words/generate 200 \d+\.\d{3}s model=words", lines[0])
     assert re.fullmatch(r"testclient POST /v1/models/words/generate 422 \d+\.\d{3}s model=-", lines[1])
     assert lines[2].startswith("testclient GET /healthz 200 ")
-    caplog.clear()
     quiet = create_app([str(runs["words"])], config=ServeConfig(access_log=False))
-    with caplog.at_level(logging.INFO, logger="rnnkit.serve.access"):
+    with access_lines() as lines:
         TestClient(quiet).post(GEN, json={"prompt": "the", "max_tokens": 2})
-    assert not [r for r in caplog.records if r.name == "rnnkit.serve.access"]
+    assert lines == []
 
 
 def test_no_access_log_is_a_flag():

@@ -54,6 +54,8 @@ class ServeConfig:
                                                "defence; '*': any); default: localhost, 127.0.0.1, ::1 and --host")
     access_log: bool = field(True, "log one line per request: method, path, status, seconds, model "
                                    "(--no-access-log: none)")
+    session_ttl: float = field(600.0, "seconds a generation session's state is kept after its last request")
+    max_sessions: int = field(1000, "most generation sessions kept per model; a new one beyond gets 429")
     checkpoint: Optional[str] = field(None, "serve the run directories' Trainer checkpoint instead of their "
                                             "finished model: best or last; also runs whose training did not "
                                             "finish (default: finished runs only)", choices=("best", "last"))
@@ -61,9 +63,9 @@ class ServeConfig:
     def __post_init__(self) -> None:
         _checks.check_int("port", self.port, min=0, max=65535)
         for name in ("max_tokens", "max_prompt_chars", "max_texts", "max_text_chars", "max_beam", "max_results",
-                     "max_body_bytes", "max_batch"):
+                     "max_body_bytes", "max_batch", "max_sessions"):
             _checks.check_int(name, getattr(self, name), min=1)
-        for name in ("timeout", "body_timeout", "keep_alive_timeout"):
+        for name in ("timeout", "body_timeout", "keep_alive_timeout", "session_ttl"):
             _checks.check_float(name, getattr(self, name), min=0, min_open=True)
         if self.api_key is not None and not self.api_key.strip():
             _checks.fail("api_key", self.api_key, "a non-empty key")

@@ -15,9 +15,10 @@ background thread that keeps the *active* streams (one per result of a request) 
 3. drops the rows that are finished (end token, their length, their deadline, a client that went
    away) and runs one batched ``step`` over the rest.
 
-It works over what the task gives it and knows no task: ``start(ids) -> (logits (1, V), state)`` reads a
-prompt, ``step(tokens (N,), state) -> (logits (N, V), state)`` advances every row one token (state: tensors,
-or tuples of them, batch on dim 0), ``encode(request)`` gives a request's prompt ids (refusing, by a
+It works over what the task gives it and knows no task: ``start(ids, state) -> (logits (1, V), state)``
+reads a prompt (from the model's initial state when ``state`` is None), ``step(tokens (N,), state) ->
+(logits (N, V), state)`` advances every row one token (state: tensors, or tuples of them, batch on dim 0),
+``encode(request)`` gives a request's prompt ids (refusing, by a
 ValueError naming the field, a prompt the model cannot read) and ``decode(ids)`` the text of token ids. A
 request has the fields of the one vocabulary: ``max_tokens``, ``temperature``, ``top_k``, ``top_p``,
 ``greedy``, ``seed``, ``num_results``.
@@ -26,6 +27,11 @@ A request's uniform numbers are drawn from its seed exactly as the task's own ``
 (``torch.rand(max_tokens, num_results)`` from ``make_generator(seed)``), so a request gets the tokens
 ``generate`` gives for the same seed, whichever other requests shared its steps (up to float rounding of a
 batched matmul).
+
+A request with a ``session`` id (see :mod:`rnnkit.serve.sessions`) starts from the state that session's last
+completed request left, and continues that session's stream of uniform numbers when it gives no seed of its
+own: 20 tokens and then 20 more in one session are the 40 tokens of one request (exactly with greedy decoding;
+for the same seed when sampling, up to float rounding). ``end_session`` drops the session after answering.
 
 ``max_batch=1`` is the one-request-at-a-time server the load test compares against.
 """
@@ -44,6 +50,7 @@ from rnnkit import _checks
 from rnnkit.generation.processors import make_processors
 from rnnkit.generation.search import make_generator, sample_uniform, select_rows
 from rnnkit.serve.metrics import BATCH_BUCKETS, QUEUE_BUCKETS, Histogram
+from rnnkit.serve.sessions import Saved, Sessions
 
 # Reasons a stream ends, as the API reports them.
 FINISH_REASONS = ("end", "length", "timeout", "cancelled", "error", "closed")
@@ -54,9 +61,11 @@ class Stream:
     """One row in flight (one result of a request): its prompt, its settings, its uniform numbers, the
     tokens chosen so far, and how it ended."""
 
-    def __init__(self, job: "Job", index: int, prompt_ids: list[int], uniforms: torch.Tensor):
+    def __init__(self, job: "Job", index: int, prompt_ids: list[int], uniforms: torch.Tensor, state: Any = None):
         request = job.request
         self.job, self.index, self.prompt_ids = job, index, prompt_ids
+        self.state = state                        # where a session's request starts (None: the initial state)
+        self.last: tuple[Any, int] | None = None  # a session's row when it ends: (state, the token it chose last)
         self.max_tokens = request.max_tokens
         greedy = bool(request.greedy) or request.temperature == 0
         # Rows with the same settings go through the processors together (see BatchedGenerator._choose).
@@ -76,8 +85,8 @@ class Stream:
         self.tokens.append(token)
         self.job.emit_token(self, token)
 
-    def finish(self, reason: str, error: str | None = None) -> None:
-        self.finish_reason, self.error = reason, error
+    def finish(self, reason: str, error: str | None = None, last: tuple[Any, int] | None = None) -> None:
+        self.finish_reason, self.error, self.last = reason, error, last
         self.job.stream_done()
 
 
@@ -98,6 +107,12 @@ class Job:
         self.streamed = bool(getattr(request, "stream", False))
         self.streams: list[Stream] = []
         self.cancelled = False
+        # A session's request: its id, how it started ("new", "continued", "expired"), the store to give it back
+        # to, and the generator state its uniform numbers were drawn from.
+        self.session: str | None = None
+        self.session_start = "new"
+        self.sessions: Sessions | None = None
+        self.rng_state: torch.Tensor | None = None
         self._left = request.num_results
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -105,7 +120,14 @@ class Job:
     @property
     def start(self) -> dict[str, Any]:
         """What the answer (and a stream's first event) starts with: the seed of the draws."""
-        return {"seed": self.seed}
+        if self.session is None:
+            return {"seed": self.seed}
+        info = {"id": self.session, "start": self.session_start,
+                "ended": bool(getattr(self.request, "end_session", False))}
+        if self.session_start == "expired":
+            info["note"] = (f"session {self.session!r} had been idle longer than session_ttl and expired: this "
+                            f"request started fresh")
+        return {"seed": self.seed, "session": info}
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -118,7 +140,7 @@ class Job:
         """The answer: the first result's ``text``, ``tokens`` and ``finish_reason``, and every result."""
         results = [{"text": self.decode(s.tokens), "tokens": len(s.tokens), "finish_reason": s.finish_reason}
                     for s in self.streams]
-        return {"seed": self.seed, **results[0], "results": results}
+        return {**self.start, **results[0], "results": results}
 
     @property
     def failure(self) -> tuple[str, str, str | None] | None:
@@ -145,8 +167,23 @@ class Job:
             self._left -= 1
             last = self._left == 0
         if last:
+            if self.sessions is not None:
+                self._close_session()
             self._done.set()
             self._emit("done", None)
+
+    def _close_session(self) -> None:
+        """Keep what a completed request leaves (the session's next request starts there), else what was kept
+        before; drop it all with ``end_session``."""
+        s = self.streams[0]
+        saved = None
+        if s.last is not None and not self.cancelled and s.finish_reason in ("length", "end"):
+            state, token = s.last
+            rng = torch.Generator()
+            rng.set_state(self.rng_state)
+            torch.rand(len(s.tokens) + (s.finish_reason == "end"), 1, generator=rng)     # the numbers used
+            saved = Saved(state, [token], self.seed, rng.get_state())
+        self.sessions.release(self.session, saved, end=bool(getattr(self.request, "end_session", False)))
 
     def _emit(self, kind: str, data: Any) -> None:
         if self.listener is None:
@@ -165,12 +202,13 @@ class BatchedGenerator:
 
     def __init__(self, start: Callable, step: Callable, *, encode: Callable[[Any], list[int]],
                  decode: Callable[[list[int]], str], joiner: str = "", end_token: int | None = None,
-                 max_batch: int = 64, takes: Callable[[Any], bool] | None = None):
+                 max_batch: int = 64, takes: Callable[[Any], bool] | None = None, sessions: Sessions | None = None):
         self.max_batch = _checks.check_int("max_batch", max_batch, min=1)
         # Which requests the batcher steps (others, e.g. beam search, the server runs through the task's apply).
         self.takes = takes or (lambda request: True)
         self.start, self.step, self.encode, self.decode, self.joiner = start, step, encode, decode, joiner
         self.end = -1 if end_token is None else end_token
+        self.sessions = sessions if sessions is not None else Sessions()
         self._pending: deque[Stream] = deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -188,17 +226,21 @@ class BatchedGenerator:
 
     def submit(self, request: Any, listener: Callable | None = None, timeout: float = 30.0) -> Job:
         """Queue one request (its ``num_results`` streams join the batch at the next step). A prompt the model
-        cannot read is refused here, at once (a ValueError naming the field)."""
-        ids = list(self.encode(request))
-        if not ids:
-            _checks.fail("prompt", getattr(request, "prompt", None), "at least one token to start from")
+        cannot read is refused here, at once (a ValueError naming the field); so is a request for a session that
+        is running one already (:class:`~rnnkit.serve.sessions.SessionBusy`) or a new session over the limit
+        (:class:`~rnnkit.serve.sessions.SessionsFull`)."""
         _checks.check_int("max_tokens", request.max_tokens, min=1)
         _checks.check_int("num_results", request.num_results, min=1)
-        seed = request.seed if request.seed is not None else random.randrange(2**31)
-        job = Job(request, seed, time.monotonic() + timeout, timeout, self.decode, self.joiner, listener)
-        # (max_tokens, num_results) numbers, as the task's generate draws them; stream j takes column j.
-        uniforms = torch.rand(request.max_tokens, request.num_results, generator=make_generator(seed))
-        job.streams = [Stream(job, j, ids, uniforms[:, j]) for j in range(request.num_results)]
+        sid = getattr(request, "session", None)
+        saved, how = self.sessions.acquire(sid) if sid is not None else (None, "new")
+        try:
+            job = self._job(request, listener, timeout, saved)
+        except BaseException:
+            if sid is not None:
+                self.sessions.release(sid)        # refused: the session is as it was
+            raise
+        if sid is not None:
+            job.session, job.session_start, job.sessions = sid, how, self.sessions
         with self._cond:
             if self._closed:
                 for s in job.streams:
@@ -206,6 +248,33 @@ class BatchedGenerator:
                 return job
             self._pending.extend(job.streams)
             self._cond.notify()
+        return job
+
+    def _job(self, request: Any, listener: Callable | None, timeout: float, saved: Saved | None) -> Job:
+        """A request's job and streams. A continued session reads its last token and the prompt (if any) on top
+        of its state, and without a seed of its own takes the session's next uniform numbers."""
+        if getattr(request, "session", None) is not None and request.num_results != 1:
+            _checks.fail("num_results", request.num_results, "1 in a session (a session keeps one state)")
+        if saved is None or request.prompt:
+            ids = list(self.encode(request))
+        else:
+            ids = []                                   # continue where the session stopped
+        if saved is not None:
+            ids = saved.pending + ids
+        if not ids:
+            _checks.fail("prompt", getattr(request, "prompt", None), "at least one token to start from")
+        if request.seed is not None or saved is None:
+            seed = request.seed if request.seed is not None else random.randrange(2**31)
+            rng = make_generator(seed)
+        else:
+            seed, rng = saved.seed, torch.Generator()
+            rng.set_state(saved.rng_state)
+        job = Job(request, seed, time.monotonic() + timeout, timeout, self.decode, self.joiner, listener)
+        job.rng_state = rng.get_state()
+        # (max_tokens, num_results) numbers, as the task's generate draws them; stream j takes column j.
+        uniforms = torch.rand(request.max_tokens, request.num_results, generator=rng)
+        state = saved.state if saved is not None else None
+        job.streams = [Stream(job, j, ids, uniforms[:, j], state) for j in range(request.num_results)]
         return job
 
     def cancel(self, job: Job) -> None:
@@ -257,7 +326,7 @@ class BatchedGenerator:
                             s.finish("cancelled" if s.cancelled else "timeout")
                             continue
                         self.queue_seconds.observe(time.monotonic() - s.queued_at)
-                        row_logits, row_state = self.start(s.prompt_ids)                     # (1, V)
+                        row_logits, row_state = self.start(s.prompt_ids, s.state)            # (1, V)
                         logits = row_logits if logits is None else torch.cat([logits, row_logits])
                         state = row_state if state is None else _cat_rows(state, row_state)
                         active.append(s)
@@ -268,7 +337,7 @@ class BatchedGenerator:
                     self.steps += 1
                     self.rows += len(active)
                     self.batch_sizes.observe(len(active))
-                    keep = self._record(active, tokens.tolist())
+                    keep = self._record(active, tokens.tolist(), state)
                     if len(keep) < len(active):
                         active = [active[i] for i in keep]
                         if not active:
@@ -307,20 +376,25 @@ class BatchedGenerator:
         uniforms = torch.tensor([active[i].uniforms[len(active[i].tokens)] for i in rows])      # (n,)
         return sample_uniform(scores, uniforms)
 
-    def _record(self, active: list[Stream], tokens: list[int]) -> list[int]:
-        """Give each stream its token; finish the streams that are done. Returns the rows still going."""
+    def _record(self, active: list[Stream], tokens: list[int], state: Any) -> list[int]:
+        """Give each stream its token; finish the streams that are done. Returns the rows still going. A
+        session's row that completes keeps its state (before its last token) and that token."""
         keep, now = [], time.monotonic()
+
+        def last(i: int, s: Stream, token: int) -> tuple[Any, int] | None:
+            return (select_rows(state, torch.tensor([i])), token) if s.job.session is not None else None
+
         for i, (s, token) in enumerate(zip(active, tokens)):
             if s.cancelled:
                 s.finish("cancelled")
                 continue
             if token == self.end:
-                s.finish("end")             # the end token ends the text; it is not part of it
+                s.finish("end", last=last(i, s, token))   # the end token ends the text; it is not part of it
                 continue
             s.emit(token)
             self.tokens += 1
             if len(s.tokens) >= s.max_tokens:
-                s.finish("length")
+                s.finish("length", last=last(i, s, token))
             elif now > s.job.deadline:
                 s.finish("timeout")
             else:

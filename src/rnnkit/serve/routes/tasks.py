@@ -3,7 +3,8 @@
 The server asks the Task protocol (:mod:`rnnkit.tasks.base`) and names no task: each registered task has an
 ``endpoint`` and a ``request_class``; the body is validated by the pydantic model built from that class and
 the server's limits (:mod:`rnnkit.serve.schemas`), then goes to the model's ``serving_worker`` when it has one
-(generation: continuous batching, and server-sent events with ``"stream": true``), else to its ``apply`` in a
+(generation: continuous batching, server-sent events with ``"stream": true``, and sessions that keep the
+recurrent state between requests: :mod:`rnnkit.serve.sessions`), else to its ``apply`` in a
 worker thread. A ValueError from the task is a 422 naming the field.
 """
 
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from rnnkit.serve.errors import ApiError, to_json
 from rnnkit.serve.routes import answer, pick, refusal, run_model
 from rnnkit.serve.schemas import fields_of, renamed_notes, request_model
+from rnnkit.serve.sessions import SessionBusy, SessionsFull
 
 FAILURE_STATUS = {"timeout": 504, "closed": 503, "error": 500}     # a worker's job that did not complete
 
@@ -86,8 +88,15 @@ async def _through_worker(m: Any, request: Any, fields: list[str], notes: list[s
         if stream or kind == "done":
             loop.call_soon_threadsafe(events.put_nowait, (kind, data))
 
+    sessions = getattr(m.worker, "sessions", None)
+    if sessions is not None:
+        sessions.configure(config.session_ttl, config.max_sessions)
     try:
         job = m.worker.submit(request, listener, timeout=config.timeout)
+    except SessionBusy as err:
+        raise ApiError(409, str(err), "session", "one request at a time per session") from None
+    except SessionsFull as err:
+        raise ApiError(429, str(err), "session", f"at most max_sessions={config.max_sessions} sessions") from None
     except ValueError as err:
         raise refusal(err, fields) from None
     extra = {"deprecated": notes} if notes else {}

@@ -6,6 +6,7 @@ Imports no torch: every ``rnnkit textgen ... --help`` is built from these classe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -168,6 +169,7 @@ class SampleConfig:
 
 
 MAX_TEMPERATURE = _checks.MAX_TEMPERATURE
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass
@@ -193,6 +195,10 @@ class GenerateRequest:
     unknown: str = field("error", "prompt tokens the model never saw: error refuses them, drop leaves them out",
                          choices=UNKNOWN)
     stream: bool = field(False, "answer with server-sent events, one per token (HTTP only)")
+    session: Optional[str] = field(None, "keep the recurrent state under this id (1 to 64 of A-Z a-z 0-9 _ -): the "
+                                         "next request with it continues from where this one stopped, its prompt "
+                                         "read on top (none: no session; HTTP only)", limits={"max_length": 64})
+    end_session: bool = field(False, "drop the session's state after answering")
 
     def __post_init__(self):
         if not isinstance(self.prompt, str):
@@ -205,5 +211,13 @@ class GenerateRequest:
         _checks.check_int("num_results", self.num_results, min=1)
         _checks.check_int("beam", self.beam, min=1, allow_none=True)
         _checks.check_choice("unknown", self.unknown, UNKNOWN)
+        if self.session is not None and not (isinstance(self.session, str) and SESSION_ID.fullmatch(self.session)):
+            _checks.fail("session", self.session, "1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
+        if self.session is not None and self.beam is not None:
+            _checks.fail("beam", self.beam, "none in a session (beam search keeps no state)")
+        if self.session is not None and self.num_results != 1:
+            _checks.fail("num_results", self.num_results, "1 in a session (a session keeps one state)")
+        if self.end_session and self.session is None:
+            _checks.fail("end_session", self.end_session, "false without a session")
         if self.beam is not None and self.stream:
             _checks.fail("stream", self.stream, "false with beam (beam search answers when every beam is done)")

@@ -537,6 +537,9 @@ class TextGenerator(Task, name="textgen"):
         draws, the first result's ``text``, ``tokens`` and ``finish_reason`` ("end": the end token; "length":
         ``max_tokens``), and every result in ``results``."""
         request = self.make_request(request)
+        if request.session is not None:
+            _checks.fail("session", request.session, "none here: sessions are kept by the server (rnnkit serve), "
+                                                     "for requests without beam")
         seed = request.seed if request.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
         texts = self.generate(request.prompt, max_tokens=request.max_tokens, temperature=request.temperature,
                               top_k=request.top_k, top_p=request.top_p, greedy=request.greedy, beam=request.beam,
@@ -572,8 +575,8 @@ class TextGenerator(Task, name="textgen"):
         model = self._sampling_model().eval()
         end = self.tokenizer_.word_index[self.end_token_] if self.end_token_ is not None else None
 
-        def start(ids: list[int]):
-            logits, state = model(torch.tensor([ids]))                          # (1, T0, V): the prompt once
+        def start(ids: list[int], state=None):
+            logits, state = model(torch.tensor([ids]), state)                   # (1, T0, V): the prompt once
             return no_padding(logits[:, -1]), state                             # (1, V)
 
         def decode(ids: list[int]) -> str:
