@@ -20,9 +20,10 @@ generation: continuous batching) and what to list (``describe``): adding a task 
 
 Every answer that comes from a model names it: ``"model"`` and ``"version"`` in the JSON, and the headers
 ``X-Rnnkit-Model`` / ``X-Rnnkit-Version``. ``{model}`` is the name a model is served under: a run
-directory's folder name, a registered ``NAME`` (its promoted version) or ``NAME@3``. A request is held to
-the limits of :class:`~rnnkit.serve.ServeConfig`: the body's size (413), each field's range (422), and a
-time limit (504). :func:`begin_shutdown` (SIGTERM, see :mod:`rnnkit.serve.cli`) ends the generation streams in
+directory's folder name, a registered ``NAME`` (its promoted version, followed while serving: a version promoted
+later is loaded and swapped in at the next request, see :mod:`rnnkit.serve.versions`) or ``NAME@3``. A
+request is held to the limits of :class:`~rnnkit.serve.ServeConfig`: the body's size (413), each field's range
+(422), and a time limit (504). :func:`begin_shutdown` (SIGTERM, see :mod:`rnnkit.serve.cli`) ends the generation streams in
 flight with an ``error`` event and ``done``, and answers generation requests in flight 503.
 """
 
@@ -49,6 +50,7 @@ from rnnkit.serve.security import ApiKeyCheck, HostCheck, allowed_hosts
 from rnnkit.serve.routes import embeddings as embedding_routes
 from rnnkit.serve.routes import models as model_routes
 from rnnkit.serve.routes import tasks as task_routes
+from rnnkit.serve.versions import FollowPromoted, VersionFollower
 from rnnkit.tasks.base import Task, discover_tasks
 
 log = logging.getLogger("rnnkit.serve")
@@ -96,10 +98,10 @@ class ServedModel:
         return {"model": self.key, "version": self.version}
 
 
-def load_model(spec: str, config: ServeConfig) -> ServedModel:
+def load_model(spec: str, config: ServeConfig, registry: Optional[Registry] = None) -> ServedModel:
     """Resolve and load one model to serve: a run directory, ``NAME`` (its promoted version) or ``NAME@3``.
     A run whose training did not finish is refused (unless ``config.checkpoint`` asks for its checkpoint)."""
-    mv = Registry().resolve(spec)
+    mv = (registry or Registry()).resolve(spec)
     explicit_version = "@" in str(spec) and not Path(spec).is_dir()
     key = f"{mv.name}@{mv.version}" if explicit_version else mv.name
     options = {} if config.checkpoint is None else {"checkpoint": config.checkpoint}
@@ -136,9 +138,15 @@ def create_app(models, embeddings=(), config: Optional[ServeConfig] = None) -> F
         raise ValueError("models: none given; expected at least one run directory, NAME, NAME@VERSION or "
                          "--embeddings SOURCE")
 
+    # A model served as NAME follows the registry's promoted version (rnnkit.serve.versions).
+    registry = Registry()
+    follower = VersionFollower(served, registry, lambda name, version: load_model(f"{name}@{version}", config,
+                                                                                  registry))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        follower.close()
         for m in served.values():          # shutting down: end the workers' threads
             if m.worker is not None:
                 m.worker.close()
@@ -151,7 +159,10 @@ def create_app(models, embeddings=(), config: Optional[ServeConfig] = None) -> F
     app.state.config = config
     app.state.metrics = Metrics()
     app.state.shutting_down = False
-    # Starlette runs the middleware added last first: Observe sees every request, refusals included.
+    app.state.versions = follower
+    # Starlette runs the middleware added last first: Observe sees every request, refusals included; a newly
+    # promoted version is looked for last, for requests that passed every check.
+    app.add_middleware(FollowPromoted, follower=follower)
     app.add_middleware(BodyCheck, max_bytes=config.max_body_bytes, timeout=config.body_timeout)
     if config.api_key is not None:
         app.add_middleware(ApiKeyCheck, key=config.api_key)
@@ -203,6 +214,7 @@ def begin_shutdown(app: FastAPI) -> None:
     stopping server waiting for them. Requests answered by a task's ``apply`` finish. Safe in a signal handler:
     nothing here waits."""
     app.state.shutting_down = True
+    app.state.versions.close(wait=False)
     for m in app.state.models.values():
         if m.worker is not None:
             m.worker.close(wait=False)
