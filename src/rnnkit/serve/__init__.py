@@ -62,11 +62,15 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         _checks.check_int("port", self.port, min=0, max=65535)
-        for name in ("max_tokens", "max_prompt_chars", "max_texts", "max_text_chars", "max_beam", "max_results",
-                     "max_body_bytes", "max_batch", "max_sessions"):
-            _checks.check_int(name, getattr(self, name), min=1)
+        # Upper bounds no real use reaches, checked before a model loads: each keeps one request (or the server's
+        # state) from growing without end.
+        caps = {"max_tokens": _checks.MAX_TOKENS, "max_prompt_chars": 10_000_000, "max_texts": 100_000,
+                "max_text_chars": 10_000_000, "max_beam": _checks.MAX_BEAM, "max_results": _checks.MAX_RESULTS,
+                "max_body_bytes": 1_000_000_000, "max_batch": _checks.MAX_BATCH, "max_sessions": 1_000_000}
+        for name, cap in caps.items():
+            _checks.check_int(name, getattr(self, name), min=1, cap=cap)
         for name in ("timeout", "body_timeout", "keep_alive_timeout", "session_ttl"):
-            _checks.check_float(name, getattr(self, name), min=0, min_open=True)
+            _checks.check_float(name, getattr(self, name), min=0, min_open=True, max=7 * 24 * 3600.0)   # a week
         if self.api_key is not None and not self.api_key.strip():
             _checks.fail("api_key", self.api_key, "a non-empty key")
         _checks.check_choice("checkpoint", self.checkpoint, (None, "best", "last"))
