@@ -95,3 +95,26 @@ def test_a_dry_run_is_not_resumed(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"rnnkit: error: {run}: a dry run (--dry-run), which cannot be resumed: it was built from a sample of "
         f"the data; expected a run trained without --dry-run: train it again (--overwrite)")
+
+
+def test_sigterm_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    # SIGTERM saves a checkpoint and ends the command with 143, saying (as Ctrl-C does) the command that goes on.
+    from rnnkit.cli import Terminated, main
+    from rnnkit.training import Trainer
+
+    fit = Trainer.fit
+
+    def fit_with_sigterm(self, *args, **kwargs):
+        def term(trainer):
+            if trainer.step >= 1:
+                raise Terminated("SIGTERM")
+        self.add_callback("on_step_end", term)
+        return fit(self, *args, **kwargs)
+    monkeypatch.setattr(Trainer, "fit", fit_with_sigterm)
+    corpus, run = tmp_path / "abc.txt", tmp_path / "run"
+    corpus.write_text("abcd efgh " * 400)
+    assert main(["textgen", "train", "--corpus", str(corpus), "--hidden-size", "8", "--num-layers", "1",
+                 "--seq-len", "8", "--batch-size", "4", "--sample-max-tokens", "0", "--run-dir", str(run)]) == 143
+    err = capsys.readouterr().err
+    assert f"resume with: rnnkit textgen train --run-dir {run} --resume\n" in err
+    assert err.endswith("rnnkit: terminated (SIGTERM)\n") and (run / "checkpoint.json").is_file()

@@ -304,8 +304,15 @@ class Task:
             trainer = Trainer(self.model_, self._train_config(prepared, dry_run), run_dir=run_dir,
                               progress=progress, items_name=prepared.items_name)
             evaluate = None if prepared.val is None else partial(self._validation_metrics, prepared)
-            trainer.fit(prepared.train, partial(self._loss, prepared), evaluate, partial(self._epoch_end, prepared),
-                        resume=resume)
+            try:
+                trainer.fit(prepared.train, partial(self._loss, prepared), evaluate,
+                            partial(self._epoch_end, prepared), resume=resume)
+            except KeyboardInterrupt:
+                # SIGTERM: the Trainer saved its checkpoint and raised again (Ctrl-C returns instead, and the
+                # task's command prints this line): the command that goes on, before the process ends.
+                if run_dir is not None and trainer.interrupted and distributed.is_main():
+                    print(f"resume with: {resume_command(self.command(), run_dir)}", file=sys.stderr)
+                raise
             if was_finished:
                 self._refuse_spent_budget(trainer, run_dir, resume)
             elif resume and not trainer.interrupted and not trainer.metrics and distributed.is_main():
