@@ -183,6 +183,46 @@ def test_a_half_sent_body_is_timed_out_with_a_408(runs):
         assert httpx.post(f"{url}{GEN}", json={"prompt": "the", "max_tokens": 2}).status_code == 200
 
 
+def test_headers_sent_a_byte_at_a_time_are_cut_off(runs):
+    # slowloris: a client that opens a connection and dribbles its request line and headers held it forever
+    import uvicorn
+
+    from rnnkit.serve.security import uvicorn_config
+
+    app = create_app([str(runs["words"])])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(app, ServeConfig(port=port, body_timeout=0.5)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            began = time.monotonic()
+            closed = False
+            for byte in b"POST /v1/models/words/generate HTTP/1.1\r\nHost: localhost\r\n":
+                try:
+                    s.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.1)
+            if not closed:
+                closed = s.recv(1024) == b""
+            waited = time.monotonic() - began
+        assert closed and waited < 5, waited
+        # a normal client on a new connection is answered, on the same server
+        r = httpx.post(f"http://127.0.0.1:{port}{GEN}", json={"prompt": "the", "max_tokens": 2},
+                       headers={"host": "localhost"})
+        assert r.status_code == 200, r.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.mark.parametrize("cells, field, phrase", [
     ("[1.0, 1e309]", "table.y.1", "finite number within float32"),
     ("[1.0, 1e308]", "table.y.1", "finite number within float32"),

@@ -45,7 +45,8 @@ class ServeConfig:
     max_batch: int = field(64, "most generation requests of one text model stepped together")
     batching: bool = field(True, "step the generation requests of one model together (--no-batching: one at a "
                                  "time, for comparison)")
-    body_timeout: float = field(10.0, "seconds a request body may take to arrive whole; slower ones get 408")
+    body_timeout: float = field(10.0, "seconds a request's headers, and then its body, may take to arrive whole; "
+                                      "slow headers close the connection, a slow body gets 408")
     keep_alive_timeout: float = field(5.0, "seconds an idle keep-alive connection is held open")
     api_key: Optional[str] = field(None, "the key every /v1 request must send as 'Authorization: Bearer KEY' "
                                          "(default: the environment variable RNNKIT_API_KEY; required when --host "

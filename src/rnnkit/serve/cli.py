@@ -46,7 +46,7 @@ def run_serve(args: argparse.Namespace) -> int:
                          "(or --embeddings SOURCE)")
     if config.api_key is None and os.environ.get("RNNKIT_API_KEY", "").strip():
         config.api_key = os.environ["RNNKIT_API_KEY"].strip()
-    from rnnkit.serve.security import is_loopback
+    from rnnkit.serve.security import is_loopback, uvicorn_config
     if config.api_key is None and not is_loopback(config.host):
         raise ValueError(f"--host {config.host}: reachable beyond this machine, so the API needs a key; pass "
                          f"--api-key KEY or set RNNKIT_API_KEY (clients send 'Authorization: Bearer KEY')")
@@ -81,8 +81,7 @@ def run_serve(args: argparse.Namespace) -> int:
             if sig == signal.SIGTERM:       # uvicorn would raise it again once stopped: exit 0 instead
                 self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
-    Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                          timeout_keep_alive=config.keep_alive_timeout)).run()
+    Server(uvicorn_config(app, config)).run()
     print("stopped", file=sys.stderr)
     return 0
 

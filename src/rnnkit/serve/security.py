@@ -90,3 +90,65 @@ class ApiKeyCheck:
             refusal.headers["WWW-Authenticate"] = "Bearer"
             return await refusal(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Slow headers (slowloris): uvicorn times out idle keep-alive connections and, through BodyCheck, slow bodies,
+# but a client that connects and sends its request line and headers a byte at a time is never cut off.
+# ---------------------------------------------------------------------------------------------------------
+
+def uvicorn_config(app, config) -> "uvicorn.Config":
+    """The uvicorn settings ``rnnkit serve`` runs ``app`` with (``config``: its ServeConfig): its address, its
+    keep-alive timeout, and an HTTP protocol that gives each request's headers ``body_timeout`` seconds."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
+                          timeout_keep_alive=config.keep_alive_timeout,
+                          http=header_deadline_protocol(config.body_timeout))
+
+
+def header_deadline_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol with a deadline on each request's headers: a connection whose request has not
+    begun (its headers not all read) ``seconds`` after the connection opened, or after the previous answer, is
+    closed."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        _deadline = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._waiting() is False:          # a request's headers are in: the body has its own timeout
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()                           # the next request's headers get their own deadline
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _waiting(self) -> bool:
+            """No request in progress: waiting for the next one's request line and headers."""
+            return self.cycle is None or self.cycle.response_complete
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if self._waiting() and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadline
