@@ -384,6 +384,8 @@ def test_a_planted_library_in_the_sampler_cache_is_said_once(tmp_path, monkeypat
 
     from rnnkit.generation import native
 
+    # The native sampler is compiled on the user's machine: without a C compiler there is no library to plant
+    # (rnnkit then samples with its TorchScript loop, tested in test_textgen_native.py). CI has gcc.
     if shutil.which("cc") is None and not __import__("os").environ.get("CC"):
         pytest.skip("no C compiler")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "first"))

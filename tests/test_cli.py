@@ -69,6 +69,8 @@ def option_strings(parser):
 def test_every_help_renders_plainly_with_each_default_once(parser):
     text = parser.format_help()                       # raised for a '%' in a help text before
     assert not [m for m in REST_MARKUP if m in text], f"{parser.prog}: reST markup in --help"
+    # a help text written without its f prefix shows the placeholder itself ("at most {_checks.MAX_BEAM}")
+    assert not re.search(r"\{[A-Za-z_][\w.]*(:[^}]*)?\}", text), f"{parser.prog}: an unfilled {{...}} in --help"
     for action in parser._actions:
         if action.help:
             shown = (action.help % {**vars(action), "prog": parser.prog}) if "%(" in action.help else action.help

@@ -125,13 +125,13 @@ class DecodeConfig:
     greedy: bool = field(True, "take the most likely token at each step; --no-greedy draws it at random (with "
                                "--temperature, --top-k, --top-p); --beam searches instead", group="decoding")
     beam: Optional[int] = field(None, "beam search with this many beams per input, all inputs of a batch decoded "
-                                      "together (None: greedy; at most {_checks.MAX_BEAM})", group="decoding")
+                                      f"together (None: greedy; at most {_checks.MAX_BEAM})", group="decoding")
     num_results: int = field(1, "outputs per input, best first, with their scores (at most --beam)",
                              group="decoding")
     temperature: float = field(1.0, "sampling: below 1 sharpens the distribution, above 1 flattens it (at most "
                                     f"{_checks.MAX_TEMPERATURE:g})", group="decoding")
-    top_k: Optional[int] = field(None, f"sampling: only the k most likely tokens (None: all; at most {_checks.MAX_TOP_K:,})",
-                                 group="decoding")
+    top_k: Optional[int] = field(None, "sampling: only the k most likely tokens (None: all; at most "
+                                       f"{_checks.MAX_TOP_K:,})", group="decoding")
     top_p: Optional[float] = field(None, "sampling: only the smallest set of tokens with this much probability "
                                          "(None: all)", group="decoding")
     seed: Optional[int] = field(None, f"sampling: seed of the draws, for outputs that repeat (None: random; 0 to "
