@@ -258,23 +258,7 @@ class Task:
             _checks.fail("run_dir", run_dir, "the run directory to resume")
         if resume and dry_run:
             _checks.fail("dry_run", dry_run, "False with resume=True (a dry run is a fresh smoke test)")
-        was_finished = False
-        if resume:
-            doc = read_run_config(run_dir, self.name)
-            if doc.get("data", {}).get("dry_run"):
-                # Its vocabulary and scales come from a sample of the data: the model would not fit the whole.
-                raise ValueError(f"{run_dir}: a dry run (--dry-run), which cannot be resumed: it was built from a "
-                                 f"sample of the data; expected a run trained without --dry-run: train it again "
-                                 f"(--overwrite)")
-            was_finished = is_finished(doc)
-            if not RunDir(run_dir).has_checkpoint():
-                # Killed before its first checkpoint: nothing to go on from, so it starts again (no dead end).
-                if distributed.is_main():
-                    print(f"{run_dir}: the run stopped before its first checkpoint was saved: training starts from "
-                          f"the beginning", file=sys.stderr)
-                    clear_run(run_dir)
-                distributed.barrier()
-                resume = False
+        resume, was_finished = self._resume_point(run_dir) if resume else (False, False)
         for name in [k for k in vars(self) if k.endswith("_")]:
             delattr(self, name)                  # a new fit starts from nothing learned
         prepared = self._read_data(data, run_dir=run_dir, resume=resume, **options)
@@ -331,6 +315,24 @@ class Task:
         if run_dir is not None and distributed.is_main():
             self.save(run_dir)   # the finished model, and config.json marked finished
         return self
+
+    def _resume_point(self, run_dir: str | Path) -> tuple[bool, bool]:
+        """For ``fit(resume=True)``: whether there is a checkpoint to go on from, and whether the run was
+        finished. A dry run is refused; a run killed before its first checkpoint starts again (no dead end)."""
+        doc = read_run_config(run_dir, self.name)
+        if doc.get("data", {}).get("dry_run"):
+            # Its vocabulary and scales come from a sample of the data: the model would not fit the whole.
+            raise ValueError(f"{run_dir}: a dry run (--dry-run), which cannot be resumed: it was built from a "
+                             f"sample of the data; expected a run trained without --dry-run: train it again "
+                             f"(--overwrite)")
+        if RunDir(run_dir).has_checkpoint():
+            return True, is_finished(doc)
+        if distributed.is_main():
+            print(f"{run_dir}: the run stopped before its first checkpoint was saved: training starts from the "
+                  f"beginning", file=sys.stderr)
+            clear_run(run_dir)
+        distributed.barrier()
+        return False, False
 
     def _train_config(self, prepared: Prepared, dry_run: bool) -> Any:
         """The TrainConfig the Trainer runs: the config's, cut to one step for a dry run, and without a best
