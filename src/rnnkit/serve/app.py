@@ -110,6 +110,8 @@ def load_model(spec: str, config: ServeConfig, registry: Optional[Registry] = No
         raise ValueError(f"{spec}: a {mv.task!r} run, whose task defines no request_class (what a request holds); "
                          f"expected a run of a task rnnkit serve can apply")
     worker = obj.serving_worker(config.max_batch if config.batching else 1)
+    if getattr(worker, "sessions", None) is not None:     # a worker that keeps generation sessions
+        worker.sessions.configure(config.session_ttl, config.max_sessions)
     return ServedModel(key, mv.name, mv.version, mv.task, str(mv.path), bool(mv.promoted), obj, obj.endpoint, worker)
 
 

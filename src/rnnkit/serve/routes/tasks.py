@@ -88,9 +88,6 @@ async def _through_worker(m: Any, request: Any, fields: list[str], notes: list[s
         if stream or kind == "done":
             loop.call_soon_threadsafe(events.put_nowait, (kind, data))
 
-    sessions = getattr(m.worker, "sessions", None)
-    if sessions is not None:
-        sessions.configure(config.session_ttl, config.max_sessions)
     try:
         job = m.worker.submit(request, listener, timeout=config.timeout)
     except SessionBusy as err:
