@@ -259,6 +259,58 @@ def test_early_stopping_stops_at_the_right_epoch(tmp_path):
     assert [r["best"] for r in trainer.history if r["event"] == "epoch"] == [True, True, False, False]
 
 
+def test_early_stopping_and_the_kept_weights_are_said_in_words(tmp_path):
+    train_batches, compute_loss, _ = regression_problem()
+    values = iter([3.0, 2.0, 2.5, 2.2])
+    trainer = Trainer(mlp(), TrainConfig(epochs=10, early_stop_patience=2), tmp_path, progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)})
+    assert trainer.end_report() == [
+        "stopped early after epoch 4: val_loss had not improved for 2 epochs (--early-stop-patience 2)",
+        "kept the weights of epoch 2 (val_loss 2), the best; the last epoch's val_loss was 2.2"]
+    assert not trainer.still_improving
+
+
+@pytest.mark.parametrize("budget, flag", [({"epochs": 3}, "--epochs 3"), ({"max_steps": 20}, "--max-steps 20")])
+def test_a_budget_that_ends_while_validation_improves_says_what_to_raise(budget, flag):
+    train_batches, compute_loss, _ = regression_problem()       # 8 batches an epoch
+    values = iter([3.0, 2.0, 1.0, 0.5])                         # better at every evaluation
+    trainer = Trainer(mlp(), TrainConfig(**{"epochs": 10, **budget}), progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)})
+    assert trainer.still_improving
+    assert trainer.end_report() == [f"val_loss was still improving when {flag} ended (its best was the last "
+                                    f"evaluation, {trainer.best:.4g}): a larger {flag.split()[0]} may do better"]
+    # Getting worse at the end is not "still improving", and says nothing of the sort.
+    values = iter([3.0, 2.0, 2.5])
+    trainer = Trainer(mlp(), TrainConfig(epochs=3), progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)})
+    assert not trainer.still_improving and not any("improving" in line for line in trainer.end_report())
+
+
+def test_min_steps_trains_on_past_the_epochs_of_a_tiny_set(tmp_path):
+    train_batches, compute_loss, evaluate = regression_problem(n=16, batch=8)    # 2 batches an epoch
+    trainer = Trainer(mlp(), TrainConfig(epochs=1, min_steps=7), tmp_path, progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate)
+    # ceil(7 / 2) = 4 whole epochs: the minimum holds however small the data, in whole epochs.
+    assert (trainer.step, trainer.epoch, trainer.stop_reason) == (8, 4, "epochs")
+    # Early stopping waits for min_steps too: a metric that never improves after the first epoch.
+    values = iter([1.0] + [2.0] * 20)
+    trainer = Trainer(mlp(), TrainConfig(epochs=50, min_steps=10, early_stop_patience=1), progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)})
+    assert (trainer.stop_reason, trainer.step) == ("early_stop", 10)
+    assert trainer._epoch_label(5) == "epoch 6/50"
+    assert Trainer(mlp(), TrainConfig(epochs=1, min_steps=7), progress=False)._epoch_label(2) == \
+        "epoch 3 (past --epochs 1 until --min-steps 7)"
+
+
+@pytest.mark.parametrize("n, auto, expected", [(50, True, 8), (270, True, 34), (25_000, True, 64), (3, True, 8),
+                                               (50, False, 64)])
+def test_auto_batch_gives_a_small_set_enough_updates_an_epoch(n, auto, expected):
+    config = TrainConfig(batch_size=64, auto_batch=auto)
+    assert config.batch_for(n) == expected
+    if auto and n >= 64:
+        assert -(-n // config.batch_for(n)) >= 8      # at least 8 updates an epoch
+
+
 def test_monitor_must_be_a_key_of_the_evaluation():
     train_batches, compute_loss, _ = regression_problem()
     trainer = Trainer(mlp(), TrainConfig(epochs=1, monitor="val_acc"), progress=False)
@@ -283,7 +335,8 @@ def test_run_dir_files_metrics_and_plot(tmp_path):
     assert [(r["epoch"], r["step"], r["partial"]) for r in epochs] == [(0, 8, False), (1, 16, False)]
     assert set(train[0]) == {"event", "epoch", "step", "loss", "lr", "items_per_s", "elapsed_s", "grad_norm"}
     assert set(epochs[0]) == {"event", "epoch", "step", "train_loss", "val_loss", "lr", "best", "partial",
-                              "elapsed_s"}
+                              "elapsed_s", "precision"}
+    assert epochs[0]["precision"] == "fp32"      # the precision the run actually used is stored
     assert all(r["items_per_s"] > 0 and r["loss"] > 0 for r in train)
     assert run.plot_path.read_bytes()[:8] == PNG_MAGIC
     for name in ("model.safetensors", "best.safetensors", "checkpoint.json"):

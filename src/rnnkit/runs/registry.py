@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from rnnkit.runs.checkpoint import METRICS_FILE, RunDir
+from rnnkit.runs.checkpoint import METRICS_FILE, RECORD_KEYS, RunDir
 from rnnkit.runs.io import atomic_write_json, fsync_dir, read_json
 from rnnkit.runs.schema import is_finished, load, read_run_config
 
@@ -340,8 +340,7 @@ def run_metrics(path: Path, doc: dict[str, Any]) -> dict[str, float]:
     epochs = [r for r in run.read_metrics() if r.get("event") == "epoch"] if (path / METRICS_FILE).is_file() else []
     best = [r for r in epochs if r.get("best")]
     if best or epochs:
-        skip = {"event", "epoch", "step", "lr", "best", "partial", "elapsed_s"}
-        metrics.update({k: v for k, v in (best or epochs)[-1].items() if k not in skip})
+        metrics.update({k: v for k, v in (best or epochs)[-1].items() if k not in RECORD_KEYS})
     metrics.update(doc.get("fitted", {}).get("metrics") or {})
     for part, file in REPORT_FILES.items():
         if (path / file).is_file():

@@ -38,7 +38,7 @@ from rnnkit import _checks
 # add_train_arguments lives with the other flag builders in rnnkit.config (no torch: --help is built from it).
 from rnnkit.config import (add_train_arguments, config_from_args, config_from_dict, config_to_dict,  # noqa: F401
                            flag_name, given_fields, rename_values, renamed_fields)
-from rnnkit.runs.checkpoint import RunDir
+from rnnkit.runs.checkpoint import RECORD_KEYS, RunDir
 from rnnkit.runs.io import atomic_write_bytes
 from rnnkit.runs.weights import load_weights, save_weights
 from rnnkit.runs.schema import (SHA256, check_run_files, file_digests, is_finished, read_run_config,
@@ -46,7 +46,7 @@ from rnnkit.runs.schema import (SHA256, check_run_files, file_digests, is_finish
 from rnnkit.training import distributed
 
 # What a resumed run may change: its budgets and how it reports, never the model or the data.
-RESUME_FIELDS = ("epochs", "max_steps", "max_minutes", "early_stop_patience", "device", "precision",
+RESUME_FIELDS = ("epochs", "min_steps", "max_steps", "max_minutes", "early_stop_patience", "device", "precision",
                  "log_every", "threads")
 
 # The finished model's weights, in every task: written by ``save`` (and so at the end of every completed
@@ -286,7 +286,7 @@ class Task:
             self.model_ = self._fit_without_trainer(prepared, progress)
         else:
             trainer = Trainer(self.model_, self._train_config(prepared, dry_run), run_dir=run_dir,
-                              progress=progress, items_name=prepared.items_name)
+                              progress=progress, items_name=prepared.items_name, caller_says_resume=True)
             evaluate = None if prepared.val is None else partial(self._validation_metrics, prepared)
             try:
                 trainer.fit(prepared.train, partial(self._loss, prepared), evaluate,
@@ -304,6 +304,9 @@ class Task:
                 # kill in between): this resume writes it, from the weights the checkpoint holds.
                 print(f"{run_dir}: its training had ended before the finished model was written: writing it now",
                       file=sys.stderr)
+            if distributed.is_main() and not trainer.interrupted and progress is not False:
+                for line in trainer.end_report():   # early stop, best epoch kept, still improving
+                    print(line, file=sys.stderr)
             # The Trainer leaves the best epoch's weights in the model (restore_best); its metrics are theirs.
             self.trainer_, self.history_, self.metrics_ = trainer, trainer.history, metrics_of_held_weights(trainer)
             self.model_.eval()
@@ -722,8 +725,7 @@ def metrics_of_held_weights(trainer: Any) -> dict[str, float]:
     best = [r for r in epochs if r.get("best")]
     # A resumed run whose training had already ended trains no epoch in this call (trainer.metrics is empty):
     # its figures are the history's (else the finished run reports none, and the CLI's report fails).
-    keys = list(trainer.metrics) or [k for k in (epochs[-1] if epochs else {})
-                                     if k not in ("event", "epoch", "step", "lr", "best", "partial", "elapsed_s")]
+    keys = list(trainer.metrics) or [k for k in (epochs[-1] if epochs else {}) if k not in RECORD_KEYS]
     if not trainer.config.restore_best or not best:
         return dict(trainer.metrics) if trainer.metrics or not epochs else {k: epochs[-1][k] for k in keys}
     return {k: best[-1][k] for k in keys if k in best[-1]}

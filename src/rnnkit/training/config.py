@@ -15,6 +15,10 @@ from rnnkit.config import field
 
 SCHEDULES = ("auto", "constant", "cosine", "cosine_time")
 PRECISIONS = ("auto", "fp32", "bf16")
+# auto_batch: the batch shrinks until an epoch holds this many updates, but never below MIN_AUTO_BATCH examples
+# (a batch of 1-7 makes noisy steps, and batch normalisation-free recurrent models still like a few rows).
+MIN_BATCHES_PER_EPOCH = 8
+MIN_AUTO_BATCH = 8
 
 
 @dataclass
@@ -22,6 +26,11 @@ class TrainConfig:
     epochs: int = field(10, f"passes over the training data (at most {_checks.MAX_STEPS:,})")
     batch_size: int = field(32, "examples (or parallel streams of text) per optimizer step (at most "
                                 f"{_checks.MAX_BATCH:,})")
+    min_steps: int = field(0, "train at least this many optimizer steps, however small the data: epochs go on past "
+                              "--epochs until then, and early stopping waits for it (at most "
+                              f"{_checks.MAX_STEPS:,})")
+    auto_batch: bool = field(False, "shrink the batch for a small training set, so that an epoch still holds at "
+                                    f"least {MIN_BATCHES_PER_EPOCH} updates (never below {MIN_AUTO_BATCH} examples)")
     max_steps: Optional[int] = field(None, f"stop after this many optimizer steps (at most {_checks.MAX_STEPS:,}; "
                                            "None: no limit)")
     max_minutes: Optional[float] = field(None, "training-time budget in minutes, counted over the whole run "
@@ -68,6 +77,9 @@ class TrainConfig:
         if _checks.check_int("epochs", self.epochs, cap=_checks.MAX_STEPS) < 1:
             _checks.fail("epochs", self.epochs, f"at least 1 {no_update}")
         _checks.check_int("batch_size", self.batch_size, min=1, cap=_checks.MAX_BATCH)
+        _checks.check_int("min_steps", self.min_steps, min=0, cap=_checks.MAX_STEPS)
+        if not isinstance(self.auto_batch, bool):
+            _checks.fail("auto_batch", self.auto_batch, "True or False")
         if self.max_steps is not None and _checks.check_int("max_steps", self.max_steps, cap=_checks.MAX_STEPS) < 1:
             _checks.fail("max_steps", self.max_steps, f"at least 1, or None for no limit {no_update}")
         if self.max_minutes is not None and _checks.check_float("max_minutes", self.max_minutes) <= 0:
@@ -100,6 +112,15 @@ class TrainConfig:
         _checks.check_choice("precision", self.precision, PRECISIONS)
         _checks.check_float("ema_decay", self.ema_decay, min=0, max=1, min_open=True, max_open=True,
                             allow_none=True)
+
+    def batch_for(self, n_examples: int) -> int:
+        """The batch size to train ``n_examples`` with: ``batch_size``, or with ``auto_batch`` a smaller one when
+        the set is small, so that an epoch holds at least MIN_BATCHES_PER_EPOCH updates (50 series at batch 64
+        would be one update an epoch). Never below MIN_AUTO_BATCH examples, never above batch_size."""
+        if not self.auto_batch or n_examples <= 0:
+            return self.batch_size
+        per_epoch = -(-n_examples // MIN_BATCHES_PER_EPOCH)          # ceil(n / 8)
+        return min(self.batch_size, max(MIN_AUTO_BATCH, per_epoch))
 
     def resolved_schedule(self) -> str:
         """``schedule`` with ``auto`` settled: cosine over the time budget when there is one, else cosine."""

@@ -164,7 +164,7 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, config: TrainConfig | None = None,
                  run_dir: str | RunDir | None = None, *, optimizer: torch.optim.Optimizer | None = None,
                  progress: bool | None = None, items_name: str = "items",
-                 callbacks: dict[str, Callable | list[Callable]] | None = None):
+                 callbacks: dict[str, Callable | list[Callable]] | None = None, caller_says_resume: bool = False):
         self.config = config or TrainConfig()
         distributed.init_from_env()   # started by torchrun: join the others (see training/distributed.py)
         self.device = distributed.local_device(pick_device(self.config.device))
@@ -179,6 +179,9 @@ class Trainer:
         # None: show a bar when stderr is a terminal. Only rank 0 of a distributed run shows progress.
         self.progress = progress if distributed.is_main() else False
         self.items_name = items_name  # what n_items counts ("chars", "words"): the bar shows <name>/s
+        # A command-line caller prints the command that resumes after an interrupt; the Trainer then does not
+        # point to its Python API.
+        self.caller_says_resume = caller_says_resume
         self.callbacks: dict[str, list[Callable]] = {name: [] for name in EVENTS}
         for event, fns in (callbacks or {}).items():
             for fn in (fns if isinstance(fns, (list, tuple)) else [fns]):
@@ -219,6 +222,9 @@ class Trainer:
         self.stop_reason: str | None = None
         self.interrupted = False
         self.message = ""
+        # Whether the monitored metric improved at the last evaluation when a budget (epochs, steps, minutes)
+        # ended the run: more training would likely help (see end_report).
+        self.still_improving = False
 
     def autocast(self):
         """The context the forward pass runs in: bfloat16 autocast for precision bf16, else a no-op.
@@ -274,11 +280,13 @@ class Trainer:
         if self._swapped:
             self._swap_average()            # train on from the trained weights, not from the average
         self.model.train()
+        if self.progress is not False and distributed.is_main():
+            print(f"training on {self.device.type} in {self.precision}{self._precision_why()}", file=sys.stderr)
         try:
-            if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
+            if self._patience_spent():
                 self.stop_reason = "early_stop"  # a resumed run that had already stopped early
             while self.stop_reason is None:
-                if self.epoch >= cfg.epochs:
+                if self.epoch >= cfg.epochs and self.step >= cfg.min_steps:
                     self.stop_reason = "epochs"
                 elif cfg.max_steps is not None and self.step >= cfg.max_steps:
                     self.stop_reason = "max_steps"
@@ -300,11 +308,12 @@ class Trainer:
             if self.run_dir is not None:
                 # No collective here: the other ranks may be stopping too (rank 0 saves what it holds).
                 self.save(best=False, together=False)
-                self.message = (f"{what} in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
-                                f"checkpoint saved in {self.run_dir.path}. Resume with fit(..., resume=True) "
-                                f"on a Trainer with this run_dir.")   # the CLI prints its own command
+                self.message = (f"{what} in {self._epoch_label(self.epoch)} after {self.step} steps; "
+                                f"checkpoint saved in {self.run_dir.path}.")
+                if not self.caller_says_resume:     # (a CLI caller prints the command that resumes next)
+                    self.message += " Resume with fit(..., resume=True) on a Trainer with this run_dir."
             else:
-                self.message = (f"{what} in epoch {self.epoch + 1}/{cfg.epochs} after {self.step} steps; "
+                self.message = (f"{what} in {self._epoch_label(self.epoch)} after {self.step} steps; "
                                 f"nothing saved (no run_dir).")
             if distributed.is_main():
                 print(self.message, file=sys.stderr)
@@ -314,9 +323,67 @@ class Trainer:
             self.train_seconds, self._start = self.elapsed(), None
             if self._average is not None and not self._swapped:
                 self._swap_average()        # the model leaves fit holding the averaged weights
+        # Improved at the last evaluation (of this call) and stopped by a budget, not by patience.
+        self.still_improving = (self.stop_reason in ("epochs", "max_steps", "max_minutes") and self._holds_best
+                                and bool(self.metrics) and len(self._evaluations()) >= 2)
+        self._last_metrics = dict(self.metrics)
         if cfg.restore_best:
             self._restore_best()
         return self
+
+    # -- what ended the run, in words -------------------------------------------------------------------------
+
+    def _precision_why(self) -> str:
+        """Why this precision, when --precision auto chose it (the user asked for the others by name)."""
+        if self.config.precision != "auto":
+            return ""
+        if self.precision == "bf16":
+            return " (--precision auto: this device multiplies bfloat16 natively)"
+        return " (--precision auto: this device has no fast bfloat16)"
+
+    def _patience_spent(self) -> bool:
+        """Early stopping's test: ``early_stop_patience`` whole epochs without improvement, and at least
+        ``min_steps`` steps trained (a minimum that holds however small the data)."""
+        cfg = self.config
+        return bool(cfg.early_stop_patience) and self.bad_epochs >= cfg.early_stop_patience \
+            and self.step >= cfg.min_steps
+
+    def _epoch_label(self, epoch: int) -> str:
+        """"epoch 3/10"; past --epochs (min_steps goes on), "epoch 12 (past --epochs 10 until --min-steps 300)"."""
+        cfg = self.config
+        if epoch + 1 <= cfg.epochs:
+            return f"epoch {epoch + 1}/{cfg.epochs}"
+        return f"epoch {epoch + 1} (past --epochs {cfg.epochs} until --min-steps {cfg.min_steps})"
+
+    def _evaluations(self) -> list[dict[str, Any]]:
+        return [r for r in self.history if r.get("event") == "epoch"]
+
+    def end_report(self) -> list[str]:
+        """What ended training and which weights the model holds, in lines for the user (``Task.fit`` prints
+        them): early stopping and its patience, the best epoch's weights kept instead of the last, and a run
+        that a budget ended while the monitored metric was still improving (with the flag to raise)."""
+        cfg, lines = self.config, []
+        monitor = cfg.monitor
+        if self.stop_reason == "early_stop" and cfg.early_stop_patience:
+            lines.append(f"stopped early after epoch {self.epoch}: {monitor} had not improved for "
+                         f"{cfg.early_stop_patience} epochs (--early-stop-patience {cfg.early_stop_patience})")
+        last = getattr(self, "_last_metrics", {}).get(monitor)
+        evaluations = self._evaluations()
+        last_epoch = evaluations[-1]["epoch"] if evaluations else None
+        if (cfg.restore_best and self._holds_best and self.best_epoch is not None and last is not None
+                and last_epoch is not None and self.best_epoch != last_epoch):
+            lines.append(f"kept the weights of epoch {self.best_epoch + 1} ({monitor} {self.best:.4g}), the best; "
+                         f"the last epoch's {monitor} was {last:.4g}")
+        if self.still_improving:
+            if self.stop_reason == "max_minutes":
+                flag = f"--max-minutes {cfg.max_minutes:g}"
+            elif self.stop_reason == "max_steps":
+                flag = f"--max-steps {cfg.max_steps}"
+            else:
+                flag = f"--epochs {cfg.epochs}" + (f" / --min-steps {cfg.min_steps}" if self.epoch > cfg.epochs else "")
+            lines.append(f"{monitor} was still improving when {flag} ended (its best was the last evaluation, "
+                         f"{self.best:.4g}): a larger {flag.split()[0]} may do better")
+        return lines
 
     def _restore_best(self) -> None:
         """Put the best epoch's weights in the model (the last ones are kept for a later fit call)."""
@@ -479,7 +546,7 @@ class Trainer:
         with self.averaged_weights():
             self._evaluate_and_save(epoch, evaluate, on_epoch_end, partial=partial)
         self._end_seconds = time.monotonic() - began     # what the next budget stop leaves free
-        if not partial and cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
+        if not partial and self._patience_spent():
             self.stop_reason = "early_stop"
 
     def _evaluate_and_save(self, epoch: int, evaluate, on_epoch_end, *, partial: bool) -> None:
@@ -516,13 +583,14 @@ class Trainer:
             self.bad_epochs = 0 if improved else self.bad_epochs + 1
         self.metrics = metrics
         self._record({"event": "epoch", "epoch": epoch, "step": self.step, **metrics, "lr": self.lr,
-                      "best": improved, "partial": partial, "elapsed_s": self.elapsed()})
+                      "best": improved, "partial": partial, "elapsed_s": self.elapsed(),
+                      "precision": self.precision})
         self._trigger("on_epoch_end", epoch, metrics)
         if on_epoch_end is not None:
             on_epoch_end(self, epoch, metrics)
         if self.progress is not False:
             # One line per epoch, also when stderr is not a terminal (logs, CI) and the bar is hidden.
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}{' (partial)' if partial else ''}, step {self.step}: "
+            tqdm.write(f"{self._epoch_label(epoch)}{' (partial)' if partial else ''}, step {self.step}: "
                        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), file=sys.stderr)
         if not partial:
             self.epoch += 1
@@ -755,6 +823,8 @@ def check_trainer_state(state: Any, source: Any) -> None:
 def _total_steps(config: TrainConfig, per_epoch: int | None) -> int | None:
     """Steps the whole run will take, for the cosine schedule; None when it cannot be known."""
     candidates = [config.max_steps] if config.max_steps is not None else []
-    if per_epoch is not None:
-        candidates.append(config.epochs * per_epoch)
+    if per_epoch:
+        # min_steps goes on past --epochs, in whole epochs.
+        epochs = max(config.epochs, -(-config.min_steps // per_epoch))
+        candidates.append(epochs * per_epoch)
     return min(candidates) if candidates else None
