@@ -17,7 +17,8 @@ user setting anything.
     python bench/busy_cpu.py --seconds 10 --rounds 1      # a quick check that it works
 
 Numbers are only meaningful on an otherwise quiet machine: the script measures how busy other processes
-kept the CPUs before it starts and warns when they were.
+kept the CPUs before it starts and warns when they were. The threads are set per scenario on purpose (that
+is what it measures); each scenario is shown as it starts (a bar on a terminal, a line in a log).
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import progress
+
 from rnnkit.training import threads as rnnkit_threads
 
-WORDS = ("the king queen lord of and to my thee thou love death night day sword crown blood heart "
+WORDS = ("the king queen lord of and to my thee thou love death night day sword crown blood heart "  # noqa: SIM905
          "fair sweet gentle noble speak hear come go now never ever what where why").split()
 BUSY_LOOP = "while True: pass"
 
@@ -58,7 +61,7 @@ def train_rate(corpus: Path, run: Path, seconds: float, threads: int | None) -> 
            "--precision", "fp32", "--run-dir", str(run), "--overwrite"]
     if threads is not None:
         cmd += ["--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env())
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=clean_env())
     if out.returncode != 0:
         raise SystemExit(f"training failed ({out.returncode}):\n{out.stderr[-2000:]}")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -76,7 +79,7 @@ def sample_rate(run: Path, seconds: float, threads: int | None) -> float:
     cmd = [sys.executable, __file__, "--sample-worker", str(run), "--seconds", str(seconds)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env())
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=clean_env())
     if out.returncode != 0:
         raise SystemExit(f"sampling failed ({out.returncode}):\n{out.stderr[-2000:]}")
     return float(out.stdout.split()[-1])
@@ -142,16 +145,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus, quiet_run = Path(tmp) / "corpus.txt", Path(tmp) / "quiet"
         make_corpus(corpus)
-        for r in range(args.rounds):
-            for name, with_competitor, threads in scenarios:
-                run = quiet_run if name == "quiet" else Path(tmp) / "run"
-                with Competitor() if with_competitor else contextlib.nullcontext():
-                    rate, said = train_rate(corpus, run, args.seconds, threads)
-                    srate = sample_rate(quiet_run, args.seconds, threads)   # the quiet run's model, every time
-                results[name]["train"].append(rate)
-                results[name]["sample"].append(srate)
-                print(f"round {r + 1} {name:22} train {rate:8.0f} chars/s   sample {srate:8.0f} chars/s   {said}",
-                      flush=True)
+        turns = [(r, scenario) for r in range(args.rounds) for scenario in scenarios]
+        for r, (name, with_competitor, threads) in progress(turns, "scenarios (training, then sampling)"):
+            run = quiet_run if name == "quiet" else Path(tmp) / "run"
+            with Competitor() if with_competitor else contextlib.nullcontext():
+                rate, said = train_rate(corpus, run, args.seconds, threads)
+                srate = sample_rate(quiet_run, args.seconds, threads)   # the quiet run's model, every time
+            results[name]["train"].append(rate)
+            results[name]["sample"].append(srate)
+            print(f"round {r + 1} {name:22} train {rate:8.0f} chars/s   sample {srate:8.0f} chars/s   {said}",
+                  flush=True)
 
     quiet = {kind: statistics.median(results["quiet"][kind]) for kind in ("train", "sample")}
     print("\n| scenario | training chars/s | vs quiet | sampling chars/s (batch 1) | vs quiet |")

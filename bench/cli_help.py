@@ -6,6 +6,9 @@ process, as a user's shell starts it; the first run (cold file cache) is left ou
 
     python bench/cli_help.py                  # rnnkit --help, 11 runs
     python bench/cli_help.py --runs 21 -- textgen sample --help    # (after --: rnnkit's own arguments)
+
+Each run is shown as it starts (a bar on a terminal, a line in a log). There is no ``--threads``: the timed
+processes never load torch, so no thread count applies to them (this script does not load it either).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import subprocess
 import sys
 import time
 
+from common import progress
+
 
 def time_once(args: list[str]) -> float:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "rnnkit", *args], stdout=subprocess.DEVNULL,
+    done = subprocess.run([sys.executable, "-m", "rnnkit", *args], check=False, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
@@ -36,7 +41,7 @@ def main() -> None:
         parser.error(f"--runs={opts.runs}: expected at least 1")
     args = opts.command or ["--help"]
     time_once(args)                       # warm the file cache; not counted
-    times = [time_once(args) for _ in range(opts.runs)]
+    times = [time_once(args) for _ in progress(range(opts.runs), f"rnnkit {' '.join(args)}")]
     print(f"rnnkit {' '.join(args)}: median {statistics.median(times):.3f} s over {opts.runs} runs "
           f"(min {min(times):.3f} s, max {max(times):.3f} s)")
 

@@ -19,6 +19,7 @@ hung script.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -39,11 +40,16 @@ def add_threads_argument(ap: argparse.ArgumentParser) -> None:
 def start(threads: int | None = None) -> int:
     """Set torch's thread count as the CLI does (``threads`` wins when given); print the machine line; return
     the count."""
+    if threads is not None:
+        # An explicit count holds for everything this process trains later too: a Trainer built without
+        # threads= reads OMP_NUM_THREADS rather than choosing again.
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     choice = rnnkit_threads.use_threads(threads)
     import torch
+    n = torch.get_num_threads()
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads ({choice.source})", file=sys.stderr, flush=True)
-    return torch.get_num_threads()
+          f"{n} thread{'s' if n != 1 else ''} ({choice.source})", file=sys.stderr, flush=True)
+    return n
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:

@@ -17,6 +17,9 @@ Also checks that the fast paths and the python loop give the same text for the s
 
     python bench/generate.py --rounds 5 --max-tokens 2000
     python bench/generate.py --floor          # the matrix products alone, two layouts
+
+Threads are the CLI's choice (one per CPU other processes leave free) unless ``--threads`` sets them; each
+round is shown as it starts (a bar on a terminal, a line in a log).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import statistics
 import time
 
 import torch
+from common import add_threads_argument, progress, start
 
 from rnnkit.generation.native import kernel_status
 from rnnkit.tasks.textgen.model import LanguageModel
@@ -91,7 +95,7 @@ def product_floor(gen: TextGenerator, rounds: int, steps: int = 2000) -> None:
 
     threads = sorted({1, torch.get_num_threads()})
     times = {(k, n): [] for n in threads for k in ("addmv", "mm")}
-    for _ in range(rounds):
+    for _ in progress(range(rounds), "rounds of the products"):
         for (name, n), row in times.items():
             torch.set_num_threads(n)
             t0 = time.perf_counter()
@@ -143,12 +147,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="samples in the batched run")
     parser.add_argument("--window", type=int, default=60, help="window of the window method")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, 2 here)")
+    add_threads_argument(parser)
     parser.add_argument("--floor", action="store_true", help="only time the products one character needs "
                                                              "(the floor under batch-1 sampling) and exit")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start(args.threads)
 
     gen = make_generator(args.hidden, args.layers, seed=0)
     if args.floor:
@@ -159,29 +162,30 @@ def main() -> None:
 
     print(f"C loop: {kernel_status()}")
     # Equality first: the fast paths and the plain Python loop, same seed, same processors.
-    for kwargs in ({"temperature": 0.5}, {"temperature": 1.0, "top_k": 10, "top_p": 0.9}, {"greedy": True}):
-        a = gen.generate(prompt, 500, seed=7, num_results=4, fast=True, **kwargs)
-        b = gen.generate(prompt, 500, seed=7, num_results=4, fast=False, **kwargs)
-        print(f"same tokens, fast path (4 samples) vs python loop, {kwargs}: {a == b}")
-    for kwargs in ({"temperature": 0.5}, {"temperature": 1.0}, {"greedy": True}):
-        a = gen.generate(prompt, 2000, seed=7, fast=True, **kwargs)
-        b = gen.generate(prompt, 2000, seed=7, fast=False, **kwargs)
-        print(f"same tokens, fast path (1 sample) vs python loop, {kwargs}: {a == b}")
+    checks = [(4, 500, kwargs) for kwargs in ({"temperature": 0.5}, {"temperature": 1.0, "top_k": 10, "top_p": 0.9},
+                                             {"greedy": True})]
+    checks += [(1, 2000, kwargs) for kwargs in ({"temperature": 0.5}, {"temperature": 1.0}, {"greedy": True})]
+    for n, length, kwargs in progress(checks, "equality checks"):
+        a = gen.generate(prompt, length, seed=7, num_results=n, fast=True, **kwargs)
+        b = gen.generate(prompt, length, seed=7, num_results=n, fast=False, **kwargs)
+        what = f"{n} samples" if n > 1 else "1 sample"
+        print(f"same tokens, fast path ({what}) vs python loop, {kwargs}: {a == b}", flush=True)
     gen.generate(prompt, 50)                                       # compile the fast path once
 
     results: dict[str, list[float]] = {k: [] for k in ("window", "python", "script1", "fast1", "fast64")}
-    for r in range(args.rounds):
+    for r in progress(range(args.rounds), "rounds of the five variants"):
         results["window"].append(timed(lambda: window_method(gen, prompt, args.slow_max_tokens, args.window, rng),
                                        args.slow_max_tokens))
-        results["python"].append(timed(lambda: gen.generate(prompt, args.slow_max_tokens, 0.5, seed=r,
-                                                            fast=False), args.slow_max_tokens))
+        results["python"].append(timed(lambda r=r: gen.generate(prompt, args.slow_max_tokens, 0.5, seed=r,
+                                                                fast=False), args.slow_max_tokens))
         with torchscript_only():
-            results["script1"].append(timed(lambda: gen.generate(prompt, args.max_tokens, 0.5, seed=r),
+            results["script1"].append(timed(lambda r=r: gen.generate(prompt, args.max_tokens, 0.5, seed=r),
                                             args.max_tokens))
-        results["fast1"].append(timed(lambda: gen.generate(prompt, args.max_tokens, 0.5, seed=r),
+        results["fast1"].append(timed(lambda r=r: gen.generate(prompt, args.max_tokens, 0.5, seed=r),
                                       args.max_tokens))
-        results["fast64"].append(timed(lambda: gen.generate(prompt, args.max_tokens, 0.5, seed=r,
-                                                            num_results=args.batch), args.max_tokens * args.batch))
+        results["fast64"].append(timed(lambda r=r: gen.generate(prompt, args.max_tokens, 0.5, seed=r,
+                                                                num_results=args.batch),
+                                       args.max_tokens * args.batch))
     med = {k: statistics.median(v) for k, v in results.items()}
     names = {"window": f"window method ({args.window} chars re-run per char), batch 1",
              "python": "python loop, state carried, batch 1",
@@ -190,7 +194,7 @@ def main() -> None:
              "fast64": f"rnnkit fast path (TorchScript loop), {args.batch} samples in one batch (total)"}
     print(f"\n2-layer LSTM-{args.hidden}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} rounds")
-    print(f"| variant | chars/s | vs window method |\n|---|---:|---:|")
+    print("| variant | chars/s | vs window method |\n|---|---:|---:|")
     for k, name in names.items():
         print(f"| {name} | {med[k]:,.0f} | {med[k] / med['window']:.1f}x |")
     print(f"\nfast path batch 1 / window method: {med['fast1'] / med['window']:.1f}x (bar >= 30x)")

@@ -9,6 +9,9 @@ process.
     python bench/layers.py                    # defaults: 5 rounds of 6 timed steps each
     python bench/layers.py --rounds 9 --steps 10 --threads 2
     python bench/layers.py --precision bf16   # every variant under bfloat16 autocast (CPUs with AMX)
+
+Threads are the CLI's choice (one per CPU other processes leave free) unless ``--threads`` sets them; each
+variant's turn is shown as it starts (a bar on a terminal, a line in a log).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import statistics
 import time
 
 import torch
+from common import add_threads_argument, progress, start
 from torch import nn
 
 from rnnkit.nn.layers import RNN
@@ -95,24 +99,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
     ap.add_argument("--steps", type=int, default=6, help="timed training steps per variant and round (default: 6)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    add_threads_argument(ap)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                     help="bf16: every variant's forward under torch.autocast(bfloat16) (default: fp32)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start(args.threads)
 
     models = variants()
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
     y = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
-    for k, m in models.items():                      # warm-up: allocator, oneDNN primitives
-        train_steps(m, opts[k], x, y, 2, args.precision == "bf16")
+    for k in progress(models, "warm-up (2 steps per variant)"):   # allocator, oneDNN primitives
+        train_steps(models[k], opts[k], x, y, 2, args.precision == "bf16")
     rates: dict[str, list[float]] = {k: [] for k in models}
-    for _ in range(args.rounds):
-        for k, m in models.items():
-            rates[k].append(train_steps(m, opts[k], x, y, args.steps, args.precision == "bf16"))
+    turns = [(r, k) for r in range(args.rounds) for k in models]    # interleaved: round by round
+    for _, k in progress(turns, f"timed turns ({args.rounds} rounds x {len(models)} variants)"):
+        rates[k].append(train_steps(models[k], opts[k], x, y, args.steps, args.precision == "bf16"))
 
     base = statistics.median(rates["raw torch.nn.LSTM"])
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "

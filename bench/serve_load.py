@@ -19,6 +19,10 @@ token every request generates exactly --max-tokens tokens.
 ``--secured`` measures the batched server twice instead: plain (no key, ``--no-access-log``) and as it would
 leave localhost (``--api-key``, every request sending it, the access log on and written to a file, and
 ``/metrics`` scraped once a second). The request counters behind ``/metrics`` are always on.
+
+Threads: each server chooses them as ``rnnkit serve`` does (one per CPU other processes leave free), and so
+does the in-process reference, unless ``--threads N`` sets them (the server gets ``OMP_NUM_THREADS=N``). Each
+server is shown as it starts (a bar on a terminal, a line in a log).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pathlib import Path
 
 import httpx
 import torch
+from common import add_threads_argument, progress, start
 
 from rnnkit.tasks.textgen.model import LanguageModel
 from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
@@ -65,14 +70,15 @@ def free_port() -> int:
 KEY = "bench-key"
 
 
-def start_server(run: Path, port: int, batching: bool, threads: int, secured: bool | None = None,
+def start_server(run: Path, port: int, batching: bool, threads: int | None, secured: bool | None = None,
                  log: Path | None = None) -> subprocess.Popen:
-    """``secured``: None, the default server; False, no access log; True, an API key and the access log."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    """``secured``: None, the default server; False, no access log; True, an API key and the access log.
+    ``threads``: None lets the server choose as `rnnkit serve` does."""
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads is not None else {})}
     cmd = [sys.executable, "-m", "rnnkit.cli", "serve", str(run), "--port", str(port),
            "--batching" if batching else "--no-batching", "--timeout", "120"]
     cmd += {None: [], False: ["--no-access-log"], True: ["--api-key", KEY]}[secured]
-    stderr = open(log, "w") if log else subprocess.PIPE      # the access log: one line per request
+    stderr = open(log, "w") if log else subprocess.PIPE      # noqa: SIM115 (the access log, written until the server ends)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -131,9 +137,9 @@ async def load(port: int, model: str, clients: int, seconds: float, max_tokens: 
             "metrics_scrapes": scrapes}
 
 
-def direct_generate(run: Path, max_tokens: int, temperature: float, seconds: float, threads: int) -> float:
-    """Tokens/s of TextGenerator.generate called one request after another, in this process."""
-    torch.set_num_threads(threads)
+def direct_generate(run: Path, max_tokens: int, temperature: float, seconds: float) -> float:
+    """Tokens/s of TextGenerator.generate called one request after another, in this process (its threads:
+    what ``start`` chose)."""
     gen = TextGenerator.load(str(run))
     gen.generate("KING:\n", max_tokens, temperature=temperature, seed=0)    # compile the sampler once
     n, began = 0, time.monotonic()
@@ -150,18 +156,19 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="load time per server")
     p.add_argument("--max-tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the server (OMP_NUM_THREADS)")
+    add_threads_argument(p)
     p.add_argument("--secured", action="store_true",
                    help="compare the batched server plain and with an API key, the access log and /metrics")
     p.add_argument("-o", "--output", help="also write the results as JSON to this file")
     args = p.parse_args()
+    start(args.threads)
     if args.secured:
         return secured(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(args.run) if args.run else make_run(Path(tmp) / "lstm256")
         results = {}
-        for mode, batching in (("batched", True), ("one at a time", False)):
+        for mode, batching in progress((("batched", True), ("one at a time", False)), "servers"):
             port = free_port()
             proc = start_server(run, port, batching, args.threads, log=Path(tmp) / "server.log")
             try:
@@ -174,7 +181,7 @@ def main() -> None:
             r = results[mode]
             print(f"{mode:>14}: {r['requests']} requests {r['statuses']}, p50 {r['p50_s']:.2f} s, p99 {r['p99_s']:.2f} s, "
                   f"{r['tokens_per_s']:.0f} tokens/s, mean batch {r['mean_batch']}", flush=True)
-        direct = direct_generate(run, args.max_tokens, args.temperature, min(args.seconds, 10), args.threads)
+        direct = direct_generate(run, args.max_tokens, args.temperature, min(args.seconds, 10))
     ratio = results["batched"]["tokens_per_s"] / results["one at a time"]["tokens_per_s"]
     print(f"batched / one at a time: {ratio:.1f}x the generated tokens/s "
           f"({'meets' if ratio >= 3 else 'misses'} the 3x bar); 5xx: "
@@ -192,7 +199,7 @@ def secured(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(args.run) if args.run else make_run(Path(tmp) / "lstm256")
         results: dict[str, list] = {"plain": [], "secured": []}
-        for mode in ("plain", "secured", "plain", "secured"):
+        for mode in progress(("plain", "secured", "plain", "secured"), "servers"):
             port, log = free_port(), Path(tmp) / f"{mode}.log"
             proc = start_server(run, port, True, args.threads, secured=mode == "secured", log=log)
             try:

@@ -11,6 +11,10 @@ cosine decay, clipping 5, truncated BPTT with carried state) on the same split, 
     python bench/textgen.py --minutes 15 --baseline --baseline-hidden 512
     python bench/textgen.py --throughput      # training chars/s: rnnkit textgen vs a raw nn.LSTM loop
     python bench/textgen.py --throughput --hidden 512 --precisions fp32 bf16
+
+Threads are the CLI's choice (one per CPU other processes leave free, looked at again while training)
+unless ``--threads`` sets them. Training shows the Trainer's progress (a bar on a terminal, a line every
+30 s in a log); the plain script a line at each evaluation; ``--throughput`` a line per timed turn.
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import time
 import typing
 
 import torch
+from common import add_threads_argument, progress, start
 from torch import nn
 
 from rnnkit import datasets
-from rnnkit.tasks.textgen.data import load_corpus, stream_batches, stream_loss
+from rnnkit.tasks.textgen.data import load_corpus, load_val_text, stream_batches, stream_loss
 from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
 from rnnkit.text import Tokenizer
 from rnnkit.training import TrainConfig
@@ -50,24 +56,27 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
-def run_rnnkit(minutes: float, overrides: dict, variant: str | None) -> dict:
-    gen = TextGenerator(max_minutes=minutes, variant=variant, sample_max_tokens=0, **overrides)
-    start = time.monotonic()
-    gen.fit(progress=False)
+def run_rnnkit(minutes: float, overrides: dict, variant: str | None, threads: int | None) -> dict:
+    # threads: the Trainer applies them as the CLI does (None: its own choice, looked at again while training).
+    gen = TextGenerator(max_minutes=minutes, variant=variant, sample_max_tokens=0, **{"threads": threads, **overrides})
+    began = time.monotonic()
+    gen.fit()                        # the Trainer's progress: a bar on a terminal, lines in a log
     cfg = gen.config                 # after fit: --hidden-size auto is settled to the width it picked
     curve = [(r["elapsed_s"] / 60, r["val_loss"]) for r in gen.history_ if r.get("event") == "epoch"]
     # Training loss per log window against minutes: mostly text the model has not seen yet.
     train_curve = [(r["elapsed_s"] / 60, r["loss"]) for r in gen.history_ if r.get("event") == "train"]
     result = {"settings": dataclasses.asdict(cfg), "curve": curve, "train_curve": train_curve,
               "final": gen.metrics_["val_loss"],
-              "steps": gen.trainer_.step, "wall_min": (time.monotonic() - start) / 60}
-    if cfg.train.ema_decay:
-        # The curve measures the averaged weights; measure the trained ones too, on the same held-out text.
-        text, _ = load_corpus(cfg)
-        ids = torch.tensor(gen.tokenizer_.texts_to_sequences([text])[0])
+              "steps": gen.trainer_.step, "wall_min": (time.monotonic() - began) / 60}
+    if cfg.train.ema_decay and (cfg.val_file or cfg.val_frac):
+        # The curve measures the averaged weights; measure the trained ones too, on the same validation text.
+        if cfg.val_file:
+            ids = torch.tensor(gen.tokenizer_.texts_to_sequences([load_val_text(cfg)])[0])
+        else:
+            ids = torch.tensor(gen.tokenizer_.texts_to_sequences([load_corpus(cfg)[0]])[0])
+            ids = ids[int(len(ids) * (1 - cfg.val_frac)):]
         with torch.no_grad(), gen.trainer_.trained_weights() as model:
-            result["final_trained_weights"] = stream_loss(model, ids[int(len(ids) * (1 - cfg.val_frac)):],
-                                                          batch_size=16, seq_len=cfg.seq_len)[0]
+            result["final_trained_weights"] = stream_loss(model, ids, batch_size=16, seq_len=cfg.seq_len)[0]
     return result
 
 
@@ -92,11 +101,11 @@ def run_baseline(minutes: float, hidden: int, variant: str | None, eval_every_mi
     torch.manual_seed(0)
     model = Plain()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    start, curve, state, step = time.monotonic(), [], None, 0
+    began, curve, state, step = time.monotonic(), [], None, 0
     next_eval = eval_every_min * 60
     while True:
         for x, y in batches:
-            frac = (time.monotonic() - start) / (60 * minutes)
+            frac = (time.monotonic() - began) / (60 * minutes)
             if frac >= 1:
                 break
             for g in opt.param_groups:                               # cosine decay over the time budget
@@ -109,19 +118,21 @@ def run_baseline(minutes: float, hidden: int, variant: str | None, eval_every_mi
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             step += 1
-            if time.monotonic() - start >= next_eval:
-                curve.append(((time.monotonic() - start) / 60, stream_loss(model, ids[split:])[0]))
+            if time.monotonic() - began >= next_eval:
+                curve.append(((time.monotonic() - began) / 60, stream_loss(model, ids[split:])[0]))
                 next_eval += eval_every_min * 60
+                print(f"# baseline: {curve[-1][0]:.1f} of {minutes:g} minutes, step {step}, val loss "
+                      f"{curve[-1][1]:.4f}", file=sys.stderr, flush=True)
         else:
             state = None
             continue
         break
     final = stream_loss(model, ids[split:])[0]
-    curve.append(((time.monotonic() - start) / 60, final))
+    curve.append(((time.monotonic() - began) / 60, final))
     return {"settings": {"hidden": hidden, "layers": 2, "lr": 2e-3}, "curve": curve, "final": final, "steps": step}
 
 
-def throughput(hidden: int, rounds: int, steps: int, precisions: list[str]) -> None:
+def throughput(hidden: int, rounds: int, steps: int, precisions: list[str], threads: int | None) -> None:
     """Training chars/s, interleaved: rnnkit's model + Trainer (as fit runs them) vs a raw nn.LSTM loop, in
     each precision (bf16: the forward under torch.autocast, bfloat16 on CPUs with AMX/AVX-512 BF16)."""
     from rnnkit.tasks.textgen.model import LanguageModel
@@ -158,21 +169,21 @@ def throughput(hidden: int, rounds: int, steps: int, precisions: list[str]) -> N
 
     def rnnkit_round(precision):                                    # one epoch of the batches, one fit call
         tcfg = TrainConfig(epochs=1, lr=1e-3, schedule="cosine", clip_grad_norm=5.0, log_every=50, device="cpu",
-                           precision=precision)
+                           precision=precision, threads=threads)       # the Trainer applies the same threads
         Trainer(model, tcfg, optimizer=opt, progress=False).fit(batches, compute_loss)
 
     variants = {}
     for p in precisions:
         variants[f"raw torch.nn.LSTM loop, {p}"] = lambda p=p: raw_round(p)
         variants[f"rnnkit LanguageModel + Trainer, {p}"] = lambda p=p: rnnkit_round(p)
-    for fn in variants.values():                                    # warm up every variant
-        fn()
+    for name in progress(variants, "warm-up (one round per variant)"):
+        variants[name]()
     rates: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            rates[name].append(steps * B * T / (time.perf_counter() - start))
+    turns = [(r, name) for r in range(rounds) for name in variants]  # interleaved: round by round
+    for _, name in progress(turns, f"timed turns ({rounds} rounds x {len(variants)} variants)"):
+        began = time.perf_counter()
+        variants[name]()
+        rates[name].append(steps * B * T / (time.perf_counter() - began))
     med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
     base = med[f"raw torch.nn.LSTM loop, {precisions[0]}"]
     print(f"training throughput, 2-layer LSTM-{hidden}, batch {B}, sequence {T}, median of {rounds} rounds of "
@@ -200,17 +211,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="--throughput: steps per round")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
                         help="--throughput: precisions to time (default: fp32 bf16)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, 2 here)")
+    add_threads_argument(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start(args.threads)
     if args.throughput:
-        throughput(args.hidden, args.rounds, args.steps, args.precisions)
+        throughput(args.hidden, args.rounds, args.steps, args.precisions, args.threads)
         return
 
     results = {}
     if not args.only_baseline:
-        results["rnnkit"] = run_rnnkit(args.minutes, parse_set(args.set), args.variant)
+        results["rnnkit"] = run_rnnkit(args.minutes, parse_set(args.set), args.variant, args.threads)
     if args.baseline or args.only_baseline:
         results["baseline"] = run_baseline(args.minutes, args.baseline_hidden, args.variant, eval_every_min=3.0)
     for name, res in results.items():

@@ -1,20 +1,22 @@
 """Progress a user can follow in a log: periodic training lines, evaluation passes, and a time budget that
 holds with the final validation pass in it."""
 
+import io
 import re
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rnnkit.training import TrainConfig, Trainer
 from rnnkit.training import progress
-from rnnkit.training.progress import LineSchedule, duration, timed_pass, track
+from rnnkit.training.progress import LineSchedule, TrainingProgress, duration, planned_steps, timed_pass, track
 
 from test_train import mlp, regression_problem
 
-LINE = re.compile(r"step (\d+)(?:/(\d+) \((\d+)%\))?, epoch (\d+)/(\d+), loss ([\d.]+|nan), ([\d.]+) (\w+)/s, "
-                  r"elapsed (\S+), ETA (\S+)")
+LINE = re.compile(r"step (\d+)(?:/(\d+) \((\d+)%\))?, epoch (\d+)(?:/(\d+))?, loss ([\d.]+|nan), ([\d.]+) (\w+)/s, "
+                  r"elapsed (\S+?)(?:/(\S+) \((\d+)%\))?, ETA (\S+)")
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ def test_a_log_gets_a_line_at_each_tenth_with_step_loss_rate_elapsed_and_eta(no_
         assert float(m[6]) == pytest.approx(sum(losses[previous:step]) / (step - previous), abs=6e-5)
         assert float(m[7]) > 0 and m[8] == "rows"
         previous = step
-    assert lines[-1][10] == "0s"                                         # nothing left at the last step
+    assert lines[-1][12] == "0s" and lines[-1][10] is None               # nothing left at the last step
     # the per-epoch summary lines are still there, after the progress lines of their epoch
     assert err.index("step 8/40") < err.index("epoch 1/5, step 8: train_loss") < err.index("step 12/40")
 
@@ -67,14 +69,16 @@ def test_without_a_known_total_lines_come_by_the_clock(no_gap, monkeypatch, caps
     Trainer(mlp(), TrainConfig(epochs=1)).fit(batches, slow)
     lines = [LINE.fullmatch(line) for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
     assert len(lines) >= 2 and all(lines)
-    assert all(m[2] is None and m[10] == "?" for m in lines)             # no total, no ETA
+    assert all(m[2] is None and m[12] == "?" and m[5] == "1" for m in lines)   # no total, no ETA; the epochs end it
 
 
 def test_a_terminal_gets_the_bar_and_show_false_prints_nothing(no_gap, capsys):
     train_batches, compute_loss, evaluate = regression_problem()
     Trainer(mlp(), TrainConfig(epochs=2), progress=True).fit(train_batches, compute_loss, evaluate)
     err = capsys.readouterr().err
-    assert "epoch 1/2: 100%" in err and not re.search(r"^step \d+", err, re.M)
+    # one bar per epoch, filled to the share of the whole run: the first epoch ends at half of it
+    assert "epoch 1/2:  50%|" in err and "step 8/16 (50%)" in err and "epoch 2/2: 100%|" in err
+    assert "step 16/16 (100%)" in err and not re.search(r"^step \d+", err, re.M)
     Trainer(mlp(), TrainConfig(epochs=2), progress=False).fit(train_batches, compute_loss, evaluate)
     assert capsys.readouterr().err == ""
 
@@ -118,6 +122,82 @@ def test_a_budget_that_ends_in_the_first_epoch_announces_the_pass_of_unknown_len
     assert trainer.stop_reason == "max_minutes" and trainer.epoch == 0 and trainer.step < 500
     assert ("the final validation pass and checkpoint follow (their length is not known yet: no epoch has ended in "
             "this run, so they may run past the budget)") in capsys.readouterr().err
+
+
+# -- the total and the ETA are those of the budget that stops the run ----------------------------------------
+
+def fake_run(monkeypatch, steps: int, seconds_per_step: float, per_epoch: int = 100, **budgets) -> list:
+    """TrainingProgress's lines over ``steps`` steps of a run on a fake clock (what it reads of a Trainer:
+    its step, epoch, config and elapsed time); each step adds 100 items."""
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    config = SimpleNamespace(**{"epochs": 20, "max_steps": None, "max_minutes": None, "min_steps": 0, **budgets})
+    run = SimpleNamespace(config=config, step=0, epoch=0, elapsed=lambda: clock[0] - 1000.0)
+    out = io.StringIO()                                                 # not a terminal: lines
+    shown = TrainingProgress(None, "chars", stream=out)
+    shown.start_epoch(run, per_epoch)
+    for _ in range(steps):
+        clock[0] += seconds_per_step
+        run.step += 1
+        shown.step(run, torch.tensor(1.5), 100)
+        if run.step % per_epoch == 0:
+            shown.end_epoch()
+            run.epoch += 1
+            shown.start_epoch(run, per_epoch)
+    return out.getvalue().splitlines()
+
+
+def test_when_the_time_budget_ends_the_run_first_lines_count_time_not_steps(no_gap, monkeypatch):
+    """20 epochs of 100 steps at 1 s a step would take 2000 s; the 5-minute budget ends the run first."""
+    lines = fake_run(monkeypatch, 150, 1.0, max_minutes=5)
+    assert lines == [f"step {s}, epoch {(s - 1) // 100 + 1}, loss 1.5000, 100 chars/s, elapsed {duration(s)}/5m00s "
+                     f"({s // 3}%), ETA {duration(300 - s)}" for s in (30, 60, 90, 120, 150)]   # each tenth of 5 min
+
+
+def test_when_the_steps_end_the_run_first_lines_count_steps(no_gap, monkeypatch):
+    """The same 2000 steps at 1/64 s a step take 31 s: the epochs end the run before the 5-minute budget."""
+    lines = fake_run(monkeypatch, 1000, 1 / 64, max_minutes=5)
+    assert lines[4] == "step 1000/2000 (50%), epoch 10/20, loss 1.5000, 6400 chars/s, elapsed 16s, ETA 16s"
+    assert [int(LINE.fullmatch(line)[1]) for line in lines] == [200, 400, 600, 800, 1000]
+
+
+def test_min_steps_and_max_steps_set_the_step_total(no_gap, monkeypatch):
+    # min_steps: training goes on past the 2 epochs (200 steps) to 500 steps, 5 epochs of 100
+    lines = fake_run(monkeypatch, 250, 0.5, epochs=2, min_steps=500)
+    assert lines[-1] == "step 250/500 (50%), epoch 3/5, loss 1.5000, 200 chars/s, elapsed 2m05s, ETA 2m05s"
+    lines = fake_run(monkeypatch, 150, 0.5, epochs=20, max_steps=300)
+    assert lines[-1] == "step 150/300 (50%), epoch 2/3, loss 1.5000, 200 chars/s, elapsed 1m15s, ETA 1m15s"
+    budgets = SimpleNamespace(epochs=3, max_steps=None, min_steps=0)
+    assert planned_steps(budgets, 40) == 120 and planned_steps(budgets, None) is None
+    assert planned_steps(SimpleNamespace(epochs=3, max_steps=None, min_steps=500), 40) == 520   # 13 whole epochs
+    assert planned_steps(SimpleNamespace(epochs=3, max_steps=200, min_steps=500), 40) == 200   # max_steps is a limit
+    assert planned_steps(SimpleNamespace(epochs=3, max_steps=200, min_steps=0), None) == 200
+    assert planned_steps(TrainConfig(epochs=3), 40) == 120              # the real config
+    assert planned_steps(TrainConfig(epochs=3, min_steps=130), 40) == 160
+
+
+def test_a_run_the_clock_stops_shows_time_in_the_log_and_on_the_bar(no_gap, monkeypatch, capsys):
+    monkeypatch.setattr(progress, "EVERY_S", 0.2)
+    monkeypatch.setattr(progress, "BAR_EVERY_S", 0.0)
+    train_batches, compute_loss, _ = regression_problem()
+
+    def slow(model, batch, state):
+        time.sleep(0.01)
+        return compute_loss(model, batch, state)
+    config = TrainConfig(epochs=1000, max_minutes=1.5 / 60)              # 8000 steps would take 80 s
+    trainer = Trainer(mlp(), config, items_name="rows").fit(train_batches, slow)
+    assert trainer.stop_reason == "max_minutes"
+    lines = [LINE.fullmatch(line) for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert len(lines) >= 3 and all(lines)
+    for m in lines:
+        assert m[2] is None and m[5] is None and m[10] == "2s"          # no step or epoch total: the time's
+        elapsed = float(m[9][:-1])
+        assert int(m[11]) == pytest.approx(100 * elapsed / 1.5, abs=35)  # elapsed is rounded to whole seconds
+    assert [m[12] for m in lines][-1] in ("0s", "1s")
+    Trainer(mlp(), config, progress=True).fit(train_batches, slow)       # a terminal: the bar counts time too
+    err = capsys.readouterr().err
+    assert re.search(r"epoch 1: +\d+%\|", err) and re.search(r"elapsed \ds/2s \(\d+%\)", err)
+    assert not re.search(r"epoch \d+/1000: ", err) and not re.search(r"step \d+/", err)
 
 
 def test_a_long_validation_pass_shows_lines_by_the_clock(monkeypatch, capsys):

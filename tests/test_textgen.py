@@ -3,6 +3,8 @@ processors, bad input, the Task protocol (params, clone, save/load, old run dire
 
 import json
 import math
+import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ from rnnkit.tasks.base import NotFittedError
 from rnnkit.tasks.textgen import task as textgen_task
 from rnnkit.tasks.textgen.data import corpus_text, stream_batches, stream_loss
 from rnnkit.tasks.textgen.model import LanguageModel
-from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator
+from rnnkit.tasks.textgen.task import TextGenConfig, TextGenerator, weights_kept
 from rnnkit.text import Tokenizer
 from rnnkit.training import TrainConfig, Trainer
 from rnnkit.training.schedules import lr_at
@@ -82,7 +84,7 @@ def test_learns_a_repeating_pattern(abcd_model):
 def test_progress_bar_shows_chars_per_second_and_epoch_samples(capsys):
     TextGenerator(epochs=1, log_every=5, **{**TINY, "sample_max_tokens": 8}).fit("abcd" * 600, progress=True)
     err = capsys.readouterr().err
-    assert "chars/s=" in err
+    assert re.search(r"epoch 1/1: 100%\|.*\| step 16/16 \(100%\), loss \d\.\d{4}, \d+ chars/s", err)
     for t in (0.2, 0.5, 1.0):
         assert f"epoch 1, temperature {t} -----" in err
     assert "val_bits_per_char" in err
@@ -711,3 +713,123 @@ def test_resume_on_another_tasks_run_names_its_own_command(tmp_path, capsys):
     assert capsys.readouterr().err == (f"rnnkit: error: {run}: holds a 'classify' run, which training again would "
                                        f"overwrite; expected a new folder: choose another --run-dir, or replace that "
                                        f"run with --overwrite\n")
+
+
+# --- what validates: a file of its own, the held-out end of the corpus, or nothing ---------------------------
+
+def test_val_file_is_the_validation_text_and_all_the_corpus_trains(tmp_path, capsys):
+    corpus, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    corpus.write_text("abcd" * 1000)
+    val.write_text("dcbaz" * 80)                   # another order (the model gets it ever more wrong); 'z' never trains
+    run = tmp_path / "run"
+    assert main(["textgen", "train", "--corpus", str(corpus), "--val-file", str(val), *CLI_TINY, "--epochs", "3",
+                 "--run-dir", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert (f"31 batches of 8x16 per epoch; validation on {val}: 320 characters (80 characters the corpus lacks left "
+            f"out); all the corpus trains") in err       # 4000 characters: 499 a stream, 31 chunks of 16
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["config"]["val_file"] == str(val) and doc["data"]["source"] == f"{corpus} (validation: {val})"
+    assert doc["data"]["train_tokens"] == doc["data"]["tokens"] == 4000 and doc["data"]["val_tokens"] == 320
+    # The summary names the weights the run kept, as the Trainer's end report does, and its loss is theirs on val.
+    kept = re.search(r"validation loss ([\d.]+) nats/char \([\d.]+ bits/char\) with the weights of epoch (\d) \(step "
+                     r"(\d+)\), the best; training went on to epoch 3; 93 steps \(epochs\); run saved in ", out)
+    assert kept and int(kept[3]) == 31 * int(kept[2])
+    report = re.search(r"^kept the weights of epoch (\d) \(val_loss ([\d.]+)\), the best; the last epoch's val_loss "
+                       r"was ([\d.]+)$", err, re.M)                     # the Trainer's end report: the same epoch
+    assert report[1] == kept[2] and float(report[2]) == pytest.approx(float(kept[1]), rel=1e-3)
+    assert float(report[3]) > float(report[2])
+    score = TextGenerator.load(str(run)).evaluate(val.read_text())
+    assert score["loss"] == pytest.approx(float(kept[1]), abs=1e-4) and score["unknown"] == 80
+    # eval without --corpus scores the run's validation file
+    assert main(["textgen", "eval", str(run)]) == 0
+    assert capsys.readouterr().out.startswith(f"{val}: {score['loss']:.4f} nats/char")
+    # the digest covers the validation text: a resumed run refuses one that changed, naming both files
+    val.write_text("dcba" * 80)
+    assert main(["textgen", "train", "--run-dir", str(run), "--resume", "--epochs", "4"]) == 2
+    assert capsys.readouterr().err.startswith(f"rnnkit: error: {corpus} (validation: {val}): the training data "
+                                              f"changed since the run in {run} began")
+    # --val-frac has no meaning beside --val-file: one line, before any work
+    assert main(["textgen", "train", "--corpus", str(corpus), "--val-file", str(val), "--val-frac", "0.2",
+                 "--run-dir", str(tmp_path / "other")]) == 2
+    assert capsys.readouterr().err == ("rnnkit: error: --val-frac=0.2: expected no --val-frac with --val-file (the "
+                                       "file is the validation text and all the corpus trains)\n")
+    assert not (tmp_path / "other").exists()
+
+
+def test_val_frac_zero_trains_on_all_the_corpus_and_keeps_the_last_weights(tmp_path, capsys):
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("abcd" * 1000)
+    run = tmp_path / "run"
+    assert main(["textgen", "train", "--corpus", str(corpus), "--val-frac", "0", *CLI_TINY, "--epochs", "3",
+                 "--early-stop-patience", "1", "--run-dir", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert ("31 batches of 8x16 per epoch; nothing held out (val_frac=0): all the corpus trains, no validation and no "
+            "early stopping; the last weights are kept") in err
+    # all 3 epochs (no early stop without validation), 31 batches each
+    assert re.fullmatch(rf"no validation \(val_frac=0\): the last weights \(epoch 3, step 93\) kept, training loss "
+                        rf"[\d.]+ nats/char over the last epoch; 93 steps \(epochs\); run saved in {run}\n", out)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [0, 1, 2]
+    assert not any("val_loss" in r for r in records)
+    last = RunDir(run).load_weights(best=False)             # the finished model is the last checkpoint's weights
+    for name, value in TextGenerator.load(str(run)).model_.state_dict().items():
+        torch.testing.assert_close(value, last[name])
+    # no held-out text to score by default: eval asks for one
+    assert main(["textgen", "eval", str(run)]) == 2
+    assert capsys.readouterr().err == ("rnnkit: error: --corpus=None: expected a text file to evaluate on: this run "
+                                       "trained on all of its corpus (val_frac=0) and held none out\n")
+    assert main(["textgen", "eval", str(run), "--corpus", str(corpus)]) == 0
+
+
+def test_val_text_in_python_and_what_is_refused(tmp_path):
+    gen = TextGenerator(epochs=1, **TINY).fit("abcd" * 1000, val_text=["abcd", "dcba"] * 20, progress=False)
+    # a list is one item per line; the corpus has no newline, so the 40 newlines are left out of the 200 characters
+    assert gen.data_["train_tokens"] == 4000 and gen.data_["val_tokens"] == 160
+    assert gen.data_["source"] == "text passed to fit (validation: val_text)"
+    assert gen.metrics_["val_loss"] == pytest.approx(gen.evaluate("abcd\ndcba\n" * 20)["loss"], abs=1e-5)
+    val = tmp_path / "val.txt"
+    val.write_text("abcd")
+    with pytest.raises(ValueError, match=r"^val_text: expected None when val_file='.*val.txt' is set \(one validation "
+                                         r"text, not two\)$"):
+        TextGenerator(val_file=str(val), **TINY).fit("abcd" * 1000, val_text="abcd", progress=False)
+    val.write_text("")
+    with pytest.raises(ValueError, match=r"val.txt: the text is empty; expected a text to validate on$"):
+        TextGenerator(val_file=str(val), **TINY).fit("abcd" * 1000, progress=False)
+    with pytest.raises(FileNotFoundError, match=r"^val_file='.*none.txt': no such file$"):
+        TextGenerator(val_file=str(tmp_path / "none.txt"), **TINY).fit("abcd" * 1000, progress=False)
+    with pytest.raises(ValueError, match=r"^val_text: 0 characters of the training text's vocabulary; expected at "
+                                         r"least 2 to validate on$"):
+        TextGenerator(**TINY).fit("abcd" * 1000, val_text="xyz" * 10, progress=False)
+    for bad in (-0.1, 0.6):
+        with pytest.raises(ValueError, match=rf"^val_frac={bad}: expected"):
+            TextGenerator(val_frac=bad)
+
+
+def test_weights_kept_names_the_epoch_whose_weights_the_model_holds():
+    history = [{"event": "epoch", "epoch": 0, "step": 10, "best": True}, {"event": "train", "step": 15},
+               {"event": "epoch", "epoch": 1, "step": 20, "best": True},
+               {"event": "epoch", "epoch": 2, "step": 30, "best": False}]
+    trainer = SimpleNamespace(history=history, step=30, config=TrainConfig(restore_best=True))
+    assert weights_kept(trainer) == "the weights of epoch 2 (step 20), the best; training went on to epoch 3"
+    trainer.config = TrainConfig(restore_best=False)
+    assert weights_kept(trainer) == "the last weights (epoch 3, step 30)"
+    trainer.config, history[-1]["best"] = TrainConfig(restore_best=True), True
+    assert weights_kept(trainer) == "the last weights (epoch 3, step 30)"
+
+
+def test_defaults_give_a_short_corpus_fewer_streams(capsys):
+    """The default budget is the clock (--epochs is a ceiling, patience stops a run past its best), and a short
+    corpus gets fewer streams (auto_batch), so that an epoch still makes 8 updates."""
+    train = TextGenConfig().train
+    assert (train.epochs, train.auto_batch, train.early_stop_patience, train.max_minutes) == (100, True, 5, 15.0)
+    text = "the quick brown fox jumps over the lazy dog. " * 40            # 1,800 characters
+    gen = TextGenerator(hidden_size=16, num_layers=1, embedding_size=8, seq_len=20, epochs=1,
+                        sample_max_tokens=0).fit(text, progress=False)
+    # 1,620 training characters: 80 chunks of 20, so 10 streams (not 64) and 8 updates an epoch
+    assert "batch: 10 streams, not 64 (--auto-batch: the training text holds 80 chunks of 20 characters, so an " \
+           "epoch makes 8 updates; --no-auto-batch keeps --batch-size)" in capsys.readouterr().err
+    assert gen.trainer_.step == 8 and gen.data_["train_tokens"] == 1620
+    # without it: 64 streams of 25 characters, one update an epoch
+    gen = TextGenerator(hidden_size=16, num_layers=1, embedding_size=8, seq_len=20, epochs=1, auto_batch=False,
+                        sample_max_tokens=0).fit(text, progress=False)
+    assert gen.trainer_.step == 1 and "1 batches of 64x20 per epoch" in capsys.readouterr().err

@@ -19,11 +19,11 @@ from typing import Optional
 
 from rnnkit import _checks
 from rnnkit.config import add_config_arguments, config_from_args, field
+from rnnkit.tasks.textgen.config import int_or_auto
 
 DEFAULT_RUN_DIR = "runs/demo"
 # Written into the default run directory: a demo run there is the demo's own, and the next demo replaces it.
 DEMO_MARK = "demo.txt"
-from rnnkit.tasks.textgen.config import int_or_auto
 
 
 @dataclass
@@ -72,7 +72,7 @@ class DemoConfig:
 def run(cfg: DemoConfig) -> dict:
     # torch and the task: imported when the demo runs, not to build the parser (--help stays instant).
     from rnnkit.tasks.base import claim_run_dir, stop_if_interrupted
-    from rnnkit.tasks.textgen.task import AUTO_MIN_STEPS, SAMPLE_TEMPERATURES, TextGenerator
+    from rnnkit.tasks.textgen.task import AUTO_MIN_STEPS, SAMPLE_TEMPERATURES, TextGenerator, weights_kept
 
     # The model's fields and the training options by their flat names (lr, epochs, ... go to config.train).
     gen = TextGenerator(corpus=cfg.corpus, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
@@ -97,7 +97,7 @@ def run(cfg: DemoConfig) -> dict:
     stop_if_interrupted(gen.trainer_, cfg.run_dir, TextGenerator.command())
     metrics = gen.metrics_
     print(f"\nafter {gen.trainer_.step} steps: validation loss {metrics['val_loss']:.3f} nats/char "
-          f"({metrics['val_bits_per_char']:.3f} bits/char)\n")
+          f"({metrics['val_bits_per_char']:.3f} bits/char) with {weights_kept(gen.trainer_)}\n")
     if gen.trainer_.step < AUTO_MIN_STEPS and gen.trainer_.stop_reason == "max_minutes":
         print(f"(only {gen.trainer_.step} steps in {cfg.max_minutes:g} minutes, so the samples are rough: a model "
               f"needs ~{AUTO_MIN_STEPS} steps to learn much. A longer --max-minutes learns more.)\n")

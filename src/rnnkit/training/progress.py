@@ -3,13 +3,17 @@
 On a terminal, long work shows a tqdm bar. Written to a file or a pipe (``> train.log``, CI, nohup) a bar
 is no use: it never ends its line, so the log shows nothing until the work is done. There the same work
 prints whole lines instead, one every ``EVERY_S`` seconds and one each time another tenth of the work is
-done (never two within ``MIN_GAP_S``, so that runs of a few seconds stay quiet)::
+done (never two within ``MIN_GAP_S``, so that runs of a few seconds stay quiet). The total and the ETA are
+those of the budget that will stop the run: the steps (epochs, ``min_steps``, ``max_steps``), or the clock
+when ``max_minutes`` ends it first::
 
     step 1200/5000 (24%), epoch 1/3, loss 1.4321, 20113 chars/s, elapsed 1m52s, ETA 5m56s
+    step 1200, epoch 2, loss 1.4321, 20113 chars/s, elapsed 1m52s/5m00s (37%), ETA 3m08s
 
 Three pieces, for three kinds of work:
 
-* ``TrainingProgress``: the Trainer's steps (a bar per epoch on a terminal, lines over the whole run).
+* ``TrainingProgress``: the Trainer's steps (on a terminal a bar per epoch, filled to the share of the whole
+  run done; in a log, lines over the whole run).
 * ``track(iterable, desc)``: any loop over batches a caller owns (a task's evaluation), wrapped.
 * ``timed_pass(desc, expected_s)``: work the caller cannot see inside (the Trainer calling a task's
   ``evaluate``): the time it has taken, against what the previous pass took.
@@ -32,6 +36,8 @@ from tqdm.auto import tqdm
 EVERY_S = 30.0       # seconds between progress lines when not on a terminal
 MIN_GAP_S = 2.0      # ... and never two lines closer than this (a short run prints none)
 TENTHS = 10          # a line each time another 1/TENTHS of the known total is done
+BAR_STEPS = 1000     # the bar's resolution: it shows the share of the run done, in thousandths
+BAR_EVERY_S = 0.5    # seconds between redraws of the bar's text (a step is often much shorter)
 
 # Loops inside track() now: a timed_pass around one (the Trainer's validation calling a task's evaluation
 # that uses track) stays quiet, so the user sees one report of the pass, the more detailed one.
@@ -110,6 +116,12 @@ class TrainingProgress:
     ``logged`` when it reads the loss back (every ``log_every`` steps), ``end_epoch`` after the batches,
     and ``budget_stop`` when ``max_minutes`` ends training. Per step nothing is read back from the device:
     the losses are summed as a tensor and read only when a line is printed.
+
+    The total and the ETA are those of the budget that will stop the run (``limit``): the steps (the epochs
+    times the batches per epoch, at least ``min_steps``, at most ``max_steps``) or ``max_minutes``, whichever
+    the rate so far says ends first. By steps a line reads ``step 1200/5000 (24%), epoch 1/3, ...``; by the
+    clock ``step 1200, epoch 2, ..., elapsed 1m52s/5m00s (37%), ETA 3m08s``, with no step total the run will
+    never reach. (Early stopping may end a run sooner still; it cannot be foreseen.)
     """
 
     def __init__(self, show: bool | None, items_name: str = "items", stream: TextIO | None = None):
@@ -118,11 +130,16 @@ class TrainingProgress:
         self.mode = show_mode(show, self.stream)
         self.items_name = items_name
         self.bar: Any = None
+        self._trainer: Any = None
+        self.per_epoch: int | None = None
         self.total_steps: int | None = None
         self.schedule: LineSchedule | None = None
         self._fit_start = time.monotonic()
         self._fit_start_step: int | None = None
         self._paused_at: float | None = None    # when the last epoch's batches ended
+        self._bound: str | None = None          # the last answer of limit(): "steps", "time" or None
+        self._bar_figures: dict[str, str] = {}  # the loss and rate last read back, for the bar
+        self._bar_shown = 0.0                   # when the bar's text was last redrawn
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -132,8 +149,12 @@ class TrainingProgress:
         self._items: Any = 0
         self._window_start = time.monotonic()
 
-    def start_epoch(self, trainer: Any, per_epoch: int | None, total_steps: int | None) -> None:
-        self.total_steps = total_steps
+    def start_epoch(self, trainer: Any, per_epoch: int | None, total_steps: int | None = None) -> None:
+        """Before an epoch's batches. ``total_steps`` (the Trainer's count for its schedule) is not used: the
+        total shown is :func:`planned_steps`, which counts ``min_steps`` too."""
+        self._trainer = trainer
+        self.per_epoch = per_epoch
+        self.total_steps = planned_steps(trainer.config, per_epoch)
         if self._fit_start_step is None:
             self._fit_start_step = trainer.step
         if self._paused_at is not None:
@@ -144,17 +165,19 @@ class TrainingProgress:
             if self.schedule is not None:
                 self.schedule.last_time += pause
             self._paused_at = None
-        cfg = trainer.config
         if self.mode == "bar":
-            self.bar = tqdm(total=per_epoch, initial=trainer.batch_in_epoch, desc=f"epoch {trainer.epoch + 1}/"
-                            f"{cfg.epochs}", unit="batch", dynamic_ncols=True, file=self.stream)
+            # One bar per epoch (each epoch leaves its line), filled to the share of the whole run that is done.
+            self.bar = tqdm(total=BAR_STEPS, desc=self._epoch_text(trainer, self.limit(trainer)),
+                            bar_format="{desc}", dynamic_ncols=True, file=self.stream)
+            self._draw_bar(trainer)
         elif self.mode == "lines" and self.schedule is None:
             self.schedule = LineSchedule(self.fraction(trainer))
 
     def step(self, trainer: Any, loss: Any, n_items: Any) -> None:
         """After an optimizer step: ``loss`` a detached scalar tensor, ``n_items`` a number or a tensor."""
         if self.mode == "bar":
-            self.bar.update(1)
+            if time.monotonic() - self._bar_shown >= BAR_EVERY_S:
+                self._draw_bar(trainer)
             return
         if self.mode == "off":
             return
@@ -167,13 +190,12 @@ class TrainingProgress:
 
     def logged(self, loss: float, items_per_s: float) -> None:
         """The loss read back every ``log_every`` steps: the bar's figures."""
-        if self.bar is not None:
-            rate_key = "items_s" if self.items_name == "items" else f"{self.items_name}/s"
-            self.bar.set_postfix({"loss": f"{loss:.4f}", rate_key: f"{items_per_s:.0f}"}, refresh=False)
+        self._bar_figures = {"loss": f"loss {loss:.4f}", "rate": f"{items_per_s:.0f} {self.items_name}/s"}
 
     def end_epoch(self) -> None:
         self._paused_at = time.monotonic()
         if self.bar is not None:
+            self._draw_bar(self._trainer)     # the epoch's last figures stay on its line
             self.bar.close()
             self.bar = None
 
@@ -196,7 +218,29 @@ class TrainingProgress:
                      "has ended in this run, so they may run past the budget)")
         _say(text, self.stream)
 
-    # -- one line --------------------------------------------------------------------------------------
+    # -- which budget ends the run, and when -------------------------------------------------------------
+
+    def _seconds_per_step(self, trainer: Any) -> float | None:
+        """Wall seconds per step in this fit call so far (epoch ends included: they take the run's time too)."""
+        done = trainer.step - (self._fit_start_step or 0)
+        return (time.monotonic() - self._fit_start) / done if done > 0 else None
+
+    def limit(self, trainer: Any) -> str | None:
+        """The budget that will stop the run: ``"steps"`` (the epochs, min_steps or max_steps), ``"time"``
+        (max_minutes), or None when neither is known (an epoch of unknown length and no other budget)."""
+        budget = trainer.config.max_minutes
+        if not budget:
+            self._bound = "steps" if self.total_steps else None
+        elif not self.total_steps:
+            self._bound = "time"
+        else:
+            per_step = self._seconds_per_step(trainer)
+            if per_step is not None:
+                steps_left_s = max(self.total_steps - trainer.step, 0) * per_step
+                self._bound = "time" if 60 * budget - trainer.elapsed() < steps_left_s else "steps"
+            elif self._bound is None:
+                self._bound = "time"      # no step taken yet: a time budget usually ends a run that has one
+        return self._bound
 
     def fraction(self, trainer: Any) -> float | None:
         """The share of the run done: by steps or by the time budget, whichever is further on."""
@@ -207,24 +251,74 @@ class TrainingProgress:
             shares.append(trainer.elapsed() / (60 * trainer.config.max_minutes))
         return max(shares) if shares else None
 
-    def eta(self, trainer: Any) -> float | None:
-        """Seconds of training left: by the steps still to take at this call's rate, or by the time budget."""
-        etas = []
-        done = trainer.step - (self._fit_start_step or 0)
-        if self.total_steps and done > 0:
-            per_step = (time.monotonic() - self._fit_start) / done
-            etas.append(max(self.total_steps - trainer.step, 0) * per_step)
-        if trainer.config.max_minutes:
-            etas.append(max(60 * trainer.config.max_minutes - trainer.elapsed(), 0.0))
-        return min(etas) if etas else None
+    def eta(self, trainer: Any, limit: str | None = None) -> float | None:
+        """Seconds until the run ends: by the clock when the time budget stops it, else by the steps still to
+        take at this call's rate (None when unknown)."""
+        limit = limit if limit is not None else self.limit(trainer)
+        if limit == "time":
+            return max(60 * trainer.config.max_minutes - trainer.elapsed(), 0.0)
+        per_step = self._seconds_per_step(trainer)
+        if limit == "steps" and per_step is not None:
+            return max(self.total_steps - trainer.step, 0) * per_step
+        return None
+
+    # -- what is shown -----------------------------------------------------------------------------------
+
+    def _epoch_text(self, trainer: Any, limit: str | None) -> str:
+        """``epoch 2/5`` when the steps end the run (the epochs they take), ``epoch 2`` when the clock does."""
+        epoch = f"epoch {trainer.epoch + 1}"
+        if limit == "steps" and self.per_epoch:
+            return f"{epoch}/{math.ceil(self.total_steps / self.per_epoch)}"
+        cfg = trainer.config
+        if limit is None and cfg.max_steps is None and not getattr(cfg, "min_steps", 0):
+            return f"{epoch}/{cfg.epochs}"        # batches of unknown number: the epochs end the run
+        return epoch
+
+    def _progress_texts(self, trainer: Any) -> tuple[str, str, str]:
+        """(the step, the epoch, the time) parts of a line, by the budget that will stop the run."""
+        limit = self.limit(trainer)
+        step, elapsed = f"step {trainer.step}", f"elapsed {duration(trainer.elapsed())}"
+        if limit == "steps":
+            step += f"/{self.total_steps} ({100 * trainer.step / self.total_steps:.0f}%)"
+        elif limit == "time":
+            budget = 60 * trainer.config.max_minutes
+            elapsed += f"/{duration(budget)} ({100 * min(trainer.elapsed() / budget, 1.0):.0f}%)"
+        return step, self._epoch_text(trainer, limit), f"{elapsed}, ETA {duration(self.eta(trainer, limit))}"
 
     def line(self, trainer: Any) -> str:
-        total = f"/{self.total_steps} ({100 * trainer.step / self.total_steps:.0f}%)" if self.total_steps else ""
+        step, epoch, clock = self._progress_texts(trainer)
         loss = float(self._loss) / self._steps if self._steps else math.nan
         seconds = time.monotonic() - self._window_start
-        return (f"step {trainer.step}{total}, epoch {trainer.epoch + 1}/{trainer.config.epochs}, loss {loss:.4f}, "
-                f"{_rate(float(self._items), seconds)} {self.items_name}/s, elapsed {duration(trainer.elapsed())}, "
-                f"ETA {duration(self.eta(trainer))}")
+        return (f"{step}, {epoch}, loss {loss:.4f}, {_rate(float(self._items), seconds)} {self.items_name}/s, "
+                f"{clock}")
+
+    def _draw_bar(self, trainer: Any) -> None:
+        """Fill the bar to the share done (by the budget that stops the run) and redraw its text."""
+        step, epoch, clock = self._progress_texts(trainer)
+        if self._bound == "time":
+            share = trainer.elapsed() / (60 * trainer.config.max_minutes)
+        else:
+            share = trainer.step / self.total_steps if self.total_steps else 0.0
+        text = ", ".join([step, *self._bar_figures.values(), clock]).replace("{", "{{").replace("}", "}}")
+        self.bar.n = round(BAR_STEPS * min(share, 1.0))
+        self.bar.set_description_str(epoch, refresh=False)
+        # No budget known (batches of unknown number, no other limit): the figures without a bar.
+        self.bar.bar_format = ("{desc}: {percentage:3.0f}%|{bar}| " if self._bound else "{desc}: ") + text
+        self.bar.refresh()
+        self._bar_shown = time.monotonic()
+
+
+def planned_steps(config: Any, per_epoch: int | None) -> int | None:
+    """The steps the run takes when no time budget or early stop ends it first: ``epochs`` x ``per_epoch``,
+    or more epochs until ``min_steps`` (training goes on past ``epochs`` in whole epochs until then), at most
+    ``max_steps``; None when it cannot be known (batches of unknown number and no ``max_steps``)."""
+    steps = None
+    if per_epoch:
+        min_steps = getattr(config, "min_steps", 0) or 0
+        steps = max(config.epochs, -(-min_steps // per_epoch)) * per_epoch       # ceil(min_steps / per_epoch)
+    if config.max_steps is not None:
+        steps = config.max_steps if steps is None else min(steps, config.max_steps)
+    return steps
 
 
 # ---------------------------------------------------------------------------------------------------------

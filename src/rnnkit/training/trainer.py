@@ -352,7 +352,11 @@ class Trainer:
         """"epoch 3/10"; past --epochs (min_steps goes on), "epoch 12 (past --epochs 10 until --min-steps 300)"."""
         cfg = self.config
         if epoch + 1 <= cfg.epochs:
-            return f"epoch {epoch + 1}/{cfg.epochs}"
+            # "/N" only when the epochs are what will end the run: a time budget that ends it first makes
+            # "epoch 1/100" a false promise (the progress line shows the clock then).
+            progress = getattr(self, "_progress", None)
+            clock = cfg.max_minutes and progress is not None and progress.limit(self) == "time"
+            return f"epoch {epoch + 1}" if clock else f"epoch {epoch + 1}/{cfg.epochs}"
         return f"epoch {epoch + 1} (past --epochs {cfg.epochs} until --min-steps {cfg.min_steps})"
 
     def _evaluations(self) -> list[dict[str, Any]]:

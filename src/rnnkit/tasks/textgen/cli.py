@@ -16,7 +16,8 @@ import dataclasses
 import sys
 
 from rnnkit import _checks
-from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_old_flag, add_train_arguments, config_from_args
+from rnnkit.config import (add_checkpoint_argument, add_config_arguments, add_old_flag, add_train_arguments,
+                           config_from_args, given_fields)
 from rnnkit.tasks.textgen.config import CHECKPOINTS, SampleConfig, TextGenConfig
 from rnnkit.training.phases import phase
 
@@ -48,8 +49,8 @@ def add_commands(sub) -> None:
     e = verbs.add_parser("eval", help="loss of a trained run on a text: bits/char or perplexity",
                          description="Loss on a held-out text (char level: bits/char; word level: perplexity).")
     e.add_argument("run", help="run directory written by `rnnkit textgen train`")
-    e.add_argument("--corpus", default=None, help="text file to evaluate on (default: the held-out last part of "
-                                                  "the run's own corpus)")
+    e.add_argument("--corpus", default=None, help="text file to evaluate on (default: the run's validation text: "
+                                                  "its --val-file, or the held-out last part of its own corpus)")
     e.add_argument("--encoding", default="utf-8", help="text encoding of --corpus (default: %(default)s)")
     add_checkpoint_argument(e)
     add_old_flag(e, "--weights", "--checkpoint", dest="checkpoint", choices=CHECKPOINTS)
@@ -61,18 +62,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnkit.tasks.textgen.task import TextGenerator
 
     # With --resume: the run's own config, with only the budgets (and the sample flags) from the command line.
+    if args.val_file is not None and "val_frac" in given_fields(args):
+        _checks.fail("--val-frac", args.val_frac, "no --val-frac with --val-file (the file is the validation "
+                                                  "text and all the corpus trains)")
     config = train_config_from_args(TextGenerator, args, resume_fields=RESUME_FIELDS)
     if args.resume and args.dry_run:
         _checks.fail("--dry-run", True, "no --dry-run with --resume (a dry run is a fresh smoke test)")
     gen = TextGenerator(config).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
     stop_if_interrupted(gen.trainer_, args.run_dir, TextGenerator.command())   # exit 130 with the resume command
-    metrics = gen.metrics_
-    print(f"validation loss {metrics['val_loss']:.4f} nats/token"
-          + (f" ({metrics['val_bits_per_char']:.4f} bits/char)" if "val_bits_per_char" in metrics else
-             f" (perplexity {metrics['val_perplexity']:.1f})")
-          + f"; {gen.trainer_.step} steps ({gen.trainer_.stop_reason}); "
-          + (f"run saved in {args.run_dir}" if args.run_dir else "not saved"))
+    print(summary(gen) + "; " + (f"run saved in {args.run_dir}" if args.run_dir else "not saved"))
     return 0
+
+
+def summary(gen) -> str:
+    """The result of a training, in one line: the validation loss of the weights the model holds and which
+    weights those are (the Trainer's end report has said why), the steps and what stopped them."""
+    from rnnkit.tasks.textgen.task import weights_kept
+
+    metrics, trainer = gen.metrics_, gen.trainer_
+    unit = "char" if gen.config.level == "char" else "word"
+    steps = f"{trainer.step} steps ({trainer.stop_reason})"
+    if "val_loss" not in metrics:          # val_frac=0: nothing was validated
+        return (f"no validation (val_frac=0): {weights_kept(trainer)} kept, training loss "
+                f"{metrics['train_loss']:.4f} nats/{unit} over the last epoch; {steps}")
+    loss = (f"{metrics['val_bits_per_char']:.4f} bits/char" if "val_bits_per_char" in metrics
+            else f"perplexity {metrics['val_perplexity']:.1f}")
+    return f"validation loss {metrics['val_loss']:.4f} nats/{unit} ({loss}) with {weights_kept(trainer)}; {steps}"
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -96,7 +111,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rnnkit.tasks.textgen.data import held_out_text, load_corpus
+    from rnnkit.tasks.textgen.data import held_out_text, load_corpus, load_val_text
     from rnnkit.tasks.textgen.task import TextGenerator
 
     gen = TextGenerator.load(args.run, checkpoint=args.checkpoint)
@@ -105,6 +120,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(gen.config, corpus=args.corpus, encoding=args.encoding)
         text, _ = load_corpus(cfg)
         where = args.corpus
+    elif gen.config.val_file is not None:
+        text, where = load_val_text(gen.config), gen.config.val_file        # what the run validated on
+    elif gen.config.val_frac == 0:
+        _checks.fail("--corpus", None, "a text file to evaluate on: this run trained on all of its corpus "
+                                       "(val_frac=0) and held none out")
     else:
         text, _ = load_corpus(gen.config)
         # The same held-out part as training: the last val_frac of the text.

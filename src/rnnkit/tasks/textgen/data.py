@@ -35,6 +35,17 @@ def load_corpus(config: "TextGenConfig") -> tuple[str, bool]:
     return corpus_text(data, source=f"dataset={config.dataset!r}")
 
 
+def load_val_text(config: "TextGenConfig") -> str | None:
+    """The text of ``--val-file`` (read like ``--corpus``), or None when the run holds out part of its corpus
+    (or, with ``val_frac=0``, validates on nothing)."""
+    from rnnkit import datasets
+
+    if config.val_file is None:
+        return None
+    _checks.require_file("val_file", config.val_file)
+    return datasets.load_text(Path(config.val_file), encoding=config.encoding)
+
+
 def corpus_text(data: Any, source: str = "text") -> tuple[str, bool]:
     """A str is used as it is; a list of strings (or a dataset dict with ``names``) becomes one item per line."""
     if isinstance(data, dict) and "names" in data:

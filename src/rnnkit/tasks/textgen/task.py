@@ -22,10 +22,12 @@ Choices a user should know about:
 * Training options (``lr``, ``epochs``, ``max_minutes``, ``batch_size``, ...) are the shared
   :class:`~rnnkit.training.TrainConfig`, nested as ``config.train``; keyword arguments take them by their
   flat names (``TextGenerator(lr=1e-3)``), like the CLI flags.
-* The last ``val_frac`` (10%) of the corpus is held out, never trained on; validation loss is in
-  nats per token (char level: nats/char, also given in bits/char; word level: also perplexity).
-  After ``fit`` the model holds the weights of the epoch with the lowest validation loss
-  (``restore_best``), and ``metrics_`` are that epoch's.
+* The last ``val_frac`` (10%) of the corpus is held out, never trained on; or ``val_file``
+  (``fit(text, val_text=...)``) is the validation text and the whole corpus trains; or with
+  ``val_frac=0`` nothing is held out and nothing validated (no early stopping, the last weights kept).
+  Validation loss is in nats per token (char level: nats/char, also given in bits/char; word level:
+  also perplexity). After ``fit`` the model holds the weights of the epoch with the lowest validation
+  loss (``restore_best``), and ``metrics_`` are that epoch's.
 * ``temperature=0`` means greedy decoding (the limit of ever lower temperatures is the argmax).
 * Sampling draws one uniform number per token from ``seed`` and picks the token where the
   cumulative probability passes it, so the fast path and the plain Python loop give the same text.
@@ -60,7 +62,7 @@ from rnnkit.tasks.base import Prepared, Task, refuse_export
 from rnnkit.tasks.textgen.config import (CELLS, LEVELS, TRAIN_DEFAULTS, UNKNOWN, GenerateRequest,  # noqa: F401
                                          TextGenConfig,
                                          int_or_auto, parse_end_token)
-from rnnkit.tasks.textgen.data import (corpus_text, load_corpus, make_tokenizer, stream_batches,
+from rnnkit.tasks.textgen.data import (corpus_text, load_corpus, load_val_text, make_tokenizer, stream_batches,
                                        stream_loss)
 from rnnkit.tasks.textgen.model import LanguageModel, no_padding, stack_states
 from rnnkit.text import Tokenizer
@@ -129,19 +131,24 @@ class TextGenerator(Task, name="textgen"):
 
     # -- training (the sequence is Task.fit's; these are its steps) ---------------------------------------
 
-    def fit(self, text: str | Sequence[str] | None = None, *, run_dir: str | None = None, resume: bool = False,
-            dry_run: bool = False, progress: bool | None = None) -> "TextGenerator":
+    def fit(self, text: str | Sequence[str] | None = None, *, val_text: str | Sequence[str] | None = None,
+            run_dir: str | None = None, resume: bool = False, dry_run: bool = False,
+            progress: bool | None = None) -> "TextGenerator":
         """Build the vocabulary and model from ``text`` and train; returns ``self``.
 
         ``text``: a str, or a list of strings (one item per line; samples end at a newline); None loads
-        ``config.corpus`` or ``config.dataset``. ``run_dir`` gets checkpoints, metrics.jsonl, loss.png,
+        ``config.corpus`` or ``config.dataset``. ``val_text``: the text to validate on (as ``config.val_file``
+        does); then all of ``text`` trains. ``run_dir`` gets checkpoints, metrics.jsonl, loss.png,
         config.json, the vocabulary and the finished model; ``resume=True`` continues the run saved there
         (its vocabulary is reused). ``dry_run`` trains on one small batch and evaluates a little: seconds.
         """
-        return super().fit(text, run_dir=run_dir, resume=resume, dry_run=dry_run, progress=progress)
+        return super().fit(text, run_dir=run_dir, resume=resume, dry_run=dry_run, progress=progress,
+                           val_text=val_text)
 
-    def _read_data(self, text: str | Sequence[str] | None, *, run_dir: str | None, resume: bool) -> Prepared:
-        """The corpus as one text (``text``), and whether it is one item per line (``line_corpus``)."""
+    def _read_data(self, text: str | Sequence[str] | None, *, run_dir: str | None, resume: bool,
+                   val_text: str | Sequence[str] | None = None) -> Prepared:
+        """The corpus as one text (``text``), whether it is one item per line (``line_corpus``), and the
+        validation text of ``val_file`` or ``val_text`` (``val_text``; None: part of the corpus, or none)."""
         cfg = self.config
         if text is None:
             text, line_corpus = load_corpus(cfg)
@@ -155,7 +162,20 @@ class TextGenerator(Task, name="textgen"):
             where = source if source != "text passed to fit" else "corpus"
             raise ValueError(f"{where}: the text is empty; expected at least one batch of text "
                              f"(batch_size={cfg.train.batch_size} x seq_len={cfg.seq_len} tokens)")
-        return Prepared(source, (text,), text=text, line_corpus=line_corpus)
+        if val_text is not None and cfg.val_file is not None:
+            raise ValueError(f"val_text: expected None when val_file={cfg.val_file!r} is set (one validation text, "
+                             f"not two)")
+        if val_text is not None:
+            val_text, val_source = corpus_text(val_text, source="val_text")[0], "val_text"
+        else:
+            val_text, val_source = load_val_text(cfg), cfg.val_file
+        if val_text is None:
+            return Prepared(source, (text,), text=text, line_corpus=line_corpus, val_text=None)
+        if not val_text:
+            raise ValueError(f"{val_source}: the text is empty; expected a text to validate on")
+        # The digest covers the validation text too: a resumed run refuses one that changed.
+        return Prepared(f"{source} (validation: {val_source})", (text, val_text), text=text, line_corpus=line_corpus,
+                        val_text=val_text, val_source=val_source)
 
     def _prepare(self, prepared: Prepared, *, run_dir: str | None, resume: bool, dry_run: bool) -> None:
         """The corpus as token ids: the training streams (``train``) and the held-out ids (``val``)."""
@@ -178,39 +198,76 @@ class TextGenerator(Task, name="textgen"):
         ids = torch.tensor(self.tokenizer_.texts_to_sequences([text])[0], dtype=torch.long)   # (n,)
         if self.end_token_ is not None and self.end_token_ not in self.tokenizer_.word_index:
             _checks.fail("end_token", self.end_token_, "a token of the corpus (or None)")
-        split = int(len(ids) * (1 - cfg.val_frac))                    # the last 10% is held out
+        # What validates: a text of its own (the whole corpus trains), the last val_frac of the corpus, or nothing.
+        own_val = prepared.val_text is not None
+        split = len(ids) if own_val or cfg.val_frac == 0 else int(len(ids) * (1 - cfg.val_frac))
         batch_size, seq_len = ((min(train.batch_size, 4), min(cfg.seq_len, 32)) if dry_run
-                               else (train.batch_size, cfg.seq_len))
+                               else (self._batch_size(split, unit), cfg.seq_len))
         if (split - 1) // batch_size < seq_len:
-            raise ValueError(f"corpus: {len(ids)} {unit} ({split} for training after holding out val_frac="
-                             f"{cfg.val_frac}) is too short for one batch of batch_size={batch_size} x "
-                             f"seq_len={seq_len} ({batch_size * seq_len + 1} training {unit} needed); use a "
-                             f"longer text or lower --batch-size or --seq-len")
+            held = f" ({split} for training after holding out val_frac={cfg.val_frac})" if split < len(ids) else ""
+            raise ValueError(f"corpus: {len(ids)} {unit}{held} is too short for one batch of batch_size="
+                             f"{batch_size} x seq_len={seq_len} ({batch_size * seq_len + 1} training {unit} "
+                             f"needed); use a longer text or lower --batch-size or --seq-len")
         if batch_size < distributed.world_size():
             # Each process trains on its own streams of every batch (training/distributed.py).
             _checks.fail("batch_size", batch_size, f"at least one stream per process ({distributed.world_size()} "
                                                    f"processes)")
         train_batches = stream_batches(ids[:split], batch_size, seq_len, name="corpus", unit=unit)
-        val_ids = ids[split:]
+        val_ids, validation = self._validation_ids(prepared, ids, split, unit)
         if dry_run:
-            train_batches, val_ids = train_batches[:1], val_ids[:2000]
-        if len(val_ids) < 2:
-            raise ValueError(f"corpus: {len(ids)} {unit} leave {len(val_ids)} for validation "
-                             f"(val_frac={cfg.val_frac}); use a longer text")
+            train_batches = train_batches[:1]
+            val_ids = val_ids[:2000] if val_ids is not None else None
         size = f"{len(text):,} characters" + (f", {len(ids):,} words" if cfg.level == "word" else "")
         if distributed.is_main():
             print(f"corpus: {size}, vocabulary {self.tokenizer_.vocab_size - 1}; {len(train_batches)} batches of "
-                  f"{batch_size}x{seq_len} per epoch, {len(val_ids):,} {unit} held out", file=sys.stderr)
+                  f"{batch_size}x{seq_len} per epoch; {validation}", file=sys.stderr)
         self._sample_prompt = cfg.sample_prompt if cfg.sample_prompt is not None else self._default_seed(text)
         prepared.info = {"characters": len(text), "tokens": len(ids), "unit": unit,
                          "vocabulary": self.tokenizer_.vocab_size - 1, "train_tokens": split,
-                         "val_tokens": len(ids) - split, "one_item_per_line": line_corpus}
+                         "val_tokens": 0 if val_ids is None else len(val_ids), "one_item_per_line": line_corpus}
+        if own_val:
+            prepared.info["val_source"] = prepared.val_source
         prepared.train, prepared.val = train_batches, val_ids
         prepared.items_name = "chars" if cfg.level == "char" else "words"
         if cfg.hidden_size == "auto":
             # Settled before config.json is written: the run stores the number, and a resume reuses it.
             width = self._auto_width(prepared, train, run_dir=run_dir, resume=resume, dry_run=dry_run)
             self.config = dataclasses.replace(cfg, hidden_size=width)
+
+    def _batch_size(self, train_tokens: int, unit: str) -> int:
+        """``batch_size`` streams, or with ``auto_batch`` fewer for a short corpus, so that an epoch still makes
+        several updates (a stream needs a chunk of ``seq_len`` tokens per update); the choice is printed."""
+        train, seq_len = self.config.train, self.config.seq_len
+        chunks = (train_tokens - 1) // seq_len                    # the examples: chunks of seq_len tokens
+        batch_size = train.batch_for(chunks)
+        if batch_size != train.batch_size and distributed.is_main():
+            print(f"batch: {batch_size} streams, not {train.batch_size} (--auto-batch: the training text holds "
+                  f"{chunks} chunks of {seq_len} {unit}, so an epoch makes {chunks // batch_size} updates; "
+                  f"--no-auto-batch keeps --batch-size)", file=sys.stderr)
+        return batch_size
+
+    def _validation_ids(self, prepared: Prepared, ids: torch.Tensor, split: int,
+                        unit: str) -> tuple[torch.Tensor | None, str]:
+        """The ids to validate on (None: no validation) and what they are, for the corpus line: the text of
+        ``val_file`` / ``val_text``, else the corpus's ids from ``split`` on (its last ``val_frac``)."""
+        cfg, held_out = self.config, ids[split:]
+        if prepared.val_text is not None:
+            tokens = self.tokenizer_._tokens(prepared.val_text)
+            ids = torch.tensor(self.tokenizer_.texts_to_sequences([prepared.val_text])[0], dtype=torch.long)
+            if len(ids) < 2:
+                raise ValueError(f"{prepared.val_source}: {len(ids)} {unit} of the training text's vocabulary; "
+                                 f"expected at least 2 to validate on")
+            # Char level: characters the corpus lacks have no id (left out); word level: they become <unk>.
+            unseen = len(tokens) - len(ids)
+            note = f" ({unseen:,} {unit} the corpus lacks left out)" if unseen else ""
+            return ids, f"validation on {prepared.val_source}: {len(ids):,} {unit}{note}; all the corpus trains"
+        if cfg.val_frac == 0:
+            return None, ("nothing held out (val_frac=0): all the corpus trains, no validation and no early "
+                          "stopping; the last weights are kept")
+        if len(held_out) < 2:
+            raise ValueError(f"corpus: {len(ids)} {unit} leave {len(held_out)} for validation (val_frac="
+                             f"{cfg.val_frac}); use a longer text")
+        return held_out, f"{len(held_out):,} {unit} held out (the last val_frac={cfg.val_frac:g}) for validation"
 
     def _make_model(self, prepared: Prepared) -> LanguageModel:
         return self._build_model()
@@ -599,6 +656,22 @@ class TextGenerator(Task, name="textgen"):
 
         require_fused(self.model_.rnn, f"a textgen run ({self.config.cell})")
         return onnx_spec(self.model_)
+
+
+def weights_kept(trainer: Trainer) -> str:
+    """Which epoch's weights the model holds after ``fit``, in the words of the Trainer's end report: "the
+    weights of epoch 3 (step 720), the best; training went on to epoch 5", or "the last weights (epoch 5, step
+    1200)". (The best epoch's are kept with ``restore_best`` and validation; ``metrics_`` are theirs.)"""
+    epochs = [r for r in trainer.history if r.get("event") == "epoch"]
+    if not epochs:
+        return f"the last weights (step {trainer.step})"
+    last = epochs[-1]
+    best = [r for r in epochs if r.get("best")]
+    held = best[-1] if trainer.config.restore_best and best else last
+    if held is last:
+        return f"the last weights (epoch {last['epoch'] + 1}, step {last['step']})"
+    return (f"the weights of epoch {held['epoch'] + 1} (step {held['step']}), the best; training went on to epoch "
+            f"{last['epoch'] + 1}")
 
 
 def _on_cpu(model: nn.Module) -> bool:
