@@ -46,6 +46,7 @@ COMMANDS = {
     "runs": ("rnnkit.runs.rehash", "check and re-record the digests of a run directory's files"),
     "serve": ("rnnkit.serve.cli", "serve trained runs over HTTP, with a playground page"),
     "export": ("rnnkit.export.cli", "write a trained run as an ONNX model or one C header (microcontrollers)"),
+    "diagnose": ("rnnkit.diagnose.cli", "see vanishing gradients: how far back the error of the last step reaches"),
 }
 
 # Set RNNKIT_DEBUG=1 to see the traceback behind an error line.

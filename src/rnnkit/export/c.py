@@ -39,7 +39,7 @@ import numpy as np
 from rnnkit import __version__
 from rnnkit.runs.io import atomic_write_text
 
-GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1, "mingru": 2}
 CELLS = "lstm, gru or rnn (tanh, relu) cells, stacked, reading one direction"   # what the header computes
 
 
@@ -90,9 +90,13 @@ class CModel:
 def rnn_layers(rnn: Any, what: str) -> tuple[str, list[dict[str, np.ndarray]]]:
     """(kind, the weights of each layer) of a recurrent layer (:class:`rnnkit.nn.RNN`) the header can compute;
     a one-line refusal (ExportRefused) naming ``what`` (the model) for one it cannot."""
+    from rnnkit.nn.cells import MinGRUCell
     from rnnkit.tasks.base import refuse_export
 
-    if rnn.fused_kind() is None:
+    # minGRU's step is W x and element-wise gates (no U): templates/mingru_cell.c.in. It trains as a parallel
+    # scan, but a device reads a stream one step at a time, which is the same function.
+    kind = "mingru" if type(rnn.cells[0]) is MinGRUCell else rnn.fused_kind()
+    if kind is None:
         cell = rnn.cells[0]
         detail = {"GRUCell": " with reset_after=False",
                   "SimpleRNNCell": f" with activation {getattr(cell, 'activation', '')!r}"}.get(type(cell).__name__, "")
@@ -107,10 +111,13 @@ def rnn_layers(rnn: Any, what: str) -> tuple[str, list[dict[str, np.ndarray]]]:
     layers = []
     for cell in rnn.cells:
         zeros = np.zeros(cell.weight_ih.shape[0], np.float32)
-        layers.append({"w_ih": array(cell.weight_ih), "w_hh": array(cell.weight_hh),
+        no_u = cell.weight_hh is None                                   # minGRU: an empty U (0 rows), no b_hh
+        layers.append({"w_ih": array(cell.weight_ih),
+                       "w_hh": np.zeros((0, cell.hidden_size), np.float32) if no_u else array(cell.weight_hh),
                        "b_ih": zeros if cell.bias_ih is None else array(cell.bias_ih),
-                       "b_hh": zeros if cell.bias_hh is None else array(cell.bias_hh)})
-    return rnn.fused_kind(), layers
+                       "b_hh": np.zeros(0, np.float32) if no_u else zeros if cell.bias_hh is None
+                       else array(cell.bias_hh)})
+    return kind, layers
 
 
 def describe(task: Any) -> CModel:
@@ -213,7 +220,8 @@ def memory(model: CModel) -> dict[str, int]:
     if model.residual:
         state += len(model.targets)
     state_bytes = 4 * state + 4                                      # + the int32 step count
-    step = 4 * (I + 2 * G)                                           # z[I], then the cell's xp[G] and hp[G]
+    # z[I], then the cell's xp[G] and hp[G] (minGRU has no U h: xp only)
+    step = 4 * (I + (G if model.kind == "mingru" else 2 * G))
     output = 4 * (2 * H if model.pooling == "maxmean" else H if model.pooling in ("max", "mean") else 0)
     out = 4 * model.output_size
     return {"state": state_bytes, "step_stack": step, "output_stack": output, "output_buffer": out,
@@ -250,9 +258,13 @@ def render(model: CModel, prefix: str, weights: str = "float32", source: str = "
     arrays, table = [], []
     for k, layer in enumerate(model.layers):
         w_ih, s_ih = matrix(f"{p}_w_ih_{k}", layer["w_ih"])
+        b_ih = f"static const float {p}_b_ih_{k}[{len(layer['b_ih'])}] = {{{c_floats(layer['b_ih'])}}};\n"
+        if layer["w_hh"].size == 0:                       # minGRU: no U and no b_hh (C has no empty arrays)
+            arrays.append(f"/* layer {k} */\n{w_ih}{b_ih}")
+            table.append(f"    {{{p}_w_ih_{k}, 0, {s_ih}, 0, {p}_b_ih_{k}, 0, {layer['w_ih'].shape[1]}}},")
+            continue
         w_hh, s_hh = matrix(f"{p}_w_hh_{k}", layer["w_hh"])
-        arrays.append(f"/* layer {k} */\n{w_ih}{w_hh}"
-                      f"static const float {p}_b_ih_{k}[{len(layer['b_ih'])}] = {{{c_floats(layer['b_ih'])}}};\n"
+        arrays.append(f"/* layer {k} */\n{w_ih}{w_hh}{b_ih}"
                       f"static const float {p}_b_hh_{k}[{len(layer['b_hh'])}] = {{{c_floats(layer['b_hh'])}}};\n")
         table.append(f"    {{{p}_w_ih_{k}, {p}_w_hh_{k}, {s_ih}, {s_hh}, {p}_b_ih_{k}, {p}_b_hh_{k}, "
                      f"{layer['w_ih'].shape[1]}}},")
@@ -331,7 +343,8 @@ def render(model: CModel, prefix: str, weights: str = "float32", source: str = "
                  f"{model.input_size} inputs per step, {weights} weights"),
         state_bytes=mem["state"], step_stack=mem["step_stack"], output_stack=mem["output_stack"],
         input_size=model.input_size, hidden_size=H, num_layers=L, gates=GATES[model.kind],
-        gate_order={"lstm": "gate order i, f, g, o", "gru": "gate order r, z, n"}.get(model.kind, "one block"),
+        gate_order={"lstm": "gate order i, f, g, o", "gru": "gate order r, z, n",
+                    "mingru": "gate order z, candidate; no U"}.get(model.kind, "one block"),
         output_size=model.output_size,
         scheme=template("int8_scheme.h.in").rstrip("\n") if int8 else "/* float32 weights */",
         weight_type="int8_t" if int8 else "float", in_mean=c_floats(model.in_mean), in_std=c_floats(model.in_std),

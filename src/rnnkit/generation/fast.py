@@ -35,7 +35,7 @@ from typing import List, Tuple
 import torch
 from torch import Tensor, nn
 
-KINDS = {"rnn_tanh": 0, "rnn_relu": 1, "gru": 2, "lstm": 3}
+KINDS = {"rnn_tanh": 0, "rnn_relu": 1, "gru": 2, "lstm": 3, "mingru": 4, "minlstm": 5}
 # Up to this many rows, products use the (out, in) layout (rows split over the threads, each
 # thread's half of the weights stays in its core's L2); above it, the (in, out) layout.
 ROW_SPLIT_BATCH = 8
@@ -47,17 +47,22 @@ class FastSampler(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         rnn = model.rnn
-        kind = rnn.fused_kind()
-        if kind is None or rnn.bidirectional:
-            raise ValueError(f"cell: the fast sampler runs LSTM, GRU and tanh/relu RNN stacks; this model has "
-                             f"{type(rnn.cells[0]).__name__}")
+        kind = sampler_kind(rnn)
+        if kind is None:
+            raise ValueError(f"cell: the fast sampler runs LSTM, GRU, tanh/relu RNN, minGRU and minLSTM stacks; "
+                             f"this model has {type(rnn.cells[0]).__name__}" +
+                             (" (bidirectional)" if rnn.bidirectional else ""))
         self.kind = KINDS[kind]
         cells = list(rnn.cells)
+        # minGRU and minLSTM have no U: their step is the input projection and a few element-wise operations
+        # (the `_cell` branches 4 and 5); placeholders of their own stand for U and its transpose, which they never
+        # read (torch.jit.freeze refuses attributes that share memory, as a view or an empty tensor would).
+        scan = self.kind >= KINDS["mingru"]
         # LSTM and RNN add both biases before any nonlinearity, so they fold into one; the GRU's
         # b_hh sits inside r * (U h + b_hn) and stays apart.
-        fold = self.kind != KINDS["gru"]
+        fold = self.kind not in (KINDS["gru"], KINDS["mingru"], KINDS["minlstm"])
         H = cells[0].hidden_size
-        rows = torch.arange(cells[0].weight_hh.shape[0])                                    # gate rows, G*H
+        rows = torch.arange(cells[0].weight_ih.shape[0])                                    # gate rows, G*H
         if self.kind == KINDS["lstm"]:       # (i, f, g, o) -> (i, f, o, g): the sigmoid gates side by side
             rows = torch.cat([rows[:2 * H], rows[3 * H:], rows[2 * H:3 * H]])
         with torch.no_grad():
@@ -71,11 +76,13 @@ class FastSampler(nn.Module):
             # matrices, 3 MB for 2x256, overflows one core's L2 and streams from L3 at a third of
             # the speed). Batches multiply on the (in, out) layout, which suits matrix-matrix products.
             self.w_ih: List[Tensor] = [c.weight_ih[rows].contiguous() for c in cells]                # (G*H, I)
-            self.w_hh: List[Tensor] = [c.weight_hh[rows].contiguous() for c in cells]                # (G*H, H)
+            self.w_hh: List[Tensor] = [c.weight_ih.new_zeros(1, H) if scan else c.weight_hh[rows].contiguous()
+                                       for c in cells]                                              # (G*H, H)
             self.w_ih_t: List[Tensor] = [w.t().contiguous() for w in self.w_ih]                      # (I, G*H)
-            self.w_hh_t: List[Tensor] = [w.t().contiguous() for w in self.w_hh]                      # (H, G*H)
+            self.w_hh_t: List[Tensor] = [w.new_zeros(H, 1) if scan else w.t().contiguous()
+                                         for w in self.w_hh]                                        # (H, G*H)
             self.b_in: List[Tensor] = [b.clone() for b in bias_in]
-            self.b_hh: List[Tensor] = [c.bias_hh[rows].clone() for c in cells]
+            self.b_hh: List[Tensor] = [c.bias_ih.new_zeros(1) if scan else c.bias_hh[rows].clone() for c in cells]
             self.head_w = model.head.weight.detach().clone()                                   # (V, H)
             self.head_w_t = self.head_w.t().contiguous()                                       # (H, V)
             head_b = model.head.bias.clone()
@@ -105,6 +112,18 @@ class FastSampler(nn.Module):
             g = torch.tanh(gates.narrow(1, 3 * H, H))
             c = torch.addcmul(f * c, i, g)                          # f c + i g
             h = o * torch.tanh(c)
+            return [h, c]
+        if self.kind >= 4:                                          # minGRU / minLSTM: no U h at all
+            if self.kind == 4:                                      # gates (z, h~)
+                z = torch.sigmoid(xp.narrow(1, 0, H))
+            else:                                                   # gates (f, i, h~): i' = σ(log i - log f)
+                d = (torch.nn.functional.softplus(-xp.narrow(1, 0, H))
+                     - torch.nn.functional.softplus(-xp.narrow(1, H, H)))
+                z = torch.sigmoid(d)
+            x_h = xp.narrow(1, xp.shape[1] - H, H)
+            r = torch.relu(x_h)
+            cand = r + torch.sigmoid(x_h - r)                       # g(x): x + 1/2 above 0, σ(x) below
+            h = torch.addcmul(h, z, cand - h)                       # (1 - z) h + z h~, as ScanCell.step
             return [h, c]
         if self.kind == 2:                                          # GRU (reset after U h), gates (r, z, n)
             hp = self._affine(self.b_hh[layer], h, self.w_hh[layer], self.w_hh_t[layer])   # (N, 3H): U h + b_hh
@@ -182,6 +201,29 @@ class FastSampler(nn.Module):
         cum = torch.cumsum(torch.softmax(logits, 1), 1)             # (N, V)
         target = u * cum.narrow(1, V - 1, 1)                        # (N, 1): u times the total mass
         return torch.searchsorted(cum, target, right=True).view(-1).clamp_max(V - 1)
+
+
+def sampler_kind(rnn: nn.Module) -> str | None:
+    """The ``KINDS`` name of the scripted loop that runs this layer's stack, or None (the plain loop then).
+
+    torch's fused kinds (LSTM, GRU with reset_after, tanh/relu RNN) and the scan cells minGRU and minLSTM, one
+    direction. The C loop (generation/native.py) is written for the LSTM only: a minGRU or minLSTM sample at
+    batch 1 takes the TorchScript loop, whose step per layer is one matrix-vector product (W x: there is no
+    U h) and a few element-wise operations."""
+    from rnnkit.nn.cells import MinGRUCell, MinLSTMCell
+
+    if rnn.bidirectional:
+        return None
+    kind = rnn.fused_kind()
+    if kind is not None:
+        return kind
+    cell = type(rnn.cells[0])
+    return {MinGRUCell: "mingru", MinLSTMCell: "minlstm"}.get(cell)
+
+
+def supports(model: nn.Module) -> bool:
+    """Whether :class:`FastSampler` runs ``model`` (a language model with ``.rnn``)."""
+    return sampler_kind(model.rnn) is not None
 
 
 CHUNK = 2048      # tokens per call of the scripted loop: Python sees Ctrl-C between calls

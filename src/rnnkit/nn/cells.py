@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit._checks import check_choice, check_int
+from rnnkit._checks import check_choice, check_int, fail
+from rnnkit.nn import scan as scan_ops
 
 State = tuple[Tensor, ...]
 
@@ -306,6 +307,173 @@ class PeepholeLSTMCell(LSTMCell):
         return h, (h, c)
 
 
+def _g(x: Tensor) -> Tensor:
+    """Feng et al.'s positive activation for the candidate state: x + 1/2 for x >= 0, σ(x) below.
+
+    Continuous, increasing, always > 0 (so the log-space scan can take its log) and like the identity for
+    large x. Computed as relu(x) + σ(x - relu(x)) = relu(x) + σ(min(x, 0)): the same values, without
+    ``torch.where``, with which it ran 4x slower on the CPU."""
+    r = torch.relu(x)
+    return r + torch.sigmoid(x - r)
+
+
+def _g_backward(grad: Tensor, x: Tensor) -> Tensor:
+    """grad ⊙ g'(x): g' = 1 for x > 0, σ(x)(1 - σ(x)) for x <= 0."""
+    q = torch.ops.aten.sigmoid_backward(grad, torch.sigmoid(x - torch.relu(x)))   # grad ⊙ σ'(min(x, 0))
+    return q + torch.ops.aten.threshold_backward(grad - q, x, 0)                   # x > 0: grad instead
+
+
+def _log_g(x: Tensor) -> Tensor:
+    """log g(x), stable for every x: log(x + 1/2) above 0, log σ(x) = -softplus(-x) below."""
+    return torch.where(x >= 0, torch.log(torch.relu(x) + 0.5), -F.softplus(-x))
+
+
+class ScanCell(Cell):
+    """A cell whose gates read only x_t, so that its state follows a linear recurrence::
+
+        h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ c_t          (z_t, c_t) = update(W x_t + b)
+
+    with an update gate ``z_t`` in [0, 1] and a candidate ``c_t`` known for every step before the recurrence
+    starts: training runs the whole sequence as one scan (:meth:`scan`, :mod:`rnnkit.nn.scan`), generation
+    runs :meth:`step` one token at a time, with the same weights and the same numbers.
+
+    There is no recurrent matrix U (``weight_hh`` and ``bias_hh`` are None), so no recurrent dropout:
+    :class:`~rnnkit.nn.layers.RNN` refuses ``recurrent_dropout`` for these cells. State ``(h,)``; output ``h``.
+    A subclass gives ``update`` (z, c), its derivative ``update_backward`` (written out: the blocked scan
+    uses it; the tests check it against autograd) and ``log_coefficients`` (log(1 - z), log(z c)).
+
+    ``scan_method``: "blocked" (default: :func:`rnnkit.nn.scan.update_scan`), "log" (Feng et al.'s log-space
+    scan, :func:`rnnkit.nn.scan.scan_log`) or "loop" (one step at a time): the same function three ways.
+    """
+
+    scan_method: str = "blocked"
+
+    def _init_weights(self, input_size: int, hidden_size: int, bias: bool, rec_size: int | None = None) -> None:
+        check_int("input_size", input_size, min=1)
+        check_int("hidden_size", hidden_size, min=1)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        rows = self.gates * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
+        self.bias = bias
+        self.bias_ih = nn.Parameter(torch.empty(rows)) if bias else None
+        self.weight_hh = self.bias_hh = None                # gates read only x_t: no U
+        self.state_size = (hidden_size,)
+        self.output_size = hidden_size
+        self.reset_parameters()
+
+    def update(self, *gates: Tensor) -> tuple[Tensor, Tensor]:
+        """(z, c) from the G gates' input projections, each (..., H)."""
+        raise NotImplementedError
+
+    def update_backward(self, gates: list[Tensor], z: Tensor, grad_z: Tensor, grad_c: Tensor) -> list[Tensor]:
+        """The gradients of the G gates' input projections from those of z and c (``z``: as ``update`` gave it)."""
+        raise NotImplementedError
+
+    def log_coefficients(self, *gates: Tensor) -> tuple[Tensor, Tensor]:
+        """(log(1 - z), log(z c)), computed stably (c > 0 in these cells)."""
+        raise NotImplementedError
+
+    def step(self, xp, state, h_mask=None, weight_hh=None):
+        if h_mask is not None or weight_hh is not None:
+            fail("recurrent_dropout", "> 0", f"0 for {type(self).__name__}: it has no recurrent weights to drop")
+        (h,) = state
+        z, c = self.update(*xp.chunk(self.gates, dim=-1))    # (B, H) each
+        h = torch.addcmul(h, z, c - h)                       # (1 - z) ⊙ h + z ⊙ c
+        return h, (h,)
+
+    def scan(self, xp: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
+        """The whole sequence: xp (T, B, G*H), state ((B, H),), mask (T, B) or None -> outputs (T, B, H) (0 at
+        padded steps) and the final state (a padded step keeps it, as in the layer's loop)."""
+        (h0,) = state
+        check_choice("scan_method", self.scan_method, scan_ops.METHODS)
+        # Under bfloat16 autocast the projections come in bfloat16: the recurrence runs in the state's dtype,
+        # as the loop's does (a step's sum with the float32 state is float32).
+        xp = xp.to(h0.dtype)
+        m = None if mask is None else mask.unsqueeze(-1).to(xp.dtype)   # (T, B, 1): 1 valid, 0 padded
+        # One step (generation through the layer, an exported step graph): plain operations, no scan machinery.
+        method = "loop" if xp.shape[0] == 1 else self.scan_method
+        if method == "blocked":
+            hs = scan_ops.update_scan(self, xp, h0, mask)                  # (T, B, H)
+        elif method == "log":
+            log_a, log_b = self.log_coefficients(*xp.chunk(self.gates, dim=-1))
+            if m is not None:
+                # A padded step: a = 1 (log 0) and b = 0 (a log far below any real one: not -inf, see scan_log).
+                log_a = log_a * m
+                log_b = log_b * m + (1 - m) * (torch.finfo(xp.dtype).min / 4)
+            hs = scan_ops.scan_log(log_a, log_b, h0)
+        else:
+            z, c = self.update(*xp.chunk(self.gates, dim=-1))
+            if m is not None:
+                z = z * m
+            hs = scan_ops.scan_loop(1 - z, z * c, h0)
+        out = hs if m is None else hs * m
+        return out, (hs[-1],)
+
+
+class MinGRUCell(ScanCell):
+    """minGRU (Feng et al. 2024, "Were RNNs All We Needed?"): a GRU whose gates read only x_t.
+
+        z_t = σ(W_z x_t + b_z)                        update gate
+        h̃_t = g(W_h x_t + b_h)                        candidate, g(x) = x + 1/2 (x ≥ 0), σ(x) (x < 0)
+        h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
+
+    No reset gate, no tanh, no U: the state is a linear recurrence, so training runs as a scan. g keeps
+    h̃ > 0 (the paper's choice: log h̃ exists for the log-space scan). Gate order in ``weight_ih``: (z, h̃).
+    Its weights are 2·H·(I + 1), a third of a GRU's 3·H·(I + H + 2) when I = H.
+    """
+
+    gates = 2
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+        super().__init__()
+        self._init_weights(input_size, hidden_size, bias)
+
+    def update(self, k, x_h):                                # (..., H) each: W_z x + b_z, W_h x + b_h
+        return torch.sigmoid(k), _g(x_h)
+
+    def update_backward(self, gates, z, grad_z, grad_c):
+        x_h = gates[1]
+        return [torch.ops.aten.sigmoid_backward(grad_z, z), _g_backward(grad_c, x_h)]
+
+    def log_coefficients(self, k, x_h):
+        # log(1 - σ(k)) = -softplus(k), log σ(k) = -softplus(-k): no log of a rounded-off 0
+        return -F.softplus(k), -F.softplus(-k) + _log_g(x_h)
+
+
+class MinLSTMCell(ScanCell):
+    """minLSTM (Feng et al. 2024): an LSTM whose gates read only x_t, with no output gate and no cell state.
+
+        f_t = σ(W_f x_t + b_f),  i_t = σ(W_i x_t + b_i)          forget and input gates
+        h̃_t = g(W_h x_t + b_h)                                    candidate (g as in minGRU)
+        f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)       normalised, so f' + i' = 1
+        h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ h̃_t
+
+    So i' is an update gate: i' = σ(d) with d = log i - log f = softplus(-k_f) - softplus(-k_i), the form
+    computed here (stable when both gates are near 0), and f' = 1 - i'. Gate order in ``weight_ih``:
+    (f, i, h̃). State ``(h,)``.
+    """
+
+    gates = 3
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+        super().__init__()
+        self._init_weights(input_size, hidden_size, bias)
+
+    def update(self, k_f, k_i, x_h):                         # (..., H) each
+        d = F.softplus(-k_f) - F.softplus(-k_i)              # log i - log f
+        return torch.sigmoid(d), _g(x_h)
+
+    def update_backward(self, gates, z, grad_z, grad_c):
+        k_f, k_i, x_h = gates
+        grad_d = torch.ops.aten.sigmoid_backward(grad_z, z)
+        # softplus'(u) = σ(u): ∂d/∂k_f = -σ(-k_f), ∂d/∂k_i = σ(-k_i)
+        return [-grad_d * torch.sigmoid(-k_f), grad_d * torch.sigmoid(-k_i), _g_backward(grad_c, x_h)]
+
+    def log_coefficients(self, k_f, k_i, x_h):
+        d = F.softplus(-k_f) - F.softplus(-k_i)
+        return -F.softplus(d), -F.softplus(-d) + _log_g(x_h)
+
+
 # Registered names, so a config or a CLI flag can pick a cell by name (a Cell subclass works too).
 CELLS: dict[str, type[Cell]] = {
     "rnn": SimpleRNNCell,
@@ -315,6 +483,8 @@ CELLS: dict[str, type[Cell]] = {
     "lstm": LSTMCell,
     "peephole": PeepholeLSTMCell,
     "peephole_lstm": PeepholeLSTMCell,
+    "mingru": MinGRUCell,
+    "minlstm": MinLSTMCell,
 }
 
 

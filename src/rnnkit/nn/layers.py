@@ -122,6 +122,9 @@ class RNN(nn.Module):
             out = self.cells[-1].output_size
             layer_in = out * self.num_directions if merge_mode == "concat" else out
         self.output_size = layer_in
+        if self.recurrent_dropout > 0 and getattr(self.cells[0], "weight_hh", True) is None:
+            fail("recurrent_dropout", recurrent_dropout, f"0 for cell {type(self.cells[0]).__name__}: its gates "
+                 f"read only x_t, it has no recurrent weights to drop")
         self._carried: list[State] | None = None   # stateful mode: last batch's final states
 
     # ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from rnnkit.config import CHECKPOINTS, field
 from rnnkit.training.config import TrainConfig
 
 LEVELS = ("char", "word")
-CELLS = ("rnn", "gru", "lstm")
+CELLS = ("rnn", "gru", "lstm", "mingru", "minlstm")
 UNKNOWN = ("error", "drop")
 
 # Text generation's training defaults: the settings of the quality benchmark (15 minutes of Shakespeare), and
@@ -111,7 +111,7 @@ class TextGenConfig:
             _checks.fail("seq_len", self.seq_len, f"batch_size x seq_len at most {_checks.MAX_BATCH_TOKENS:,} "
                                                   f"tokens a step (batch_size={self.train.batch_size})")
         if width != "auto":     # auto picks at most 512; a typed width is checked before torch allocates it
-            gates = {"rnn": 1, "gru": 3, "lstm": 4}[self.cell]
+            gates = {"rnn": 1, "gru": 3, "lstm": 4, "mingru": 2, "minlstm": 3}[self.cell]   # an upper bound for min*
             _checks.check_size("hidden_size, num_layers", (width, self.num_layers),
                                gates * width * (self.embedding_size + width + (self.num_layers - 1) * 2 * width))
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)

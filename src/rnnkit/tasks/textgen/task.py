@@ -51,8 +51,10 @@ from torch import nn
 
 from rnnkit import _checks
 from rnnkit.config import renamed
+from rnnkit.nn.cells import ScanCell
 from rnnkit.generation.processors import make_processors
 from rnnkit.generation.search import beam_search, make_generator
+from rnnkit.generation.fast import supports as fast_supports
 from rnnkit.generation.stateful import decode
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.weights import check_weights_match
@@ -519,7 +521,7 @@ class TextGenerator(Task, name="textgen"):
                 state = [tuple(s.expand(num_results, -1).contiguous() for s in st) for st in state]
                 logits = logits.expand(num_results, -1)
                 uniforms = torch.rand(max_tokens, num_results, generator=make_generator(seed))   # (L, N)
-                if fast and not user and model.rnn.fused_kind() is not None:
+                if fast and not user and fast_supports(model):
                     tokens = self._compiled_loop(model, logits, state, uniforms, greedy, temperature,
                                                  top_k, top_p, end)
                 else:
@@ -654,7 +656,9 @@ class TextGenerator(Task, name="textgen"):
         from rnnkit.export.onnx import require_fused
         from rnnkit.tasks.textgen.model import onnx_spec
 
-        require_fused(self.model_.rnn, f"a textgen run ({self.config.cell})")
+        if not isinstance(self.model_.rnn.cells[0], ScanCell):
+            # A scan cell's step is plain operations (its gates read only x_t), which export as they are.
+            require_fused(self.model_.rnn, f"a textgen run ({self.config.cell})")
         return onnx_spec(self.model_)
 
 
