@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from common import add_threads_argument, progress, start  # noqa: E402
+
 from rnnkit.datasets.windows import generator, lecture_generator  # noqa: E402
 
 
@@ -57,7 +60,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128, help="windows per batch")
     ap.add_argument("--batches", type=int, default=200, help="batches timed per generator")
     ap.add_argument("--check", type=int, default=50, help="batches compared for equality per mode")
+    add_threads_argument(ap)          # (numpy only; the line says what the machine is)
     args = ap.parse_args(argv)
+    start(args.threads)
 
     data = np.random.default_rng(0).normal(size=(args.rows, args.features))
     max_index = int(args.rows * 0.5)
@@ -67,7 +72,7 @@ def main(argv=None) -> int:
           f"{args.delay}, batch {args.batch_size}: batches of {args.batch_size} x {args.lookback // args.step} x "
           f"{args.features}")
     rows = []
-    for shuffle in (True, False):
+    for shuffle in progress((True, False), "batch modes (shuffled, ordered)"):
         ref = lambda: lecture_generator(data, shuffle=shuffle, **common)      # noqa: E731
         variants = [("vectorised", lambda: generator(data, shuffle=shuffle, **common))]
         if not shuffle:
@@ -77,7 +82,7 @@ def main(argv=None) -> int:
             same = identical(ref, make, args.check)
             t = timed(make, args.batches)
             rows.append((("shuffled" if shuffle else "ordered"), name, t_ref, t, same))
-    print(f"\n| batches | generator | lecture loop ms/batch | vectorised ms/batch | speed-up | identical |")
+    print("\n| batches | generator | lecture loop ms/batch | vectorised ms/batch | speed-up | identical |")
     print("|---|---|---:|---:|---:|---|")
     for mode, name, t_ref, t, same in rows:
         print(f"| {mode} | {name} | {1e3 * t_ref:.3f} | {1e3 * t:.4f} | {t_ref / t:,.0f}x | "

@@ -12,7 +12,7 @@ from rnnkit.cli import main
 from rnnkit.tasks.base import FINAL_WEIGHTS
 
 TASKS = ("textgen", "classify", "multilabel", "forecast", "seq2seq")
-TINY = ["--lr", "0.01", "--early-stop-patience", "None", "--epochs", "2"]
+TINY = ["--lr", "0.01", "--early-stop-patience", "None", "--epochs", "2", "--min-steps", "0"]
 
 
 def train_command(task: str, folder: Path) -> list[str]:

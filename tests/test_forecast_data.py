@@ -92,8 +92,8 @@ def test_a_held_out_file_after_a_gap_and_the_refusals(tmp_path, capsys):
 def test_val_frac_zero_trains_every_epoch_and_keeps_the_last_weights(tmp_path, capsys):
     csv = write_hourly(tmp_path / "s.csv", 0, 240)
     run = tmp_path / "run"
-    fc = Forecaster(csv=str(csv), model="gru", hidden_size=8, batch_size=32, epochs=2, early_stop_patience=1,
-                    val_frac=0, test_frac=0.25, **HOURLY).fit(run_dir=str(run), progress=False)
+    fc = Forecaster(csv=str(csv), model="gru", hidden_size=8, batch_size=32, epochs=2, min_steps=0,
+                    early_stop_patience=1, val_frac=0, test_frac=0.25, **HOURLY).fit(run_dir=str(run), progress=False)
     assert "no validation part (val_frac=0): trains all 2 epochs" in capsys.readouterr().err
     assert len(fc.rows_["val"]) == 0 and fc.splits_[0] == fc.splits_[1] == 180
     assert [r["epoch"] for r in fc.history_] == [0, 1] and "val_loss" not in fc.history_[0]
@@ -109,10 +109,10 @@ def test_val_frac_zero_trains_every_epoch_and_keeps_the_last_weights(tmp_path, c
             "--val-frac", "0"]
     assert main(["forecast", "train", *argv, "--model", "ridge", "--run-dir", str(tmp_path / "r")]) == 0
     assert "validation none (val_frac=0), test " in capsys.readouterr().out
-    assert main(["forecast", "compare", *argv, "--models", "naive", "gru", "--epochs", "1", "--hidden-size", "4",
-                 "--run-dir", str(tmp_path / "cmp")]) == 0
+    assert main(["forecast", "compare", *argv, "--models", "naive", "gru", "--epochs", "1", "--min-steps", "0",
+                 "--hidden-size", "4", "--run-dir", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"\| gru \| - \| \d+\.\d{3} \| - \|", out), out
+    assert re.search(r"\| gru \| - \| \d+\.\d{3} ± \d+\.\d{3} \| - \|", out), out       # 3 seeds: mean ± sd
     assert "no validation part (val_frac=0): no model is picked" in out
 
 
@@ -289,17 +289,238 @@ def test_early_stopping_is_on_by_default_and_a_stopped_run_resumes_with_more_pat
     csv.write_text("time,y\n" + "".join(f"{t}:00:00Z,{v:.5f}\n" for t, v in zip(times, noise)))
     run = tmp_path / "run"
     argv = ["forecast", "train", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "12",
-            "--delay", "1", "--model", "gru", "--hidden-size", "4", "--batch-size", "32", "--lr", "0.3"]
+            "--delay", "1", "--model", "gru", "--hidden-size", "4", "--batch-size", "32", "--lr", "0.3",
+            "--min-steps", "0"]
     assert main([*argv, "--run-dir", str(run)]) == 0
-    capsys.readouterr()
+    err = capsys.readouterr().err
     doc = json.loads((run / "config.json").read_text())
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in epochs if r["event"] == "epoch"]
     best = doc["fitted"]["best_epoch"]
     assert len(epochs) == best + 1 + 5 < 100                           # stopped 5 epochs after the best one
+    # ... and says so, and which weights it kept (issue 23: "epoch 7/100", epoch-2 weights, no reason given)
+    assert (f"stopped early after epoch {len(epochs)}: val_loss had not improved for 5 epochs "
+            f"(--early-stop-patience 5)") in err
+    best_loss = epochs[best]["val_loss"]
+    assert f"kept the weights of epoch {best + 1} (val_loss {best_loss:.4g}), the best" in err
     # resumed: more epochs alone do not help (it stopped early); more patience goes on
     assert main(["forecast", "train", "--resume", "--run-dir", str(run), "--epochs", "200"]) == 2
     assert "it stopped early after 5 epochs without improvement" in capsys.readouterr().err
     assert main(["forecast", "train", "--resume", "--run-dir", str(run), "--early-stop-patience", "6"]) == 0
     more = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in more if r["event"] == "epoch"]) > len(epochs)
+
+
+# -- 5. issue 23: seeds as a measurement, resumable comparisons, features on evidence, defaults -----------------
+
+def test_mean_sd_and_the_tie_rule():
+    from rnnkit.tasks.forecast.seeds import mean_sd, tied
+
+    assert mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0) and mean_sd([2.5]) == (2.5, None)
+    assert mean_sd([1.0, None]) == (None, None)                           # no validation part
+    # tied: |m1 - m2| < 2 sqrt(se1^2 + se2^2); here 2 sqrt(0.02) = 0.283
+    assert tied((3.0, 0.1), (3.25, 0.1)) and not tied((3.0, 0.1), (3.3, 0.1))
+    assert tied((3.0, 0.0), (3.1, 0.06)) and not tied((3.0, 0.0), (3.13, 0.06))   # a deterministic model: se 0
+    assert not tied((3.0, None), (3.0, 0.1))                              # one seed: no spread, no tie
+
+
+def test_the_budget_is_the_whole_command_s_and_shared_as_the_fits_go(monkeypatch):
+    from rnnkit.tasks.forecast import seeds
+
+    now = [100.0]
+    monkeypatch.setattr(seeds.time, "monotonic", lambda: now[0])
+    budget = seeds.Budget(2.0, 4, started=90.0, reserve=6.0)      # began 10 s ago; 6 s kept for the reports
+    assert budget.share() * 60 == pytest.approx((120 - 10 - 6) / 4)
+    now[0] += 30.0                                                 # 20 s of training, 10 s around it
+    budget.done(train_seconds=20.0)
+    assert budget.overhead == pytest.approx(10.0)
+    # what is left (74 s), less the others' overhead (3 x 10 s), over the 3 fits to go
+    assert budget.share() * 60 == pytest.approx((74 - 30) / 3)
+    budget.skip()                                                  # a fit finished earlier: its share goes on
+    assert budget.left == 2 and seeds.Budget(None, 3).share() is None
+
+
+def write_with_columns(path, n=360):
+    """The hourly cycle plus ``junk`` (noise that says nothing about y) and ``lead`` (y six hours later: the
+    answer itself, so any model with it is near exact)."""
+    t = np.arange(n)
+    times = np.datetime64("2022-05-01T00") + t.astype("timedelta64[h]")
+    junk = np.random.default_rng(1).normal(size=n) * 5
+    y = cycle(t)
+    lead = cycle(t + 6)
+    path.write_text("time,y,junk,lead\n" + "".join(f"{s}:00:00Z,{a:.5f},{b:.5f},{c:.5f}\n"
+                                                   for s, a, b, c in zip(times, y, junk, lead)))
+    return path
+
+
+def test_features_that_make_validation_worse_are_said_and_auto_keeps_the_better_inputs(tmp_path, capsys):
+    csv = write_with_columns(tmp_path / "s.csv")
+    common = dict(csv=str(csv), time_col="time", target=["y"], lookback=24, delay=6, model="ridge")
+    # noise as an input: one line with both figures, the target alone the lower
+    Forecaster(**common, features=["junk"]).fit()
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("features: "))
+    alone, both = map(float, re.search(r"([\d.]+) with the target alone, ([\d.]+) with the 1 other input column "
+                                       r"too \(junk\): the other columns made it worse here", line).groups())
+    assert alone < both
+    # auto: the same check picks the inputs; the model and its run keep the target alone
+    run = tmp_path / "auto"
+    fc = Forecaster(**common, features=["auto"], exclude=["lead"]).fit(run_dir=str(run))
+    assert "--features auto keeps the targets alone" in capsys.readouterr().err
+    assert fc.columns_ == ["y"] and fc.metrics_["val_mae"] == pytest.approx(alone, rel=1e-3)   # the same ridge
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["data"]["features_check"]["kept"] == "targets" and doc["fitted"]["columns"] == ["y"]
+    again = Forecaster.load(str(run))
+    assert again.predict() == fc.predict()                     # the table still has every column: only y is read
+    # a column that helps (the answer itself, six hours ahead) is kept by auto, and nothing is said against it
+    fc = Forecaster(**{**common, "csv": str(csv)}, features=["auto"], exclude=["junk"]).fit()
+    err = capsys.readouterr().err
+    assert "--features auto keeps every column" in err and fc.columns_ == ["y", "lead"]
+    assert fc.metrics_["val_mae"] < 0.01 * fc.metrics_["naive_val_mae"]
+
+
+def test_a_small_training_set_gets_a_smaller_batch_and_says_so(tmp_path, capsys):
+    csv = write_hourly(tmp_path / "s.csv", 0, 240)
+    args = dict(csv=str(csv), model="gru", hidden_size=4, epochs=1, min_steps=0, **HOURLY)
+    fc = Forecaster(**args).fit(progress=False)
+    n = len(fc.rows_["train"])                       # 96 windows: one update an epoch at the default batch 128
+    batch = max(8, -(-n // 8))
+    assert f"data: batch {batch} instead of --batch-size 128: {n} training windows would make 1 update(s)" in \
+        capsys.readouterr().err
+    assert fc.trainer_.step == -(-n // batch) >= 8
+    fc = Forecaster(**args, auto_batch=False).fit(progress=False)
+    assert fc.trainer_.step == 1 and "instead of --batch-size" not in capsys.readouterr().err
+
+
+def test_train_with_seeds_reports_mean_and_sd_and_keeps_each_seed_run(tmp_path, capsys):
+    csv = write_hourly(tmp_path / "s.csv", 0, 240)
+    run = tmp_path / "run"
+    argv = ["forecast", "train", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24",
+            "--delay", "6", "--model", "gru", "--hidden-size", "4", "--epochs", "1", "--min-steps", "0",
+            "--seeds", "3", "--seed", "5"]
+    assert main([*argv, "--run-dir", str(run)]) == 0
+    out = capsys.readouterr().out
+    own = json.loads((run / "config.json").read_text())["fitted"]["metrics"]
+    others = [json.loads((run / f"seed-{s}" / "config.json").read_text()) for s in (6, 7)]
+    assert all(d["finished"] and d["config"]["train"]["seed"] == s for d, s in zip(others, (6, 7)))
+    vals = [own["val_mae"]] + [d["fitted"]["metrics"]["val_mae"] for d in others]
+    mean, sd = float(np.mean(vals)), float(np.std(vals, ddof=1))
+    assert own["seeds"] == [5, 6, 7] and own["val_mae_mean"] == pytest.approx(mean) and own["val_mae_sd"] == \
+        pytest.approx(sd)
+    assert f"gru over 3 seeds (5..7): MAE mean ± sd: validation {mean:.4f} ± {sd:.4f}, test " in out
+    # the seeds' runs go with the run: --overwrite deletes them too
+    assert main([*argv, "--seeds", "1", "--run-dir", str(run), "--overwrite"]) == 0
+    assert not (run / "seed-6").exists()
+
+
+def test_model_auto_picks_by_validation_and_keeps_the_table(tmp_path, capsys):
+    csv = write_hourly(tmp_path / "s.csv", 0, 300)
+    run = tmp_path / "run"
+    fc = Forecaster(csv=str(csv), hidden_size=4, epochs=1, min_steps=0, **HOURLY).fit(run_dir=str(run))
+    assert ForecastConfig().model == "auto"
+    rows = {r["model"]: r for r in fc.candidates_}
+    assert set(rows) == {"naive", "seasonal_naive", "ridge", "gru", "conv1d"}
+    best = min(rows.values(), key=lambda r: r["val_mae"])
+    assert best["vs_best"] == "best" and fc.config.model == best["model"] == "ridge"     # a noise-free cycle
+    assert fc.metrics_["val_mae"] == pytest.approx(best["val_mae"])
+    loaded = Forecaster.load(str(run))
+    assert loaded.config.model == "ridge" and loaded.candidates_[0]["model"] == "naive"
+    assert (run / "candidates" / "compare.csv").read_text().count("\n") == 6
+    # the CLI prints the table and what it kept
+    assert main(["forecast", "train", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24",
+                 "--delay", "6", "--hidden-size", "4", "--epochs", "1", "--min-steps", "0",
+                 "--run-dir", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert "| conv1d |" in out and "model auto: best by mean validation MAE: ridge (" in out
+    assert "the run keeps ridge" in out
+
+
+def interrupt_in(monkeypatch, folder: str, exception):
+    """Raise ``exception`` at the first training step of the run whose folder is named ``folder``."""
+    from rnnkit.training import Trainer
+    fit = Trainer.fit
+
+    def fit_and_stop(self, *args, **kwargs):
+        if self.run_dir is not None and self.run_dir.path.name == folder:
+            def stop(trainer):
+                raise exception
+            self.add_callback("on_step_end", stop)
+        return fit(self, *args, **kwargs)
+    monkeypatch.setattr(Trainer, "fit", fit_and_stop)
+
+
+@pytest.mark.parametrize("signal", ["ctrl-c", "sigterm"])
+def test_compare_resume_keeps_what_finished_and_trains_the_rest(tmp_path, capsys, monkeypatch, signal):
+    from rnnkit.cli import Terminated
+
+    csv = write_hourly(tmp_path / "s.csv", 0, 240)
+    out_dir = tmp_path / "cmp"
+    argv = ["forecast", "compare", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24",
+            "--delay", "6", "--hidden-size", "4", "--epochs", "1", "--min-steps", "0", "--seeds", "2",
+            "--models", "naive", "gru", "lstm", "--run-dir", str(out_dir)]
+    interrupt_in(monkeypatch, "seed-1" if signal == "ctrl-c" else "lstm",
+                 KeyboardInterrupt() if signal == "ctrl-c" else Terminated())
+    # Ctrl-C in lstm's second seed; SIGTERM in lstm's first
+    assert main(argv) == (130 if signal == "ctrl-c" else 143)
+    err = capsys.readouterr().err
+    command = f"rnnkit forecast compare --models naive gru lstm --run-dir {out_dir} --resume"
+    assert err.splitlines()[-2] == f"resume the comparison with: {command}"      # (the last: rnnkit: ...)
+    assert "fit(..., resume=True)" not in err
+    if signal == "ctrl-c":
+        # the interrupted seed is gru's second (the first folder named seed-1): gru is not in the table yet
+        rows = (out_dir / "compare.csv").read_text().splitlines()
+        assert [r.split(",")[0] for r in rows[1:]] == ["naive"]
+    else:
+        # written after each model: naive and gru are there, lstm is not
+        rows = (out_dir / "compare.csv").read_text().splitlines()
+        assert [r.split(",")[0] for r in rows[1:]] == ["naive", "gru"]
+    gru_epochs = (out_dir / "gru" / "metrics.jsonl").read_text()
+    monkeypatch.undo()
+    assert main(command.split()[1:]) == 0
+    captured = capsys.readouterr()
+    assert f"naive: finished earlier in {out_dir / 'naive'}: kept" in captured.err
+    assert f"gru seed 0: finished earlier in {out_dir / 'gru'}: kept" in captured.err
+    if signal == "sigterm":
+        assert f"gru seed 1: finished earlier in {out_dir / 'gru' / 'seed-1'}: kept" in captured.err
+    assert (out_dir / "gru" / "metrics.jsonl").read_text() == gru_epochs          # not trained again
+    rows = list(csv_rows(out_dir / "compare.csv"))
+    assert [r["model"] for r in rows] == ["naive", "gru", "lstm"] and all(r["seeds"] == "2" or r["model"] == "naive"
+                                                                          for r in rows)
+    assert (out_dir / "lstm" / "seed-1" / "config.json").is_file() and "| lstm |" in captured.out
+
+
+def csv_rows(path):
+    import csv
+    with open(path, newline="") as f:
+        yield from csv.DictReader(f)
+
+
+def test_compare_ranks_by_the_mean_and_marks_ties(tmp_path, capsys):
+    from rnnkit.tasks.forecast.compare import rank, simplest_of_the_best
+
+    def row(model, mean, sd, n, deterministic=False):
+        return {"model": model, "val_mae": mean, "val_mae_sd": sd, "seeds": n, "deterministic": deterministic,
+                "rank": None, "vs_best": None}
+    rows = [row("naive", 4.0, 0.0, 1, True), row("gru", 3.0, 0.2, 4), row("lstm", 3.3, 0.2, 4),
+            row("ridge", 3.2, 0.0, 1, True), row("bigru", 3.5, 0.2, 4)]
+    rank(rows)
+    # gru best (se 0.2 / sqrt(4) = 0.1); ridge: 0.2 is not < 2 * 0.1; lstm: 0.3 is not < 2 sqrt(0.1² + 0.1²) = 0.283
+    assert [(r["model"], r["rank"], r["vs_best"]) for r in rows] == [
+        ("naive", 5, "worse"), ("gru", 1, "best"), ("lstm", 3, "worse"), ("ridge", 2, "worse"),
+        ("bigru", 4, "worse")]
+    rows[2]["val_mae"] = 3.25                                          # 0.25 < 0.283: inside the noise
+    rank(rows)
+    assert rows[2]["vs_best"] == "tied" and simplest_of_the_best(rows)["model"] == "gru"
+    rows[3]["val_mae"] = 3.15                                          # ridge: 0.15 < 2 * 0.1
+    rank(rows)
+    assert rows[3]["vs_best"] == "tied" and simplest_of_the_best(rows)["model"] == "ridge"   # the simpler one
+    # the CLI's table shows mean ± sd and the marks, and the summary says which rule called the tie
+    csv = write_hourly(tmp_path / "s.csv", 0, 240)
+    assert main(["forecast", "compare", "--csv", str(csv), "--time-col", "time", "--target", "y", "--lookback", "24",
+                 "--delay", "6", "--hidden-size", "4", "--epochs", "1", "--min-steps", "0", "--models", "naive",
+                 "ridge", "gru", "--run-dir", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    mean_sd = r"\d+\.\d{3} ± \d+\.\d{3}"
+    assert re.search(rf"\| gru \| {mean_sd} \| {mean_sd} \|.*\| 3 \| \d( \((best|tied)\))? \|", out), out
+    assert "best by mean validation MAE: ridge (" in out
+    header = next(csv_rows(tmp_path / "cmp" / "compare.csv"))
+    assert {"val_mae_sd", "test_mae_sd", "seeds", "rank", "vs_best"} <= set(header)

@@ -56,7 +56,7 @@ def cases(folder: Path, runs: dict[str, Path]) -> list[dict]:
                 add(task + " train", argv, phase, sig, run, resume)
     compare = train_command("forecast", folder / "data")
     compare = ["forecast", "compare"] + compare[2:compare.index("--model")] + ["--models", "naive", "gru",
-                                                                                "--epochs", "1"]
+                                                                                "--epochs", "1", "--seeds", "1"]
     for phase, sig in (("data", "SIGINT"), ("first_step", "SIGTERM"), ("save", "SIGINT")):
         run = folder / "runs" / f"compare-{phase}"
         add("forecast compare", compare + ["--run-dir", str(run)], phase, sig,

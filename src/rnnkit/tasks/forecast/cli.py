@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnnkit import _checks
-from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args
+from rnnkit.config import (add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args,
+                           given_fields)
 from rnnkit.runs.io import atomic_write_json
-from rnnkit.tasks.forecast.config import MODELS, ForecastConfig
+from rnnkit.tasks.forecast.config import COMPARE_SEEDS, DEFAULT_MODELS, MODELS, ForecastConfig
 
 # The task, its data and the comparison import torch (and numpy): each command imports them when it runs, so
 # that the parser (and every --help) is built from the config alone.
@@ -44,19 +46,71 @@ def _print_metrics(fc: Forecaster) -> None:
         line += (f"; seasonal naive (season {m['season']}): validation "
                  f"{number(m['seasonal_naive_val_mae'], '.4f')}, test {m['seasonal_naive_test_mae']:.4f}")
     print(line)
+    if m.get("seeds") and len(m["seeds"]) > 1:
+        seeds = m["seeds"]
+        val = "-" if m["val_mae_mean"] is None else f"{m['val_mae_mean']:.4f} ± {m['val_mae_sd']:.4f}"
+        print(f"{fc.config.model} over {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}): MAE mean ± sd: validation {val}, "
+              f"test {m['test_mae_mean']:.4f} ± {m['test_mae_sd']:.4f} (the run's model is seed {seeds[0]}'s; "
+              f"the others are in RUN/seed-N)")
 
 
 def _train_cmd(args) -> int:
-    from rnnkit.tasks.base import stop_if_interrupted, train_config_from_args
-    from rnnkit.tasks.forecast.task import Forecaster
+    import shutil
 
-    cfg = train_config_from_args(Forecaster, args)
-    fc = Forecaster(cfg).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    from rnnkit.tasks.base import resume_command, stop_if_interrupted, train_config_from_args
+    from rnnkit.tasks.forecast.compare import COMPARE_FILE
+    from rnnkit.tasks.forecast.task import CANDIDATES, Forecaster
+
+    candidates = Path(args.run_dir) / CANDIDATES if args.run_dir else None
+    if args.resume and candidates is not None and not (Path(args.run_dir) / "config.json").is_file() \
+            and (candidates / COMPARE_FILE).is_file():
+        cfg = _auto_config_to_resume(args)           # --model auto stopped while it trained its candidates
+    else:
+        cfg = train_config_from_args(Forecaster, args, resume_fields=("seeds",))
+        if not args.resume and candidates is not None and candidates.exists():
+            if not args.overwrite:
+                raise ValueError(f"{args.run_dir}: holds the candidates of an earlier --model auto run, which "
+                                 f"training again would overwrite; expected a new folder: go on with it with "
+                                 f"--resume ({resume_command(Forecaster.command(), args.run_dir)}), choose another "
+                                 f"--run-dir, or replace it with --overwrite")
+            shutil.rmtree(candidates)
+    try:
+        fc = Forecaster(cfg).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    except KeyboardInterrupt:
+        # SIGTERM in a later seed: the line above this one names that seed's folder; the run is this one.
+        if args.run_dir and cfg.seeds > 1 and cfg.model != "auto":
+            print(f"resume with: {resume_command(Forecaster.command(), args.run_dir)}", file=sys.stderr)
+        raise
     # Ctrl-C (or SIGTERM) stopped training: no test evaluation; exit 130 with the command that goes on.
     stop_if_interrupted(fc.trainer_, args.run_dir, Forecaster.command())
+    if vars(fc).get("candidates_"):
+        from rnnkit.tasks.forecast.compare import ranking_summary, results_markdown
+
+        print(results_markdown(fc.candidates_), end="")
+        print(f"model auto: {ranking_summary(fc.candidates_)}; the run keeps {fc.config.model}"
+              + (f" (the candidates' runs and table: {candidates})" if candidates else ""))
     _print_metrics(fc)
     print(f"run saved in {args.run_dir}", file=sys.stderr)
     return 0
+
+
+def _auto_config_to_resume(args):
+    """The config of a ``--model auto`` run that stopped before it picked a model: its candidates' config (from
+    the first candidate's run) with model auto, and the budget flags given now."""
+    from rnnkit.runs.io import read_json
+    from rnnkit.tasks.base import replace_config, train_config_from_args
+    from rnnkit.tasks.forecast.compare import COMPARE_FILE
+    from rnnkit.tasks.forecast.task import CANDIDATES, Forecaster
+
+    folder = Path(args.run_dir) / CANDIDATES
+    saved = read_json(folder / COMPARE_FILE)
+    runs = [folder / m for m in saved["models"] if (folder / m / "config.json").is_file()]
+    if not runs:
+        _checks.fail("--resume", True, f"a --run-dir whose --model auto run trained a candidate; {folder} holds none")
+    cfg = train_config_from_args(Forecaster, argparse.Namespace(**{**vars(args), "run_dir": str(runs[0])}),
+                                 resume_fields=("seeds",))
+    return replace_config(cfg, model="auto", seeds=saved.get("seeds", cfg.seeds) if "seeds" not in
+                          given_fields(args) else args.seeds)
 
 
 def _eval_cmd(args) -> int:
@@ -115,7 +169,7 @@ def _claim_compare_dir(run_dir: str, models: list[str], overwrite: bool) -> None
 
     out = Path(run_dir)
     runs = [out / m for m in MODELS if holds_run(out / m)]
-    if not (runs or (out / "compare.csv").exists()):
+    if not (runs or (out / "compare.csv").exists() or (out / "compare.json").exists()):
         return
     if overwrite:
         clear_run(out)
@@ -124,36 +178,52 @@ def _claim_compare_dir(run_dir: str, models: list[str], overwrite: bool) -> None
             if not any(run.iterdir()):
                 run.rmdir()          # a model this comparison may not train again leaves no empty folder
         return
-    command = "rnnkit forecast compare" + (" --models " + " ".join(models) if models != list(MODELS) else "")
+    from rnnkit.tasks.forecast.compare import compare_command
+
+    command = compare_command(models)
     raise ValueError(f"{run_dir}: holds an earlier comparison, which comparing again would overwrite; expected a "
                      f"new folder: go on with it with --resume ({resume_command(command, run_dir)}), choose "
                      f"another --run-dir, or replace it with --overwrite")
 
 
 def _compare_cmd(args) -> int:
-    from rnnkit.tasks.base import train_config_from_args
-    from rnnkit.tasks.forecast.compare import best_recurrent, compare, results_markdown
+    started = time.monotonic()            # --max-minutes is the whole command's, reading the data included
+    from rnnkit.runs.io import read_json
+    from rnnkit.tasks.base import replace_config, train_config_from_args
+    from rnnkit.tasks.forecast.compare import COMPARE_FILE, best_recurrent, compare, ranking_summary, results_markdown
+    from rnnkit.tasks.forecast.config import DEFAULT_MODELS
     from rnnkit.tasks.forecast.task import Forecaster
 
-    models = args.models or list(MODELS)
+    models = args.models or list(DEFAULT_MODELS)
     if args.resume and args.overwrite:
         _checks.fail("--overwrite", True, "no --overwrite with --resume (--resume goes on with the comparison in "
                                           "--run-dir, --overwrite replaces it)")
     if args.resume:
-        # The comparison keeps its config: read it from a model's run (only budget flags may be given).
+        # What was compared (models, seeds) is in compare.json; each model's config in its run (only budget
+        # flags, and --seeds, may be given).
+        saved = Path(args.run_dir) / COMPARE_FILE
+        saved = read_json(saved) if saved.is_file() else {}
+        if not args.models:
+            models = saved.get("models", models)
         runs = [Path(args.run_dir) / m for m in models if (Path(args.run_dir) / m / "config.json").is_file()]
         if not runs:
             _checks.fail("--resume", True, f"a --run-dir holding a comparison of {', '.join(models)}; "
                                            f"{args.run_dir} holds none of their runs")
-        cfg = train_config_from_args(Forecaster, argparse.Namespace(**{**vars(args), "run_dir": str(runs[0])}))
+        cfg = train_config_from_args(Forecaster, argparse.Namespace(**{**vars(args), "run_dir": str(runs[0])}),
+                                     resume_fields=("seeds",))
+        seeds = args.seeds if "seeds" in given_fields(args) else saved.get("seeds", cfg.seeds)
+        cfg = replace_config(cfg, seeds=seeds)
     else:
         cfg = config_from_args(ForecastConfig, args)
         _claim_compare_dir(args.run_dir, models, args.overwrite)
-    results = compare(cfg, models, args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    results = compare(cfg, models, args.run_dir, resume=args.resume, dry_run=args.dry_run, started=started)
     print(results_markdown(results), end="")
     skipped = [m for m in models if m not in {r["model"] for r in results}]
     if skipped:
         print(f"\nskipped: {', '.join(skipped)} (seasonal_naive needs a period: give --season N)")
+    summary = ranking_summary(results)
+    if summary:
+        print(f"\n{summary}")
     best = best_recurrent(results)
     if best:
         text = (f"\nbest recurrent model by validation: {best['model']} ({best['val_vs_naive_pct']:+.1f}% val, "
@@ -200,9 +270,9 @@ def add_commands(sub) -> None:
     c = verbs.add_parser("compare", help="train every model on the same windows; one table of results",
                          description="Train every model on the same windows; one table of results, plots, and "
                                      "each model's run in RUN_DIR/<model>.")
-    add_config_arguments(c, ForecastConfig, skip=("model",))
+    add_config_arguments(c, ForecastConfig, skip=("model",), defaults=ForecastConfig(seeds=COMPARE_SEEDS))
     c.add_argument("--models", nargs="*", choices=MODELS, default=None,
-                   help="models to compare (default: all of them)")
+                   help=f"models to compare (default: {' '.join(DEFAULT_MODELS)})")
     group = c.add_argument_group("run")
     group.add_argument("--run-dir", default="runs/forecast-compare",
                        help="write compare.csv, compare.md, the PNGs and each model's run here "

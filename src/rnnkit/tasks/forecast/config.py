@@ -15,8 +15,21 @@ from rnnkit.training.config import TrainConfig
 BASELINES = ("naive", "seasonal_naive")
 RECURRENT = ("gru", "gru_dropout", "stacked_gru", "bigru", "lstm", "conv1d_gru")
 MODELS = (*BASELINES, "ridge", "mlp", *RECURRENT[:5], "conv1d", "conv1d_gru")
+# Models whose fit does not depend on the seed: one fit each in a comparison, whatever --seeds says.
+DETERMINISTIC = (*BASELINES, "ridge")
+# What `forecast compare` trains when --models is not given (see docs/forecast.md for the evidence).
+DEFAULT_MODELS = tuple(m for m in MODELS if m != "mlp")   # mlp lost to naive on nyc-weather validation
+# What `--model auto` (the default) chooses among, by the mean validation MAE: the two baselines, a linear
+# model, a recurrent one and a convolutional one (see docs/forecast.md for the evidence).
+AUTO_MODELS = ("naive", "seasonal_naive", "ridge", "gru", "conv1d")
+MODEL_CHOICES = ("auto", *MODELS)
+# Seeds per model in `forecast compare` (each a fit of its own; the deterministic models take one).
+COMPARE_SEEDS = 3
 # The long_gaps choices of rnnkit.datasets.series (which imports numpy); a test checks the two agree.
 LONG_GAPS = ("fill", "drop", "skip")
+# The words --features takes instead of column names (each alone).
+FEATURE_WORDS = ("all", "none", "auto")
+MAX_SEEDS = 100
 # Window bounds: a lookback of 100,000 steps is 11 years of hourly data; windows are (batch, lookback, inputs).
 MAX_WINDOW = _checks.MAX_SEQ_LEN
 MAX_HORIZON = 10_000
@@ -41,7 +54,9 @@ class ForecastConfig:
     time_col: Optional[str] = field(None, "column with the timestamps (ISO 8601) or integer step numbers", group="data")
     target: list[str] = field([], "column(s) to forecast (empty: a named dataset's main series)", group="data")
     features: list[str] = field([], "extra input columns (the targets are always inputs too); 'all': every "
-                                    "numeric column", group="data")
+                                    "numeric column; 'none': the targets alone (not a dataset's own features); "
+                                    "'auto': the targets alone or with the other columns, whichever gives the "
+                                    "lower validation MAE (both are trained)", group="data")
     exclude: list[str] = field([], "columns to leave out of the inputs (with --features all, from a dataset's "
                                    "own features, or of the calendar ones, e.g. week_sin week_cos)", group="data")
     filter: list[str] = field([], "keep rows where COLUMN=VALUE, e.g. origin=JFK (several allowed; 'none' turns "
@@ -80,21 +95,32 @@ class ForecastConfig:
     test_frac: float = field(0.25, "share of the rows (the last ones) for the test when val_end is not given",
                              group="data")
     # model
-    model: str = field("gru", "model to train", choices=MODELS, group="model")
-    hidden_size: int = field(32, f"units of the recurrent / convolutional / dense layer (at most {_checks.MAX_WIDTH:,})",
-                             group="model")
+    model: str = field("auto", "model to train; auto: the one with the lowest validation MAE among "
+                               f"{', '.join(AUTO_MODELS)}, or the simplest of those tied with it (each "
+                               "trained, the table printed and saved in RUN/candidates)", choices=MODEL_CHOICES,
+                       group="model")
+    hidden_size: int = field(32, "units of the recurrent / convolutional / dense layer (at most "
+                                 f"{_checks.MAX_WIDTH:,})", group="model")
     dropout: float = field(0.1, "input dropout of the dropout models (gru_dropout, stacked_gru, conv1d_gru)",
                            group="model")
     recurrent_dropout: float = field(0.5, "variational recurrent dropout of those models", group="model")
-    residual: bool = field(False, "learn the change from the last observed value instead of the value", group="model")
+    residual: bool = field(True, "learn the change from the last observed value instead of the value (on by "
+                                 "default: it helped every learned model on airline, nyc-weather and daily "
+                                 "nyc-weather; --no-residual learns the value itself)", group="model")
     season: Optional[int] = field(None, "period in steps for seasonal_naive (None: 24 for hourly steps, 7 for "
                                         f"daily, 12 for monthly; at most {MAX_WINDOW:,})", group="model")
     alpha: Optional[float] = field(None, "L2 penalty of the ridge model (None: the best of 0.1 .. 10^4 on the "
                                          f"validation windows; at most {_checks.MAX_PENALTY:g})", group="model")
+    seeds: int = field(1, "train this many seeds (--seed, --seed + 1, ...) and report the mean ± sd of the "
+                          "validation and test MAE; the run keeps the model of --seed, the others are in "
+                          f"RUN/seed-N (at most {MAX_SEEDS})", group="model")
     # training: windows per batch, RMSprop, the gradient norm clipped to 1; up to 100 epochs, stopped after 5
-    # without a better validation MAE (max_minutes bounds it too)
+    # without a better validation MAE but not before 200 updates; a small set's batch shrinks so that an epoch
+    # is at least 8 updates (airline: 48 training windows, one update an epoch at batch 128); max_minutes
+    # bounds it too
     train: TrainConfig = field(TrainConfig(epochs=100, batch_size=128, lr=1e-3, optimizer="rmsprop",
-                                           clip_grad_norm=1.0, early_stop_patience=5), "training options")
+                                           clip_grad_norm=1.0, early_stop_patience=5, min_steps=200,
+                                           auto_batch=True), "training options")
 
     def __post_init__(self) -> None:
         if self.dataset is not None:
@@ -104,8 +130,9 @@ class ForecastConfig:
             value = getattr(self, name)
             if isinstance(value, str):
                 setattr(self, name, [value])
-        if "all" in self.features and self.features != ["all"]:
-            _checks.fail("features", self.features, "either 'all' alone or a list of column names")
+        for word in FEATURE_WORDS:
+            if word in self.features and self.features != [word]:
+                _checks.fail("features", self.features, f"either '{word}' alone or a list of column names")
         _checks.check_int("step", self.step, min=1, cap=MAX_WINDOW)
         _checks.check_int("horizon", self.horizon, min=1, cap=MAX_HORIZON)
         _checks.check_int("hidden_size", self.hidden_size, min=1, cap=_checks.MAX_WIDTH)
@@ -117,11 +144,12 @@ class ForecastConfig:
         _checks.check_float("val_frac", self.val_frac, min=0, max=1, max_open=True)
         _checks.check_float("test_frac", self.test_frac, min=0, max=1 - self.val_frac, min_open=True,
                             max_open=True)
-        _checks.check_choice("model", self.model, MODELS)
+        _checks.check_choice("model", self.model, MODEL_CHOICES)
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
         _checks.check_int("season", self.season, min=1, cap=MAX_WINDOW, allow_none=True)
         _checks.check_float("alpha", self.alpha, min=0, max=_checks.MAX_PENALTY, allow_none=True)
+        _checks.check_int("seeds", self.seeds, min=1, cap=MAX_SEEDS)
         if not isinstance(self.train, TrainConfig):
             _checks.fail("train", self.train, "a TrainConfig")
 

@@ -5,7 +5,8 @@ The path from a table to the windows a model sees:
 1. :func:`load_source`: the table named by the config's ``dataset`` or ``csv`` (and :func:`load_test_source`:
    the user's own held-out period, ``test_csv``);
 2. :func:`prepare`: :func:`~rnnkit.datasets.series.prepare_series` makes one regular series (station filter,
-   resampling, NaN interpolation, all reported) with a dataset's defaults filled in and ``features="all"`` /
+   resampling, NaN interpolation, all reported) with a dataset's defaults filled in and ``features="all"`` (or
+   "none", "auto") /
    ``exclude`` applied (:func:`resolved`); a held-out file is prepared the same way and put after it
    (:func:`join_held_out`); optional sin/cos calendar features are appended;
 3. :func:`with_window_defaults`: ``lookback`` and ``delay`` left empty are chosen from the series' step
@@ -73,6 +74,12 @@ def resolved(cfg: ForecastConfig, table: dict[str, np.ndarray] | None = None) ->
            for k in ("time_col", "target", "features", "filter", "angles")}
     if [f.lower() for f in cfg.filter] == ["none"]:
         out["filter"] = []
+    if cfg.features == ["none"]:
+        out["features"] = []
+    elif cfg.features == ["auto"]:
+        # The larger of the two candidates (the model may keep only the targets): a dataset's own features,
+        # else every numeric column.
+        out["features"] = preset.get("features") or ["all"]
     if not out["time_col"]:
         _checks.fail("time_col", None, "the name of the column with the timestamps")
     if not out["target"]:
@@ -84,7 +91,7 @@ def resolved(cfg: ForecastConfig, table: dict[str, np.ndarray] | None = None) ->
         if table is not None and name not in table and name not in calendar:
             _checks.fail("exclude", name, f"a column of the data{' or a calendar column' if calendar else ''}; "
                                           f"its columns are: {', '.join([*table, *calendar])}")
-    if cfg.features == ["all"] and table is not None:
+    if out["features"] == ["all"] and table is not None:
         skip = [out["time_col"], *out["target"], *(f.split("=", 1)[0] for f in out["filter"]),
                 *([cfg.wide_by] if cfg.wide_by else [])]
         out["features"] = S.numeric_columns(table, skip)

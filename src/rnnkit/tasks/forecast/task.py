@@ -18,7 +18,9 @@ the last value (naive) and, where the series has a season, the value one season 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,16 +34,21 @@ from rnnkit.datasets import windows as W
 from rnnkit.datasets.files import typed_column
 from rnnkit.report.metrics import forecast_metrics, mae_per_target
 from rnnkit.runs.checkpoint import RunDir
-from rnnkit.runs.weights import check_weights_match
 from rnnkit.runs.schema import FORMAT_VERSION
+from rnnkit.runs.weights import check_weights_match
 from rnnkit.tasks.base import Prepared, Task, refuse_export, replace_config, resume_command
 # The config lives in config.py (no torch: --help reads it); imported here too for the name it had.
-from rnnkit.tasks.forecast.config import ForecastConfig, ForecastRequest  # noqa: F401
+from rnnkit.tasks.forecast.config import AUTO_MODELS, ForecastConfig, ForecastRequest  # noqa: F401
 from rnnkit.tasks.forecast.data import (default_season, freq_from_json, freq_to_json, load_source,
                                         load_test_source, make_windows, no_validation, prepare, split_points,
                                         valid_windows, window_rows, with_window_defaults)
 from rnnkit.tasks.forecast.model import BASELINES, build_model, seasonal_positions
 from rnnkit.training.progress import track
+
+# The penalties ridge chooses from on the validation windows (and the feature check's ridge).
+RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4)
+# Where `--model auto` trains its candidates, inside the run directory.
+CANDIDATES = "candidates"
 
 
 class SeasonError(ValueError):
@@ -55,6 +62,61 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def feature_check(cfg: ForecastConfig, values: np.ndarray, columns: list[str], n_targets: int, val_start: int,
+                  test_start: int) -> dict[str, Any]:
+    """Whether the input columns beyond the targets help, measured on validation: a ridge model (closed form,
+    seconds; the penalty picked from a grid on the validation windows) fitted on the same training windows
+    with every input column and with the targets alone. Returns both validation MAEs (in the targets' units),
+    ``kept`` ("all" or "targets", the lower) and a line that says it.
+
+    A linear model stands in for the model being trained so the check costs seconds, not a second training;
+    the line says so.
+    """
+    from sklearn.linear_model import Ridge
+
+    norm = S.Normalizer.fit(values[:val_start])
+    normed = norm.transform(values).astype(np.float32)                          # (N, F)
+    windows = make_windows(cfg, normed, n_targets)
+    valid = valid_windows(cfg, normed)
+    train, val = window_rows(cfg, valid, 0, val_start), window_rows(cfg, valid, val_start, test_start)
+    if len(train) > 20_000:        # the closed form holds (windows x L*F) in memory: a sample suffices
+        train = np.random.default_rng(cfg.train.seed).choice(train, 20_000, replace=False)
+    scale = norm.std[:n_targets]
+
+    def val_mae(width: int) -> float:
+        def flat(rows):
+            x, y = windows.batch(rows)                                          # (n, L, F), (n, H, K)
+            x = x[:, :, :width]
+            last = np.tile(x[:, -1, :n_targets], cfg.horizon) if cfg.residual else 0.0
+            return x.reshape(len(rows), -1).astype(np.float64), y.reshape(len(rows), -1), last
+        X, Y, last = flat(train)
+        Xv, Yv, last_v = flat(val)
+        best = np.inf
+        for alpha in RIDGE_ALPHAS:
+            pred = Ridge(alpha=alpha).fit(X, Y - last).predict(Xv).reshape(Yv.shape) + last_v
+            err = mae_per_target(pred.reshape(len(val), cfg.horizon, n_targets),
+                                 Yv.reshape(len(val), cfg.horizon, n_targets), scale).mean()
+            best = min(best, float(err))
+        return best
+
+    if len(train) == 0 or len(val) == 0:
+        return {"all": None, "targets": None, "kept": "all", "text": "no windows to compare the inputs on"}
+    with_all, alone = val_mae(len(columns)), val_mae(n_targets)
+    kept = "targets" if alone < with_all else "all"
+    others = columns[n_targets:]
+    shown = ", ".join(others[:6]) + (", ..." if len(others) > 6 else "")
+    text = (f"validation MAE of a ridge model on these windows: {alone:.4g} with the target"
+            f"{'s' if n_targets > 1 else ''} alone, {with_all:.4g} with the {len(others)} other input column"
+            f"{'s' if len(others) != 1 else ''} too ({shown})")
+    if cfg.features == ["auto"]:
+        text += (": --features auto keeps " + ("the targets alone" if kept == "targets" else "every column")
+                 + " (a linear model's verdict, standing in for the model's own)")
+    elif kept == "targets":
+        text += (": the other columns made it worse here; --features auto keeps the better of the two, "
+                 "--features none the targets alone")
+    return {"all": with_all, "targets": alone, "kept": kept, "text": text}
+
+
 class Forecaster(Task, name="forecast"):
     """Forecast one or several columns of a series ``delay`` steps after a window of ``lookback`` steps.
 
@@ -64,13 +126,16 @@ class Forecaster(Task, name="forecast"):
     ``windows_`` and ``rows_`` (the windows of the normalised series and their rows per split), ``history_``
     (epoch records), ``best_epoch_``, ``metrics_`` (val/test MAE, normalised and in original units, and the
     naive and seasonal naive baselines'; the val figures are None without a validation part; only the
-    Trainer's last figures when Ctrl-C stopped training, see ``trainer_.interrupted``), ``train_seconds_``, ``trainer_`` (None for the
-    baselines and ridge); ``alpha_`` for ridge.
+    Trainer's last figures when Ctrl-C stopped training, see ``trainer_.interrupted``), ``train_seconds_``,
+    ``trainer_`` (None for the baselines and ridge); ``alpha_`` for ridge; with ``seeds`` > 1 ``seed_figures_``
+    (each seed's MAEs) and the mean and sd in ``metrics_``; after ``model="auto"`` ``candidates_`` (its table).
     """
 
     config_class = ForecastConfig
     train_command = "rnnkit forecast train"
-    run_files = ("compare.csv", "compare.md", "predictions.png", "losses.png")
+    # The comparison's reports, and the runs of the seeds after the first (--seeds N: RUN/seed-<s>/).
+    run_files = ("compare.csv", "compare.md", "compare.json", "predictions.png", "losses.png", "seed-*",
+                 CANDIDATES)
     legacy_weights = ("best.safetensors",)     # the finished model's file before FINAL_WEIGHTS
     endpoint = "forecast"                 # the Task protocol's uniform apply: see the end of the class
     request_class = ForecastRequest
@@ -79,15 +144,86 @@ class Forecaster(Task, name="forecast"):
 
     def fit(self, data: dict[str, np.ndarray] | None = None, *, run_dir: str | None = None,
             resume: bool = False, dry_run: bool = False, progress: bool | None = None,
-            verbose: bool = True) -> "Forecaster":
+            verbose: bool = True) -> Forecaster:
         """Prepare the series (from ``data``, a table ``{column: array}``, or the config's dataset/csv),
         train, and measure validation and test MAE (``metrics_``); saved in ``run_dir`` when given.
 
         ``resume=True`` continues the training saved in ``run_dir`` (the same config and data prepare the
         same windows; weights, optimizer and position come from the checkpoint). ``dry_run`` trains on one
         tiny batch: seconds, for smoke tests. ``verbose`` prints what the data is."""
+        if self.config.model == "auto":
+            return self._fit_auto(data, run_dir=run_dir, resume=resume, dry_run=dry_run, progress=progress,
+                                  verbose=verbose)
+        if self.config.seeds == 1:
+            return self.fit_one(data, run_dir=run_dir, resume=resume, dry_run=dry_run, progress=progress,
+                                verbose=verbose)
+        from rnnkit.tasks.forecast.seeds import Budget, fit_seeds, mean_sd
+
+        cfg = self.config
+        if data is None:
+            data = load_source(cfg)[0]               # read once for every seed
+        seeded = fit_seeds(cfg, data, run_dir, resume=resume, dry_run=dry_run, progress=progress, verbose=verbose,
+                           budget=Budget(cfg.train.max_minutes, cfg.seeds))
+        if seeded.runs:
+            # This object becomes the first seed's run (the run directory's model), with this config.
+            self.__dict__.update({k: v for k, v in vars(seeded.runs[0]).items() if k != "config"})
+        if seeded.interrupted is not None:
+            self.trainer_ = seeded.interrupted       # Ctrl-C: the caller stops with the command that resumes
+            return self
+        self.seed_figures_ = [{"seed": s, **f} for s, f in zip(seeded.seeds, seeded.figures)]
+        summary: dict[str, Any] = {"seeds": seeded.seeds}
+        for key in ("val_mae", "test_mae"):
+            summary[f"{key}_mean"], summary[f"{key}_sd"] = mean_sd([f[key] for f in seeded.figures])
+        self.metrics_ = {**self.metrics_, **summary}
+        if run_dir is not None:
+            self.save(run_dir)                       # config.json records the seeds' summary too
+        return self
+
+    def _fit_auto(self, data: dict[str, np.ndarray] | None, *, run_dir: str | None, resume: bool, dry_run: bool,
+                  progress: bool | None, verbose: bool) -> Forecaster:
+        """``model="auto"``: every model of AUTO_MODELS trained on the same windows (a comparison in
+        ``RUN/candidates``, the budget shared among them), and this object becomes the one with the lowest mean
+        validation MAE, or the simplest of those tied with it (the test MAE plays no part), saved in
+        ``run_dir``. ``candidates_`` holds the table."""
+        from rnnkit.tasks.forecast.compare import run_comparison, simplest_of_the_best
+
+        cfg = self.config
+        if no_validation(cfg):
+            # Nothing to pick on: ridge, the model that never lost to both baselines on the sets measured.
+            print("model auto: no validation part (val_frac=0) to pick a model on: ridge", file=sys.stderr)
+            self.config = replace_config(cfg, model="ridge")
+            return self.fit(data, run_dir=run_dir, resume=resume, dry_run=dry_run, progress=progress,
+                            verbose=verbose)
+        folder = None if run_dir is None else str(Path(run_dir) / CANDIDATES)
+        line = None if run_dir is None else f"resume with: {resume_command(self.command(), run_dir)}"
+        results, fitted = run_comparison(cfg, list(AUTO_MODELS), folder, resume=resume, dry_run=dry_run,
+                                         progress=progress, resume_line=line, table=data, plots=False)
+        # The lowest mean validation MAE, or the simplest of the models tied with it (see compare.rank).
+        best = simplest_of_the_best(results, AUTO_MODELS)
+        winner = fitted[best["model"]].runs[0]
+        self.__dict__.update({k: v for k, v in vars(winner).items() if k != "config"})
+        self.config = replace_config(cfg, model=best["model"], seeds=winner.config.seeds)
+        self.candidates_ = results
+        if run_dir is not None:
+            self.save(run_dir)
+        return self
+
+    def fit_one(self, data: dict[str, np.ndarray] | None = None, *, run_dir: str | None = None,
+                resume: bool = False, dry_run: bool = False, progress: bool | None = None,
+                verbose: bool = True) -> Forecaster:
+        """``fit`` for one seed, ``config.seed`` (whatever ``config.seeds`` says): the one ``Task.fit``
+        sequence."""
         return super().fit(data, run_dir=run_dir, resume=resume, dry_run=dry_run, progress=progress,
                            verbose=verbose)
+
+    def _train_config(self, prepared: Prepared, dry_run: bool):
+        """The Trainer's options; within a command that trains several models or seeds, this fit's share of
+        the command's --max-minutes (``_budget_minutes``, set by fit_seeds)."""
+        train = super()._train_config(prepared, dry_run)
+        share = self.__dict__.get("_budget_minutes")
+        if share is not None and not dry_run and train.max_minutes is not None and share < train.max_minutes:
+            train = dataclasses.replace(train, max_minutes=share)
+        return train
 
     def _read_data(self, data: dict[str, np.ndarray] | None, *, run_dir: str | None, resume: bool,
                    verbose: bool = True) -> Prepared:
@@ -115,6 +251,16 @@ class Forecaster(Task, name="forecast"):
         self.n_targets_, self.best_epoch_ = len(series.targets), None
         if cfg.model == "seasonal_naive":
             self._season_positions()        # no season to use: refused before anything is written
+        check = None
+        if len(columns) > self.n_targets_ and not dry_run and not no_validation(cfg) \
+                and (cfg.features == ["auto"] or prepared.verbose):
+            # Do the other columns help? Said when they do not; --features auto keeps the better inputs.
+            check = feature_check(cfg, values, columns, self.n_targets_, val_start, test_start)
+            if cfg.features == ["auto"] and check["kept"] == "targets":
+                values, columns = values[:, :self.n_targets_], columns[:self.n_targets_]
+                self.columns_ = columns
+            if prepared.verbose and (cfg.features == ["auto"] or check["kept"] == "targets"):
+                print(f"features: {check['text']}", file=sys.stderr)
         self.normalizer_ = S.Normalizer.fit(values[:val_start])
         self.values_ = self.normalizer_.transform(values).astype(np.float32)   # (N, F)
         self.windows_ = make_windows(cfg, self.values_, self.n_targets_)
@@ -133,17 +279,25 @@ class Forecaster(Task, name="forecast"):
                          "start": str(series.times[0]), "end": str(series.times[-1]), "input_columns": columns,
                          "window": window_note, "windows": {k: len(v) for k, v in self.rows_.items()},
                          "report": series.report}
+        if check is not None:
+            prepared.info["features_check"] = {k: v for k, v in check.items() if k != "text"}
         if prepared.verbose:
             self._print_data(window_note)
         if cfg.model in BASELINES or cfg.model == "ridge":
             return                          # no Trainer: see _fit_without_trainer
         rows, tcfg = self.rows_["train"], cfg.train
+        # A small set (airline: 48 training windows) gets a smaller batch, so that an epoch is several updates.
+        batch = tcfg.batch_for(len(rows))
+        if batch != tcfg.batch_size and prepared.verbose:
+            print(f"data: batch {batch} instead of --batch-size {tcfg.batch_size}: {len(rows)} training windows "
+                  f"would make {-(-len(rows) // tcfg.batch_size)} update(s) an epoch (--no-auto-batch keeps it)",
+                  file=sys.stderr)
 
         def train_batches(epoch: int):
             # A batch is the window rows it trains on, as a tensor: under torchrun each process takes its
             # share of them (training/distributed.py).
             order = torch.from_numpy(np.random.default_rng([tcfg.seed, epoch]).permutation(rows))
-            return [order[i:i + tcfg.batch_size] for i in range(0, len(order), tcfg.batch_size)]
+            return [order[i:i + batch] for i in range(0, len(order), batch)]
 
         prepared.train, prepared.items_name = train_batches, "windows"
         prepared.val = None if no_validation(cfg) else self.rows_["val"]
@@ -235,7 +389,7 @@ class Forecaster(Task, name="forecast"):
         if len(rows) > 50_000:   # the closed form needs (windows x L*F) in memory: a random subset suffices
             rows = np.random.default_rng(cfg.train.seed).choice(rows, 50_000, replace=False)
         X, Y, last = flat(rows)
-        alphas = [cfg.alpha] if cfg.alpha is not None else [0.1, 1.0, 10.0, 100.0, 1e3, 1e4]
+        alphas = [cfg.alpha] if cfg.alpha is not None else list(RIDGE_ALPHAS)
         if len(self.rows_["val"]) == 0 and cfg.alpha is None:
             alphas = [1.0]                                  # val_frac=0: no windows to choose alpha on
         if len(alphas) > 1:
@@ -391,7 +545,8 @@ class Forecaster(Task, name="forecast"):
                 "mean": self.normalizer_.mean.tolist(), "std": self.normalizer_.std.tolist(),
                 "freq": freq_to_json(self.freq_), "lookback": self.window_config_.lookback,
                 "delay": self.window_config_.delay, "metrics": self.metrics_, "best_epoch": self.best_epoch_,
-                "train_seconds": self.train_seconds_, "alpha": vars(self).get("alpha_")}
+                "train_seconds": self.train_seconds_, "alpha": vars(self).get("alpha_"),
+                "candidates": vars(self).get("candidates_")}
 
     def _load_files(self, run: RunDir, fitted: dict[str, Any], tensors: dict[str, Any], **options: Any) -> None:
         if not fitted:
@@ -411,6 +566,8 @@ class Forecaster(Task, name="forecast"):
         self.train_seconds_ = fitted.get("train_seconds")
         if fitted.get("alpha") is not None:
             self.alpha_ = fitted["alpha"]
+        if fitted.get("candidates") is not None:
+            self.candidates_ = fitted["candidates"]
         self.model_ = self._build()
         check_weights_match(tensors, self.model_.state_dict(), source=str(run.path))
         self.model_.load_state_dict(tensors)
@@ -424,6 +581,7 @@ class Forecaster(Task, name="forecast"):
             return super().upgrade_config(raw)
         config = dict(raw["forecast"])
         config.pop("dry_run", None)
+        config.setdefault("residual", False)             # those runs learned the value (the default then)
         train = {k: config.pop(k) for k in ("epochs", "batch_size", "lr", "optimizer", "max_minutes", "seed")
                  if k in config}
         if "patience" in config:
@@ -471,7 +629,8 @@ class Forecaster(Task, name="forecast"):
         past = []
         if request.history:
             for t, row in zip(series.times[-request.history:], series.values[-request.history:]):
-                past.append({"time": str(t), **{name: float(row[k]) for k, name in enumerate(targets)}})  # targets first
+                # the targets are the first columns
+                past.append({"time": str(t), **{name: float(row[k]) for k, name in enumerate(targets)}})
         return {"targets": targets, "history": past, "forecast": rows}
 
     def export_spec(self, fmt: str):
