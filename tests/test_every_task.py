@@ -80,9 +80,20 @@ def seq2seq(tmp):
     return task, ([(w, w[::-1]) for w in words],), {"texts": ["abc", "fed"]}
 
 
+def tag(tmp):
+    from rnnkit.tasks import Tagger
+    rng = np.random.default_rng(0)
+    words = {"DET": ["the", "a"], "NOUN": ["cat", "dog", "mat"], "VERB": ["sat", "ran"]}
+    tags = [["DET", "NOUN", "VERB"] * int(rng.integers(1, 3)) for _ in range(40)]
+    X = [[str(rng.choice(words[t])) for t in ts] for ts in tags]
+    task = Tagger(hidden_size=8, num_layers=1, embedding_size=8, char_hidden_size=8, batch_size=8, epochs=2,
+                  min_steps=0)
+    return task, (X[:32], tags[:32], (X[32:], tags[32:])), {"tokens": [["the", "cat", "sat"]]}
+
+
 # task name -> its tiny example: (an unfitted task object, fit's positional data, a request for apply)
 EXAMPLES = {"textgen": textgen, "classify": classify, "classify-multilabel": multilabel, "forecast": forecast,
-            "seq2seq": seq2seq}
+            "seq2seq": seq2seq, "tag": tag}
 TASKS = sorted(discover_tasks())
 
 

@@ -56,6 +56,8 @@ EXPORTS = {
                                            "conv1d_gru")},
     ("seq2seq", "lstm, attention"): set(),
     ("classify-multilabel", "lstm"): set(),
+    ("tag", "softmax"): {"onnx"},
+    ("tag", "crf"): {"onnx"},       # the emission scores; Viterbi over the saved transitions runs outside
 }
 
 
@@ -79,6 +81,12 @@ def fitted(task: str, kind: str):
         return Seq2Seq(source_level="char", target_level="char", hidden_size=8, embedding_size=8, encoder_layers=1,
                        decoder_layers=1, attention="dot", epochs=1, batch_size=8).fit(
             [(w, w[::-1]) for w in words], progress=False)
+    if task == "tag":
+        from rnnkit.tasks import Tagger
+        X = [["the", "cat", "sat"], ["a", "dog", "ran", "home"], ["the", "mat"]] * 8
+        y = [["DET", "NOUN", "VERB"], ["DET", "NOUN", "VERB", "ADV"], ["DET", "NOUN"]] * 8
+        return Tagger(output_layer=kind, hidden_size=8, embedding_size=8, char_hidden_size=8, epochs=1, min_steps=0,
+                      batch_size=8).fit(X, y, progress=False)
     stays, Y, _ = synthetic_splits(SyntheticConfig(num_stays=40))["train"]
     return MultilabelClassifier(hidden_size=8, num_layers=1, epochs=1, batch_size=8).fit(stays, Y, progress=False)
 

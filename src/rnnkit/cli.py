@@ -42,6 +42,7 @@ COMMANDS = {
     "forecast": ("rnnkit.tasks.forecast.cli", "time-series forecasting: windows, baselines, GRU/LSTM/Conv1D"),
     "seq2seq": ("rnnkit.tasks.seq2seq.cli", "sequence to sequence with attention and beam search: train, "
                                             "translate, eval"),
+    "tag": ("rnnkit.tasks.tag.cli", "sequence labelling (a tag per token or step): train, tag, eval"),
     "models": ("rnnkit.runs.commands", "register finished runs as named model versions"),
     "runs": ("rnnkit.runs.rehash", "check and re-record the digests of a run directory's files"),
     "serve": ("rnnkit.serve.cli", "serve trained runs over HTTP, with a playground page"),

@@ -17,6 +17,7 @@ _EXPORTS = {
     "Forecaster": "forecast",
     "Embeddings": "embeddings",
     "Seq2Seq": "seq2seq",
+    "Tagger": "tag",
 }
 
 __all__ = sorted(_EXPORTS)
