@@ -76,7 +76,7 @@ def seq2seq(tmp):
     rng = np.random.default_rng(0)
     words = ["".join(rng.choice(list("abcdef"), size=rng.integers(1, 5))) for _ in range(120)]
     task = Seq2Seq(source_level="char", target_level="char", hidden_size=16, embedding_size=8, encoder_layers=1,
-                   decoder_layers=1, batch_size=16, epochs=2, val_frac=0.2)
+                   decoder_layers=1, batch_size=16, epochs=2, val_frac=0.2, min_steps=0)
     return task, ([(w, w[::-1]) for w in words],), {"texts": ["abc", "fed"]}
 
 

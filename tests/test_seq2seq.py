@@ -1,9 +1,14 @@
 """Sequence to sequence: a tiny reverse task learned to exact match, batched beam search against one input at a time,
-beam 1 against greedy, GNMT's formulas on hand-built scores, padding, save/load, data splits, bad input, the CLI."""
+beam 1 against greedy, GNMT's formulas on hand-built scores, padding, save/load, data splits, bad input, the CLI;
+the natural-language defaults (punctuation split reversibly, NFC, rare words, token levels from the data), caps
+relative to the source, given validation and test files, a budget that holds the test report, a dry run of
+seconds."""
 
 import json
 import math
 import random
+import time
+from collections import Counter
 
 import pytest
 import torch
@@ -31,7 +36,8 @@ def reverser():
     """A small model trained to reverse strings of a-f (about 15 s on one core)."""
     torch.set_num_threads(1)
     return Seq2Seq(source_level="char", target_level="char", hidden_size=48, embedding_size=16, encoder_layers=1,
-                   decoder_layers=1, attention="dot", dropout=0.0, epochs=6, lr=1e-2, val_decode=100,
+                   decoder_layers=1, attention="dot", dropout=0.0, epochs=6, min_steps=0,
+                   schedule="constant", lr=1e-2, val_decode=100,
                    log_every=20).fit(reverse_pairs(3000, 0), reverse_pairs(100, 1), progress=False)
 
 
@@ -427,7 +433,8 @@ def test_subword_model_trains_saves_and_reports_words(tmp_path):
     pairs = stem_pairs()
     random.Random(0).shuffle(pairs)
     s2s = Seq2Seq(source_level="subword", target_level="subword", num_words=60, hidden_size=48, embedding_size=16,
-                  encoder_layers=1, decoder_layers=1, attention="dot", dropout=0.0, epochs=12, lr=1e-2,
+                  encoder_layers=1, decoder_layers=1, attention="dot", dropout=0.0, epochs=12, min_steps=0,
+                  schedule="constant", lr=1e-2,
                   val_decode=50).fit(pairs[:500], pairs[500:], run_dir=tmp_path / "run", progress=False)
     report = s2s.evaluate(pairs[500:])
     assert report["exact_match"] >= 0.8 and report["bleu"] >= 70 and report["chrf"] >= 80
@@ -437,7 +444,8 @@ def test_subword_model_trains_saves_and_reports_words(tmp_path):
     assert saved["source"]["level"] == "subword" and len(saved["source"]["subwords"]) > 100     # the model
     loaded = rnnkit.load(tmp_path / "run")
     sources = [s for s, _ in pairs[500:520]]
-    assert [t.text for t in loaded.translate(sources, details=True)] == [t.text for t in s2s.translate(sources, details=True)]
+    expected = [t.text for t in s2s.translate(sources, details=True)]
+    assert [t.text for t in loaded.translate(sources, details=True)] == expected
 
 
 # --- the command line ---------------------------------------------------------------------------------------
@@ -475,3 +483,172 @@ def test_cli_train_translate_eval_and_resume(tmp_path, capsys):
     assert "5 steps (max_steps)" in capsys.readouterr().out
     assert main(["seq2seq", "train", "--run-dir", str(run), "--resume", "--hidden-size", "8"]) == 2
     assert "no --hidden-size with --resume" in capsys.readouterr().err
+
+
+# --- natural-language defaults (issue 23): punctuation, NFC, rare words, levels from the data -------------------
+
+def test_split_words_splits_punctuation_reversibly():
+    from rnnkit.text import JOINER, join_words, split_words
+
+    j = JOINER
+    assert split_words("Hi, (you).") == ["Hi", j + ",", "(" + j, "you", j + ")", j + "."]
+    assert split_words("I don't know... really?!") == ["I", "don't", "know", j + ".", j + ".", j + ".", "really",
+                                                       j + "?", j + "!"]
+    assert split_words("quatre-vingt-dix") == ["quatre", j + "-" + j, "vingt", j + "-" + j, "dix"]
+    assert split_words("Bonjour !") == ["Bonjour", "!"]                    # a free-standing mark has no joiner
+    assert split_words("e\u0301te\u0301") == ["\u00e9t\u00e9"]                      # NFC: one letter each
+    assert split_words("हिन्दी भाषा।") == ["हिन्दी", "भाषा", j + "।"]        # vowel signs (marks) stay in the word
+    for text in ["Hi, (you).", "I don't know... really?!", "a/b 3.5 $10 -5", "¿Qué?", "Bonjour !", "...", "x"]:
+        assert join_words(split_words(text)) == text
+
+
+def test_word_vocabulary_shares_words_across_punctuation_and_drops_words_seen_once():
+    texts = ["I saw it.", "Did you see it?", "It is here, you see.", "see"]
+    v = Vocab.build(texts, "word", min_count=2)
+    assert {"it", "you", "see"} <= set(v.itos) and not any(t.startswith("it") and t != "it" for t in v.itos)
+    assert "saw" not in v.stoi and "here" not in v.stoi                    # seen once: <unk>
+    ids, unknown = v.encode("I saw it.")
+    assert unknown == 2 and v.decode(ids + [EOS]) == "<unk> <unk> it."
+    assert v.decode(v.encode("you see it.")[0]) == "you see it."           # spacing written back as it was
+    again = Vocab.from_dict(json.loads(json.dumps(v.to_dict())))
+    assert again.punctuation and again.encode("see it?") == v.encode("see it?")
+    # A vocabulary saved before punctuation was split reads words as whitespace runs, as it was trained.
+    old = Vocab.from_dict({"level": "word", "tokens": ["<pad>", "<unk>", "<go>", "<eos>", "it."]})
+    assert not old.punctuation and old.encode("it.") == ([4], 0)
+    assert Vocab.build(["ab", "ac"], "char", min_count=2).itos[4:] == ["a"]
+    assert tokenize("cafe\u0301", "char") == list("caf\u00e9")                      # NFC at every level
+
+
+def test_levels_are_chosen_from_the_data_and_said_in_one_line():
+    from rnnkit.tasks.seq2seq.config import Seq2SeqConfig
+    from rnnkit.tasks.seq2seq.data import choose_level, choose_levels
+
+    words = "zero one two three four five six seven eight nine".split()
+    numbers = [(f"{words[n // 10]} {words[n % 10]}", str(n)) for n in range(100)]
+    assert choose_level([s for s, _ in numbers]).level == "word"           # a closed vocabulary
+    assert choose_level([t for _, t in numbers]).level == "char"           # one open-class word per line
+    rng = random.Random(0)
+    vocabulary = ["".join(rng.choice("abcdefghij") for _ in range(6)) for _ in range(3000)]
+    sentences = [" ".join(rng.choice(vocabulary) for _ in range(8)) + "." for _ in range(400)]
+    choice = choose_level(sentences)
+    assert choice.level == "subword" and 500 <= choice.subwords <= 4000 and choice.subwords % 100 == 0
+    once = sum(1 for n in Counter(w for s in sentences for w in s[:-1].split()).values() if n == 1)
+    assert f"{100 * once / (9 * 400):.1f}% of running words seen once" in choice.reason
+    levels, pieces, line = choose_levels(numbers, Seq2SeqConfig(tsv="x.tsv"))
+    assert levels == ("word", "char") and pieces == (None, None)
+    assert line.startswith("tokens chosen from the 100 training pairs: source words (10 distinct words")
+    levels, _, line = choose_levels(numbers, Seq2SeqConfig(tsv="x.tsv", source_level="char"))
+    assert levels == ("char", "char") and "source words" not in line and "target characters" in line
+
+
+# --- decoding caps relative to the source ----------------------------------------------------------------------
+
+def test_decoding_cap_grows_with_the_source_and_is_bounded():
+    from rnnkit.tasks.seq2seq.data import decoding_cap, length_ratio
+
+    assert length_ratio([[1, 2], [3, 4, 5, 6]], [[1], [2, 3, 4]]) == pytest.approx(4 / 6)
+    assert decoding_cap(5, 1.0, 100) == 20 and decoding_cap(5, 0.5, 100) == 15
+    assert decoding_cap(500, 1.0, 30) == 70                                 # twice the longest target + 10
+
+
+def test_end_at_cap_leaves_only_the_end_to_a_row_at_its_cap():
+    from rnnkit.tasks.seq2seq.task import EndAtCap
+
+    logits = torch.arange(12, dtype=torch.float64).view(3, 4)               # 3 rows, 4 tokens (EOS is 3)
+    tokens = torch.tensor([[GO, 5, 6], [GO, 5, 6], [GO, 5, 6]])            # each has written 2 tokens
+    out = EndAtCap(torch.tensor([2, 3, 2]))(tokens, logits)
+    assert out[1].tolist() == logits[1].tolist() and torch.equal(logits, torch.arange(12.).view(3, 4).double())
+    for row in (0, 2):
+        assert out[row, EOS] == 0 and torch.isinf(out[row, :EOS]).all()
+    # Beam search: the rows are each input's beams in turn (2 inputs x 3 beams here).
+    out = EndAtCap(torch.tensor([2, 5]))(tokens.repeat(2, 1), logits.repeat(2, 1))
+    assert [bool(torch.isinf(r).any()) for r in out] == [True] * 3 + [False] * 3
+
+
+def test_outputs_that_loop_stop_at_a_cap_relative_to_their_source():
+    s2s = random_seq2seq("general", seed=1)
+    s2s.data_ = {}
+    with torch.no_grad():
+        s2s.model_.head.bias[EOS] = -50.0                                   # never ends by itself: it loops
+    fixed = s2s.translate(["ab", "abcdefgh"], details=True)                # a run without a ratio: one cap
+    assert [len(t.hypotheses[0].tokens) for t in fixed] == [2 * 6 + 10] * 2
+    s2s.length_ratio_ = 0.5
+    for beam in (None, 3):
+        out = s2s.translate(["ab", "abcdefgh"], beam=beam, details=True)
+        assert [len(t.hypotheses[0].tokens) for t in out] == [2 + 10, 8 + 10]      # 2 x 0.5 x length + 10
+        assert all(t.hypotheses[0].capped for t in out)
+    assert len(s2s.translate("abcdefgh", max_tokens=5, details=True).hypotheses[0].tokens) == 5   # it still wins
+    report = s2s.evaluate([("ab", "x"), ("abc", "y")])
+    assert report["capped"] == 2
+    assert report["examples"][0] == {"source": "ab", "output": s2s.translate("ab"), "reference": "x"}
+
+
+# --- given splits, the dataset field, the budget, the dry run --------------------------------------------------
+
+def write_pairs(path, pairs):
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    return str(path)
+
+
+def test_given_validation_and_test_files_replace_the_held_out_parts(tmp_path):
+    from rnnkit.tasks.seq2seq.config import Seq2SeqConfig
+    from rnnkit.tasks.seq2seq.data import load_pairs
+
+    train, val, test = reverse_pairs(200, 5), reverse_pairs(20, 6), reverse_pairs(10, 7)
+    config = Seq2SeqConfig(tsv=write_pairs(tmp_path / "t.tsv", train), val_tsv=write_pairs(tmp_path / "v.tsv", val),
+                           test_tsv=write_pairs(tmp_path / "e.tsv", test))
+    assert config.dataset is None                                          # a --tsv run names no dataset
+    splits = load_pairs(config)
+    assert (splits.train, splits.val, splits.test) == (train, val, test)
+    only_val = load_pairs(Seq2SeqConfig(tsv=config.tsv, val_tsv=config.val_tsv, test_frac=0.2))
+    assert only_val.val == val and 20 < len(only_val.test) < 70 and len(only_val.train) + len(only_val.test) == 200
+    with pytest.raises(FileNotFoundError, match=r"test_tsv='.*nope.tsv': no such file"):
+        load_pairs(Seq2SeqConfig(tsv=config.tsv, test_tsv=str(tmp_path / "nope.tsv")))
+
+
+def test_the_budget_holds_the_test_report(tmp_path):
+    torch.set_num_threads(1)
+    # What a first fit in a process imports (seconds on a busy machine, counted in its budget), imported before.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    import sacrebleu  # noqa: F401
+    pairs = reverse_pairs(600, 8)
+    s2s = Seq2Seq(source_level="char", target_level="char", hidden_size=16, embedding_size=8, encoder_layers=1,
+                  decoder_layers=1, max_minutes=0.1, epochs=1000)
+    start = time.monotonic()
+    s2s.fit(pairs, reverse_pairs(50, 9), test_pairs=reverse_pairs(300, 10), progress=False)
+    seconds = time.monotonic() - start
+    assert 0.7 * 6 <= seconds <= 6 * 1.05 + 0.5, seconds                    # 0.1 minutes, the report included
+    assert s2s.trainer_.stop_reason == "max_minutes" and s2s.trainer_.config.max_minutes < 0.1
+    assert s2s.test_metrics_["part"] == "test" and s2s.test_metrics_["n"] >= 1
+
+
+def test_the_report_decodes_a_sample_when_the_whole_test_part_would_not_fit(reverser):
+    from rnnkit.tasks.base import Prepared
+
+    test = reverse_pairs(100, 11)
+    total = len(group_references(test))
+    prepared = Prepared("x", (), test_pairs=test, deadline=time.monotonic(), report_seconds=1.0, decode_rate=0.05,
+                        run_dir=None)
+    reverser._after_fit(prepared)                                           # 1 s at 0.05 s a source: 20 of them
+    assert reverser.test_metrics_["n"] == 20 and reverser.test_metrics_["sample_of"] == total
+    reverser._after_fit(Prepared("x", (), test_pairs=test, deadline=None, run_dir=None))
+    assert reverser.test_metrics_["n"] == total and "sample_of" not in reverser.test_metrics_
+
+
+def test_cli_tsv_defaults_dry_run_and_config(tmp_path, capsys):
+    words = "zero one two three four five six seven eight nine".split()
+    tsv = write_pairs(tmp_path / "n.tsv", [(f"{words[n // 100]}-{words[n // 10 % 10]}-{words[n % 10]}.", str(n))
+                                           for n in range(300)])
+    assert main(["seq2seq", "train", "--tsv", tsv, "--dataset", "cmudict", "--dry-run"]) == 2
+    assert "--dataset='cmudict': expected no --dataset with --tsv" in capsys.readouterr().err
+    start = time.monotonic()
+    assert main(["seq2seq", "train", "--tsv", tsv, "--dry-run", "--run-dir", str(tmp_path / "dry")]) == 0
+    assert time.monotonic() - start < 30                                   # seconds, not minutes
+    out = capsys.readouterr()
+    assert "tokens chosen from the" in out.err and "source words (12 distinct words" in out.err
+    assert "target characters" in out.err and out.err.count("  ->  ") == 3      # a few decoded examples
+    doc = json.loads((tmp_path / "dry" / "config.json").read_text())
+    assert doc["config"]["dataset"] is None and doc["data"]["tsv"] == tsv and doc["data"]["dry_run"]
+    assert doc["data"]["sizes"]["train"] <= 256 and doc["data"]["sizes"]["test"] <= 8
+    report = json.loads((tmp_path / "dry" / "test_metrics.json").read_text())
+    assert report["n"] <= 8 and len(report["examples"]) == 3

@@ -26,6 +26,10 @@ Deliberate differences from Keras, each for a reason:
 ``length_buckets`` groups sequences of similar length into batches, so that padding each batch to its
 longest member wastes little (training shuffles the groups; evaluation and inference take them in order).
 
+``split_words`` and ``join_words`` are a second, reversible word tokenizer for natural language (sequence to
+sequence reads sentences with it): Unicode NFC, punctuation split from words, and a joiner mark that records
+where a mark touched its neighbour, so that the tokens give the text back exactly.
+
 ``pad_sequences`` and ``to_categorical`` match Keras; ``one_hot`` one-hot encodes integer sequences
 (``(N, T) -> (N, T, V)``, what a character model with one-hot inputs eats). It is *not* Keras's
 ``one_hot``, which hashes words to integers.
@@ -37,6 +41,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
@@ -49,6 +54,8 @@ __all__ = [
     "DEFAULT_FILTERS",
     "Tokenizer",
     "text_to_word_sequence",
+    "split_words",
+    "join_words",
     "pad_sequences",
     "length_buckets",
     "to_categorical",
@@ -174,6 +181,76 @@ def text_to_word_sequence(text: str, filters: str = DEFAULT_FILTERS, lower: bool
     if filters:
         text = text.translate(str.maketrans({c: split for c in filters}))
     return [w for w in text.split(split) if w]
+
+
+# Marks the side where a punctuation token touched its neighbour in the text ("it." -> "it", "￭.").
+# U+FFED, as OpenNMT's tokenizer writes it: a character that natural text does not use.
+JOINER = "\uffed"
+_APOSTROPHES = "'\u2019"
+
+
+def _is_word_char(c: str) -> bool:
+    # Letters, combining marks (Devanagari vowel signs, Greek accents left decomposed) and digits.
+    return unicodedata.category(c)[0] in "LMN"
+
+
+def split_words(text: str) -> list[str]:
+    """A text -> words and punctuation as separate tokens, reversibly (``join_words`` gives the text back).
+
+    The text is put in Unicode NFC first (an accented letter written as letter + accent becomes the one
+    character). Words are runs of letters, marks and digits; an apostrophe between two letters stays in the
+    word ("don't", "l'homme"). Every other character that is not a space (punctuation, symbols) is a token of
+    its own, with the joiner (U+FFED) on each side where it touched another token: ``"Hi, (you)."`` ->
+    ``["Hi", "￭,", "(￭", "you", "￭)", "￭."]``. So "it." and "it" share the word, and a vocabulary
+    holds "￭." once instead of a copy of every word with a full stop glued on."""
+    _check_str("text", text)
+    tokens: list[str] = []
+    for chunk in unicodedata.normalize("NFC", text).split():
+        if chunk.isalnum():                       # the common case: a plain word
+            tokens.append(chunk)
+            continue
+        pieces: list[str] = []                    # (word or mark) pieces of this whitespace-free chunk
+        word = ""
+        for i, c in enumerate(chunk):
+            inner_apostrophe = (c in _APOSTROPHES and word and i + 1 < len(chunk)
+                                and _is_word_char(chunk[i + 1]))
+            if _is_word_char(c) or inner_apostrophe:
+                word += c
+                continue
+            if word:
+                pieces.append(word)
+                word = ""
+            pieces.append(JOINER + c)             # a mark: joined to what came before, if anything did
+        if word:
+            pieces.append(word)
+        # The joiner goes on the mark's side only: a mark that starts the chunk touched nothing before it,
+        # and a mark followed by a word is joined to that word ("(you" -> "(￭", "you").
+        for j, piece in enumerate(pieces):
+            if not piece.startswith(JOINER):
+                continue
+            mark = piece[1:]
+            before = j > 0 and not pieces[j - 1].startswith(JOINER)
+            after = j + 1 < len(pieces)
+            previous_mark = j > 0 and pieces[j - 1].startswith(JOINER)
+            # Between two marks (".." or "?!") the joiner is written once, on the later one.
+            pieces[j] = (JOINER if before or previous_mark else "") + mark + (
+                JOINER if after and not pieces[j + 1].startswith(JOINER) else "")
+        tokens.extend(pieces)
+    return tokens
+
+
+def join_words(tokens: Iterable[str]) -> str:
+    """Tokens of ``split_words`` -> the text: a space between two tokens unless a joiner says they touched."""
+    out = []
+    glue = True                                   # no space before the first token
+    for token in tokens:
+        if not isinstance(token, str):
+            fail("tokens", _Abbrev(token), "str tokens")
+        if not (glue or token.startswith(JOINER)):
+            out.append(" ")
+        out.append(token.strip(JOINER) if len(token) > 1 else token)
+        glue = token.endswith(JOINER) and len(token) > 1
+    return "".join(out)
 
 
 class Tokenizer:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from rnnkit import _checks
-from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args
+from rnnkit.config import (add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args,
+                           given_fields)
 from rnnkit.runs.io import atomic_write_json
 from rnnkit.tasks.seq2seq.config import DecodeConfig, Seq2SeqConfig
 from rnnkit.training.phases import phase
@@ -35,10 +38,10 @@ def add_commands(sub) -> None:
     p.set_defaults(group_parser=p)
 
     t = verbs.add_parser("train", help="train an encoder-decoder (default: French number words to digits)",
-                         description="Train an encoder-decoder with attention on number-phrases, cmudict, greek-english or a TSV "
-                                     "of pairs; the run directory gets checkpoints, metrics.jsonl, loss.png, "
-                                     "config.json, tokenizer.json, the model and the test report "
-                                     "(test_metrics.json). Continue a run with --run-dir DIR --resume.")
+                         description="Train an encoder-decoder with attention on number-phrases, cmudict, "
+                                     "greek-english or a TSV of pairs; the run directory gets checkpoints, "
+                                     "metrics.jsonl, loss.png, config.json, tokenizer.json, the model and the test "
+                                     "report (test_metrics.json). Continue a run with --run-dir DIR --resume.")
     add_train_arguments(t, Seq2SeqConfig, default_run_dir=DEFAULT_RUN_DIR)
     t.set_defaults(func=cmd_train)
 
@@ -72,26 +75,49 @@ def add_commands(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    started = time.monotonic() - process_age()      # --max-minutes holds the whole command: start-up too
     from rnnkit.tasks.base import stop_if_interrupted, train_config_from_args
-    from rnnkit.tasks.seq2seq.data import load_pairs
-    from rnnkit.tasks.seq2seq.task import Seq2Seq
+    from rnnkit.tasks.seq2seq.task import TEST_REPORT, Seq2Seq
 
+    if not args.resume and args.tsv is not None and "dataset" in given_fields(args):
+        _checks.fail("--dataset", args.dataset, "no --dataset with --tsv (the pairs come from the file)")
     # With --resume: the run's own config, with only the budgets from the command line.
     config = train_config_from_args(Seq2Seq, args, resume_fields=RESUME_FIELDS)
     if args.resume and args.dry_run:
         _checks.fail("--dry-run", True, "no --dry-run with --resume (a dry run is a fresh smoke test)")
-    s2s = Seq2Seq(config).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run)
+    # The test report is part of fit (--max-minutes holds it too): fit writes it into the run directory.
+    s2s = Seq2Seq(config).fit(run_dir=args.run_dir, resume=args.resume, dry_run=args.dry_run,
+                              budget_start=started)
     stop_if_interrupted(s2s.trainer_, args.run_dir, Seq2Seq.command())   # exit 130 with the resume command
-    splits = load_pairs(config)
-    part, name = (splits.test, "test") if splits.test else (splits.val, "val")
-    if args.dry_run:
-        part = part[:16]
-    m = s2s.evaluate(part)
-    if args.run_dir:
-        atomic_write_json(Path(args.run_dir) / f"{name}_metrics.json", m)
-    print(f"{name} ({m['n']} sources, greedy): {_summary(m)}; {s2s.trainer_.step} steps "
-          f"({s2s.trainer_.stop_reason}); " + (f"run saved in {args.run_dir}" if args.run_dir else "not saved"))
+    trainer = s2s.trainer_
+    ending = f"{trainer.step} steps ({trainer.stop_reason}); " + (f"run saved in {args.run_dir}" if args.run_dir
+                                                                  else "not saved")
+    m = s2s.__dict__.get("test_metrics_")
+    if m is None:
+        val = ", ".join(f"{k} {v:.4f}" for k, v in s2s.metrics_.items())
+        print(f"no test part (--test-frac 0 and no --test-tsv): validation {val}; {ending}")
+        return 0
+    sample = f" of {m['sample_of']:,} (all would not fit --max-minutes)" if "sample_of" in m else ""
+    capped = f", {m['capped']} ran to the decoding cap" if m["capped"] else ""
+    for example in m["examples"]:
+        print(f"  {example['source']}  ->  {example['output']}   (reference: {example['reference']})",
+              file=sys.stderr)
+    print(f"test ({m['n']:,} sources{sample}, greedy{capped}): {_summary(m)}; {ending}"
+          + (f"; report in {Path(args.run_dir) / TEST_REPORT}" if args.run_dir else ""))
     return 0
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux's /proc; 0 where it cannot be read): what the interpreter's
+    start and the imports before a command took."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])         # field 22, starttime, in clock ticks
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
 
 
 def _summary(m: dict[str, Any]) -> str:
