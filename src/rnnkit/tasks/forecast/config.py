@@ -104,8 +104,8 @@ class ForecastConfig:
     dropout: float = field(0.1, "input dropout of the dropout models (gru_dropout, stacked_gru, conv1d_gru)",
                            group="model")
     recurrent_dropout: float = field(0.5, "variational recurrent dropout of those models", group="model")
-    residual: bool = field(True, "learn the change from the last observed value instead of the value (on by "
-                                 "default: it helped every learned model on airline, nyc-weather and daily "
+    residual: bool = field(True, "learn the change from the last observed value instead of the value (on, "
+                                 "because it helped every learned model on airline, nyc-weather and daily "
                                  "nyc-weather; --no-residual learns the value itself)", group="model")
     season: Optional[int] = field(None, "period in steps for seasonal_naive (None: 24 for hourly steps, 7 for "
                                         f"daily, 12 for monthly; at most {MAX_WINDOW:,})", group="model")
