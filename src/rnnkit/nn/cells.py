@@ -363,15 +363,15 @@ class ScanCell(Cell):
 
     def update(self, *gates: Tensor) -> tuple[Tensor, Tensor]:
         """(z, c) from the G gates' input projections, each (..., H)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: MinGRUCell and MinLSTMCell each define it
 
     def update_backward(self, gates: list[Tensor], z: Tensor, grad_z: Tensor, grad_c: Tensor) -> list[Tensor]:
         """The gradients of the G gates' input projections from those of z and c (``z``: as ``update`` gave it)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: MinGRUCell and MinLSTMCell each define it
 
     def log_coefficients(self, *gates: Tensor) -> tuple[Tensor, Tensor]:
         """(log(1 - z), log(z c)), computed stably (c > 0 in these cells)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: MinGRUCell and MinLSTMCell each define it
 
     def step(self, xp, state, h_mask=None, weight_hh=None):
         if h_mask is not None or weight_hh is not None:
