@@ -731,6 +731,15 @@ def metrics_of_held_weights(trainer: Any) -> dict[str, float]:
     return {k: best[-1][k] for k in keys if k in best[-1]}
 
 
+def training_record(trainer: Any) -> dict[str, Any] | None:
+    """How a finished training went, for config.json's ``fitted.training``: steps, epochs, what stopped it and
+    the best value of its monitor (``best_val_loss``, ``best_val_error``); None before any training ended."""
+    if trainer is None or trainer.stop_reason is None:
+        return None
+    return {"steps": trainer.step, "epochs": trainer.epoch, "stop_reason": trainer.stop_reason,
+            f"best_{trainer.config.monitor}": trainer.best}
+
+
 def stop_if_interrupted(trainer: Any, run_dir: str | Path | None, command: str) -> None:
     """After ``fit``: when Ctrl-C (or SIGTERM) stopped training, stop here too, with the command that goes on.
 

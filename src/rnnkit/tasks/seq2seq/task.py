@@ -68,7 +68,7 @@ from rnnkit.report.metrics import bleu_chrf, edit_distance_rates
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.io import atomic_write_json
 from rnnkit.runs.weights import check_weights_match
-from rnnkit.tasks.base import Prepared, Task
+from rnnkit.tasks.base import Prepared, Task, training_record
 from rnnkit.training import distributed
 # The configs live in config.py (no torch: --help reads them); imported here too for the names they had.
 from rnnkit.tasks.seq2seq.config import (ATTENTION_KINDS, CELLS, DATASETS, LEVEL_CHOICES,  # noqa: F401
@@ -648,8 +648,7 @@ class Seq2Seq(Task, name="seq2seq"):
             values["length_ratio"] = self.length_ratio_
         trainer = self.__dict__.get("trainer_")
         if trainer is not None and trainer.stop_reason is not None:
-            values["training"] = {"steps": trainer.step, "epochs": trainer.epoch, "stop_reason": trainer.stop_reason,
-                                  "best_val_loss": trainer.best, "seconds": round(trainer.train_seconds, 1)}
+            values["training"] = {**training_record(trainer), "seconds": round(trainer.train_seconds, 1)}
         return values
 
     def _write_vocabs(self, run: RunDir) -> None:

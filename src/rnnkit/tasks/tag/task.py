@@ -27,7 +27,7 @@ import torch
 from rnnkit import _checks
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.weights import check_weights_match
-from rnnkit.tasks.base import Prepared, Task, refuse_export
+from rnnkit.tasks.base import Prepared, Task, refuse_export, training_record
 from rnnkit.tasks.tag.config import TagConfig, TagRequest
 from rnnkit.tasks.tag.data import (Encoded, Tagged, Vocab, batches, check_tagged, detect_scheme, encode_series,
                                    encode_text, small_sample, spans)
@@ -333,10 +333,9 @@ class Tagger(Task, name="tag"):
                                   "embeddings": self.__dict__.get("embedding_stats_", {})}
         if self.kind_ == "series":
             values.update(mean=self.mean_.tolist(), std=self.std_.tolist())
-        trainer = self.__dict__.get("trainer_")
-        if trainer is not None and trainer.stop_reason is not None:
-            values["training"] = {"steps": trainer.step, "epochs": trainer.epoch, "stop_reason": trainer.stop_reason,
-                                  "best_val_error": trainer.best}
+        training = training_record(self.__dict__.get("trainer_"))
+        if training is not None:
+            values["training"] = training
         return values
 
     def _save_files(self, run: RunDir) -> None:
