@@ -31,6 +31,9 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from common import add_threads_argument, progress, start
+
 from rnnkit import datasets
 from rnnkit.tasks.classify.task import SequenceClassifier
 
@@ -45,7 +48,7 @@ PUBLISHED = {
 NEURAL = ("gru", "lstm", "bilstm", "conv1d", "cnn-lstm")
 # One setting for every neural model and set; conv1d gets three layers (one conv of width 5 sees too little).
 NEURAL_SETTINGS = dict(hidden_size=64, batch_size=16, lr=3e-3, dropout=0.1, pooling="maxmean", epochs=1000,
-                       early_stop_patience=None)
+                       early_stop_patience=None, min_steps=0, auto_batch=False)
 BAR_POINTS = 3.0
 
 
@@ -63,7 +66,7 @@ def run_rocket(data: dict, seeds: int, kernels: int) -> dict:
 
 
 def run_neural(model: str, data: dict, minutes: float) -> dict:
-    extra = {"num_layers": 3} if model == "conv1d" else {}
+    extra = {"num_layers": 3} if model == "conv1d" else {"num_layers": 1}
     clf = SequenceClassifier(model=model, max_minutes=minutes, maxlen=100_000, seed=0, **NEURAL_SETTINGS, **extra)
     t0 = time.monotonic()
     clf.fit(list(data["X_train"]), data["y_train"], progress=False)
@@ -83,10 +86,12 @@ def main() -> None:
     ap.add_argument("--kernels", type=int, default=10_000, help="rocket kernels (default: 10,000, as published)")
     ap.add_argument("--minutes", type=float, default=1.5, help="time budget of each neural model (default: 1.5)")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    add_threads_argument(ap)
     args = ap.parse_args()
+    start(args.threads)
 
     rows = []
-    for name in args.sets:
+    for name in progress(args.sets, "sets"):
         data = datasets.load(name)
         ucr, published = PUBLISHED[name]
         print(f"{name} ({ucr}): train {len(data['y_train'])}, test {len(data['y_test'])}, "

@@ -102,7 +102,8 @@ def test_padding_never_changes_a_prediction(model, pooling):
 
 def test_same_text_padded_to_two_lengths_gives_same_probabilities():
     texts, y = sentiment_texts(40)
-    clf = SequenceClassifier(model="bilstm", hidden_size=8, embedding_size=8, epochs=1, batch_size=8).fit(texts, y)
+    clf = SequenceClassifier(model="bilstm", hidden_size=8, embedding_size=8, epochs=1, min_steps=0,
+                             batch_size=8).fit(texts, y)
     short = "the film was great"
     alone = clf.predict_proba([short])
     # In a batch with a much longer text, the short one is padded to that length.
@@ -117,8 +118,8 @@ def test_same_text_padded_to_two_lengths_gives_same_probabilities():
 def test_learns_a_keyword_pattern(model):
     texts, y = sentiment_texts(200)
     test_x, test_y = sentiment_texts(60, seed=1)
-    clf = SequenceClassifier(model=model, hidden_size=16, embedding_size=16, epochs=6, batch_size=20, lr=1e-2,
-                             early_stop_patience=None, dropout=0.0, seed=1)
+    clf = SequenceClassifier(model=model, hidden_size=16, embedding_size=16, epochs=6, min_steps=0, batch_size=20,
+                             lr=1e-2, early_stop_patience=None, dropout=0.0, seed=1)
     clf.fit(texts, y)
     assert clf.classes_ == ["neg", "pos"]
     assert clf.evaluate(test_x, test_y)["accuracy"] == 1.0
@@ -140,8 +141,8 @@ def test_series_classifier_learns_which_channel_rises():
 
     X, y = make(120)
     Xt, yt = make(30)
-    clf = SequenceClassifier(model="gru", hidden_size=16, epochs=15, batch_size=16, lr=1e-2, dropout=0.0,
-                             early_stop_patience=None).fit(X, y)
+    clf = SequenceClassifier(model="gru", hidden_size=16, epochs=15, min_steps=0, batch_size=16, lr=1e-2,
+                             dropout=0.0, early_stop_patience=None).fit(X, y)
     assert clf.evaluate(Xt, yt)["accuracy"] >= 0.95
 
 
@@ -182,7 +183,7 @@ def test_frozen_glove_vectors_stay_and_unknown_words_are_counted(tmp_path):
     glove = tmp_path / "tiny.glove.txt"
     glove.write_text("great 1 0 0 0\nawful -1 0 0 0\nthe 0 1 0 0\n")
     texts, y = sentiment_texts(40)
-    clf = SequenceClassifier(model="gru", hidden_size=8, embedding_size=32, epochs=1, batch_size=8,
+    clf = SequenceClassifier(model="gru", hidden_size=8, embedding_size=32, epochs=1, min_steps=0, batch_size=8,
                              embeddings=str(glove), freeze_embeddings=True).fit(texts, y)
     assert clf.config.embedding_size == 4                       # taken from the vectors
     stats = clf.embedding_stats_
@@ -310,8 +311,8 @@ def test_cli_train_predict_eval_round_trip(tmp_path, capsys, model):
     texts, y = sentiment_texts(120)
     data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
     run = tmp_path / "run"
-    rc = main(["classify", "train", "--csv", str(data), "--model", model, "--hidden-size", "8",
-               "--embedding-size", "8", "--epochs", "2", "--batch-size", "16", "--run-dir", str(run)])
+    rc = main(["classify", "train", "--csv", str(data), "--model", model, "--hidden-size", "8", "--embedding-size",
+               "8", "--epochs", "2", "--min-steps", "0", "--batch-size", "16", "--run-dir", str(run)])
     assert rc == 0
     assert f"{model}: test accuracy" in capsys.readouterr().out
     m = json.loads((run / "test_metrics.json").read_text())
@@ -363,7 +364,7 @@ def test_cli_resume_continues_the_run(tmp_path):
     data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
     run = ["--run-dir", str(tmp_path / "run")]
     args = ["classify", "train", "--csv", str(data), "--model", "lstm", "--hidden-size", "4", "--embedding-size", "4",
-            "--batch-size", "16", "--early-stop-patience", "None"] + run
+            "--batch-size", "16", "--early-stop-patience", "None", "--min-steps", "0"] + run
     assert main(args + ["--epochs", "1"]) == 0
     # The run keeps its own config and data; only budgets may change.
     assert main(["classify", "train", "--resume", "--epochs", "2"] + run) == 0
@@ -383,7 +384,8 @@ def test_cli_eval_writes_into_the_output_folder_and_resume_refuses_a_model_flag(
     assert main(["classify", "train", "--csv", str(data), "--model", "gru", "--dry-run", "--hidden-size", "4",
                  "--embedding-size", "4", "--run-dir", str(run)]) == 0
     assert main(["classify", "eval", str(run), "--csv", str(data), "-o", str(tmp_path / "report")]) == 0
-    assert (tmp_path / "report" / "eval_metrics.json").is_file() and (tmp_path / "report" / "eval_confusion.png").is_file()
+    report = tmp_path / "report"
+    assert (report / "eval_metrics.json").is_file() and (report / "eval_confusion.png").is_file()
     assert not (run / "eval").exists()
     capsys.readouterr()
     assert main(["classify", "train", "--resume", "--run-dir", str(run), "--model", "lstm"]) == 2
@@ -412,14 +414,15 @@ def test_predict_before_fit_says_what_to_call():
 def test_training_options_are_one_nested_train_config():
     cfg = ClassifyConfig()
     assert (cfg.train.lr, cfg.train.batch_size, cfg.train.clip_grad_norm, cfg.train.early_stop_patience,
-            cfg.train.device) == (2e-3, 64, 5.0, 2, "auto")
+            cfg.train.min_steps, cfg.train.auto_batch, cfg.train.max_minutes, cfg.train.device) == (
+        2e-3, 64, 5.0, 5, 300, True, 5.0, "auto")
     clf = SequenceClassifier(cfg, epochs=3, num_words=50)
-    assert clf.config.train.epochs == 3 and clf.config.num_words == 50 and cfg.train.epochs == 10
+    assert clf.config.train.epochs == 3 and clf.config.num_words == 50 and cfg.train.epochs == 200
 
 
 def test_rnnkit_load_returns_the_classifier(tmp_path):
     texts, y = sentiment_texts(40)
-    clf = SequenceClassifier(model="gru", hidden_size=4, embedding_size=4, epochs=1, batch_size=8)
+    clf = SequenceClassifier(model="gru", hidden_size=4, embedding_size=4, epochs=1, min_steps=0, batch_size=8)
     clf.fit(texts, y, (texts[:8], y[:8]), run_dir=tmp_path / "run")
     loaded = rnnkit.load(tmp_path / "run")
     assert type(loaded) is SequenceClassifier and loaded.get_params() == clf.get_params()
@@ -456,7 +459,8 @@ def test_a_run_directory_of_rnnkit_0_1_still_loads(tmp_path, kind):
         rng = np.random.default_rng(0)
         X = [rng.normal(size=(int(rng.integers(4, 9)), 3)).astype(np.float32) for _ in range(30)]
         y = np.array(["a", "b", "c"] * 10)
-    clf = SequenceClassifier(model="bilstm", hidden_size=4, embedding_size=4, num_layers=2, epochs=1, batch_size=8)
+    clf = SequenceClassifier(model="bilstm", hidden_size=4, embedding_size=4, num_layers=2, epochs=1, min_steps=0,
+                             batch_size=8)
     clf.fit(X, y, run_dir=tmp_path / "run")
     _write_old_run(tmp_path / "run", clf)
     for loaded in (SequenceClassifier.load(tmp_path / "run"), rnnkit.load(tmp_path / "run")):
@@ -472,7 +476,7 @@ def small_text_run(tmp_path, n=60):
     texts, y = sentiment_texts(n)
     data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
     return data, ["classify", "train", "--csv", str(data), "--model", "gru", "--hidden-size", "4",
-                  "--embedding-size", "4", "--batch-size", "8", "--early-stop-patience", "None"]
+                  "--embedding-size", "4", "--batch-size", "8", "--early-stop-patience", "None", "--min-steps", "0"]
 
 
 def test_ctrl_c_stops_before_the_test_report_and_the_run_predicts_and_resumes(tmp_path, capsys, ctrl_c_at_step):
@@ -535,3 +539,210 @@ def test_a_run_without_a_checkpoint_or_model_says_how_to_go_on(tmp_path, capsys)
     assert main(["classify", "predict", str(run), "great", "--checkpoint", "last"]) == 2
     assert capsys.readouterr().err == (f"rnnkit: error: {run}: the run has no checkpoint (no model.safetensors); "
                                        f"expected a run whose training saved one: train it again\n")
+
+
+# ----------------------------------------------------------------------------- --model auto, --seeds, class names
+
+def waves(n, steps=30, seed=0):
+    """Three classes of noisy sine waves (1, 2 or 3 periods): ROCKET tells them apart at once."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, steps)
+    X = [(np.sin((i % 3 + 1) * t) + 0.3 * rng.standard_normal(steps)).astype(np.float32)[:, None] for i in range(n)]
+    return X, np.array([f"w{i % 3}" for i in range(n)])
+
+
+# Tiny networks and budgets: the tournament's machinery in seconds.
+TINY = {"hidden_size": 4, "embedding_size": 4, "epochs": 2, "min_steps": 0, "rocket_kernels": 100,
+        "max_minutes": None}
+
+
+def test_pick_keeps_the_simpler_model_unless_beaten_by_more_than_the_noise():
+    from rnnkit.tasks.classify.auto import Entry, pick
+
+    bow = Entry("bow", 0.80, rows=100)                    # one standard error: sqrt(0.8 * 0.2 / 100) = 0.04
+    assert pick([bow, Entry("bigru", 0.83, rows=100)]) is bow
+    bigru = Entry("bigru", 0.85, rows=100)
+    assert pick([bow, bigru]) is bigru
+    # Cross-validated: the noise is the folds' sd / sqrt(k): 0.1 / 2 = 0.05 over 4 folds.
+    rocket = Entry("rocket", 0.70, sd=0.1, folds=4, rows=40)
+    assert pick([rocket, Entry("conv1d", 0.74, sd=0.0, folds=4, rows=40)]) is rocket
+    assert pick([rocket, Entry("conv1d", 0.76, folds=4, rows=40)]).model == "conv1d"
+    # A candidate that was not scored never wins over one that was.
+    assert pick([Entry("bow", None), Entry("gru", 0.5, rows=10)]).model == "gru"
+
+
+def test_auto_picks_on_cross_validation_and_the_run_is_the_winners(tmp_path, capsys):
+    from sklearn.model_selection import StratifiedKFold
+
+    from rnnkit.tasks.classify.rocket import cross_validate
+
+    X, y = waves(30)
+    run = tmp_path / "run"
+    clf = SequenceClassifier(candidates=["rocket", "conv1d"], **TINY).fit(X[:24], y[:24], (X[24:], y[24:]),
+                                                                       run_dir=run, progress=False)
+    assert clf.config.model == "rocket" and clf.get_params()["candidates"] == ["rocket", "conv1d"]
+    table = list(__import__("csv").DictReader((run / "tournament.csv").open()))
+    assert [(r["model"], r["folds"], r["val_rows"], r["picked"]) for r in table] == [
+        ("rocket", "5", "30", "yes"), ("conv1d", "5", "30", "")]
+    # The rocket row is the mean of its folds: 5 stratified folds of the 30 training + validation rows.
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(30), y))
+    accs = cross_validate(X, y, folds, 100, 0)
+    assert float(table[0]["val_accuracy"]) == pytest.approx(np.mean(accs), abs=1e-6)
+    assert float(table[0]["sd"]) == pytest.approx(np.std(accs), abs=1e-6)
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["finished"] and doc["config"]["model"] == "rocket" and doc["fitted"]["tournament"]["picked"] == "rocket"
+    assert doc["fitted"]["tournament"]["selection"].startswith("5-fold cross-validation on the 30 training")
+    assert not (run / "tournament").exists()
+    # A finished run like any other: it loads and answers as the fitted object does.
+    loaded = rnnkit.load(run)
+    assert loaded.config.model == "rocket" and loaded.tournament_["picked"] == "rocket"
+    np.testing.assert_allclose(loaded.predict_proba(X[:5]), clf.predict_proba(X[:5]), rtol=1e-6)
+    err = capsys.readouterr().err
+    assert "auto: rocket, conv1d, picked on 5-fold cross-validation" in err and "auto: rocket is picked" in err
+
+
+def test_auto_candidates_that_cannot_read_the_data_are_refused():
+    texts, y = sentiment_texts(20)
+    with pytest.raises(ValueError, match=r"^candidates=\['bow', 'rocket'\]: rocket reads numeric series only; "
+                                         r"expected models that read text"):
+        SequenceClassifier(candidates=["bow", "rocket"], **TINY).fit(texts, y, progress=False)
+    with pytest.raises(ValueError, match=r"candidates='lstm2': expected one of"):
+        SequenceClassifier(candidates=["lstm2"])
+
+
+def test_auto_on_validation_rows_keeps_the_network_it_trained(tmp_path, monkeypatch):
+    from rnnkit.tasks.classify import auto
+
+    monkeypatch.setattr(auto, "CV_BELOW", 10)             # 48 rows: scored on the validation rows
+    texts, y = sentiment_texts(48)
+    fits = []
+    original = SequenceClassifier.fit
+    monkeypatch.setattr(SequenceClassifier, "fit", lambda self, *a, **k: fits.append(self.config.model) or
+                        original(self, *a, **k))
+    clf = SequenceClassifier(candidates=["gru", "lstm"], **TINY).fit(texts[:40], y[:40], (texts[40:], y[40:]),
+                                                                     run_dir=tmp_path / "run", progress=False)
+    # The tournament's network is the final model: each trained once (the first fit is the auto object's own).
+    assert fits == ["auto", "gru", "lstm"] and clf.config.model in ("gru", "lstm")
+    row = next(r for r in clf.tournament_["table"] if r["picked"])
+    assert (row["folds"], row["val_rows"]) == (0, 8)
+    assert float(row["val_accuracy"]) == pytest.approx(clf.evaluate(texts[40:], y[40:])["accuracy"], abs=1e-6)
+    assert SequenceClassifier.load(tmp_path / "run").config.model == clf.config.model
+
+
+def test_an_interrupted_auto_run_resumes_with_the_printed_command(tmp_path, capsys, ctrl_c_at_step):
+    X, y = waves(30)
+    data = tmp_path / "w_TRAIN.ts"
+    data.write_text("@problemName w\n@univariate true\n@classLabel true w0 w1 w2\n@data\n" + "".join(
+        ",".join(f"{v:.4f}" for v in x[:, 0]) + f":{label}\n" for x, label in zip(X, y)))
+    run = tmp_path / "run"
+    args = ["classify", "train", "--series", str(data), "--candidates", "rocket", "conv1d", "--hidden-size", "4",
+            "--epochs", "2", "--min-steps", "0", "--rocket-kernels", "100", "--run-dir", str(run)]
+    ctrl_c_at_step(1)                                       # in conv1d's first fold: rocket has finished
+    assert main(args) == 130
+    command = f"rnnkit classify train --run-dir {run} --resume"
+    err = capsys.readouterr().err
+    assert f"resume with: {command}\n" in err and "the tournament stopped while training conv1d" in err
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["finished"] is False and doc["config"]["model"] == "auto"
+    before = (run / "tournament.csv").read_text().splitlines()
+    assert len(before) == 2 and before[1].startswith("rocket,")
+    assert main(command.split()[1:]) == 0
+    captured = capsys.readouterr()
+    assert "auto: resuming: rocket finished before; their rows are kept" in captured.err
+    after = (run / "tournament.csv").read_text().splitlines()
+    assert after[1].split(",")[:6] == before[1].split(",")[:6] and after[2].startswith("conv1d,")
+    assert "model auto: " in captured.out and ": test accuracy " in captured.out
+    assert json.loads((run / "config.json").read_text())["finished"] is True
+    # Its tournament is over: a resume now says so rather than starting another.
+    assert main(command.split()[1:]) == 2
+    assert "a finished --model auto run (its tournament picked" in capsys.readouterr().err
+
+
+def test_auto_defaults_to_the_baseline_and_dry_runs_a_tournament(tmp_path, capsys):
+    X, y = waves(30)
+    clf = SequenceClassifier(rocket_kernels=100).fit(X, y, progress=False)
+    assert clf.config.model == "rocket" and clf.tournament_["candidates"] == ["rocket"]
+    assert clf.tournament_["table"] == [{"model": "rocket", "val_accuracy": "", "sd": "0.000000", "folds": 0,
+                                         "val_rows": 0, "seconds": "0.0", "picked": "yes",
+                                         "note": "the only candidate: not scored"}]
+    texts, y = sentiment_texts(60)
+    data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    assert main(["classify", "train", "--csv", str(data), "--run-dir", str(tmp_path / "bow")]) == 0
+    assert "model auto: bow, the default for texts: no network beat it" in capsys.readouterr().out
+    assert main(["classify", "train", "--csv", str(data), "--dry-run", "--hidden-size", "4", "--embedding-size", "4",
+                 "--candidates", "bow", "bigru", "--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"model auto: (bow|bigru), picked on accuracy on the \d+ validation rows among bow, bigru:", out)
+    assert re.search(r"\n\s+bow\s+\d\.\d{4}\s+\d+ validation rows", out) and ": test accuracy " in out
+
+
+def test_a_tiny_set_gets_small_batches_and_enough_updates(capsys):
+    X, y = waves(24, steps=12)
+    clf = SequenceClassifier(model="conv1d", hidden_size=4, early_stop_patience=1).fit(X[:20], y[:20],
+                                                                                       (X[20:], y[20:]))
+    t = clf.trainer_
+    assert clf.train_batch_ == 8 and t.step >= 300                # 20 rows: 3 batches an epoch, 100 epochs
+    epochs = [r for r in t.history if r["event"] == "epoch"]
+    assert epochs[0]["step"] == 3 and len(epochs) == t.epoch
+    assert "data: batch 8 instead of --batch-size 64: 20 training rows would make 1 update(s) an epoch" in \
+        capsys.readouterr().err
+
+
+def test_seeds_report_their_mean_sd_and_averaged_probabilities(tmp_path, capsys):
+    texts, y = sentiment_texts(80)
+    clf = SequenceClassifier(model="gru", seeds=3, hidden_size=4, embedding_size=4, epochs=2, min_steps=0)
+    clf.fit(texts[:60], y[:60], (texts[60:70], y[60:70]), progress=False)
+    r = clf.seed_report(texts[70:], y[70:])
+    assert r["seeds"] == [0, 1, 2] and [m.config.train.seed for m in clf.seed_models_] == [0, 1, 2]
+    accs = [m.evaluate(texts[70:], y[70:])["accuracy"] for m in clf.seed_models_]
+    assert r["accuracy"] == pytest.approx(accs) and r["mean"] == pytest.approx(np.mean(accs))
+    assert r["sd"] == pytest.approx(np.std(accs, ddof=1))
+    mean_probs = np.mean([m.predict_proba(texts[70:]) for m in clf.seed_models_], axis=0)
+    assert r["averaged_probabilities"] == pytest.approx(np.mean(np.array(clf.classes_)[mean_probs.argmax(1)] ==
+                                                                y[70:]))
+    data = write_csv(tmp_path / "reviews.csv", list(zip(texts, y)))
+    run = tmp_path / "run"
+    assert main(["classify", "train", "--csv", str(data), "--model", "bow", "--seeds", "2", "--bow-min-df", "1",
+                 "--run-dir", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"bow: test accuracy over 2 seeds \d\.\d{4} ± \d\.\d{4} \(mean ± sd; seeds 0, 1; 16 held-out "
+                     r"test rows\); the seeds' averaged probabilities: \d\.\d{4} \(an ensemble", out)
+    assert (run / "seeds.csv").read_text().splitlines()[0] == "seed,val_accuracy,test_accuracy"
+    assert json.loads((run / "test_metrics.json").read_text())["seeds"]["seeds"] == [0, 1]
+
+
+def test_a_datasets_class_names_are_shown_everywhere(tmp_path, monkeypatch, capsys):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    import docs_data
+
+    monkeypatch.setenv("RNNKIT_DATA", str(docs_data.fill_cache(tmp_path / "data", ["imdb"])))
+    data = load_data("imdb")
+    assert data.class_names == {"0": "negative", "1": "positive"}
+    assert sorted(set(data.train.y)) == ["negative", "positive"]
+    run = tmp_path / "run"
+    assert main(["classify", "train", "--dataset", "imdb", "--model", "bow", "--run-dir", str(run)]) == 0
+    assert "per-class recall (test rows): negative " in capsys.readouterr().out
+    clf = rnnkit.load(run)
+    assert clf.describe()["details"]["classes"] == ["negative", "positive"]
+    answer = clf.apply({"texts": ["a moving film, great acting"]})
+    assert answer["classes"] == ["negative", "positive"] and answer["predictions"][0]["label"] == "positive"
+    texts = tmp_path / "in.txt"
+    texts.write_text("a bad film\n")
+    assert main(["classify", "predict", str(run), "--file", str(texts), "-o", str(tmp_path / "p.csv")]) == 0
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "row,predicted,p_negative,p_positive"
+    # A labelled file with the data set's own labels (0/1) is read with the names.
+    held_out = write_csv(tmp_path / "held_out.csv", [("a bad film, dull and slow", 0), ("i loved it", 1)])
+    assert main(["classify", "eval", str(run), "--csv", str(held_out)]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["recall"] == {"negative": 1.0, "positive": 1.0}
+
+
+def test_a_network_without_time_left_is_not_started():
+    X, y = waves(30)
+    # 3 seconds in all: after ROCKET's cross-validation and the 5% kept for the end, less than 5 s for conv1d.
+    clf = SequenceClassifier(candidates=["rocket", "conv1d"], **{**TINY, "max_minutes": 0.05}).fit(X, y,
+                                                                                                 progress=False)
+    rocket, conv = clf.tournament_["table"]
+    assert rocket["picked"] == "yes" and float(rocket["val_accuracy"]) > 0.5
+    assert conv["val_accuracy"] == "" and re.fullmatch(r"not trained: \d+ s of the budget left", conv["note"])

@@ -148,7 +148,8 @@ def test_val_frac_zero_trains_and_reports_test_only(tmp_path, capsys):
     path = write_csv(tmp_path / "r.csv", ["text", "label"], reviews(40))
     run = tmp_path / "run"
     args = ["classify", "train", "--csv", str(path), "--model", "gru", "--hidden-size", "4", "--embedding-size",
-            "4", "--epochs", "3", "--batch-size", "16", "--early-stop-patience", "1", "--val-frac", "0"]
+            "4", "--epochs", "3", "--min-steps", "0", "--batch-size", "16", "--early-stop-patience", "1",
+            "--val-frac", "0"]
     assert main(args + ["--run-dir", str(run)]) == 0
     out = capsys.readouterr().out
     assert "gru: test accuracy" in out and "(8 held-out test rows)" in out
@@ -164,7 +165,8 @@ def test_val_frac_zero_trains_and_reports_test_only(tmp_path, capsys):
     assert not list(run2.glob("*_metrics.json")) and (run2 / "final.safetensors").is_file()
     # Without validation rows the training loss neither picks an epoch nor stops training: the last weights stay.
     X = [np.zeros((3, 1), np.float32) + i % 2 for i in range(8)]
-    clf = SequenceClassifier(model="gru", hidden_size=2, epochs=1, early_stop_patience=1).fit(X, ["a", "b"] * 4)
+    clf = SequenceClassifier(model="gru", hidden_size=2, epochs=1, min_steps=0, early_stop_patience=1).fit(
+        X, ["a", "b"] * 4)
     assert clf.trainer_.config.restore_best is False and clf.trainer_.config.early_stop_patience is None
     assert clf.config.train.restore_best is True                       # the run's own config is unchanged
 
@@ -292,7 +294,7 @@ def test_series_classifier_on_a_clinical_file_predicts_to_a_csv(tmp_path, capsys
     run = tmp_path / "run"
     assert main(["classify", "train", "--series", str(path), "--step-col", "time", "--exclude", "leak",
                  "--time-input", "elapsed", "--class-weight", "balanced", "--model", "gru", "--hidden-size", "8",
-                 "--epochs", "3", "--batch-size", "8", "--run-dir", str(run)]) == 0
+                 "--epochs", "3", "--min-steps", "0", "--batch-size", "8", "--run-dir", str(run)]) == 0
     captured = capsys.readouterr()
     assert "one-hot encoded: unit (2 values: ICU, ward)" in captured.err
     assert re.search(r"per-class recall \(test rows\): sick \d\.\d\d \(n=2\), well \d\.\d\d \(n=3\)", captured.out)
@@ -320,7 +322,7 @@ def test_balanced_class_weights_weight_the_loss(tmp_path):
     X = [rng.normal(size=(4, 2)).astype(np.float32) for _ in range(12)]
     y = np.array(["a"] * 9 + ["b"] * 3)
     clf = SequenceClassifier(model="gru", hidden_size=4, dropout=0.0, class_weight="balanced", epochs=1,
-                             batch_size=64, seed=3).fit(X, y, run_dir=tmp_path / "run")
+                             min_steps=0, batch_size=64, auto_batch=False, seed=3).fit(X, y, run_dir=tmp_path / "run")
     logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
     # The one step's loss, recomputed from the initial weights: weights n / (K * count) = 12/18, 12/6.
     seed_everything(3)
@@ -356,8 +358,8 @@ def test_multilabel_trains_on_a_users_file_and_its_runs_predict_and_eval(tmp_pat
     path = write_csv(tmp_path / "stays.csv", ["id", "time", "hr", "temp", "unit", "fever", "tachy"], rows)
     run = tmp_path / "run"
     args = ["classify", "multilabel", "train", "--series", str(path), "--step-col", "time", "--label-cols",
-            "fever", "tachy", "--hidden-size", "8", "--num-layers", "1", "--epochs", "2", "--batch-size", "8",
-            "--grid-step", "2", "--class-weight", "balanced"]
+            "fever", "tachy", "--hidden-size", "8", "--num-layers", "1", "--epochs", "2", "--min-steps", "0",
+            "--batch-size", "8", "--grid-step", "2", "--class-weight", "balanced"]
     assert main(args + ["--run-dir", str(run)]) == 0
     captured = capsys.readouterr()
     assert "4 input channels (hr, temp, unit=a, unit=b), 2 labels (fever, tachy)" in captured.err

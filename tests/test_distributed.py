@@ -109,7 +109,7 @@ def test_classify_two_processes_follow_one_and_resume(tmp_path):
     # batch 13: an odd global batch (7 + 6 rows), and an epoch that ends in a short batch.
     flags = ["classify", "train", "--csv", str(data), "--model", "gru", "--hidden-size", "8",
              "--embedding-size", "8", "--dropout", "0", "--batch-size", "13", "--log-every", "2",
-             "--device", "cpu", "--precision", "fp32"]
+             "--device", "cpu", "--precision", "fp32", "--min-steps", "0"]
 
     one = tmp_path / "one"
     assert main(flags + ["--run-dir", str(one), "--epochs", "2"]) == 0

@@ -48,7 +48,7 @@ def textgen(tmp):
 
 def classify(tmp):
     from rnnkit.tasks import SequenceClassifier
-    task = SequenceClassifier(model="gru", hidden_size=8, embedding_size=8, batch_size=8, epochs=2,
+    task = SequenceClassifier(model="gru", hidden_size=8, embedding_size=8, batch_size=8, epochs=2, min_steps=0,
                               early_stop_patience=None)
     return task, sentiment(), {"texts": ["a great film", "an awful story"]}
 
@@ -57,7 +57,7 @@ def multilabel(tmp):
     from rnnkit.tasks import MultilabelClassifier
     from rnnkit.tasks.multilabel.data import make_clinical
     stays, Y, aux = make_clinical(24, seed=0)
-    task = MultilabelClassifier(hidden_size=8, batch_size=8, epochs=2)
+    task = MultilabelClassifier(hidden_size=8, batch_size=8, epochs=2, min_steps=0)
     first = stays[0]
     request = {"stays": [{"times": first.times.tolist(), "channels": first.channels.tolist(),
                           "values": first.values.tolist(), "hours": float(first.hours)}]}

@@ -36,7 +36,7 @@ def rising_channel(n, seed=0, channels=3):
 
 def classifier(model="lstm", pooling="maxmean", epochs=8, **kw):
     X, y = rising_channel(60)
-    return SequenceClassifier(model=model, pooling=pooling, hidden_size=8, epochs=epochs, batch_size=16, lr=1e-2,
+    return SequenceClassifier(model=model, pooling=pooling, hidden_size=8, epochs=epochs, min_steps=0, batch_size=16, lr=1e-2,
                               dropout=0.0, early_stop_patience=None, **kw).fit(X, y, progress=False)
 
 
@@ -95,7 +95,7 @@ def test_onnx_text_classifier_and_padding_never_changes_a_prediction(tmp_path, o
     from rnnkit.export.onnx import max_abs_difference, onnx_session
 
     texts = ["a good fun film", "bad and boring", "great acting", "awful plot", "good", "boring"] * 6
-    clf = SequenceClassifier(model="bilstm", hidden_size=8, epochs=2, batch_size=8).fit(
+    clf = SequenceClassifier(model="bilstm", hidden_size=8, epochs=2, min_steps=0, batch_size=8).fit(
         texts, ["p", "n", "p", "n", "p", "n"] * 6, progress=False)
     path = export(clf, tmp_path / "text.onnx")["path"]
     assert max_abs_difference(clf, path, batch_sizes=(1, 5), lengths=(1, 6, 30)) <= BAR
@@ -236,7 +236,7 @@ def test_rocket_exports_to_onnx_and_its_c_refusal_says_so(tmp_path, ort):
 @needs_cc
 def test_cli_exports_and_checks_both_formats(tmp_path, capsys, ort):
     X, y = rising_channel(40)
-    SequenceClassifier(model="gru", hidden_size=8, epochs=1).fit(X, y, run_dir=str(tmp_path / "run"), progress=False)
+    SequenceClassifier(model="gru", hidden_size=8, epochs=1, min_steps=0).fit(X, y, run_dir=str(tmp_path / "run"), progress=False)
     assert main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "g.h"), "--precision", "int8"]) == 0
     out = capsys.readouterr().out
     assert "int8 weights" in out and "check: compiled with" in out and "the same class for" in out
@@ -248,7 +248,7 @@ def test_cli_exports_and_checks_both_formats(tmp_path, capsys, ort):
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):
     X, y = rising_channel(20)
-    SequenceClassifier(model="lstm", hidden_size=4, epochs=1).fit(X, y, run_dir=str(tmp_path / "run"), progress=False)
+    SequenceClassifier(model="lstm", hidden_size=4, epochs=1, min_steps=0).fit(X, y, run_dir=str(tmp_path / "run"), progress=False)
     txt = str(tmp_path / "m.txt")
     cases = [(["-o", txt], f"--output={txt!r}: expected a name ending in .onnx or .h"),
              (["-o", str(tmp_path / "m.onnx"), "--precision", "int8"],
@@ -270,7 +270,7 @@ def test_a_full_disk_leaves_no_truncated_file_and_names_it(tmp_path, capsys, mon
     from rnnkit.runs import io as run_io
 
     X, y = rising_channel(20)
-    SequenceClassifier(model="gru", hidden_size=4, epochs=1).fit(X, y, run_dir=str(tmp_path / "run"), progress=False)
+    SequenceClassifier(model="gru", hidden_size=4, epochs=1, min_steps=0).fit(X, y, run_dir=str(tmp_path / "run"), progress=False)
     out = tmp_path / f"m{suffix}"
     out.write_bytes(b"the earlier export")
     write_all = run_io.write_all

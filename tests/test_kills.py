@@ -44,7 +44,7 @@ def write_data(folder: Path) -> dict[str, list[str]]:
     series.write_text("time,y\n" + "".join(
         f"{np.datetime64('2022-05-01T00') + np.timedelta64(int(i), 'h')}:00:00Z,{10 + 5 * np.sin(i / 4):.4f}\n"
         for i in t))
-    tiny = ["--lr", "0.01", "--early-stop-patience", "None"]
+    tiny = ["--lr", "0.01", "--early-stop-patience", "None", "--min-steps", "0"]
     return {
         "textgen": ["textgen", "train", "--corpus", str(corpus), "--hidden-size", "16", "--num-layers", "1",
                     "--embedding-size", "8", "--seq-len", "16", "--batch-size", "8", "--sample-max-tokens", "0", *tiny],

@@ -117,7 +117,7 @@ def test_metrics_hand_computed():
 
 def test_learns_the_planted_patterns_and_round_trips(tmp_path):
     stays, Y, aux = make_clinical(500, seed=0)
-    clf = MultilabelClassifier(hidden_size=32, num_layers=1, epochs=8, lr=1e-2, batch_size=50, alpha=0.5,
+    clf = MultilabelClassifier(hidden_size=32, num_layers=1, epochs=8, min_steps=0, lr=1e-2, batch_size=50, alpha=0.5,
                                aux_weight=0.3, early_stop_patience=None)
     clf.fit(stays[:400], Y[:400], aux[:400], (stays[400:450], Y[400:450]))
     m = clf.evaluate(stays[450:], Y[450:])
@@ -168,7 +168,9 @@ def test_synthetic_splits_cut_70_10_20():
 
 def test_training_options_are_one_nested_train_config_and_every_help_renders(capsys):
     cfg = MultilabelConfig()
-    assert (cfg.train.lr, cfg.train.epochs, cfg.train.early_stop_patience, cfg.train.clip_grad_norm) == (3e-3, 20, 4, 5.0)
+    t = cfg.train
+    assert (t.lr, t.epochs, t.early_stop_patience, t.clip_grad_norm, t.min_steps, t.auto_batch, t.max_minutes) == (
+        3e-3, 200, 5, 5.0, 300, True, 5.0)
     assert MultilabelClassifier(lr=0.01).config.train.lr == 0.01
     for verb in ([], ["train"], ["eval"], ["predict"]):
         with pytest.raises(SystemExit) as e:
@@ -181,7 +183,7 @@ def test_training_options_are_one_nested_train_config_and_every_help_renders(cap
 def test_cli_train_eval_predict_on_a_run_directory(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["classify", "multilabel", "train", "--num-stays", "60", "--hidden-size", "8", "--num-layers", "1",
-                 "--epochs", "2", "--batch-size", "16", "--run-dir", run]) == 0
+                 "--epochs", "2", "--min-steps", "0", "--batch-size", "16", "--run-dir", run]) == 0
     test_line = capsys.readouterr().out
     clf = rnnkit.load(run)
     assert type(clf) is MultilabelClassifier and clf.labels_ == list(LABEL_NAMES)
@@ -207,7 +209,7 @@ def test_cli_train_eval_predict_on_a_run_directory(tmp_path, capsys):
 def test_resume_continues_a_multilabel_run(tmp_path, capsys):
     run = ["--run-dir", str(tmp_path / "run")]
     assert main(["classify", "multilabel", "train", "--num-stays", "40", "--hidden-size", "4", "--num-layers", "1",
-                 "--epochs", "1", "--early-stop-patience", "None"] + run) == 0
+                 "--epochs", "1", "--min-steps", "0", "--early-stop-patience", "None"] + run) == 0
     assert main(["classify", "multilabel", "train", "--resume", "--epochs", "2"] + run) == 0
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["event"] == "epoch"] == [0, 1]
@@ -218,7 +220,7 @@ def test_resume_continues_a_multilabel_run(tmp_path, capsys):
 
 def test_a_multilabel_run_of_rnnkit_0_1_still_loads(tmp_path):
     stays, Y, aux = make_clinical(40, seed=0)
-    clf = MultilabelClassifier(hidden_size=4, num_layers=1, epochs=1, aux_weight=0.2).fit(stays, Y, aux)
+    clf = MultilabelClassifier(hidden_size=4, num_layers=1, epochs=1, min_steps=0, aux_weight=0.2).fit(stays, Y, aux)
     clf.save(tmp_path / "run")
     cfg = clf.config
     flat = {"hidden_size": 4, "num_layers": 1, "dropout": cfg.dropout, "alpha": cfg.alpha, "aux_weight": 0.2,
@@ -249,7 +251,7 @@ def test_ctrl_c_stops_before_the_test_metrics_and_the_resume_command_works(tmp_p
     monkeypatch.setattr(Trainer, "fit", fit_with_ctrl_c)
     run = tmp_path / "run"
     assert main(["classify", "multilabel", "train", "--num-stays", "40", "--hidden-size", "4", "--num-layers", "1",
-                 "--batch-size", "8", "--epochs", "1", "--run-dir", str(run)]) == 130
+                 "--batch-size", "8", "--epochs", "1", "--min-steps", "0", "--run-dir", str(run)]) == 130
     captured = capsys.readouterr()
     command = f"rnnkit classify multilabel train --run-dir {run} --resume"
     assert f"resume with: {command}\n" in captured.err and "micro_auc" not in captured.out
@@ -258,3 +260,15 @@ def test_ctrl_c_stops_before_the_test_metrics_and_the_resume_command_works(tmp_p
     assert (run / "test_metrics.json").is_file() and (run / "final.safetensors").is_file()
     doc = json.loads((run / "config.json").read_text())
     assert doc["data"]["digest"].startswith("sha256:") and doc["data"]["num_stays"] == 40
+
+
+def test_a_small_set_gets_small_batches_and_enough_updates(capsys):
+    # The shared policy's defaults: 40 stays at --batch-size 64 would be one update an epoch.
+    stays, Y, _ = make_clinical(48, seed=0)
+    clf = MultilabelClassifier(hidden_size=4, num_layers=1, early_stop_patience=1, max_minutes=None)
+    clf.fit(stays[:40], Y[:40], None, (stays[40:], Y[40:]))
+    t = clf.trainer_
+    epochs = [r for r in t.history if r["event"] == "epoch"]
+    assert epochs[0]["step"] == 5 and t.step >= 300               # batch 8: 5 updates an epoch, 60 epochs at least
+    assert "data: batch 8 instead of --batch-size 64: 40 training stays would make 1 update(s) an epoch" in \
+        capsys.readouterr().err

@@ -153,7 +153,7 @@ def stopped_run(task, path, ctrl_c_at_step):
     else:
         rng = np.random.default_rng(0)
         X = [rng.normal(0, 1, (12, 2)).astype(np.float32) for _ in range(40)]
-        SequenceClassifier(model="gru", hidden_size=8, epochs=2, batch_size=4).fit(
+        SequenceClassifier(model="gru", hidden_size=8, epochs=2, min_steps=0, batch_size=4).fit(
             X, ["a", "b"] * 20, run_dir=str(path), progress=False)
     assert json.loads((path / "config.json").read_text())["finished"] is False
 

@@ -224,3 +224,28 @@ def test_ucr_sets_are_registered_and_parse_their_own_split(tmp_path, monkeypatch
     np.testing.assert_allclose(data["X_train"][1, :, 0], X[1][:, 0], atol=1e-5)
     assert data["y_train"].tolist() == y[:4].tolist() and data["y_test"].tolist() == y[4:].tolist()
     assert data["classes"].tolist() == ["plateau", "spike"]
+
+
+def test_cross_validation_transforms_once_and_scores_each_fold_as_a_fit_would():
+    from sklearn.model_selection import StratifiedKFold
+
+    from rnnkit.tasks.classify.rocket import cross_validate
+
+    # Every series is a permutation of the same 20 values, so the channel scales of any set of rows are the same
+    # and the transform-once shortcut must give exactly the accuracy of a ROCKET fit on each fold.
+    rng = np.random.default_rng(0)
+    base = np.linspace(-1, 1, 20)
+    X, y = [], []
+    for i in range(36):
+        kind = i % 3
+        order = np.argsort(base + rng.normal(0, 1.0, 20)) if kind < 2 else rng.permutation(20)
+        x = base[order] if kind == 0 else base[order][::-1] if kind == 1 else base[order]
+        X.append(x.astype(np.float32)[:, None])
+        y.append(["up", "down", "shuffled"][kind])
+    y = np.array(y)
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(len(y)), y))
+    accs = cross_validate(X, y, folds, 100, 7)
+    want = [SequenceClassifier(model="rocket", rocket_kernels=100, seed=7).fit([X[i] for i in tr], y[tr],
+                                                                               progress=False)
+            .evaluate([X[i] for i in va], y[va])["accuracy"] for tr, va in folds]
+    assert accs == pytest.approx(want, abs=1e-12) and 0.5 < np.mean(accs) < 1.0

@@ -69,7 +69,7 @@ def make_runs(root):
                   sample_max_tokens=0, warmup_steps=0, max_minutes=1).fit(CORPUS, run_dir=str(runs["words"]),
                                                                      progress=False)
     texts, labels = sentiment_texts(120)
-    SequenceClassifier(model="lstm", hidden_size=16, embedding_size=16, epochs=4, batch_size=20, lr=1e-2,
+    SequenceClassifier(model="lstm", hidden_size=16, embedding_size=16, epochs=4, min_steps=0, batch_size=20, lr=1e-2,
                        early_stop_patience=None, dropout=0.0, seed=1).fit(texts, labels, run_dir=runs["reviews"])
     csv = write_series_csv(root / "weather.csv")
     Forecaster(csv=str(csv), time_col="time", target=["y"], lookback=24, delay=3, horizon=2,

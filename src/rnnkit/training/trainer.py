@@ -139,6 +139,9 @@ def pick_device(name: str) -> torch.device:
 # means the run diverged: the learning rate is far too high.
 DIVERGED_FACTOR = 1e4
 
+# The training-curve plot is redrawn at an epoch's end at most this often (and once when training ends).
+PLOT_EVERY_S = 5.0
+
 
 # ---------------------------------------------------------------------------------------------------------
 # The Trainer
@@ -298,6 +301,7 @@ class Trainer:
                     self._progress.budget_stop(self, self._end_seconds, final_pass=False)
                 else:
                     self._run_epoch(get_batches, compute_loss, evaluate, on_epoch_end)
+            self._plot()            # the last epochs, if the clock held their plot back
             distributed.barrier()   # rank 0 has written its last checkpoint before any rank reads the run again
         except KeyboardInterrupt as interrupt:
             # Save the exact position (the batch that was interrupted has not been applied) and return.
@@ -604,7 +608,7 @@ class Trainer:
         # Saved after evaluation and on_epoch_end, so the RNG state in the checkpoint is the one the next
         # epoch starts from in an uninterrupted run too.
         self.save(best=improved)
-        self._plot()
+        self._plot(every_s=PLOT_EVERY_S)
 
     # -- weight averaging (config.ema_decay) -------------------------------------------------------------
 
@@ -667,9 +671,16 @@ class Trainer:
         if self.run_dir is not None and distributed.is_main():
             self.run_dir.append_metrics(record)
 
-    def _plot(self) -> None:
-        if self.run_dir is not None and distributed.is_main():
-            plot_history(self.history, self.run_dir.plot_path)
+    def _plot(self, every_s: float = 0.0) -> None:
+        """Redraw the training curves; with ``every_s``, only if the last drawing is that many seconds old (a
+        drawing takes about 0.2 s, and a tiny set can end an epoch every few steps)."""
+        if self.run_dir is None or not distributed.is_main():
+            return
+        drawn = getattr(self, "_plotted", (None, -1))       # (when, how many history records it showed)
+        if drawn[1] == len(self.history) or (drawn[0] is not None and time.monotonic() - drawn[0] < every_s):
+            return
+        plot_history(self.history, self.run_dir.plot_path)
+        self._plotted = (time.monotonic(), len(self.history))
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 

@@ -47,6 +47,8 @@ def cmd_train(args) -> int:
     from rnnkit.tasks.classify.data import Split, load_data, small_sample
     from rnnkit.tasks.classify.task import SequenceClassifier
 
+    if args.resume:
+        _refuse_finished_tournament(args.run_dir)
     cfg = train_config_from_args(SequenceClassifier, args)
     dcfg = data_config(DataConfig, SequenceClassifier, args)
     data = load_data(dcfg.dataset, dcfg.csv, dcfg.series, text_col=dcfg.text_col, label_col=dcfg.label_col,
@@ -64,41 +66,108 @@ def cmd_train(args) -> int:
         # validation (the data a neural model sees in all). Without test rows they train on train only and
         # report validation.
         train, val = Split(train.X + val.X, np.concatenate([train.y, val.y])), Split([], val.y[:0])
-    if not len(val) and cfg.model not in NO_EPOCHS:
+    if not len(val) and cfg.model not in NO_EPOCHS and cfg.model != "auto":
         print(f"no validation rows: training all {cfg.train.epochs} epochs and keeping the last weights",
               file=sys.stderr)
     info = {**dataclasses.asdict(dcfg), "source": data.source, "stats": data.stats, "encoding": data.encoding,
-            "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test")}}
+            "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test")},
+            **({"class_names": data.class_names} if data.class_names else {})}
+    if data.class_names:
+        print(f"{data.source}: classes " + ", ".join(f"{k} = {v}" for k, v in data.class_names.items()) +
+              " (the names the data set gives them)", file=sys.stderr)
+    auto = cfg.model == "auto"
     clf = SequenceClassifier(cfg).fit(train.X, train.y, (val.X, val.y), run_dir=args.run_dir, resume=args.resume,
-                                      dry_run=args.dry_run, data_info=info)
+                                      dry_run=args.dry_run, data_info=info, refit_baselines=len(test) > 0,
+                                      report_rows=len(test) or len(val))
     # Ctrl-C (or SIGTERM) stopped training: no test evaluation; exit 130 with the command that goes on.
     stop_if_interrupted(clf.trainer_, args.run_dir, SequenceClassifier.command())
+    model = clf.config.model
     done = f"trained {clf.train_seconds_:.1f} s; run in {args.run_dir}"
+    if auto:
+        from rnnkit.tasks.classify.auto import Entry, format_table
+
+        t = clf.tournament_
+        if len(t["candidates"]) == 1:
+            other = "bigru" if clf.kind_ == "text" else "conv1d gru"
+            print(f"model auto: {model}, the default for {'texts' if clf.kind_ == 'text' else 'series'}: no network "
+                  f"beat it on the registered data sets "
+                  f"(--candidates {model} {other} runs a tournament on this data)")
+        else:
+            print(f"model auto: {model}, picked on {t['selection']} among {', '.join(t['candidates'])}:")
+            print("\n".join("  " + line for line in format_table([Entry.from_row(r) for r in t["table"]])))
     # Figures only on rows the model was not fit on, each labelled with the rows it comes from.
     if len(test):
         name, part, rows = "test", test, "held-out test rows"
     elif len(val):
         name, part = "val", val
+        picked = "the model and its best epoch" if auto else "the best epoch"
         rows = ("validation rows (held out from training" +
-                ("; used to pick the best epoch)" if cfg.model not in NO_EPOCHS else ")") + "; no test rows")
+                (f"; used to pick {picked})" if model not in NO_EPOCHS or auto else ")") + "; no test rows")
     else:
         print("no held-out rows (--val-frac 0, --test-frac 0 and no split of your own): no metrics reported, "
               "since a metric on the rows the model was fit on says nothing about new data", file=sys.stderr)
-        print(f"{cfg.model}: {done}")
+        print(f"{model}: {done}")
         return 0
     if args.dry_run:
         part = Split(*small_sample(part.X, part.y, 16))
     rows = f"{len(part):,} {rows}"
     m = clf.report(part.X, part.y, args.run_dir, name, rows=rows)
     label = "test" if name == "test" else "validation"
-    line = f"{cfg.model}: {label} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
+    line = f"{model}: {label} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
     if "roc_auc" in m:
         line += f", ROC AUC {m['roc_auc']:.4f}"
     print(line + f" ({rows}); {done}")
     print(f"per-class recall ({label} rows): " +
           ", ".join(f"{c} {v['recall']:.2f} (n={v['support']})" if v["support"] else f"{c} - (n=0)"
                     for c, v in m["per_class"].items()))
+    if cfg.seeds > 1:
+        _report_seeds(clf, part, label, rows, args.run_dir)
     return 0
+
+
+def _report_seeds(clf: SequenceClassifier, part, label: str, rows: str, run_dir: str | None) -> None:
+    """--seeds N: each seed's accuracy on the held-out rows, their mean ± sd, and the averaged probabilities."""
+    import numpy as np
+
+    r = clf.seed_report(part.X, part.y)
+    vals = [m.__dict__.get("metrics_", {}).get("val_accuracy") for m in clf.seed_models_]
+    n = len(r["seeds"])
+    if all(v is not None for v in vals):
+        print(f"{clf.config.model}: validation accuracy over {n} seeds {np.mean(vals):.4f} ± "
+              f"{np.std(vals, ddof=1):.4f} (mean ± sd)")
+    print(f"{clf.config.model}: {label} accuracy over {n} seeds {r['mean']:.4f} ± {r['sd']:.4f} (mean ± sd; "
+          f"seeds {', '.join(map(str, r['seeds']))}; {rows}); the seeds' averaged probabilities: "
+          f"{r['averaged_probabilities']:.4f} (an ensemble, not the run's model: the run keeps seed "
+          f"{r['seeds'][0]}'s)")
+    if run_dir is not None:
+        from rnnkit.runs.checkpoint import RunDir
+        from rnnkit.runs.io import atomic_write_text
+
+        lines = [f"seed,val_accuracy,{label}_accuracy"] + [
+            f"{s},{'' if v is None else f'{v:.6f}'},{a:.6f}" for s, v, a in zip(r["seeds"], vals, r["accuracy"])]
+        atomic_write_text(RunDir(run_dir).file("seeds.csv"), "\n".join(lines) + "\n")
+        report = RunDir(run_dir).file(f"{'test' if label == 'test' else 'val'}_metrics.json")
+        if report.is_file():
+            doc = json.loads(report.read_text(encoding="utf-8"))
+            doc["seeds"] = {**r, "val_accuracy": vals, "averaged_probabilities_note": "the mean of the seeds' "
+                            "probabilities, an ensemble; the run's model is the first seed's"}
+            RunDir(run_dir).write_json(report.name, doc)
+
+
+def _refuse_finished_tournament(run_dir: str | None) -> None:
+    """--resume on a finished --model auto run: its tournament is over and its model saved; nothing goes on."""
+    from rnnkit.runs.checkpoint import RunDir
+    from rnnkit.runs.schema import is_finished, read_run_config
+
+    if run_dir is None or not RunDir(run_dir).config_path.is_file():
+        return
+    doc = read_run_config(run_dir)
+    tournament = doc.get("fitted", {}).get("tournament")
+    if tournament and is_finished(doc):
+        raise ValueError(f"{run_dir}: a finished --model auto run (its tournament picked {tournament['picked']}); "
+                         f"expected an unfinished run to resume: train again with --overwrite (a larger "
+                         f"--max-minutes gives the networks more time), or --model {tournament['picked']} in "
+                         f"another --run-dir")
 
 
 def _read_predict_inputs(clf: SequenceClassifier, args) -> tuple[list, list[str], list[str]]:
@@ -156,6 +225,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    import numpy as np
+
     from rnnkit.tasks.classify.data import read_series_for, read_text_csv
     from rnnkit.tasks.classify.task import SequenceClassifier
 
@@ -176,9 +247,16 @@ def cmd_eval(args) -> int:
         data = {**clf.data_, **({"label_col": args.label_col} if args.label_col else {})}
         X, y, _ = read_series_for(data, args.series)
         source = args.series
+    names = clf.data_.get("class_names") or {}
+    if names and set(map(str, y)) <= set(names):
+        # The labels as the data set stores them (IMDB's 0/1): the model knows them by their names.
+        y = np.array([names[str(label)] for label in y], dtype=str)
+        print(f"{source}: labels read as the data set's class names (" +
+              ", ".join(f"{k} = {v}" for k, v in names.items()) + ")", file=sys.stderr)
     unknown = sorted({str(label) for label in y} - {str(c) for c in clf.classes_})
     if unknown:          # named by the file here: evaluate() does not know where the labels came from
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
+        shown = ", ".join(repr(u) for u in unknown[:5])
+        shown += f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
         raise ValueError(f"{source}: label(s) {shown} are not classes of the model in {args.run}; expected the "
                          f"classes it was trained on: {', '.join(repr(str(c)) for c in clf.classes_)}")
     out = Path(args.output) if args.output else Path(args.run) / "eval"

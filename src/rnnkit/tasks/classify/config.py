@@ -15,7 +15,20 @@ from rnnkit.datasets.files import SPLIT_NAMES
 from rnnkit.datasets.long_format import TIME_INPUTS
 from rnnkit.training.config import TrainConfig
 
-MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm", "bow", "rocket")
+# The models one run trains; "auto" picks one of them on validation (a short tournament, see auto.py).
+TRAINED_MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm", "bow", "rocket")
+MODELS = ("auto", *TRAINED_MODELS)
+# What --model auto tries when --candidates is not given. A default must earn its place on a registered set, and
+# no network did: on IMDB and Rotten Tomatoes (2,000 reviews to all of them) every network scored below bow, and
+# on the five UCR sets below ROCKET or level with it (bench/defaults_classify.py, docs/benchmarks.md). So the
+# default is the baseline of the data's kind, fit at once; --candidates adds networks to a tournament.
+AUTO_CANDIDATES = {"text": ("bow",), "series": ("rocket",)}
+TEXT_ONLY, SERIES_ONLY = ("bow",), ("rocket",)
+# --model auto compares by k-fold cross-validation below this many training + validation rows (a hold-out set
+# of a few rows would pick on noise), else on the validation rows.
+CV_BELOW = 500
+CV_FOLDS = 5
+MAX_SEEDS = 100
 POOLINGS = ("last", "max", "mean", "maxmean")
 CLASS_WEIGHTS = ("none", "balanced")
 MIN_GRID_STEP, MAX_GRID_STEP = 1e-6, 1e9    # slot width of a time grid, in the step column's units
@@ -24,11 +37,24 @@ MAX_KERNEL_SIZE = 1024        # convolution width, in steps
 
 @dataclass
 class ClassifyConfig:
-    model: str = field("bilstm", "model type; bow is the tf-idf logistic-regression baseline (text), rocket the "
-                                 "random-convolution-kernels + ridge baseline (series)", choices=MODELS, group="model")
+    model: str = field("auto", "model type; auto picks among --candidates on validation accuracy (cross-validated "
+                               f"below {CV_BELOW} training + validation rows) within --max-minutes; bow is the tf-idf "
+                               "logistic-regression baseline (text), rocket the random-convolution-kernels + ridge "
+                               "baseline (series)", choices=MODELS, group="model")
+    candidates: list[str] = field([], "the models --model auto tries, in this order (a later one must beat an "
+                                      "earlier one by more than the noise), e.g. rocket conv1d gru; none given: "
+                                      + " for texts, ".join(" and ".join(m) for m in AUTO_CANDIDATES.values())
+                                      + " for series (no network beat them on the registered sets)",
+                                  choices=TRAINED_MODELS, group="model")
+    seeds: int = field(1, "train this many seeds (--seed, --seed + 1, ...) of the model and report the mean and "
+                          "standard deviation of their accuracies, and the accuracy of their averaged probabilities; "
+                          "the run keeps the first seed's model; each seed has the whole --max-minutes (at most "
+                          f"{MAX_SEEDS})", group="training")
     hidden_size: int = field(64, "recurrent units per direction and layer (also conv filters; at most "
                                  f"{_checks.MAX_WIDTH:,})", group="model")
-    num_layers: int = field(1, f"stacked recurrent (or conv) layers (at most {_checks.MAX_LAYERS})", group="model")
+    num_layers: Optional[int] = field(None, "stacked recurrent (or conv) layers (None: 3 for conv1d, whose width-"
+                                            "5 convolutions see little alone, else 1; at most "
+                                            f"{_checks.MAX_LAYERS})", group="model")
     embedding_size: int = field(64, "word embedding size (text); set by --embeddings when given (at most "
                                     f"{_checks.MAX_WIDTH:,})", group="model")
     num_words: int = field(30000, "keep the most frequent words, the rest become <unk> (text; at most "
@@ -56,21 +82,33 @@ class ClassifyConfig:
                             group="model")
     rocket_kernels: int = field(10000, "rocket: random convolution kernels (2 features each; fewer is faster; "
                                        f"at most {_checks.MAX_ROCKET_KERNELS:,})", group="model")
-    train: TrainConfig = field(TrainConfig(epochs=10, batch_size=64, lr=2e-3, clip_grad_norm=5.0,
-                                           early_stop_patience=2, log_every=20), "training options")
+    # Budgets in updates and time, stopping on evidence: epochs go on until validation has not improved for 5
+    # epochs, but at least 300 updates (a 36-series set at batch 8 is 4 updates an epoch) and at most 5 minutes
+    # (the whole of --model auto's tournament). Measured in bench/defaults_classify.py.
+    train: TrainConfig = field(TrainConfig(epochs=200, batch_size=64, lr=2e-3, clip_grad_norm=5.0,
+                                           early_stop_patience=5, min_steps=300, auto_batch=True, max_minutes=5.0,
+                                           log_every=20), "training options")
 
     def __post_init__(self):
         _checks.check_choice("model", self.model, MODELS)
-        for name, cap in (("hidden_size", _checks.MAX_WIDTH), ("num_layers", _checks.MAX_LAYERS),
+        if not isinstance(self.candidates, (list, tuple)):
+            _checks.fail("candidates", self.candidates, f"a list of models ({', '.join(TRAINED_MODELS)})")
+        for name in self.candidates:
+            _checks.check_choice("candidates", name, TRAINED_MODELS)
+        if len(set(self.candidates)) != len(self.candidates):
+            _checks.fail("candidates", list(self.candidates), "each model once")
+        _checks.check_int("seeds", self.seeds, min=1, cap=MAX_SEEDS)
+        _checks.check_int("num_layers", self.num_layers, min=1, cap=_checks.MAX_LAYERS, allow_none=True)
+        for name, cap in (("hidden_size", _checks.MAX_WIDTH),
                           ("embedding_size", _checks.MAX_WIDTH), ("num_words", _checks.MAX_VOCAB),
                           ("kernel_size", MAX_KERNEL_SIZE), ("bow_min_df", _checks.MAX_COUNT),
                           ("rocket_kernels", _checks.MAX_ROCKET_KERNELS)):
             _checks.check_int(name, getattr(self, name), min=1, cap=cap)
         _checks.check_int("maxlen", self.maxlen, min=1, cap=_checks.MAX_SEQ_LEN, allow_none=True)
         # Bidirectional LSTM: 2 directions x 4 gates, each layer after the first reads 2 x hidden_size.
-        h = self.hidden_size
-        _checks.check_size("hidden_size, num_layers", (h, self.num_layers),
-                           8 * h * (self.embedding_size + h + (self.num_layers - 1) * 3 * h))
+        h, layers = self.hidden_size, self.layers()
+        _checks.check_size("hidden_size, num_layers", (h, layers),
+                           8 * h * (self.embedding_size + h + (layers - 1) * 3 * h))
         _checks.check_choice("truncating", self.truncating, ("pre", "post"))
         _checks.check_choice("pooling", self.pooling, POOLINGS)
         _checks.check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
@@ -79,6 +117,12 @@ class ClassifyConfig:
         _checks.check_float("bow_c", self.bow_c, min=0, min_open=True, max=_checks.MAX_PENALTY)
         if not isinstance(self.train, TrainConfig):
             _checks.fail("train", self.train, "a TrainConfig")
+
+    def layers(self, model: str | None = None) -> int:
+        """num_layers settled for ``model`` (default: this config's): None is 3 for conv1d, else 1."""
+        if self.num_layers is not None:
+            return self.num_layers
+        return 3 if (model or self.model) == "conv1d" else 1
 
 
 @dataclass

@@ -71,6 +71,9 @@ class ClassificationData:
     source: str                      # dataset name or file path
     stats: dict[str, Any] = field(default_factory=dict)
     encoding: dict[str, Any] = field(default_factory=dict)   # how a long-format file became inputs
+    # A named dataset's label values -> the class names its source gives them (IMDB: 0 -> negative); the labels
+    # of the parts are the names already. Empty: the labels are shown as they are.
+    class_names: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {len(getattr(self, k))}" for k in ("train", "val", "test"))
@@ -293,6 +296,7 @@ def load_data(dataset: str | None = None, csv_path: str | None = None, series: s
     _checks.check_choice("time_input", time_input, TIME_INPUTS)
     stats: dict[str, Any] = {}
     encoding: dict[str, Any] = {}
+    class_names: dict[str, str] = {}
     split = None
     test_part: Split | None = None
     if dataset:
@@ -311,6 +315,10 @@ def load_data(dataset: str | None = None, csv_path: str | None = None, series: s
                                       dataset, stats)
         X, y = list(data["text"]), np.asarray(data["label"]).astype(str)
         kind = "text"
+        class_names = dict(datasets.get(dataset).class_names)
+        if class_names:
+            # The names the source gives its labels (IMDB: 0 negative, 1 positive), shown wherever a class is.
+            y = np.array([class_names.get(v, v) for v in y], dtype=str)
         # The converter already dropped the duplicates it found when the dataset was cached: count them.
         stats["duplicates_removed_when_cached"] = int(
             (datasets.cached_info(dataset) or {}).get("stats", {}).get("duplicates_removed", 0))
@@ -374,7 +382,7 @@ def load_data(dataset: str | None = None, csv_path: str | None = None, series: s
     if unknown:
         warnings.warn(f"{source}: test rows of class(es) {', '.join(unknown[:5])} that no training row has; the "
                       f"model cannot predict them", stacklevel=2)
-    return ClassificationData(kind, *parts, str(source), stats, encoding)
+    return ClassificationData(kind, *parts, str(source), stats, encoding, class_names)
 
 
 def _read_series_like(path: str | Path, encoding: dict[str, Any], *, id_col: str, step_col: str | None,

@@ -232,3 +232,33 @@ class RocketGraph(torch.nn.Module):
         features = torch.cat([*ppvs, *maxima], dim=1).double()                                  # (B, 2 * kernels)
         scores = ((features - self.feature_mean) / self.feature_scale) @ self.coef.T + self.intercept
         return scores.float()                                                                   # (B, K)
+
+
+def cross_validate(X: list, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], num_kernels: int, seed: int,
+                   maxlen: int | None = None, truncating: str = "pre") -> list[float]:
+    """The accuracy of ROCKET on each fold of ``folds`` ((train, held-out) index arrays into the series ``X``,
+    (T, C) arrays, with labels ``y``).
+
+    The features of a series do not depend on the other series (the kernels come from the seed and the longest
+    series), so every series is transformed once and each fold fits only the feature scales and the ridge
+    classifier on its training rows, as :meth:`RocketModel.fit` does. The channels are standardised with the
+    scales of all the rows (the classifier's own encoding uses the training rows': a difference of a fold's
+    share in a mean and a standard deviation)."""
+    from sklearn.linear_model import RidgeClassifierCV
+
+    from rnnkit.tasks.classify.data import encode_series
+
+    steps = np.concatenate([np.asarray(x, dtype=np.float32) for x in X])            # (sum T, C)
+    mean = np.nan_to_num(np.nanmean(steps, 0)).astype(np.float32)
+    std = np.nan_to_num(np.nanstd(steps, 0))
+    Xe, lengths = encode_series(X, mean, np.where(std > 1e-8, std, 1.0).astype(np.float32), maxlen, truncating)
+    kernels = RocketKernels.generate(num_kernels, int(np.max(lengths)), Xe.shape[2], seed)
+    feats = kernels.transform(Xe, lengths).double().numpy()                          # (N, 2K)
+    y = np.asarray(y)
+    accs = []
+    for tr, va in folds:
+        mean, std = feats[tr].mean(0), feats[tr].std(0)
+        scale = np.where(std > 1e-12, std, 1.0)
+        ridge = RidgeClassifierCV(alphas=RIDGE_ALPHAS).fit((feats[tr] - mean) / scale, y[tr])
+        accs.append(float((ridge.predict((feats[va] - mean) / scale) == y[va]).mean()))
+    return accs

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from rnnkit.report.plots import new_figure, save_png
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.weights import check_weights_match
 from rnnkit.runs.schema import FORMAT_VERSION
-from rnnkit.tasks.base import Prepared, Task, refuse_export
+from rnnkit.tasks.base import Prepared, Task, refuse_export, resume_command, training_record
 from rnnkit.tasks.classify.data import Split, batches, encode_series, encode_texts, small_sample
 # The config lives in config.py (no torch: --help reads it); imported here too for the names it had.
 from rnnkit.tasks.classify.config import (CLASS_WEIGHTS, MODELS, POOLINGS, ClassifyConfig,  # noqa: F401
@@ -106,7 +107,8 @@ class SequenceClassifier(Task, name="classify"):
 
     config_class = ClassifyConfig
     train_command = "rnnkit classify train"
-    run_files = ("tokenizer.json", BOW_VOCABULARY_FILE, "standardize.json", "*_confusion.png")
+    run_files = ("tokenizer.json", BOW_VOCABULARY_FILE, "standardize.json", "*_confusion.png", "tournament.csv",
+                 "tournament", "seeds.csv")
     side_files = ("tokenizer.json", BOW_VOCABULARY_FILE, "standardize.json")
     # Names of the finished model's weights before FINAL_WEIGHTS (net, bow, rocket).
     legacy_weights = ("classifier.safetensors", "bow.safetensors", "rocket.safetensors")
@@ -125,20 +127,136 @@ class SequenceClassifier(Task, name="classify"):
 
     def _batches(self, X: np.ndarray, lengths: np.ndarray, y: np.ndarray | None, shuffle: bool,
                  rng: np.random.Generator | None = None) -> list:
-        return batches(X, lengths, y, self.config.train.batch_size, rng if shuffle else None)
+        # Training batches: the batch the data calls for (--auto-batch); evaluation and prediction: --batch-size.
+        size = self.config.train.batch_size
+        if shuffle:
+            size = self.__dict__.get("train_batch_", size)
+        return batches(X, lengths, y, size, rng if shuffle else None)
 
     # -- fit (the sequence is Task.fit's; these are its steps) --------------------------------------------
 
     def fit(self, X: list, y, validation_data: tuple | None = None, *, run_dir: str | Path | None = None,
             resume: bool = False, dry_run: bool = False, progress: bool | None = None,
-            data_info: dict[str, Any] | None = None) -> "SequenceClassifier":
+            data_info: dict[str, Any] | None = None, refit_baselines: bool = False,
+            report_rows: int = 0) -> "SequenceClassifier":
         """Train on ``X`` with labels ``y``; ``validation_data`` picks the best epoch and stops early.
 
         ``run_dir``: checkpoints, metrics and the final model go there (``resume`` continues it);
         ``dry_run``: one tiny batch, one epoch; ``data_info``: what the data is, for config.json.
+
+        ``model="auto"`` (the default) runs a short tournament among the candidates (:mod:`.auto`) and ends
+        holding the winner: ``config.model`` then names it and ``tournament_`` holds the table.
+        ``refit_baselines``: when auto picks bow or rocket, fit it on the training and validation rows together
+        (when test rows are there to report on: the CLI's choice for an explicit bow or rocket too);
+        ``report_rows``: the rows the caller scores after fit, for which auto keeps time in the budget.
+        ``seeds`` > 1: the other seeds are trained after the run's own one (``seed_models_``; see
+        :meth:`seed_report`).
         """
-        return super().fit((X, y, validation_data), run_dir=run_dir, resume=resume, dry_run=dry_run,
-                           progress=progress, data_info=data_info)
+        self._progress = progress         # (not learned state: quiet children of --model auto and --seeds)
+        if self.config.model == "auto":
+            self._fit_auto(X, y, validation_data, run_dir=run_dir, resume=resume, dry_run=dry_run,
+                           progress=progress, data_info=data_info, refit_baselines=refit_baselines,
+                           report_rows=report_rows)
+        else:
+            super().fit((X, y, validation_data), run_dir=run_dir, resume=resume, dry_run=dry_run,
+                        progress=progress, data_info=data_info)
+        trainer = self.__dict__.get("trainer_")
+        if self.config.seeds > 1 and self.is_fitted() and not (trainer is not None and trainer.interrupted):
+            self._fit_seeds(X, y, validation_data, run_dir=run_dir, dry_run=dry_run,
+                            refit_baselines=refit_baselines and "tournament_" in self.__dict__)
+        return self
+
+    def _fit_auto(self, X: list, y, validation_data: tuple | None, *, run_dir: str | Path | None, resume: bool,
+                  dry_run: bool, progress: bool | None, data_info: dict[str, Any] | None,
+                  refit_baselines: bool, report_rows: int) -> None:
+        """--model auto: the tournament (auto.py); this object then holds the winner, a run like any other."""
+        from rnnkit.tasks.classify.auto import Tournament
+
+        started, asked = time.monotonic(), self.config
+        if resume and run_dir is None:
+            _checks.fail("run_dir", run_dir, "the run directory to resume")
+        for name in [k for k in vars(self) if k.endswith("_")]:
+            delattr(self, name)                  # a new fit starts from nothing learned
+        prepared = self._read_data((X, y, validation_data), run_dir=run_dir, resume=resume, data_info=data_info)
+        if resume and RunDir(run_dir).read_config().get("data", {}).get("dry_run"):
+            raise ValueError(f"{run_dir}: a dry run (--dry-run), which cannot be resumed: it was built from a "
+                             f"sample of the data; expected a run trained without --dry-run: train it again "
+                             f"(--overwrite)")
+        # What the run trains on (a resumed tournament refuses data that changed), and config.json at once (not
+        # finished, model auto): a stopped tournament can be resumed.
+        record = self._data_record(prepared.source, *prepared.digest, run_dir=run_dir, resume=resume)
+        self.data_ = {**record, **prepared.info, **({"dry_run": True} if dry_run else {})}
+        if run_dir is not None and distributed.is_main():
+            self.write_config(run_dir)
+        tournament = Tournament(asked, self.kind_, (prepared.X, prepared.y), prepared.validation, run_dir=run_dir,
+                                resume=resume, dry_run=dry_run, progress=progress, refit_baselines=refit_baselines,
+                                report_rows=report_rows)
+        try:
+            winner = tournament.run()
+        except KeyboardInterrupt:
+            # SIGTERM (or Ctrl-C outside a network's training): the finished candidates are in tournament.csv.
+            if run_dir is not None and distributed.is_main():
+                print(f"resume with: {resume_command(self.command(), run_dir)}", file=sys.stderr)
+            raise
+        if winner is None:
+            # Ctrl-C stopped a network's training: the run stays unfinished; the CLI prints the command that
+            # resumes (the candidates that finished are kept, the interrupted one starts again).
+            self.trainer_ = tournament.interrupted.trainer_
+            print(f"auto: the tournament stopped while training {tournament.interrupted.config.model}; the candidates "
+                  f"that finished are kept" + (f" in {Path(run_dir) / 'tournament.csv'}" if run_dir else ""),
+                  file=sys.stderr)
+            return
+        data = self.data_
+        for name, value in vars(winner).items():
+            if name.endswith("_"):
+                self.__dict__[name] = value
+        # From here on the object is the winner's run: its config names the model (the rest is what was asked).
+        self.config = dataclasses.replace(asked, model=winner.config.model)
+        self.data_ = data
+        self.tournament_ = tournament.record(winner.config.model)
+        self.train_seconds_ = tournament.spent + time.monotonic() - started
+        if run_dir is not None and distributed.is_main():
+            self.save(run_dir)
+            tournament.clean()
+
+    def _fit_seeds(self, X: list, y, validation_data: tuple | None, *, run_dir: str | Path | None, dry_run: bool,
+                   refit_baselines: bool) -> None:
+        """--seeds N: seeds seed+1 ... seed+N-1 of the same model on the same rows, each with the whole budget.
+        The run keeps its own seed's model; the others are a measurement (``seed_models_``)."""
+        cfg = self.config
+        X, y = list(X), np.asarray(y).astype(str)
+        val = None
+        if validation_data is not None and len(validation_data[0]):
+            val = (list(validation_data[0]), np.asarray(validation_data[1]).astype(str))
+        if refit_baselines and cfg.model in ("bow", "rocket") and val is not None:
+            X, y, val = X + val[0], np.concatenate([y, val[1]]), None      # as auto fit the winner
+        self.seed_models_ = [self]
+        for k in range(1, cfg.seeds):
+            seed = cfg.train.seed + k
+            print(f"seeds: training seed {seed} ({k + 1} of {cfg.seeds})", file=sys.stderr)
+            child = SequenceClassifier(dataclasses.replace(cfg, seeds=1, candidates=[],
+                                                           train=dataclasses.replace(cfg.train, seed=seed)))
+            child.fit(X, y, val, dry_run=dry_run, progress=False)
+            if child.trainer_ is not None and child.trainer_.interrupted:
+                print(f"seeds: seed {seed} was interrupted; the run (seed {cfg.train.seed}'s model) is saved, "
+                      f"without the figures of the other seeds", file=sys.stderr)
+                del self.seed_models_
+                raise KeyboardInterrupt
+            self.seed_models_.append(child)
+        if run_dir is not None and distributed.is_main():
+            self.write_config(run_dir, finished=True)      # config.json's fitted values name the seeds
+
+    def seed_report(self, X, y) -> dict[str, Any]:
+        """With --seeds N: each seed's accuracy on ``(X, y)``, their mean and standard deviation, and the accuracy
+        of the seeds' averaged probabilities (an ensemble: not the model the run keeps)."""
+        X, y = _labelled(X, y)
+        models = self.__dict__.get("seed_models_") or [self]
+        probs = [m.predict_proba(X) for m in models]
+        accs = [float(classification_metrics(y, p, self.classes_)["accuracy"]) for p in probs]
+        averaged = classification_metrics(y, np.mean(probs, axis=0), self.classes_)["accuracy"]
+        return {"seeds": [m.config.train.seed for m in models], "accuracy": accs, "mean": float(np.mean(accs)),
+                "sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                "averaged_probabilities": float(averaged)}
 
     def _read_data(self, data: tuple, *, run_dir: str | Path | None, resume: bool,
                    data_info: dict[str, Any] | None = None) -> Prepared:
@@ -190,6 +308,12 @@ class SequenceClassifier(Task, name="classify"):
             return
         prepared.vectors = self._load_embeddings() if self.kind_ == "text" and cfg.embeddings else None
         y_idx = prepared.y_idx
+        # A small set gets a smaller batch (--auto-batch), so that an epoch is several updates.
+        self.train_batch_ = cfg.train.batch_for(len(y_idx))
+        if self.train_batch_ != cfg.train.batch_size and not dry_run and self.__dict__.get("_progress") is not False:
+            print(f"data: batch {self.train_batch_} instead of --batch-size {cfg.train.batch_size}: {len(y_idx)} "
+                  f"training rows would make {-(-len(y_idx) // cfg.train.batch_size)} update(s) an epoch "
+                  f"(--no-auto-batch keeps it)", file=sys.stderr)
         prepared.train = lambda epoch: self._batches(Xe, le, y_idx, True, np.random.default_rng([seed, epoch]))
         if dry_run:
             prepared.train = self._batches(Xe, le, y_idx, True, np.random.default_rng(seed))[:1]
@@ -256,7 +380,7 @@ class SequenceClassifier(Task, name="classify"):
     def _build_net(self) -> SequenceNet:
         cfg = self.config
         sizes = dict(model=cfg.model, num_classes=len(self.classes_), embedding_size=cfg.embedding_size,
-                     hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, kernel_size=cfg.kernel_size,
+                     hidden_size=cfg.hidden_size, num_layers=cfg.layers(), kernel_size=cfg.kernel_size,
                      dropout=cfg.dropout, recurrent_dropout=cfg.recurrent_dropout, pooling=cfg.pooling)
         if self.kind_ == "text":
             return SequenceNet(**sizes, vocab=self.tokenizer_.vocab_size)
@@ -344,8 +468,13 @@ class SequenceClassifier(Task, name="classify"):
             values.update(mean=self.mean_.tolist(), std=self.std_.tolist())
         trainer = self.__dict__.get("trainer_")
         if trainer is not None and trainer.stop_reason is not None:
-            values["training"] = {"steps": trainer.step, "epochs": trainer.epoch, "stop_reason": trainer.stop_reason,
-                                  "best_val_loss": trainer.best}
+            values["training"] = training_record(trainer)
+        if "tournament_" in self.__dict__:
+            values["tournament"] = self.tournament_
+        seeds = self.__dict__.get("seed_models_")
+        if seeds:
+            values["seeds"] = {"seeds": [m.config.train.seed for m in seeds],
+                               "val_accuracy": [m.__dict__.get("metrics_", {}).get("val_accuracy") for m in seeds]}
         return values
 
     def state_tensors(self) -> dict[str, Any]:
@@ -363,6 +492,8 @@ class SequenceClassifier(Task, name="classify"):
         self.train_seconds_ = fitted.get("train_seconds", 0.0)
         self.embedding_stats_ = fitted.get("embeddings", {})
         self.trainer_ = None
+        if "tournament" in fitted:
+            self.tournament_ = fitted["tournament"]
         if self.config.model == "bow":
             run.require(BOW_VOCABULARY_FILE)
             self.model_ = BowModel.from_tensors(tensors, run.path)

@@ -20,15 +20,20 @@ class MultilabelConfig:
     num_layers: int = field(2, f"stacked LSTM layers (at most {_checks.MAX_LAYERS})")
     dropout: float = field(0.2, "dropout between layers and before the output heads")
     alpha: float = field(0.5, "target replication: weight of the every-step loss (0: final step only)")
-    aux_weight: float = field(0.0, f"weight of the auxiliary-output loss (0: no auxiliary head; at most {MAX_AUX_WEIGHT:g})")
+    aux_weight: float = field(0.0, "weight of the auxiliary-output loss (0: no auxiliary head; at most "
+                                   f"{MAX_AUX_WEIGHT:g})")
     threshold: float = field(0.5, "probability above which a label is predicted (for F1)")
     class_weight: str = field("none", "balanced: weight each label's positive stays by negatives / positives "
                                       "in training, so a rare label counts as much as a common one",
                               choices=("none", "balanced"))
     grid_step: float = field(1.0, "width of a grid slot in the time column's units (hours for timestamps and "
                                   f"for the synthetic stays; {MIN_GRID_STEP:g} to {MAX_GRID_STEP:g})")
-    train: TrainConfig = field(TrainConfig(epochs=20, batch_size=64, lr=3e-3, clip_grad_norm=5.0,
-                                           early_stop_patience=4, log_every=20), "training options")
+    # Budgets in updates and time, stopping on evidence (the policy every task shares): epochs go on until the
+    # validation loss has not improved for 5 epochs, but at least 300 updates (a few hundred stays at batch 8)
+    # and at most 5 minutes. Measured on the synthetic stays (bench/multilabel.py).
+    train: TrainConfig = field(TrainConfig(epochs=200, batch_size=64, lr=3e-3, clip_grad_norm=5.0,
+                                           early_stop_patience=5, min_steps=300, auto_batch=True, max_minutes=5.0,
+                                           log_every=20), "training options")
 
     def __post_init__(self):
         _checks.check_int("hidden_size", self.hidden_size, min=1, cap=_checks.MAX_WIDTH)

@@ -80,8 +80,9 @@ def make_clinical(n: int, seed: int = 0, min_hours: int = 24, max_hours: int = 4
             times.append(t)
             chans.append(np.full(m, c))
             values.append(v)
-        stays.append(Stay(np.concatenate(times) if times else np.zeros(0), np.concatenate(chans).astype(np.int64)
-                          if chans else np.zeros(0, np.int64), np.concatenate(values) if values else np.zeros(0), hours))
+        stays.append(Stay(np.concatenate(times) if times else np.zeros(0),
+                          np.concatenate(chans).astype(np.int64) if chans else np.zeros(0, np.int64),
+                          np.concatenate(values) if values else np.zeros(0), hours))
         own = [x for c in range(C) for x in (episode[c], trend[c])]
         labels.append(own + [episode[0] and episode[3], trend[2] and trend[4]])
         aux.append([episode[c] and centre[c] > hours / 2 for c in range(C)])
@@ -141,7 +142,8 @@ class FileConfig:
     exclude: list[str] = field([], "columns to leave out of the inputs (e.g. one that gives the outcome away)")
     split_col: str | None = field(None, "a column saying which stays are train, val or test (see --split-names)")
     split_names: str = field(SPLIT_NAMES, "the values of --split-col for training, validation and test rows")
-    split_seed: int = field(0, f"seed of the random split of the stays (when no --split-col; 0 to {_checks.MAX_SEED:,})")
+    split_seed: int = field(0, "seed of the random split of the stays (when no --split-col; 0 to "
+                               f"{_checks.MAX_SEED:,})")
 
 
 @dataclass

@@ -18,6 +18,7 @@ synthetic stays (:func:`run_synthetic`) or on a user's long-format file (:func:`
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,13 @@ class MultilabelClassifier(Task, name="classify-multilabel"):
         if dry_run:
             stays, Y = stays[:bs], Y[:bs]
             A = A[:bs] if A is not None else None
+        else:
+            # A small set gets a smaller batch (--auto-batch), so that an epoch is several updates.
+            bs = cfg.train.batch_for(len(stays))
+            if bs != cfg.train.batch_size:
+                print(f"data: batch {bs} instead of --batch-size {cfg.train.batch_size}: {len(stays)} training stays "
+                      f"would make {-(-len(stays) // cfg.train.batch_size)} update(s) an epoch (--no-auto-batch "
+                      f"keeps it)", file=sys.stderr)
         X, L = self._features(stays)
         tY = torch.from_numpy(Y)
         tA = torch.from_numpy(A) if A is not None else tY[:, :0]     # no auxiliary head: no targets
