@@ -184,6 +184,31 @@ def test_gradient_clipping_hand_checked(clip, expected):
         assert trainer.history[0]["grad_norm"] == pytest.approx(10.0)  # logged: the norm before clipping
 
 
+def test_clipping_is_counted_per_log_window_and_per_epoch(tmp_path):
+    # loss = (w . x - y)^2 with w = 0, y = 1: the gradient norm is 2 |x| at the first step. Batches with
+    # |x| = 5, 0.05, 5, 0.05 under SGD with lr 1e-12 (w stays 0): norms 10, 0.1, 10, 0.1; clipping at 1 clips two.
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    xs = [[3.0, 4.0], [0.03, 0.04]] * 2
+    batches = [(torch.tensor([x]), torch.tensor([[1.0]])) for x in xs]
+    cfg = TrainConfig(epochs=2, optimizer="sgd", momentum=0.0, lr=1e-12, clip_grad_norm=1.0, log_every=2)
+    trainer = Trainer(model, cfg, tmp_path / "run", progress=False)
+    trainer.fit(batches, lambda m, b, s: (((m(b[0]) - b[1]) ** 2).sum(), None, 1))
+    train = [r for r in trainer.history if r["event"] == "train"]
+    assert [r["step"] for r in train] == [2, 4, 6, 8]
+    for r in train:
+        assert (r["grad_norm"], r["grad_norm_mean"], r["grad_norm_max"], r["clipped_share"]) == pytest.approx(
+            (0.1, 5.05, 10.0, 0.5))
+    epochs = [r for r in trainer.history if r["event"] == "epoch"]
+    assert [r["clipped_share"] for r in epochs] == [0.5, 0.5]
+    assert trainer.end_report() == ["--clip-grad-norm 1 clipped the gradient in 50% of the last epoch's steps: the "
+                                    "threshold, more than --lr, set the step size (metrics.jsonl holds the norms)"]
+    # Saved with the position: a resumed run counts on from the same sums.
+    from rnnkit.runs.checkpoint import RunDir
+    state = RunDir(tmp_path / "run").load_checkpoint(nn.Linear(2, 1, bias=False), None)
+    assert float(state["epoch_clipped"]) == 0.0 and state["window_grad"].tolist() == [0.0, 0.0, 0.0]
+
+
 def test_carried_state_is_detached_and_continues_from_the_previous_batch():
     train_batches, compute_loss = gru_problem()
     seen = []   # (state passed in, final state returned) per call
@@ -262,7 +287,9 @@ def test_early_stopping_stops_at_the_right_epoch(tmp_path):
 def test_early_stopping_and_the_kept_weights_are_said_in_words(tmp_path):
     train_batches, compute_loss, _ = regression_problem()
     values = iter([3.0, 2.0, 2.5, 2.2])
-    trainer = Trainer(mlp(), TrainConfig(epochs=10, early_stop_patience=2), tmp_path, progress=False)
+    # (No clipping: its line is tested on its own.)
+    trainer = Trainer(mlp(), TrainConfig(epochs=10, early_stop_patience=2, clip_grad_norm=None), tmp_path,
+                      progress=False)
     trainer.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)})
     assert trainer.end_report() == [
         "stopped early after epoch 4: val_loss had not improved for 2 epochs (--early-stop-patience 2)",
@@ -274,7 +301,7 @@ def test_early_stopping_and_the_kept_weights_are_said_in_words(tmp_path):
 def test_a_budget_that_ends_while_validation_improves_says_what_to_raise(budget, flag):
     train_batches, compute_loss, _ = regression_problem()       # 8 batches an epoch
     values = iter([3.0, 2.0, 1.0, 0.5])                         # better at every evaluation
-    trainer = Trainer(mlp(), TrainConfig(**{"epochs": 10, **budget}), progress=False)
+    trainer = Trainer(mlp(), TrainConfig(**{"epochs": 10, "clip_grad_norm": None, **budget}), progress=False)
     trainer.fit(train_batches, compute_loss, evaluate=lambda m: {"val_loss": next(values)})
     assert trainer.still_improving
     assert trainer.end_report() == [f"val_loss was still improving when {flag} ended (its best was the last "
@@ -333,9 +360,10 @@ def test_run_dir_files_metrics_and_plot(tmp_path):
     assert [r["step"] for r in train] == [3, 6, 9, 12, 15] and logs == train
     assert [r["epoch"] for r in train] == [0, 0, 1, 1, 1]
     assert [(r["epoch"], r["step"], r["partial"]) for r in epochs] == [(0, 8, False), (1, 16, False)]
-    assert set(train[0]) == {"event", "epoch", "step", "loss", "lr", "items_per_s", "elapsed_s", "grad_norm"}
+    assert set(train[0]) == {"event", "epoch", "step", "loss", "lr", "items_per_s", "elapsed_s", "grad_norm",
+                             "grad_norm_mean", "grad_norm_max", "clipped_share"}
     assert set(epochs[0]) == {"event", "epoch", "step", "train_loss", "val_loss", "lr", "best", "partial",
-                              "elapsed_s", "precision"}
+                              "elapsed_s", "precision", "clipped_share"}
     assert epochs[0]["precision"] == "fp32"      # the precision the run actually used is stored
     assert all(r["items_per_s"] > 0 and r["loss"] > 0 for r in train)
     assert run.plot_path.read_bytes()[:8] == PNG_MAGIC
@@ -379,11 +407,12 @@ def test_no_host_sync_except_on_logging_steps(monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "item", counting(torch.Tensor.item))
     monkeypatch.setattr(torch.Tensor, "__float__", counting(torch.Tensor.__float__))
+    monkeypatch.setattr(torch.Tensor, "tolist", counting(torch.Tensor.tolist))
     trainer = Trainer(mlp(), TrainConfig(epochs=2, log_every=4), progress=False)
     trainer.fit(train_batches, compute_loss)
-    # 16 steps: 4 logging steps (mean loss, grad norm), 2 epoch ends (mean loss) and, once, the first step's
-    # loss (the yardstick for divergence), read at the first log.
-    assert sorted(calls) == ["_evaluate_and_save"] * 2 + ["_log_train"] * 8 + ["_reference_loss"]
+    # 16 steps: 4 logging steps (one read: mean loss and the gradient norms), 2 epoch ends (one read: mean loss
+    # and steps clipped) and, once, the first step's loss (the yardstick for divergence), read at the first log.
+    assert sorted(calls) == ["_evaluate_and_save"] * 2 + ["_log_train"] * 4 + ["_reference_loss"]
 
 
 def test_nan_loss_is_reported():

@@ -67,7 +67,8 @@ STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 METRICS_FILE = "metrics.jsonl"
 # The keys of a metrics.jsonl epoch record that are not metrics (the rest are the task's figures: val_loss, ...).
-RECORD_KEYS = ("event", "epoch", "step", "lr", "best", "partial", "elapsed_s", "precision")
+# What an epoch record holds beside the metrics (the share of steps whose gradient norm was clipped too).
+RECORD_KEYS = ("event", "epoch", "step", "lr", "best", "partial", "elapsed_s", "precision", "clipped_share")
 PLOT_FILE = "loss.png"
 POINTER_FILE = "checkpoint.json"      # names the current checkpoint's folder: the commit point of a save
 CHECKPOINTS_DIR = "checkpoints"       # one folder per checkpoint (normally just the current one)

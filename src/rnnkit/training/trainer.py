@@ -142,6 +142,9 @@ DIVERGED_FACTOR = 1e4
 # The training-curve plot is redrawn at an epoch's end at most this often (and once when training ends).
 PLOT_EVERY_S = 5.0
 
+# The end report mentions --clip-grad-norm when it clipped at least this share of the last epoch's steps.
+CLIPPED_SAYS = 0.25
+
 
 # ---------------------------------------------------------------------------------------------------------
 # The Trainer
@@ -382,6 +385,11 @@ class Trainer:
                 and last_epoch is not None and self.best_epoch != last_epoch):
             lines.append(f"kept the weights of epoch {self.best_epoch + 1} ({monitor} {self.best:.4g}), the best; "
                          f"the last epoch's {monitor} was {last:.4g}")
+        clipped = [r["clipped_share"] for r in self._evaluations() if "clipped_share" in r]
+        if clipped and clipped[-1] >= CLIPPED_SAYS:
+            lines.append(f"--clip-grad-norm {cfg.clip_grad_norm:g} clipped the gradient in {clipped[-1]:.0%} of the "
+                         f"last epoch's steps: the threshold, more than --lr, set the step size (metrics.jsonl "
+                         f"holds the norms)")
         if self.still_improving:
             if self.stop_reason == "max_minutes":
                 flag = f"--max-minutes {cfg.max_minutes:g}"
@@ -438,7 +446,8 @@ class Trainer:
             for batch in it:
                 self.lr = lr_at(cfg, self.step, self._total_steps, self._time_fraction())
                 for group in self.optimizer.param_groups:
-                    group["lr"] = self.lr
+                    # A group may scale the schedule's rate (discriminative learning rates: lower layers slower).
+                    group["lr"] = self.lr * group.get("lr_scale", 1.0)
                 batch, share = distributed.shard_rows(batch)   # this rank's rows (in one process: all of them)
                 batch = to_device(batch, self.device)
                 with self.autocast():
@@ -456,6 +465,7 @@ class Trainer:
                 if cfg.clip_grad_norm is not None:
                     # The norm before clipping, as a device tensor (read only when logged).
                     self.grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
+                    self._count_clipping(self.grad_norm)
                 self.optimizer.step()
                 self.step += 1
                 if self._average is not None:
@@ -515,14 +525,22 @@ class Trainer:
 
     def _log_train(self, epoch: int) -> None:
         now = time.monotonic()
-        loss = (self._window_loss / self._window_steps).item()  # the one host sync per log_every steps
+        # The one host sync per log_every steps: the window's mean loss and, when clipping, the last step's
+        # gradient norm (before clipping) and the window's sum and largest norm and the steps clipped.
+        read = [(self._window_loss / self._window_steps).reshape(1)]
+        if self.grad_norm is not None:
+            read += [self.grad_norm.detach().float().reshape(1), self._window_grad]
+        values = torch.cat(read).tolist()
+        loss = values[0]
         self._check_loss(loss, f"at step {self.step}")
         items = float(self._window_items)
         record = {"event": "train", "epoch": epoch, "step": self.step, "loss": loss, "lr": self.lr,
                   "items_per_s": items / max(now - self._window_start, 1e-9),
                   "elapsed_s": self.elapsed()}
         if self.grad_norm is not None:
-            record["grad_norm"] = float(self.grad_norm)
+            norm, norm_sum, norm_max, clipped = values[1:]
+            record.update(grad_norm=norm, grad_norm_mean=norm_sum / self._window_steps, grad_norm_max=norm_max,
+                          clipped_share=clipped / self._window_steps)
         self._record(record)
         self._progress.logged(loss, record["items_per_s"])
         self._trigger("on_log", record)
@@ -559,11 +577,15 @@ class Trainer:
 
     def _evaluate_and_save(self, epoch: int, evaluate, on_epoch_end, *, partial: bool) -> None:
         cfg = self.config
-        train_loss = (self._epoch_loss / self._epoch_steps).item() if self._epoch_steps else math.nan
+        # One host sync: the epoch's mean loss and the steps whose gradient norm was clipped.
+        train_loss, clipped = (torch.stack([self._epoch_loss / self._epoch_steps, self._epoch_clipped]).tolist()
+                               if self._epoch_steps else (math.nan, 0.0))
         if self._epoch_steps:
             # Between two logs (or in an epoch shorter than log_every) a loss may have gone bad unseen.
             self._check_loss(train_loss, f"in epoch {epoch + 1} (its mean up to step {self.step})")
         metrics: dict[str, float] = {"train_loss": train_loss}
+        clipping = ({"clipped_share": clipped / self._epoch_steps}
+                    if self.config.clip_grad_norm is not None and self._epoch_steps else {})
         if evaluate is not None:
             self.model.eval()
             began = time.monotonic()
@@ -590,7 +612,7 @@ class Trainer:
             # A budget stop in mid-epoch evaluates too, but only whole epochs count towards patience.
             self.bad_epochs = 0 if improved else self.bad_epochs + 1
         self.metrics = metrics
-        self._record({"event": "epoch", "epoch": epoch, "step": self.step, **metrics, "lr": self.lr,
+        self._record({"event": "epoch", "epoch": epoch, "step": self.step, **metrics, **clipping, "lr": self.lr,
                       "best": improved, "partial": partial, "elapsed_s": self.elapsed(),
                       "precision": self.precision})
         self._trigger("on_epoch_end", epoch, metrics)
@@ -659,12 +681,22 @@ class Trainer:
 
     def _reset_epoch_sums(self) -> None:
         self._epoch_loss = torch.zeros((), device=self.device)  # summed as a tensor: no per-step sync
+        self._epoch_clipped = torch.zeros((), device=self.device)   # steps whose gradient norm was clipped
         self._epoch_steps = 0
 
     def _reset_window(self) -> None:
         self._window_loss = torch.zeros((), device=self.device)
+        self._window_grad = torch.zeros(3, device=self.device)   # gradient norms: sum, max, steps clipped
         self._window_steps = 0
         self._window_items = 0
+
+    def _count_clipping(self, norm: torch.Tensor) -> None:
+        """Add one step's gradient norm (before clipping) to the window's and the epoch's sums, on the device."""
+        norm = norm.detach().float()
+        clipped = (norm > self.config.clip_grad_norm).float()
+        self._window_grad = torch.stack([self._window_grad[0] + norm, torch.maximum(self._window_grad[1], norm),
+                                         self._window_grad[2] + clipped])
+        self._epoch_clipped = self._epoch_clipped + clipped
 
     def _record(self, record: dict[str, Any]) -> None:
         self.history.append(record)
@@ -690,8 +722,8 @@ class Trainer:
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
             "best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
             "carried_state": self._carried,
-            "epoch_loss": self._epoch_loss, "epoch_steps": self._epoch_steps,
-            "window_loss": self._window_loss, "window_steps": self._window_steps,
+            "epoch_loss": self._epoch_loss, "epoch_steps": self._epoch_steps, "epoch_clipped": self._epoch_clipped,
+            "window_loss": self._window_loss, "window_grad": self._window_grad, "window_steps": self._window_steps,
             "window_items": self._window_items,
             "train_seconds": self.elapsed(),
             "first_loss": self._reference_loss(),
@@ -741,6 +773,9 @@ class Trainer:
         self._carried = to_device(distributed.shard_rows(state.get("carried_state"))[0], self.device)
         self._epoch_loss = state["epoch_loss"].to(self.device)
         self._epoch_steps = state["epoch_steps"]
+        # Clipping counts: absent in checkpoints of older versions (counted from zero).
+        self._epoch_clipped = state.get("epoch_clipped", torch.zeros(())).to(self.device)
+        self._window_grad = state.get("window_grad", torch.zeros(3)).to(self.device)
         self._window_loss = state["window_loss"].to(self.device)
         self._window_steps = state["window_steps"]
         self._window_items = state["window_items"]
@@ -808,6 +843,8 @@ STATE_FIELDS: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
     "train_seconds": (_number, "a number", False),
     "first_loss": (_optional(_number), "a number or null", False),
     "trained_weights": (_optional(lambda v: isinstance(v, dict)), "an object of tensors or null", False),
+    "epoch_clipped": (lambda v: isinstance(v, torch.Tensor) and v.numel() == 1, "a one-number tensor", False),
+    "window_grad": (lambda v: isinstance(v, torch.Tensor) and v.numel() == 3, "a three-number tensor", False),
 }
 
 
