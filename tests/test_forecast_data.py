@@ -407,6 +407,17 @@ def test_train_with_seeds_reports_mean_and_sd_and_keeps_each_seed_run(tmp_path, 
     assert own["seeds"] == [5, 6, 7] and own["val_mae_mean"] == pytest.approx(mean) and own["val_mae_sd"] == \
         pytest.approx(sd)
     assert f"gru over 3 seeds (5..7): MAE mean ± sd: validation {mean:.4f} ± {sd:.4f}, test " in out
+    # The averaged forecast, recomputed here from the three runs' models on the same test windows.
+    from rnnkit.report.metrics import mae_per_target
+    fcs = [Forecaster.load(run)] + [Forecaster.load(run / f"seed-{s}") for s in (6, 7)]
+    fc = Forecaster(csv=str(csv), time_col="time", target=["y"], lookback=24, delay=6, model="gru", hidden_size=4,
+                    epochs=1, min_steps=0, seed=5).fit(progress=False)      # the same windows as the run's
+    preds = [fc.predict_rows(fc.rows_["test"], f.model_) for f in fcs]
+    expected = float(mae_per_target(np.mean([p for p, _ in preds], axis=0), preds[0][1],
+                                     fc.normalizer_.std[:1]).mean())
+    assert own["test_mae_ensemble"] == pytest.approx(expected, rel=1e-5)
+    assert f"the 3 seeds' forecasts averaged (an ensemble, not the run's model): MAE validation " \
+           f"{own['val_mae_ensemble']:.4f}, test {expected:.4f}" in out
     # the seeds' runs go with the run: --overwrite deletes them too
     assert main([*argv, "--seeds", "1", "--run-dir", str(run), "--overwrite"]) == 0
     assert not (run / "seed-6").exists()

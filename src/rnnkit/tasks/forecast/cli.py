@@ -52,6 +52,10 @@ def _print_metrics(fc: Forecaster) -> None:
         print(f"{fc.config.model} over {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}): MAE mean ± sd: validation {val}, "
               f"test {m['test_mae_mean']:.4f} ± {m['test_mae_sd']:.4f} (the run's model is seed {seeds[0]}'s; "
               f"the others are in RUN/seed-N)")
+        if m.get("test_mae_ensemble") is not None:
+            val = "-" if m.get("val_mae_ensemble") is None else f"{m['val_mae_ensemble']:.4f}"
+            print(f"the {len(seeds)} seeds' forecasts averaged (an ensemble, not the run's model): MAE validation "
+                  f"{val}, test {m['test_mae_ensemble']:.4f}")
 
 
 def _train_cmd(args) -> int:

@@ -174,10 +174,28 @@ class Forecaster(Task, name="forecast"):
         summary: dict[str, Any] = {"seeds": seeded.seeds}
         for key in ("val_mae", "test_mae"):
             summary[f"{key}_mean"], summary[f"{key}_sd"] = mean_sd([f[key] for f in seeded.figures])
+        summary.update(self._ensemble_errors([run.model_ for run in seeded.runs]))
         self.metrics_ = {**self.metrics_, **summary}
         if run_dir is not None:
             self.save(run_dir)                       # config.json records the seeds' summary too
         return self
+
+    def _ensemble_errors(self, models: list[nn.Module | None]) -> dict[str, float | None]:
+        """Validation and test MAE (the target's units) of the seeds' forecasts averaged: an ensemble, reported
+        beside the seeds' mean, never instead of it. The seeds share the data, so one set of windows serves all."""
+        if "windows_" not in vars(self) or any(m is None for m in models):
+            return {}
+        scale = self.normalizer_.std[:self.n_targets_]
+        out: dict[str, float | None] = {}
+        for split in ("val", "test"):
+            rows = self.rows_[split]
+            if not len(rows):
+                out[f"{split}_mae_ensemble"] = None
+                continue
+            preds = [self._forecast(self.windows_, rows, m) for m in models]     # each (n, H, K) and truths
+            mean = np.mean([p for p, _ in preds], axis=0)
+            out[f"{split}_mae_ensemble"] = float(mae_per_target(mean, preds[0][1], scale).mean())
+        return out
 
     def _fit_auto(self, data: dict[str, np.ndarray] | None, *, run_dir: str | None, resume: bool, dry_run: bool,
                   progress: bool | None, verbose: bool) -> Forecaster:
