@@ -80,20 +80,20 @@ class Cell(nn.Module):
     takes_context: bool = False   # step() takes a context= (attention decoders); see the module doc
     scan = None                   # optional scan(xp, state, mask) over a whole sequence; see the module doc
 
-    def _init_weights(self, input_size: int, hidden_size: int, bias: bool, rec_size: int | None = None) -> None:
+    def _init_weights(self, input_size: int, hidden_size: int, bias: bool, rec_size: int | None = None,
+                      recurrent: bool = True) -> None:
+        """W (``weight_ih``, (G*H, I)) and, for a ``recurrent`` cell, U (``weight_hh``, (G*H, rec_size or H)),
+        with their biases; a cell whose gates read only x_t (ScanCell) has no U (None)."""
         check_int("input_size", input_size, min=1)
         check_int("hidden_size", hidden_size, min=1)
         self.input_size, self.hidden_size = input_size, hidden_size
         rows = self.gates * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(rows, rec_size or hidden_size))
         self.bias = bias
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(rows))
-            self.bias_hh = nn.Parameter(torch.empty(rows))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
+        self.register_parameter("weight_hh", nn.Parameter(torch.empty(rows, rec_size or hidden_size))
+                                if recurrent else None)
+        self.register_parameter("bias_ih", nn.Parameter(torch.empty(rows)) if bias else None)
+        self.register_parameter("bias_hh", nn.Parameter(torch.empty(rows)) if bias and recurrent else None)
         # Defaults for a cell whose state is one vector fed back into U; LSTMs and Jordan override.
         self.state_size = (rec_size or hidden_size,)
         self.output_size = hidden_size
@@ -348,18 +348,9 @@ class ScanCell(Cell):
 
     scan_method: str = "blocked"
 
-    def _init_weights(self, input_size: int, hidden_size: int, bias: bool, rec_size: int | None = None) -> None:
-        check_int("input_size", input_size, min=1)
-        check_int("hidden_size", hidden_size, min=1)
-        self.input_size, self.hidden_size = input_size, hidden_size
-        rows = self.gates * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
-        self.bias = bias
-        self.bias_ih = nn.Parameter(torch.empty(rows)) if bias else None
-        self.weight_hh = self.bias_hh = None                # gates read only x_t: no U
-        self.state_size = (hidden_size,)
-        self.output_size = hidden_size
-        self.reset_parameters()
+    def _init_weights(self, input_size: int, hidden_size: int, bias: bool, rec_size: int | None = None,
+                      recurrent: bool = False) -> None:
+        super()._init_weights(input_size, hidden_size, bias, recurrent=False)    # gates read only x_t: no U
 
     def update(self, *gates: Tensor) -> tuple[Tensor, Tensor]:
         """(z, c) from the G gates' input projections, each (..., H)."""
