@@ -13,7 +13,7 @@ from rnnkit import _checks
 from rnnkit.config import field
 
 
-SCHEDULES = ("auto", "constant", "cosine", "cosine_time")
+SCHEDULES = ("auto", "constant", "cosine", "cosine_time", "slanted")
 PRECISIONS = ("auto", "fp32", "bf16")
 # auto_batch: the batch shrinks until an epoch holds this many updates, but never below MIN_AUTO_BATCH examples
 # (a batch of 1-7 makes noisy steps, and batch normalisation-free recurrent models still like a few rows).
@@ -44,7 +44,9 @@ class TrainConfig:
     momentum: float = field(0.9, "momentum of the sgd optimizer")
     schedule: str = field("constant", "learning-rate schedule after warmup; cosine_time decays over the "
                                       "max_minutes budget (or the steps, whichever ends first); auto is "
-                                      "cosine_time with a time budget, else cosine",
+                                      "cosine_time with a time budget, else cosine; slanted is ULMFiT's "
+                                      "slanted triangle (lr/32 up to lr in the first tenth, then down to "
+                                      "lr/32), over the budget or the steps as cosine_time",
                           choices=SCHEDULES)
     warmup_steps: int = field(0, f"steps of linear warmup from 0 to lr (at most {_checks.MAX_STEPS:,})")
     min_lr: float = field(0.0, "learning rate at the end of the cosine schedule")

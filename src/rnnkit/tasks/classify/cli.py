@@ -66,7 +66,7 @@ def cmd_train(args) -> int:
         # validation (the data a neural model sees in all). Without test rows they train on train only and
         # report validation.
         train, val = Split(train.X + val.X, np.concatenate([train.y, val.y])), Split([], val.y[:0])
-    if not len(val) and cfg.model not in NO_EPOCHS and cfg.model != "auto":
+    if not len(val) and cfg.model not in NO_EPOCHS and (cfg.model != "auto" or cfg.encoder_from):
         print(f"no validation rows: training all {cfg.train.epochs} epochs and keeping the last weights",
               file=sys.stderr)
     info = {**dataclasses.asdict(dcfg), "source": data.source, "stats": data.stats, "encoding": data.encoding,
@@ -75,7 +75,7 @@ def cmd_train(args) -> int:
     if data.class_names:
         print(f"{data.source}: classes " + ", ".join(f"{k} = {v}" for k, v in data.class_names.items()) +
               " (the names the data set gives them)", file=sys.stderr)
-    auto = cfg.model == "auto"
+    auto = cfg.model == "auto" and cfg.encoder_from is None     # --encoder-from: the language model's network
     clf = SequenceClassifier(cfg).fit(train.X, train.y, (val.X, val.y), run_dir=args.run_dir, resume=args.resume,
                                       dry_run=args.dry_run, data_info=info, refit_baselines=len(test) > 0,
                                       report_rows=len(test) or len(val))

@@ -29,7 +29,7 @@ TEXT_ONLY, SERIES_ONLY = ("bow",), ("rocket",)
 CV_BELOW = 500
 CV_FOLDS = 5
 MAX_SEEDS = 100
-POOLINGS = ("last", "max", "mean", "maxmean")
+POOLINGS = ("last", "max", "mean", "maxmean", "concat")
 CLASS_WEIGHTS = ("none", "balanced")
 MIN_GRID_STEP, MAX_GRID_STEP = 1e-6, 1e9    # slot width of a time grid, in the step column's units
 MAX_KERNEL_SIZE = 1024        # convolution width, in steps
@@ -65,13 +65,29 @@ class ClassifyConfig:
                                         f"{_checks.MAX_SEQ_LEN:,})", group="data")
     truncating: str = field("pre", "where long sequences lose steps: pre keeps the end, post keeps the start",
                             choices=("pre", "post"), group="data")
-    pooling: str = field("maxmean", "how the sequence of outputs becomes one vector", choices=POOLINGS, group="model")
+    pooling: str = field("maxmean", "how the sequence of outputs becomes one vector: the last state, max, mean, "
+                                    "maxmean (both), concat (last, max and mean; ULMFiT's)", choices=POOLINGS,
+                         group="model")
     dropout: float = field(0.3, "dropout on the inputs of every layer (one mask per sequence) and before the head",
                            group="model")
     recurrent_dropout: float = field(0.0, "recurrent dropout rate (weight-drop on the recurrent weights keeps "
                                           "the fused kernel)", group="model")
     kernel_size: int = field(5, f"convolution width (conv1d, cnn-lstm; at most {MAX_KERNEL_SIZE:,})", group="model")
     embeddings: Optional[str] = field(None, "pretrained word vectors: glove-50d or a GloVe text file", group="model")
+    encoder_from: Optional[str] = field(None, "start the embedding and recurrent layers from this word-level "
+                                              "language-model run (rnnkit textgen train --level word): its cell, "
+                                              "width, layers and embedding size are taken, and fine-tuning uses "
+                                              "--lr-decay, --gradual-unfreezing and the slanted schedule (see "
+                                              "docs/transfer.md)", group="model")
+    lr_decay: float = field(2.6, "with --encoder-from: each layer group below the head learns this many times "
+                                 "slower than the one above (discriminative learning rates; 1: one rate)",
+                            group="training")
+    gradual_unfreezing: bool = field(True, "with --encoder-from: train the head alone for the first epoch, then "
+                                           "one more layer group each epoch, top down", group="training")
+    unfreeze_every: Optional[int] = field(None, "with --gradual-unfreezing: one more layer group after this many "
+                                                "updates, or at an epoch's end if that comes first (None: at each "
+                                                "epoch's end; a large set on a short budget may not finish one "
+                                                f"epoch; at most {_checks.MAX_STEPS:,})", group="training")
     freeze_embeddings: bool = field(False, "keep the pretrained vectors fixed (else fine-tune them)", group="model")
     class_weight: str = field("none", "balanced: weight each class's loss by n / (classes x its count), so a "
                                       "rare class counts as much as a common one", choices=CLASS_WEIGHTS,
@@ -117,6 +133,27 @@ class ClassifyConfig:
         _checks.check_float("bow_c", self.bow_c, min=0, min_open=True, max=_checks.MAX_PENALTY)
         if not isinstance(self.train, TrainConfig):
             _checks.fail("train", self.train, "a TrainConfig")
+        _checks.check_float("lr_decay", self.lr_decay, min=1, max=100)
+        _checks.check_int("unfreeze_every", self.unfreeze_every, min=1, cap=_checks.MAX_STEPS, allow_none=True)
+        if self.encoder_from is not None:
+            self._check_encoder_from()
+
+    def _check_encoder_from(self) -> None:
+        """--encoder-from starts a recurrent network read in one direction, from text: refuse what is not."""
+        if not isinstance(self.encoder_from, str) or not self.encoder_from:
+            _checks.fail("encoder_from", self.encoder_from, "the path of a language-model run directory")
+        if self.model == "auto" and self.candidates:
+            _checks.fail("model", "auto", "no --candidates with --encoder-from (it fine-tunes the language model's "
+                                          "network; leave --model out, or name its cell: lstm, gru or rnn)")
+        if self.model in ("bow", "rocket", "conv1d", "cnn-lstm"):
+            _checks.fail("model", self.model, "lstm, gru or rnn with --encoder-from (it starts a recurrent "
+                                              f"network from the language model; {self.model} has no such layers)")
+        if self.model in ("bilstm", "bigru"):
+            _checks.fail("model", self.model, f"{self.model[2:]} with --encoder-from (a forward language model "
+                                              "has no backward direction to start)")
+        if self.embeddings:
+            _checks.fail("embeddings", self.embeddings, "None with --encoder-from (the embedding comes from the "
+                                                        "language model)")
 
     def layers(self, model: str | None = None) -> int:
         """num_layers settled for ``model`` (default: this config's): None is 3 for conv1d, else 1."""

@@ -9,7 +9,8 @@ The path: inputs -> (embedding for text | standardised channels for series) -> a
   outside the valid steps, and pooling ignores padded positions. So padding never changes a
   prediction: the same text padded to 50 or to 500 steps gets the same probabilities (a test checks this).
 * Pooling: ``last`` (the final state, as in the lectures), ``max``, ``mean`` or ``maxmean`` (both,
-  concatenated), which reads the whole review instead of only its end and trains faster on long texts.
+  concatenated), which reads the whole review instead of only its end and trains faster on long texts;
+  ``concat`` (ULMFiT's concat pooling) puts the final state beside max and mean.
 * ``bow`` is the baseline every neural model must beat: tf-idf over unigrams and bigrams and a logistic
   regression (scikit-learn). Its vocabulary, idf weights and coefficients are saved as JSON + safetensors
   (no pickle) and applied by rnnkit itself when loaded.
@@ -91,9 +92,31 @@ class SequenceNet(nn.Module):
                            bidirectional=model in ("bilstm", "bigru"), dropout=dropout,
                            recurrent_dropout=recurrent_dropout, recurrent_dropout_mode="weight_drop")
             feat = self.rnn.output_size
-        if pooling == "maxmean":
-            feat *= 2
+        feat *= {"maxmean": 2, "concat": 3}.get(pooling, 1)
         self.head = nn.Linear(feat, num_classes)
+        # Discriminative learning rates (set by a fit that starts from a language model, --encoder-from): each
+        # layer group below the head learns lr_decay times slower than the one above; None: one rate for all.
+        self.lr_decay: float | None = None
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters in layer groups, top first: the head, each recurrent layer from the top, the
+        convolutions, the embedding (the order of discriminative rates and of gradual unfreezing)."""
+        groups = [list(self.head.parameters())]
+        if self.rnn is not None:
+            D = self.rnn.num_directions
+            for layer in reversed(range(self.rnn.num_layers)):
+                groups.append([p for cell in self.rnn.cells[layer * D:(layer + 1) * D] for p in cell.parameters()])
+        groups += [list(conv.parameters()) for conv in reversed(self.convs)]
+        if self.text:
+            groups.append(list(self.embed.parameters()))
+        return groups
+
+    def param_groups(self) -> list[dict] | None:
+        """Optimizer groups with an ``lr_scale`` each (see rnnkit.training.schedules.make_optimizer), or None."""
+        if self.lr_decay is None:
+            return None
+        from rnnkit.tasks.transfer import param_groups
+        return param_groups(self.layer_groups(), self.lr_decay)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """x: (B, T) ids or (B, T, C) values, padded at the end; lengths (B,) -> logits (B, K)."""
@@ -117,10 +140,12 @@ class SequenceNet(nn.Module):
             mask = torch.arange(h.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         if self.rnn is not None:
             h = self.rnn(h, lengths=lengths)                         # (B, T, D*H), zeros past each length
-        if self.pooling == "last":
-            # The final state; a conv net has none, so it takes the max over time.
-            h = (final_states(h, lengths, self.rnn.num_directions) if self.rnn is not None
-                 else masked_pool(h, mask, "max"))
+        if self.pooling in ("last", "concat"):
+            # The final state; a conv net has none, so it takes the max over time. concat (ULMFiT's): the final
+            # state, the max and the mean side by side, (B, 3H).
+            last = (final_states(h, lengths, self.rnn.num_directions) if self.rnn is not None
+                    else masked_pool(h, mask, "max"))
+            h = last if self.pooling == "last" else torch.cat([last, masked_pool(h, mask, "maxmean")], dim=-1)
         else:
             h = masked_pool(h, mask, self.pooling)
         h = F.dropout(h, self.dropout, self.training)

@@ -153,6 +153,8 @@ class SequenceClassifier(Task, name="classify"):
         :meth:`seed_report`).
         """
         self._progress = progress         # (not learned state: quiet children of --model auto and --seeds)
+        if self.config.encoder_from is not None:
+            self._settle_encoder()
         if self.config.model == "auto":
             self._fit_auto(X, y, validation_data, run_dir=run_dir, resume=resume, dry_run=dry_run,
                            progress=progress, data_info=data_info, refit_baselines=refit_baselines,
@@ -165,6 +167,29 @@ class SequenceClassifier(Task, name="classify"):
             self._fit_seeds(X, y, validation_data, run_dir=run_dir, dry_run=dry_run,
                             refit_baselines=refit_baselines and "tournament_" in self.__dict__)
         return self
+
+    def _settle_encoder(self) -> None:
+        """--encoder-from: the network is the language model's (cell, width, layers, embedding size), checked
+        against what the config asks (a value left at its default takes the LM's), and the constant schedule
+        (the default) becomes the slanted triangle."""
+        from rnnkit.tasks.transfer import MODEL_OF_CELL, read_encoder, settle
+
+        cfg, path = self.config, self.config.encoder_from
+        lm = read_encoder(path, task="classifier")
+        lm = {**lm, "model": MODEL_OF_CELL[lm["cell"]]}
+        defaults = {f.name: f.default for f in dataclasses.fields(ClassifyConfig)}
+        sizes = settle({"model": cfg.model, "hidden_size": cfg.hidden_size, "num_layers": cfg.num_layers,
+                        "embedding_size": cfg.embedding_size}, defaults, lm, path)
+        train = cfg.train
+        if train.schedule == "constant":
+            train = dataclasses.replace(train, schedule="slanted")
+        self.config = dataclasses.replace(cfg, **sizes, train=train)
+        if self.__dict__.get("_progress") is not False:
+            print(f"encoder {path}: {sizes['model']}, {sizes['num_layers']} layer(s) of {sizes['hidden_size']}, "
+                  f"embedding {sizes['embedding_size']}; schedule {train.schedule}, learning rates / "
+                  f"{cfg.lr_decay:g} per layer group down, "
+                  f"{'gradual unfreezing' if cfg.gradual_unfreezing else 'all layers train from the start'}",
+                  file=sys.stderr)
 
     def _fit_auto(self, X: list, y, validation_data: tuple | None, *, run_dir: str | Path | None, resume: bool,
                   dry_run: bool, progress: bool | None, data_info: dict[str, Any] | None,
@@ -307,6 +332,12 @@ class SequenceClassifier(Task, name="classify"):
             prepared.encoded = (Xe, le)    # no Trainer: the ridge penalty is chosen by cross-validation on X
             return
         prepared.vectors = self._load_embeddings() if self.kind_ == "text" and cfg.embeddings else None
+        prepared.encoder = None
+        if cfg.encoder_from is not None:
+            if self.kind_ != "text":
+                _checks.fail("encoder_from", cfg.encoder_from, "None for numeric series (a language model reads "
+                                                               "words)")
+            prepared.vectors, prepared.encoder = self._load_encoder()
         y_idx = prepared.y_idx
         # A small set gets a smaller batch (--auto-batch), so that an epoch is several updates.
         self.train_batch_ = cfg.train.batch_for(len(y_idx))
@@ -330,14 +361,62 @@ class SequenceClassifier(Task, name="classify"):
             prepared.val = self._batches(*self._encode(Xv), yv_idx, False)
 
     def _make_model(self, prepared: Prepared) -> SequenceNet:
+        from rnnkit.tasks.transfer import Unfreezing, copy_recurrent
+
         net = self._build_net()
+        self._unfreezing = None
         if prepared.vectors is not None:
             net.embed.weight.data.copy_(torch.from_numpy(prepared.vectors))
             net.embed.weight.requires_grad_(not self.config.freeze_embeddings)
+        if getattr(prepared, "encoder", None) is not None:
+            copy_recurrent(net.rnn, prepared.encoder, self.config.encoder_from)
+            net.lr_decay = self.config.lr_decay       # the optimizer's groups: rnnkit.training.schedules
+            if self.config.gradual_unfreezing and not prepared.dry_run:
+                self._unfreezing = Unfreezing(net.layer_groups())     # the head alone, for the first epoch
         return net
+
+    def _epoch_end(self, prepared: Prepared, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+        # Gradual unfreezing: one more layer group, top down, after each epoch.
+        self._unfreeze(f"from epoch {epoch + 2}")
+
+    def _unfreeze(self, when: str) -> None:
+        unfreezing = self.__dict__.get("_unfreezing")
+        if unfreezing is None:
+            return
+        unfreezing.steps = 0
+        if unfreezing.advance() and self.__dict__.get("_progress") is not False:
+            print(f"unfreezing: {unfreezing.trainable} of {len(unfreezing.groups)} layer groups train {when}",
+                  file=sys.stderr)
+
+    def _after_fit(self, prepared: Prepared) -> None:
+        unfreezing = self.__dict__.get("_unfreezing")
+        if unfreezing is not None:
+            unfreezing.all()                          # the finished model is an ordinary one again
+            self._unfreezing = None
+
+    def _load_encoder(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """--encoder-from: the LM's embedding mapped onto this vocabulary, and its recurrent weights."""
+        from rnnkit.tasks.transfer import load_encoder, map_embeddings, say_mapping
+
+        path = self.config.encoder_from
+        lm_tokenizer, lm_vectors, rnn = load_encoder(path)
+        vectors, found, missing = map_embeddings(lm_tokenizer, lm_vectors, self.tokenizer_.word_index,
+                                                 self.tokenizer_.vocab_size)
+        self.embedding_stats_ = {"encoder_from": str(path), "dim": int(lm_vectors.shape[1]), "found": found,
+                                 "unknown": len(missing), "unknown_examples": missing[:20],
+                                 "unknown_init": "mean of the language model's vectors"}
+        if self.__dict__.get("_progress") is not False:
+            print(say_mapping(found, missing, path, lm_tokenizer.vocab_size - 1), file=sys.stderr)
+        return vectors, rnn
 
     def _loss(self, prepared: Prepared, net: SequenceNet, batch: Any, state: Any) -> tuple:
         xb, lb, yb = batch
+        unfreezing = self.__dict__.get("_unfreezing")
+        if unfreezing is not None and self.config.unfreeze_every and net.training:
+            # --unfreeze-every N: one more layer group after every N updates (this is the step's first call).
+            unfreezing.steps += 1
+            if unfreezing.steps > self.config.unfreeze_every:
+                self._unfreeze("after {} updates".format(self.config.unfreeze_every))
         logits = net(xb, lb)
         w = prepared.weight.to(logits.device) if prepared.weight is not None else None
         return F.cross_entropy(logits, yb, weight=w), None, len(yb)

@@ -53,6 +53,10 @@ class TagConfig:
                                            f"most {_checks.MAX_VOCAB:,}; 0: none)", group="model")
     freeze_embeddings: bool = field(False, "keep the pretrained vectors of training words fixed (else fine-tune "
                                            "them)", group="model")
+    encoder_from: Optional[str] = field(None, "start from this word-level language-model run (rnnkit textgen train "
+                                              "--level word): its word vectors (embedding size: the LM's) and, "
+                                              "with --char-model none, the forward direction of the first layer "
+                                              "(same --cell and --hidden-size; see docs/transfer.md)", group="model")
     output_layer: str = field("softmax", "an independent softmax per token, or a linear-chain CRF (transition "
                                          "scores between tags, Viterbi decoding)", choices=OUTPUT_LAYERS,
                               group="model")
@@ -93,6 +97,9 @@ class TagConfig:
                            8 * h * (self.embedding_size + h + (self.num_layers - 1) * 3 * h))
         if not isinstance(self.train, TrainConfig):
             _checks.fail("train", self.train, "a TrainConfig")
+        if self.encoder_from is not None and self.embeddings:
+            _checks.fail("embeddings", self.embeddings, "None with --encoder-from (the word vectors come from the "
+                                                        "language model)")
 
 
 @dataclass

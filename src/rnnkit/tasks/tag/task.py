@@ -138,8 +138,12 @@ class Tagger(Task, name="tag"):
                                       max_word_chars=cfg.max_word_chars)
             if cfg.embeddings:
                 prepared.vectors, prepared.extra_vectors = self._load_embeddings()
+            if cfg.encoder_from is not None:
+                prepared.vectors, prepared.encoder = self._load_encoder()
             encode = lambda data: encode_text(self.vocab_, data.X, data.y)     # noqa: E731
         else:
+            if cfg.encoder_from is not None:
+                _checks.fail("encoder_from", cfg.encoder_from, "None for numeric series (a language model reads words)")
             steps = np.concatenate([np.asarray(x, dtype=np.float32) for x in train.X])
             self.mean_ = np.nan_to_num(np.nanmean(steps, 0)).astype(np.float32)
             std = np.nan_to_num(np.nanstd(steps, 0))
@@ -166,7 +170,39 @@ class Tagger(Task, name="tag"):
             net.embed.weight.requires_grad_(not self.config.freeze_embeddings)
             if prepared.extra_vectors is not None and len(prepared.extra_vectors):
                 net.extra.copy_(torch.from_numpy(prepared.extra_vectors))
+        encoder = getattr(prepared, "encoder", None)
+        if encoder is not None and self.config.char_model == "none":
+            # The first layer's forward direction reads the word vectors alone, as the LM's first layer did.
+            from rnnkit.tasks.transfer import copy_recurrent
+            copy_recurrent(net.rnn.cells[0], {k[len("cells.0."):]: v for k, v in encoder.items()
+                                              if k.startswith("cells.0.")}, self.config.encoder_from)
         return net
+
+    def _load_encoder(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """--encoder-from: the LM's word vectors mapped onto the training words (embedding_size becomes the LM's),
+        and its recurrent weights. The tagger reads both directions (and, with a char model, more than the word
+        vectors), so only its first layer's forward direction can start from the LM, with --char-model none."""
+        from rnnkit.tasks.transfer import load_encoder, map_embeddings, read_encoder, say_mapping, settle
+
+        cfg, path = self.config, self.config.encoder_from
+        lm = read_encoder(path, task="tagger")
+        defaults = {f.name: f.default for f in dataclasses.fields(type(cfg))}
+        settle({"cell": cfg.cell, "hidden_size": cfg.hidden_size}, defaults, lm, path)
+        lm_tokenizer, lm_vectors, rnn = load_encoder(path)
+        words = self.vocab_.words
+        vectors, found, missing = map_embeddings(lm_tokenizer, lm_vectors, words.word_index, self.vocab_.num_words)
+        self.embedding_stats_ = {"encoder_from": str(path), "dim": int(lm_vectors.shape[1]), "found": found,
+                                 "unknown": len(missing), "unknown_examples": missing[:20],
+                                 "unknown_init": "mean of the language model's vectors"}
+        recurrent = (f"the first layer's forward direction ({lm['cell']}, {lm['hidden_size']}) from the LM"
+                     if cfg.char_model == "none" and cfg.cell == lm["cell"] and cfg.hidden_size == lm["hidden_size"]
+                     else "the recurrent layers from scratch (the LM's first layer fits only with --char-model none "
+                          f"and --cell {lm['cell']} --hidden-size {lm['hidden_size']})")
+        print(say_mapping(found, missing, path, lm_tokenizer.vocab_size - 1) + f"; {recurrent}", file=sys.stderr)
+        self.config = dataclasses.replace(cfg, embedding_size=int(lm_vectors.shape[1]))
+        if cfg.char_model == "none" and (cfg.cell, cfg.hidden_size) == (lm["cell"], lm["hidden_size"]):
+            return vectors, rnn
+        return vectors, None
 
     def _loss(self, prepared: Prepared, net: TaggerNet, batch: Any, state: Any) -> tuple:
         *inputs, lengths, tags = batch

@@ -56,7 +56,12 @@ class TextGenConfig:
 
     corpus: Optional[str] = field(None, "train on this text file instead of --dataset", group="data")
     dataset: str = field("shakespeare", "named dataset to train on when --corpus is not given "
-                                        "(shakespeare, xkcd-colors)", group="data")
+                                        "(shakespeare, xkcd-colors; imdb, rotten-tomatoes: the texts of the "
+                                        "training rows of `rnnkit classify train`'s default split, never its "
+                                        "validation or test rows, for --encoder-from)", group="data")
+    unlabeled: Optional[str] = field(None, "a file of unlabelled text added to the corpus (one document or "
+                                           "paragraph a line; read with --encoding), e.g. more reviews for a "
+                                           "language model that a classifier starts from", group="data")
     variant: Optional[str] = field(None, "dataset variant, e.g. 'tiny' for the 1.1 MB Shakespeare slice "
                                          "(None: the dataset's default, all 4.8 M characters)", group="data")
     encoding: str = field("utf-8", "text encoding of --corpus", group="data")
@@ -117,6 +122,8 @@ class TextGenConfig:
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("recurrent_dropout", self.recurrent_dropout, min=0, max=1, max_open=True)
         _checks.check_float("val_frac", self.val_frac, min=0, max=0.5)
+        if self.unlabeled is not None and (not isinstance(self.unlabeled, str) or not self.unlabeled):
+            _checks.fail("unlabeled", self.unlabeled, "the path of a text file, or None")
         if self.val_file is not None and (not isinstance(self.val_file, str) or not self.val_file):
             _checks.fail("val_file", self.val_file, "the path of a text file, or None")
         if not isinstance(self.train, TrainConfig):

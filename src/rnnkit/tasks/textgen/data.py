@@ -29,10 +29,35 @@ def load_corpus(config: "TextGenConfig") -> tuple[str, bool]:
     if config.corpus is not None:
         path = Path(config.corpus)
         _checks.require_file("corpus", config.corpus)
-        return datasets.load_text(path, encoding=config.encoding), False
-    options = {"variant": config.variant} if config.variant is not None else {}
-    data = datasets.load(config.dataset, **options)
-    return corpus_text(data, source=f"dataset={config.dataset!r}")
+        text, line_corpus = datasets.load_text(path, encoding=config.encoding), False
+    elif config.dataset in CLASSIFY_DATASETS:
+        text, line_corpus = classify_texts(config.dataset), False
+    else:
+        options = {"variant": config.variant} if config.variant is not None else {}
+        data = datasets.load(config.dataset, **options)
+        text, line_corpus = corpus_text(data, source=f"dataset={config.dataset!r}")
+    if config.unlabeled is not None:
+        from rnnkit.tasks.transfer import check_unlabeled
+
+        # One more document a line after the corpus; the held-out end (val_frac) then comes from it.
+        text = text.rstrip("\n") + "\n" + check_unlabeled(config.unlabeled, config.encoding)
+    return text, line_corpus
+
+
+# Labelled text sets of `rnnkit classify`: a language model reads only their training rows' texts.
+CLASSIFY_DATASETS = ("imdb", "rotten-tomatoes")
+
+
+def classify_texts(name: str) -> str:
+    """The texts of the training rows of ``rnnkit classify train --dataset NAME``'s default split (duplicates
+    removed; validation 0.1, test 0.2, split seed 0), one a line: a language model for ``--encoder-from`` that
+    never reads the reviews the classifier is validated or tested on."""
+    from rnnkit.tasks.classify.config import DataConfig
+    from rnnkit.tasks.classify.data import load_data
+
+    d = DataConfig()
+    data = load_data(name, val_frac=d.val_frac, test_frac=d.test_frac, seed=d.split_seed)
+    return "".join(" ".join(t.split()) + "\n" for t in data.train.X)
 
 
 def load_val_text(config: "TextGenConfig") -> str | None:
