@@ -114,7 +114,7 @@ def test_same_text_padded_to_two_lengths_gives_same_probabilities():
 
 # ----------------------------------------------------------------------------- learning
 
-@pytest.mark.parametrize("model", ["lstm", "conv1d"])
+@pytest.mark.parametrize("model", ["lstm", "conv1d", "mingru"])
 def test_learns_a_keyword_pattern(model):
     texts, y = sentiment_texts(200)
     test_x, test_y = sentiment_texts(60, seed=1)
@@ -123,6 +123,8 @@ def test_learns_a_keyword_pattern(model):
     clf.fit(texts, y)
     assert clf.classes_ == ["neg", "pos"]
     assert clf.evaluate(test_x, test_y)["accuracy"] == 1.0
+    if model == "mingru":
+        assert clf.model_.rnn.cells[0].scan is not None      # the min cell trains through its parallel scan
 
 
 def test_series_classifier_learns_which_channel_rises():

@@ -48,6 +48,9 @@ def table(n=200):
 EXPORTS = {
     **{("textgen", cell): {"onnx"} for cell in CELLS},
     **{("classify", f"{m} series"): {"onnx", "c"} for m in ("rnn", "gru", "lstm")},
+    ("classify", "mingru series"): {"c"},      # ONNX has no scan operator to map the min cells onto
+    ("classify", "minlstm series"): set(),
+    **{("classify", f"{m} text"): set() for m in ("mingru", "minlstm")},
     **{("classify", f"{m} series"): {"onnx"} for m in ("bilstm", "bigru", "conv1d", "cnn-lstm", "rocket")},
     **{("classify", f"{m} text"): {"onnx"} for m in ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm")},
     ("classify", "bow text"): set(),
@@ -58,6 +61,8 @@ EXPORTS = {
     ("classify-multilabel", "lstm"): set(),
     ("tag", "softmax"): {"onnx"},
     ("tag", "crf"): {"onnx"},       # the emission scores; Viterbi over the saved transitions runs outside
+    ("caption", "show-attend-tell"): set(),
+    ("vqa", "attention"): set(),                # an image encoder and a question encoder: neither exporter takes two     # a CNN over an image first: neither exporter writes one
 }
 
 
@@ -87,6 +92,15 @@ def fitted(task: str, kind: str):
         y = [["DET", "NOUN", "VERB"], ["DET", "NOUN", "VERB", "ADV"], ["DET", "NOUN"]] * 8
         return Tagger(output_layer=kind, hidden_size=8, embedding_size=8, char_hidden_size=8, epochs=1, min_steps=0,
                       batch_size=8).fit(X, y, progress=False)
+    if task == "caption":
+        from rnnkit.tasks import Captioner
+        return Captioner(model=kind, train_images=16, val_images=4, test_images=0, hidden_size=8, embedding_size=8,
+                         encoder_channels=4, epochs=1, min_steps=0, batch_size=8).fit(progress=False)
+    if task == "vqa":
+        from rnnkit.datasets.sort_of_clevr import make_split
+        from rnnkit.tasks import VisualQA
+        return VisualQA(merge=kind, channels=4, blocks=3, hidden_size=8, question_size=8, epochs=1,
+                        batch_size=12).fit(make_split(4, 7, size=32, object_size=4), progress=False)
     stays, Y, _ = synthetic_splits(SyntheticConfig(num_stays=40))["train"]
     return MultilabelClassifier(hidden_size=8, num_layers=1, epochs=1, min_steps=0, batch_size=8).fit(stays, Y, progress=False)
 

@@ -31,7 +31,7 @@ from rnnkit import _checks
 # ULMFiT's discriminative factor: each layer group below the head learns 2.6 times slower than the one above.
 LR_DECAY = 2.6
 # The classifier models a forward language model can start: the LM's cell read in one direction.
-MODEL_OF_CELL = {"lstm": "lstm", "gru": "gru", "rnn": "rnn"}
+MODEL_OF_CELL = {"lstm": "lstm", "gru": "gru", "rnn": "rnn", "mingru": "mingru", "minlstm": "minlstm"}
 
 
 def read_encoder(path: str | Path, *, task: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from rnnkit.datasets.long_format import TIME_INPUTS
 from rnnkit.training.config import TrainConfig
 
 # The models one run trains; "auto" picks one of them on validation (a short tournament, see auto.py).
-TRAINED_MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "conv1d", "cnn-lstm", "bow", "rocket")
+TRAINED_MODELS = ("rnn", "gru", "lstm", "bilstm", "bigru", "mingru", "minlstm", "conv1d", "cnn-lstm", "bow", "rocket")
 MODELS = ("auto", *TRAINED_MODELS)
 # What --model auto tries when --candidates is not given. A default must earn its place on a registered set, and
 # no network did: on IMDB and Rotten Tomatoes (2,000 reviews to all of them) every network scored below bow, and

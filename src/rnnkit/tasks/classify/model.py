@@ -59,8 +59,8 @@ def final_states(out: Tensor, lengths: Tensor, num_directions: int) -> Tensor:
 class SequenceNet(nn.Module):
     """Input layer -> body (rnn | conv | conv then rnn) -> masked pooling -> dropout -> linear head.
 
-    ``model``: one of the classify models trained by gradient descent (rnn, gru, lstm, bilstm, bigru, conv1d,
-    cnn-lstm); the other arguments are the config's fields of the same names, passed explicitly.
+    ``model``: one of the classify models trained by gradient descent (rnn, gru, lstm, bilstm, bigru, mingru,
+    minlstm, conv1d, cnn-lstm; the min cells train as a parallel scan); the other arguments are the config's fields of the same names, passed explicitly.
 
     ``vocab`` > 0 means text (token ids in, an embedding first); otherwise ``input_size`` channels of
     standardised values come in directly.
@@ -85,7 +85,8 @@ class SequenceNet(nn.Module):
                 feat = hidden_size
         self.rnn = None
         if model != "conv1d":
-            cell = {"rnn": "rnn", "gru": "gru", "bigru": "gru"}.get(model, "lstm")
+            cell = {"rnn": "rnn", "gru": "gru", "bigru": "gru", "mingru": "mingru", "minlstm": "minlstm"}.get(
+                model, "lstm")
             # dropout: one mask per sequence on each layer's input (the same at every step);
             # weight-drop on the recurrent weights keeps torch's fused kernel.
             self.rnn = RNN(cell, feat, hidden_size, num_layers=num_layers,

@@ -644,12 +644,12 @@ class SequenceClassifier(Task, name="classify"):
         return x
 
     def export_spec(self, fmt: str):
-        """ONNX: every network (text or series) and ROCKET, behind the input scaling the run learned. C: a series
-        classifier with one-direction rnn, gru or lstm layers. bow (a tf-idf logistic regression) exports to
+        """ONNX: every network (text or series) but the min cells, and ROCKET, behind the input scaling the run
+        learned. C: a series classifier with one-direction rnn, gru, lstm or mingru layers. bow (a tf-idf logistic regression) exports to
         neither."""
         self._check_fitted()
-        exports = {"onnx": "every classify model but bow exports to ONNX",
-                   "c": "a C header takes a classifier of numeric series with model rnn, gru or lstm"}
+        exports = {"onnx": "every classify model but bow, mingru and minlstm exports to ONNX",
+                   "c": "a C header takes a classifier of numeric series with model rnn, gru, lstm or mingru"}
         if self.config.model == "bow":
             refuse_export("model 'bow' (a tf-idf logistic regression over word n-grams)", fmt,
                           f"it is not a network of tensors; {exports.get(fmt, exports['onnx'])}")
