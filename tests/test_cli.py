@@ -114,6 +114,7 @@ APPLY_FLAGS = {
                               "--checkpoint", "--top-k"},
     "rnnkit seq2seq translate": {"--max-tokens", "--seed", "--greedy", "--no-greedy", "--num-results", "--top-k"},
     "rnnkit seq2seq eval": {"--max-tokens"},
+    "rnnkit caption describe": {"--max-tokens", "--seed", "--greedy", "--no-greedy", "--checkpoint"},
     "rnnkit textgen eval": {"--checkpoint"},
     "rnnkit embed neighbors": {"--num-results"},
     "rnnkit embed analogy": {"--num-results"},

@@ -91,9 +91,39 @@ def tag(tmp):
     return task, (X[:32], tags[:32], (X[32:], tags[32:])), {"tokens": [["the", "cat", "sat"]]}
 
 
+def caption(tmp):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from rnnkit.datasets.digit_strips import digit_strips
+    from rnnkit.tasks import Captioner
+    task = Captioner(train_images=32, val_images=8, test_images=4, hidden_size=8, embedding_size=8, attention_size=8,
+                     encoder_channels=4, batch_size=8, epochs=2, min_steps=0)
+    buf = io.BytesIO()
+    Image.fromarray((digit_strips(0, 0, 1)["test"].images[0] * 255).astype("uint8")).save(buf, format="PNG")
+    return task, (), {"image": base64.b64encode(buf.getvalue()).decode(), "attention": True}
+
+
+def vqa(tmp):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from rnnkit.datasets.sort_of_clevr import make_split
+    from rnnkit.tasks import VisualQA
+    task = VisualQA(channels=4, blocks=3, hidden_size=8, question_size=8, embedding_size=8, batch_size=12, epochs=2)
+    buf = io.BytesIO()
+    Image.fromarray((make_split(1, 9).images[0] * 255).astype("uint8")).save(buf, format="PNG")
+    request = {"image": base64.b64encode(buf.getvalue()).decode(), "question": "what shape is the red object?"}
+    return task, (make_split(8, 7, size=32, object_size=4), make_split(2, 8, size=32, object_size=4)), request
+
+
 # task name -> its tiny example: (an unfitted task object, fit's positional data, a request for apply)
 EXAMPLES = {"textgen": textgen, "classify": classify, "classify-multilabel": multilabel, "forecast": forecast,
-            "seq2seq": seq2seq, "tag": tag}
+            "seq2seq": seq2seq, "tag": tag, "caption": caption, "vqa": vqa}
 TASKS = sorted(discover_tasks())
 
 

@@ -61,8 +61,8 @@ EXPORTS = {
     ("classify-multilabel", "lstm"): set(),
     ("tag", "softmax"): {"onnx"},
     ("tag", "crf"): {"onnx"},       # the emission scores; Viterbi over the saved transitions runs outside
-    ("caption", "show-attend-tell"): set(),
-    ("vqa", "attention"): set(),                # an image encoder and a question encoder: neither exporter takes two     # a CNN over an image first: neither exporter writes one
+    ("caption", "show-attend-tell"): set(),     # a CNN over an image first: neither exporter writes one
+    ("vqa", "attention"): set(),                # an image encoder and a question encoder: neither exporter takes two
 }
 
 

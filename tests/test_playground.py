@@ -4,11 +4,13 @@ against a live server, shows what the models answer, and fetches nothing from an
 Skipped only where no chromium is installed (.ci/run installs it). Screenshots of each page go to a
 temporary folder; RNNKIT_SCREENSHOTS=docs/screenshots writes the README's copies there instead."""
 
+import base64
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("fastapi", reason='rnnkit serve needs its extra: pip install "rnnkit[serve]"')
 pytest.importorskip("playwright", reason='the browser test needs playwright: pip install "rnnkit[test]"')
@@ -173,3 +175,76 @@ def test_the_page_asks_for_the_api_key_and_sends_it(runs, page):
         expect(page.locator("#cls-results .result")).to_have_count(1, timeout=10_000)
         assert page.evaluate("sessionStorage.getItem('rnnkit-api-key')") == "s3cret"
         context.close()
+
+
+@pytest.fixture(scope="module")
+def image_runs(tmp_path_factory):
+    """A tiny captioner (digit strips) and a tiny VQA model (Sort-of-CLEVR scenes), served by a server of their own;
+    yields (url, {"caption": run, "vqa": run}, {"caption": png, "vqa": png})."""
+    from PIL import Image
+
+    from rnnkit.datasets.digit_strips import digit_strips
+    from rnnkit.datasets.sort_of_clevr import make_split
+    from rnnkit.tasks import Captioner, VisualQA
+
+    folder = tmp_path_factory.mktemp("images")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Captioner(train_images=32, val_images=8, test_images=4, hidden_size=8, embedding_size=8, attention_size=8,
+                  encoder_channels=4, batch_size=8, epochs=2, min_steps=0).fit(
+            run_dir=str(folder / "caption"), progress=False)
+        VisualQA(channels=4, blocks=3, hidden_size=8, question_size=8, embedding_size=8, batch_size=12, epochs=2,
+                 min_steps=0).fit(make_split(8, 7, size=32, object_size=4), make_split(2, 8, size=32, object_size=4),
+                                  run_dir=str(folder / "vqa"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    pngs = {"caption": folder / "strip.png", "vqa": folder / "scene.png"}
+    Image.fromarray((digit_strips(0, 0, 1)["test"].images[0] * 255).astype("uint8")).save(pngs["caption"])
+    Image.fromarray((make_split(1, 9, size=32, object_size=4).images[0] * 255).astype("uint8")).save(pngs["vqa"])
+    runs = {"caption": folder / "caption", "vqa": folder / "vqa"}
+    with live_server(create_app([str(runs["caption"]), str(runs["vqa"])])) as url:
+        yield url, runs, pngs
+
+
+def test_caption_page_uploads_an_image_and_shows_the_caption_and_where_it_looked(page, image_runs, shots):
+    from rnnkit.datasets.images import read_image
+
+    url, runs, pngs = image_runs
+    page.goto(f"{url}/#caption")
+    page.set_input_files("#cap-file", str(pngs["caption"]))
+    page.click("#cap-go")
+    expect(page.locator("#cap-results .result")).to_have_count(1, timeout=10_000)
+    model = rnnkit.load(str(runs["caption"]))
+    text = model.caption(read_image(pngs["caption"]))
+    shown = page.locator("#cap-results .result .text").inner_text()
+    assert shown.split("   (cut")[0] == text
+    # One attention map per word and one for <end>, each with a cell per place of the feature grid.
+    words = len(text.split()) + 1
+    expect(page.locator("#cap-results svg.attention")).to_have_count(words)
+    grid = model.apply({"image": base64.b64encode(pngs["caption"].read_bytes()).decode(), "attention": True})["grid"]
+    assert page.locator("#cap-results svg.attention").first.locator("rect").count() == grid[0] * grid[1]
+    page.screenshot(path=str(shots / "caption.png"), full_page=True)
+
+
+def test_answer_page_asks_about_an_image_and_shows_each_answers_probability(page, image_runs, shots):
+    from rnnkit.datasets.images import read_image
+
+    url, runs, pngs = image_runs
+    page.goto(f"{url}/#answer")
+    page.set_input_files("#vqa-file", str(pngs["vqa"]))
+    page.fill("#vqa-question", "what shape is the red object?")
+    page.click("#vqa-go")
+    expect(page.locator("#vqa-results .result")).to_have_count(1, timeout=10_000)
+    expected = rnnkit.load(str(runs["vqa"])).ask(read_image(pngs["vqa"]), "what shape is the red object?")
+    result = page.locator("#vqa-results .result")
+    assert result.locator(".text").inner_text() == f"what shape is the red object? → {expected['answer']}"
+    shown = dict(zip(result.locator(".bar > span:first-child").all_inner_texts(),
+                     map(float, result.locator(".bar .value").all_inner_texts())))
+    assert shown == pytest.approx(expected["probabilities"], abs=6e-4)
+    assert result.locator(".bar.top > span:first-child").inner_text() == expected["answer"]
+    page.screenshot(path=str(shots / "answer.png"), full_page=True)
+    # A question in none of the model's words: its one-line refusal, shown on the page.
+    page.fill("#vqa-question", "zzz qqq")
+    page.click("#vqa-go")
+    expect(page.locator("#error")).to_contain_text("question='zzz qqq'")

@@ -29,7 +29,9 @@ APPLY = {"textgen": ["textgen", "sample", "RUN", "--max-tokens", "5"],
          "classify-multilabel": ["classify", "multilabel", "predict", "RUN"],
          "forecast": ["forecast", "predict", "RUN"],
          "seq2seq": ["seq2seq", "translate", "RUN", "abc"],
-         "tag": ["tag", "tag", "RUN", "the cat sat"]}
+         "tag": ["tag", "tag", "RUN", "the cat sat"],
+         "caption": ["caption", "describe", "RUN", "strip.png"],
+         "vqa": ["vqa", "ask", "RUN", "scene.png", "what shape is the red object?"]}
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +156,8 @@ def test_save_records_the_weights_and_each_side_file(runs):
     for name, (run, _) in runs.items():
         files = json.loads((run / "config.json").read_text())["files"]
         side = {"textgen": {"tokenizer.json"}, "classify": {"tokenizer.json"}, "seq2seq": {"tokenizer.json"},
-                "tag": {"vocab.json"}}
+                "tag": {"vocab.json"}, "caption": {"tokenizer.json"},
+                "vqa": {"tokenizer.json"}}
         assert set(files) == {FINAL_WEIGHTS} | side.get(name, set()), name
 
 

@@ -43,6 +43,9 @@ COMMANDS = {
     "seq2seq": ("rnnkit.tasks.seq2seq.cli", "sequence to sequence with attention and beam search: train, "
                                             "translate, eval"),
     "tag": ("rnnkit.tasks.tag.cli", "sequence labelling (a tag per token or step): train, tag, eval"),
+    "vqa": ("rnnkit.tasks.vqa.cli", "visual question answering (image + question -> answer): train, ask, eval"),
+    "caption": ("rnnkit.tasks.caption.cli", "image captioning (CNN encoder, RNN decoder with attention): train, "
+                                            "describe, eval"),
     "models": ("rnnkit.runs.commands", "register finished runs as named model versions"),
     "runs": ("rnnkit.runs.rehash", "check and re-record the digests of a run directory's files"),
     "serve": ("rnnkit.serve.cli", "serve trained runs over HTTP, with a playground page"),

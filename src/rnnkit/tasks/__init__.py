@@ -18,6 +18,8 @@ _EXPORTS = {
     "Embeddings": "embeddings",
     "Seq2Seq": "seq2seq",
     "Tagger": "tag",
+    "VisualQA": "vqa",
+    "Captioner": "caption",
 }
 
 __all__ = sorted(_EXPORTS)

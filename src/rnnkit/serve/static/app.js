@@ -4,9 +4,9 @@
 
 // The pages (the URL's #hash), one per endpoint: a page shows the models that answer at its endpoint
 // (the last part of each model's URL in /v1/models), whatever their task.
-const PANELS = ["generate", "classify", "forecast", "translate", "embeddings"];
+const PANELS = ["generate", "classify", "forecast", "translate", "caption", "answer", "embeddings"];
 const TITLES = {generate: "Generate", classify: "Classify", forecast: "Forecast", translate: "Translate",
-                embeddings: "Word vectors"};
+                caption: "Caption", answer: "Ask", embeddings: "Word vectors"};
 const SVG = "http://www.w3.org/2000/svg";
 let MODELS = [];
 let running = [];          // AbortControllers of the generation streams under way
@@ -301,6 +301,74 @@ async function translate() {
   } catch (err) { showError(err); }
 }
 
+// --- images: upload one, see where a model looked (captioning; reusable by any task that takes an image) ----
+
+// The file chosen in an <input type=file>, as a data: URL (the API takes it as its base64 "image" field).
+function readImage(input) {
+  const file = input.files && input.files[0];
+  if (!file) return Promise.reject(new Error("image: choose an image file first"));
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(new Error(`image: could not read ${file.name}`));
+    reader.readAsDataURL(file);
+  });
+}
+
+// The image with a (rows x cols) grid of weights shaded over it: the brighter a cell, the more it was looked at.
+function attentionOver(src, grid, label, width = 160) {
+  const [rows, cols] = [grid.length, grid[0].length];
+  const height = Math.round(width * Math.max(rows / cols, 0.18));     // the grid has the image's shape
+  const top = Math.max(...grid.flat(), 1e-8);
+  const svg = el("svg:svg", {width, height: height + 18, class: "attention"});
+  svg.append(el("svg:image", {href: src, x: 0, y: 18, width, height, preserveAspectRatio: "none",
+                              style: "image-rendering: pixelated"}));
+  grid.forEach((row, i) => row.forEach((w, j) => svg.append(el("svg:rect", {
+    x: (width * j) / cols, y: 18 + (height * i) / rows, width: width / cols, height: height / rows, fill: "#000",
+    "fill-opacity": (0.75 * (1 - w / top)).toFixed(3)}, el("svg:title", {}, `${label}: ${w.toFixed(3)}`)))));
+  svg.append(el("svg:text", {x: width / 2, y: 13, "text-anchor": "middle"}, label));
+  return svg;
+}
+
+async function caption() {
+  showError(null);
+  const out = $("cap-results");
+  out.replaceChildren();
+  try {
+    const image = await readImage($("cap-file"));
+    const beam = $("cap-beam").value;
+    const m = selected("caption");
+    const attention = Boolean(m && m.details && m.details.attention);
+    const data = await call("caption", "caption", {image, attention, beam: beam === "" ? null : Number(beam)});
+    out.append(el("div", {class: "result"}, el("div", {class: "text"},
+      data.caption + (data.capped ? "   (cut at the word limit: the model never wrote <end>)" : ""))));
+    if (data.attention) {
+      const words = [...data.words, "<end>"];
+      const strip = el("div", {class: "row"});
+      data.attention.forEach((grid, k) => strip.append(attentionOver(image, grid, words[k] || "")));
+      out.append(strip, el("div", {class: "meta"},
+        `attention: each word's weights over the ${data.grid[0]} x ${data.grid[1]} feature grid`));
+    }
+    out.append(el("div", {class: "meta"}, answeredBy(data)));
+  } catch (err) { showError(err); }
+}
+
+// The answer to a question about an image, with each answer's probability (the most likely first).
+async function answer() {
+  showError(null);
+  const out = $("vqa-results");
+  out.replaceChildren();
+  try {
+    const image = await readImage($("vqa-file"));
+    const question = $("vqa-question").value.trim();
+    const data = await call("answer", "answer", {image, question});
+    const ranked = Object.entries(data.probabilities).sort((a, b) => b[1] - a[1]);
+    out.append(el("div", {class: "result"}, el("img", {src: image, class: "thumb", alt: "the image asked about"}),
+      el("div", {class: "text"}, `${question} → ${data.answer}`), ...bars(ranked, data.answer)));
+    out.append(el("div", {class: "meta"}, answeredBy(data)));
+  } catch (err) { showError(err); }
+}
+
 // --- word vectors ----------------------------------------------------------------------------------------------------
 
 async function neighbours() {
@@ -327,6 +395,8 @@ $("gen-stop").addEventListener("click", () => running.forEach((c) => c.abort()))
 $("cls-go").addEventListener("click", classify);
 $("fc-go").addEventListener("click", forecast);
 $("tr-go").addEventListener("click", translate);
+$("cap-go").addEventListener("click", caption);
+$("vqa-go").addEventListener("click", answer);
 $("emb-go").addEventListener("click", neighbours);
 $("emb-word").addEventListener("keydown", (e) => { if (e.key === "Enter") neighbours(); });
 updateTemperature();
