@@ -40,7 +40,7 @@ from rnnkit.config import (add_train_arguments, config_from_args, config_from_di
                            flag_name, given_fields, rename_values, renamed_fields)
 from rnnkit.runs.checkpoint import RECORD_KEYS, RunDir
 from rnnkit.runs.io import atomic_write_bytes
-from rnnkit.runs.weights import load_weights, save_weights
+from rnnkit.runs.weights import check_weights_match, load_weights, save_weights
 from rnnkit.runs.schema import (SHA256, check_run_files, file_digests, is_finished, read_run_config,
                                 rehash_hint, write_run_config)
 from rnnkit.training import distributed
@@ -404,6 +404,14 @@ class Task:
         """Rebuild the fitted object from the side files, config.json's ``fitted`` object and ``tensors`` (the
         finished model's weights, or a checkpoint's when ``load(checkpoint=...)`` asked for one)."""
         raise NotImplementedError  # abstract: each task defines it
+
+    def _hold_weights(self, model: Any, tensors: dict[str, Any], run: RunDir) -> None:
+        """For ``_load_files``: the run's ``tensors`` into ``model`` (every name and shape checked first: one
+        error naming the run), kept as ``model_`` in eval mode; a loaded object has no trainer."""
+        check_weights_match(tensors, model.state_dict(), source=str(run.path))
+        model.load_state_dict(tensors)
+        self.model_ = model.eval()
+        self.trainer_ = None
 
     def fitted_values(self) -> dict[str, Any]:
         """Small learned values that are not tensors, for config.json's ``fitted`` object."""

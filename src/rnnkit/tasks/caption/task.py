@@ -53,7 +53,6 @@ from rnnkit.generation.search import batch_beam_search, expand_rows, make_genera
 from rnnkit.generation.stateful import decode
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.io import atomic_write_json
-from rnnkit.runs.weights import check_weights_match
 from rnnkit.tasks.base import Prepared, Task, refuse_export, training_record
 from rnnkit.tasks.caption.config import CAP_EXTRA, CAP_FACTOR, CaptionConfig, CaptionRequest
 from rnnkit.tasks.caption.data import (END, START, CaptionSplits, Vocab, as_float, batches, caption_words,
@@ -528,10 +527,7 @@ class Captioner(Task, name="caption"):
         self.channels_, self.fine_tuned_ = int(fitted["channels"]), bool(fitted["fine_tuned"])
         # The encoder's weights are the run's own (a pretrained one was saved with the decoder): nothing fetched.
         model = self._build_model(self._build_encoder(pretrained=False))
-        check_weights_match(tensors, model.state_dict(), source=str(run.path))
-        model.load_state_dict(tensors)
-        self.model_ = model.eval()
-        self.trainer_ = None
+        self._hold_weights(model, tensors, run)
         self.history_ = run.read_metrics()
 
     # -- the Task protocol: what serve, export and the CLI's apply verb call ------------------------------

@@ -25,7 +25,6 @@ from rnnkit import _checks
 from rnnkit.report.metrics import classification_metrics
 from rnnkit.report.plots import new_figure, save_png
 from rnnkit.runs.checkpoint import RunDir
-from rnnkit.runs.weights import check_weights_match
 from rnnkit.runs.schema import FORMAT_VERSION
 from rnnkit.tasks.base import Prepared, Task, refuse_export, resume_command, training_record
 from rnnkit.tasks.classify.data import Split, batches, encode_series, encode_texts, small_sample
@@ -590,9 +589,7 @@ class SequenceClassifier(Task, name="classify"):
             self.mean_, self.std_ = np.array(st["mean"], np.float32), np.array(st["std"], np.float32)
         net = self._build_net()
         tensors = upgrade_state_dict(tensors)
-        check_weights_match(tensors, net.state_dict(), source=str(run.path))
-        net.load_state_dict(tensors)
-        self.model_ = net.eval()
+        self._hold_weights(net, tensors, run)
 
     @classmethod
     def load(cls, path: str | Path, **options: Any) -> "SequenceClassifier":

@@ -35,7 +35,6 @@ from rnnkit.datasets.files import typed_column
 from rnnkit.report.metrics import forecast_metrics, mae_per_target
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.schema import FORMAT_VERSION
-from rnnkit.runs.weights import check_weights_match
 from rnnkit.tasks.base import Prepared, Task, refuse_export, replace_config, resume_command
 # The config lives in config.py (no torch: --help reads it); imported here too for the name it had.
 from rnnkit.tasks.forecast.config import AUTO_MODELS, ForecastConfig, ForecastRequest  # noqa: F401
@@ -586,10 +585,7 @@ class Forecaster(Task, name="forecast"):
             self.alpha_ = fitted["alpha"]
         if fitted.get("candidates") is not None:
             self.candidates_ = fitted["candidates"]
-        self.model_ = self._build()
-        check_weights_match(tensors, self.model_.state_dict(), source=str(run.path))
-        self.model_.load_state_dict(tensors)
-        self.model_.eval()
+        self._hold_weights(self._build(), tensors, run)
 
     @classmethod
     def upgrade_config(cls, raw: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from rnnkit import _checks
 from rnnkit.report.metrics import multilabel_metrics
 from rnnkit.runs.checkpoint import RunDir
-from rnnkit.runs.weights import check_weights_match
 from rnnkit.runs.schema import FORMAT_VERSION
 from rnnkit.tasks.base import Prepared, Task, stop_if_interrupted
 from rnnkit.tasks.classify.task import check_run_dir, nest_train_fields
@@ -198,9 +197,7 @@ class MultilabelClassifier(Task, name="classify-multilabel"):
         self.train_seconds_ = fitted.get("train_seconds", 0.0)
         self.trainer_ = None
         net = self._build_net(2 * len(self.mean_))
-        check_weights_match(tensors, net.state_dict(), source=str(run.path))
-        net.load_state_dict(tensors)
-        self.model_ = net.eval()
+        self._hold_weights(net, tensors, run)
 
     @classmethod
     def load(cls, path: str | Path, **options: Any) -> "MultilabelClassifier":

@@ -67,7 +67,6 @@ from rnnkit.generation.stateful import decode
 from rnnkit.report.metrics import bleu_chrf, edit_distance_rates
 from rnnkit.runs.checkpoint import RunDir
 from rnnkit.runs.io import atomic_write_json
-from rnnkit.runs.weights import check_weights_match
 from rnnkit.tasks.base import Prepared, Task, training_record
 from rnnkit.training import distributed
 # The configs live in config.py (no torch: --help reads them); imported here too for the names they had.
@@ -674,10 +673,7 @@ class Seq2Seq(Task, name="seq2seq"):
                 raise ValueError(f"{run.config_path}: fitted.length_ratio={ratio!r}: expected a number > 0")
             self.length_ratio_ = float(ratio)
         model = self._build_model()
-        check_weights_match(tensors, model.state_dict(), source=str(run.path))
-        model.load_state_dict(tensors)
-        self.model_ = model.eval()
-        self.trainer_ = None
+        self._hold_weights(model, tensors, run)
         self.history_ = run.read_metrics()
 
 

@@ -26,7 +26,6 @@ import torch
 
 from rnnkit import _checks
 from rnnkit.runs.checkpoint import RunDir
-from rnnkit.runs.weights import check_weights_match
 from rnnkit.tasks.base import Prepared, Task, refuse_export, training_record
 from rnnkit.tasks.tag.config import TagConfig, TagRequest
 from rnnkit.tasks.tag.data import (Encoded, Tagged, Vocab, batches, check_tagged, detect_scheme, encode_series,
@@ -392,10 +391,7 @@ class Tagger(Task, name="tag"):
         if self.kind_ == "series":
             self.mean_, self.std_ = np.array(fitted["mean"], np.float32), np.array(fitted["std"], np.float32)
         net = self._build_net()
-        check_weights_match(tensors, net.state_dict(), source=str(run.path))
-        net.load_state_dict(tensors)
-        self.model_ = net.eval()
-        self.trainer_ = None
+        self._hold_weights(net, tensors, run)
 
     # -- the Task protocol: what serve, export and the CLI's apply verb call ------------------------------
 

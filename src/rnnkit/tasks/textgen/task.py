@@ -57,7 +57,6 @@ from rnnkit.generation.search import beam_search, make_generator
 from rnnkit.generation.fast import supports as fast_supports
 from rnnkit.generation.stateful import decode
 from rnnkit.runs.checkpoint import RunDir
-from rnnkit.runs.weights import check_weights_match
 from rnnkit.runs.schema import FORMAT_VERSION, read_run_config
 from rnnkit.tasks.base import Prepared, Task, refuse_export
 # The configs live in config.py (no torch: --help reads them); imported here too for the names they had.
@@ -393,10 +392,7 @@ class TextGenerator(Task, name="textgen"):
             raise ValueError(f"{run.config_path}: fitted.end_token={end!r}: expected null or a token of the run's "
                              f"vocabulary ({TOKENIZER_FILE}), such as \"\\n\"")
         self.end_token_ = end
-        self.model_ = self._build_model()
-        check_weights_match(tensors, self.model_.state_dict(), source=str(run.path))
-        self.model_.load_state_dict(tensors)
-        self.model_.eval()
+        self._hold_weights(self._build_model(), tensors, run)
         self.history_ = run.read_metrics()
 
     @classmethod

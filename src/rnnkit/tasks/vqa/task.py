@@ -25,7 +25,6 @@ import torch
 from rnnkit import _checks
 from rnnkit.datasets.sort_of_clevr import NONRELATIONAL, RELATIONAL, VQAData
 from rnnkit.runs.checkpoint import RunDir
-from rnnkit.runs.weights import check_weights_match
 from rnnkit.tasks.base import Prepared, Task, refuse_export, training_record
 from rnnkit.tasks.vqa.config import VQAConfig, VQARequest
 from rnnkit.tasks.vqa.data import batches, encode_questions, fit_tokenizer, prepare_image
@@ -244,10 +243,7 @@ class VisualQA(Task, name="vqa"):
         self.tokenizer_ = Tokenizer.load(run.file(TOKENIZER_FILE))
         self._pretrained = False          # the run's own weights replace the pretrained ones: nothing to fetch
         net = self._build_net()
-        check_weights_match(tensors, net.state_dict(), source=str(run.path))
-        net.load_state_dict(tensors)
-        self.model_ = net.eval()
-        self.trainer_ = None
+        self._hold_weights(net, tensors, run)
 
     # -- the Task protocol: what serve, export and the CLI's apply verb call ------------------------------
 
