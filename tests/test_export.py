@@ -203,10 +203,10 @@ def test_c_refuses_what_it_cannot_express_in_one_line(tmp_path):
     bow = SequenceClassifier(model="bow").fit(["good film", "bad film", "good", "bad"] * 3, ["p", "n"] * 6)
     assert _refusal(bow, tmp_path) == (
         "model 'bow' (a tf-idf logistic regression over word n-grams): cannot be exported to C: it is not a network "
-        "of tensors; a C header takes a classifier of numeric series with model rnn, gru or lstm")
+        "of tensors; a C header takes a classifier of numeric series with model rnn, gru, lstm or mingru")
     assert _refusal(bow, tmp_path, "onnx") == (
         "model 'bow' (a tf-idf logistic regression over word n-grams): cannot be exported to ONNX: it is not a "
-        "network of tensors; every classify model but bow exports to ONNX")
+        "network of tensors; every classify model but bow, mingru and minlstm exports to ONNX")
 
 
 def test_rocket_exports_to_onnx_and_its_c_refusal_says_so(tmp_path, ort):

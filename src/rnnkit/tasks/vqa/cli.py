@@ -15,6 +15,8 @@ from rnnkit.config import add_checkpoint_argument, add_config_arguments, add_tra
 from rnnkit.tasks.vqa.config import DataConfig, VQAConfig
 from rnnkit.training.phases import phase
 
+MAX_EVAL_SCENES = 100_000      # eval renders its test scenes again: 100,000 is about 30 s of drawing
+
 DESCRIPTION = ("Visual question answering (two inputs to one): a CNN reads the image, a recurrent layer the "
                "question, a merge (attention over the image's grid guided by the question, a relation network, "
                "concatenation, or none) and an MLP give a one-word answer. Trains on Sort-of-CLEVR scenes that "
@@ -103,8 +105,10 @@ def cmd_ask(args) -> int:
 
 def cmd_eval(args) -> int:
     from rnnkit.runs.checkpoint import RunDir
+    from rnnkit import _checks
     from rnnkit.tasks.vqa.task import VisualQA
 
+    _checks.check_int("test_scenes", args.test_scenes, min=1, cap=MAX_EVAL_SCENES)     # before the run is read
     model = VisualQA.load(args.run, checkpoint=args.checkpoint)
     phase("loaded")
     if args.test:
@@ -146,7 +150,8 @@ def add_commands(sub) -> None:
     ev.add_argument("run", help="run directory written by 'rnnkit vqa train'")
     ev.add_argument("--test", help="a CSV of image,question,answer rows (default: the run's Sort-of-CLEVR test "
                                    "scenes, rendered again from its seed)")
-    ev.add_argument("--test-scenes", type=int, default=1000, help="without --test: how many test scenes")
+    ev.add_argument("--test-scenes", type=int, default=1000, help="without --test: how many test scenes (at most "
+                                                                f"{MAX_EVAL_SCENES:,})")
     ev.add_argument("-o", "--output", metavar="DIR", help="directory for eval_metrics.json (default: RUN/eval)")
     add_checkpoint_argument(ev)
     ev.set_defaults(func=cmd_eval)
