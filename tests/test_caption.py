@@ -16,13 +16,14 @@ from PIL import Image
 
 import rnnkit
 from rnnkit.cli import main
+from rnnkit.datasets.images import decode_image_field
 from rnnkit.datasets.digit_strips import digit_strips
 from rnnkit.export import export
 from rnnkit.nn.vision import SmallCNN
 from rnnkit.tasks.base import ExportRefused
 from rnnkit.tasks.caption.data import END, PAD, Vocab, caption_words, image_tensor, make_batch
 from rnnkit.tasks.caption.model import CaptionNet
-from rnnkit.tasks.caption.task import BLEU_SCALE, Captioner, _bleu, decode_image_field
+from rnnkit.tasks.caption.task import BLEU_SCALE, Captioner, _bleu
 
 SMALL = dict(hidden_size=16, embedding_size=8, attention_size=8, encoder_channels=8, batch_size=8, epochs=1,
              min_steps=0, doubly_stochastic=1.0)

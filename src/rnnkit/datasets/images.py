@@ -24,6 +24,8 @@ Every image becomes one thing: a float32 array ``(H, W, 3)`` in [0, 1], RGB, wha
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import io
 import warnings
@@ -268,3 +270,19 @@ def _token_rows(lines: list[str], path: Path):
         if sep and tail.isdigit():
             name = head                                # "x.jpg#3" -> "x.jpg"
         yield index + 1, name, " ".join(caption.split())
+
+
+def decode_image_field(text: str) -> bytes:
+    """The bytes of an image sent as base64, as the caption and vqa requests carry it (a browser's
+    ``data:image/png;base64,`` prefix allowed); one-line errors naming the field."""
+    if not isinstance(text, str) or not text.strip():
+        fail("image", text, "an image file as base64")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        fail("image", text[:20] + ("..." if len(text) > 20 else ""), "an image file as base64")
+    if not data:
+        fail("image", text[:20], "an image file as base64 (it decodes to no bytes)")
+    return data

@@ -33,8 +33,6 @@ Choices a user should know about:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import math
 import sys
@@ -48,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit import _checks
+from rnnkit.datasets.images import decode_image_field
 from rnnkit.generation.processors import LogitsProcessorList, make_processors
 from rnnkit.generation.search import batch_beam_search, expand_rows, make_generator
 from rnnkit.generation.stateful import decode
@@ -561,21 +560,6 @@ class Captioner(Task, name="caption"):
                       "the exporters write recurrent models over tokens or series, and a captioner starts from a "
                       "convolutional network over an image; use the run through rnnkit (CLI, Python or rnnkit "
                       "serve)")
-
-
-def decode_image_field(text: str) -> bytes:
-    """The bytes of an image sent as base64 (a ``data:image/png;base64,`` prefix allowed); one-line errors."""
-    if not isinstance(text, str) or not text.strip():
-        _checks.fail("image", text, "an image file as base64")
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    try:
-        data = base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError):
-        _checks.fail("image", text[:20] + ("..." if len(text) > 20 else ""), "an image file as base64")
-    if not data:
-        _checks.fail("image", text[:20], "an image file as base64 (it decodes to no bytes)")
-    return data
 
 
 def _on_cpu(model: CaptionNet, task: Captioner) -> CaptionNet:

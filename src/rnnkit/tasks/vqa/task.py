@@ -13,8 +13,6 @@ kind. ``apply`` answers one question about one base64-encoded image with every a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import sys
 from pathlib import Path
 from typing import Any
@@ -276,19 +274,10 @@ class VisualQA(Task, name="vqa"):
 
     def apply(self, request: VQARequest | dict[str, Any]) -> dict[str, Any]:
         """The answer to ``request.question`` about ``request.image`` (base64 of an image file)."""
-        from rnnkit.datasets.images import read_image
+        from rnnkit.datasets.images import decode_image_field, read_image
 
         request = self.make_request(request)
-        text = request.image.strip()
-        if text.startswith("data:") and "," in text:
-            text = text.split(",", 1)[1]                 # a data: URL from a browser
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            _checks.fail("image", f"{request.image[:20]}...", "an image file encoded as base64")
-        if not raw:
-            _checks.fail("image", "", "an image file encoded as base64")
-        image = read_image(raw, name="image")
+        image = read_image(decode_image_field(request.image), name="image")
         return self.ask(image, request.question)
 
     def export_spec(self, fmt: str):
