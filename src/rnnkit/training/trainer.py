@@ -224,6 +224,7 @@ class Trainer:
 
         self.lr = self.config.lr
         self.grad_norm: torch.Tensor | None = None
+        self._plotted: tuple[float | None, int] = (None, -1)   # the last drawing: when, and the records it showed
         self.metrics: dict[str, float] = {}
         self.stop_reason: str | None = None
         self.interrupted = False
@@ -708,8 +709,8 @@ class Trainer:
         drawing takes about 0.2 s, and a tiny set can end an epoch every few steps)."""
         if self.run_dir is None or not distributed.is_main():
             return
-        drawn = getattr(self, "_plotted", (None, -1))       # (when, how many history records it showed)
-        if drawn[1] == len(self.history) or (drawn[0] is not None and time.monotonic() - drawn[0] < every_s):
+        when, records = self._plotted
+        if records == len(self.history) or (when is not None and time.monotonic() - when < every_s):
             return
         plot_history(self.history, self.run_dir.plot_path)
         self._plotted = (time.monotonic(), len(self.history))
