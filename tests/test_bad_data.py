@@ -382,6 +382,7 @@ def test_a_planted_library_in_the_sampler_cache_is_said_once(tmp_path, monkeypat
     import shutil
     import warnings
 
+    from rnnkit import native as native_build
     from rnnkit.generation import native
 
     # The native sampler is compiled on the user's machine: without a C compiler there is no library to plant
@@ -389,19 +390,19 @@ def test_a_planted_library_in_the_sampler_cache_is_said_once(tmp_path, monkeypat
     if shutil.which("cc") is None and not __import__("os").environ.get("CC"):
         pytest.skip("no C compiler")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "first"))
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     assert native.kernel_status() == "ready"
     name = next((tmp_path / "first" / "rnnkit" / "kernels").glob("lstm_sampler-*.so")).name
     cache = tmp_path / "second" / "rnnkit" / "kernels"
     cache.mkdir(mode=0o700, parents=True)
     (cache / name).write_bytes(b"not a library")                   # planted: no sha256 record beside it
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "second"))
-    monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setattr(native, "_warned", False)
+    monkeypatch.setattr(native_build, "_loaded", {})
+    monkeypatch.setattr(native_build, "_warned", False)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         native.kernel_status()
-        monkeypatch.setattr(native, "_loaded", {})                  # asked again in the same process
+        monkeypatch.setattr(native_build, "_loaded", {})                  # asked again in the same process
         native.kernel_status()
     texts = [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
     assert texts == [f"refused the cached native sampler {cache / name}: {name} has no sha256 recorded beside it "

@@ -245,9 +245,21 @@ def kernel_and_loop(layer, x, states, seed=1):
     return results
 
 
+@pytest.fixture(params=["c", "torch"])
+def kernel_steps(request, monkeypatch):
+    """The kernel's element-wise steps in C (lstm_steps.c, where a compiler builds it) or as torch operations."""
+    from rnnkit.nn.lstm_kernel import steps_status
+    if request.param == "torch":
+        monkeypatch.setenv("RNNKIT_NATIVE", "0")
+        assert steps_status() == "turned off by RNNKIT_NATIVE=0"
+    elif steps_status() != "C":
+        pytest.skip(f"the C steps cannot be built here: {steps_status()}")
+    return request.param
+
+
 @pytest.mark.parametrize("layers,bidir", [(1, False), (2, False), (1, True)])
 @pytest.mark.parametrize("batch", [3, 40])          # 40 rows: split across the worker threads
-def test_variational_lstm_kernel_equals_the_generic_loop(layers, bidir, batch):
+def test_variational_lstm_kernel_equals_the_generic_loop(layers, bidir, batch, kernel_steps):
     torch.manual_seed(0)
     layer = RNN("lstm", I, 16, num_layers=layers, bidirectional=bidir, dropout=0.2, recurrent_dropout=0.4,
                 return_state=True).train()
@@ -272,19 +284,44 @@ def test_variational_lstm_kernel_gives_the_same_numbers_on_one_or_two_threads():
     assert_close_lists(one, two)
 
 
-def test_variational_lstm_kernel_computes_in_float32_under_bf16_autocast():
+def test_variational_lstm_kernel_reads_bf16_products_under_bf16_autocast(kernel_steps):
     torch.manual_seed(0)
     layer = RNN("lstm", I, 16, num_layers=2, recurrent_dropout=0.3).train()
     x = torch.randn(4, T, I)
-    torch.manual_seed(1)
-    plain = layer(x)
-    torch.manual_seed(1)                            # the same masks
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = layer(x)
-    mixed.sum().backward()
-    assert mixed.dtype == torch.float32
-    assert torch.allclose(mixed, plain, atol=1e-6)  # the kernel ignores autocast: the same numbers
-    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in layer.parameters())
+    grads = {}
+    for precision in ("fp32", "bf16"):
+        layer.zero_grad()
+        torch.manual_seed(1)                        # the same masks
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = layer(x)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        grads[precision] = (out.detach(), [p.grad.clone() for p in layer.parameters()])
+    (plain, plain_grads), (mixed, mixed_grads) = grads["fp32"], grads["bf16"]
+    assert mixed.dtype == torch.float32 and all(g.dtype == torch.float32 for g in mixed_grads)
+    # The matrix products read bfloat16 (8 bits of mantissa): close to float32, and not equal to it.
+    assert 1e-4 < (mixed - plain).abs().max() < 0.02
+    for a, b in zip(mixed_grads, plain_grads):
+        assert (a - b).norm() < 0.03 * b.norm()
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_c_steps_give_the_numbers_of_the_torch_steps(bf16, monkeypatch):
+    """The two implementations of the kernel's element-wise step: the same outputs and gradients."""
+    from rnnkit.nn.lstm_kernel import steps_status
+    if steps_status() != "C":
+        pytest.skip(f"the C steps cannot be built here: {steps_status()}")
+    torch.manual_seed(0)
+    layer = RNN("lstm", I, 16, num_layers=2, recurrent_dropout=0.3, return_state=True).train()
+    states = [(torch.randn(40, 16), torch.randn(40, 16)) for _ in range(2)]
+    x = torch.randn(40, T, I)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        in_c = kernel_and_loop(layer, x, states)[0]
+        monkeypatch.setenv("RNNKIT_NATIVE", "0")
+        in_torch = kernel_and_loop(layer, x, states)[0]
+    if not bf16:
+        assert_close_lists(in_c, in_torch)
+    else:   # a last-bit difference of float32 can round an operand to the next bfloat16 value
+        assert all((a - b).norm() <= 0.01 * b.norm() for a, b in zip(in_c, in_torch))
 
 
 def test_variational_lstm_kernel_gradcheck_float64():

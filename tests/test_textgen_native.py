@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import torch
 
+from rnnkit import native as native_build
 from rnnkit.generation import native as textgen_native
 from rnnkit.generation.native import NativeLSTMSampler, kernel_status
 from test_textgen import random_generator
@@ -21,7 +22,7 @@ needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler on P
 def fresh_cache(tmp_path, monkeypatch):
     """An empty kernel cache under tmp_path, and no library loaded yet in this process."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(textgen_native, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     return tmp_path / "rnnkit" / "kernels"
 
 
@@ -117,10 +118,10 @@ def test_the_library_is_built_once_into_the_cache(fresh_cache, monkeypatch):
     assert len(built) == 1
     # no temporary files left; the library's sha256 recorded beside it
     assert sorted(p.name for p in fresh_cache.iterdir()) == [built[0].name, built[0].name + ".sha256"]
-    assert (fresh_cache / (built[0].name + ".sha256")).read_text().strip() == textgen_native._sha256(built[0])
+    assert (fresh_cache / (built[0].name + ".sha256")).read_text().strip() == native_build._sha256(built[0])
     # A new process (no library loaded) finds the cached file and does not compile again.
-    monkeypatch.setattr(textgen_native, "_loaded", {})
-    monkeypatch.setattr(textgen_native, "_build", lambda *a: pytest.fail("compiled again"))
+    monkeypatch.setattr(native_build, "_loaded", {})
+    monkeypatch.setattr(native_build, "_build", lambda *a: pytest.fail("compiled again"))
     assert kernel_status() == "ready"
 
 
@@ -168,7 +169,7 @@ def test_an_unwritable_cache_is_reported_and_falls_back(tmp_path, monkeypatch, c
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the cache directory should be")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    monkeypatch.setattr(textgen_native, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     status = kernel_status()
     assert status.startswith("building lstm_sampler.c failed: ") and str(blocker) in status
     gen = random_generator(TEXT, hidden=32)
@@ -206,7 +207,7 @@ def real_build(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "first"))
     assert kernel_status() == "ready"
     monkeypatch.setenv("XDG_CACHE_HOME", fresh)
-    monkeypatch.setattr(textgen_native, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     library = next((tmp_path / "first" / "rnnkit" / "kernels").glob("lstm_sampler-*.so"))
     return library, library.with_name(library.name + ".sha256")
 
@@ -231,7 +232,7 @@ def test_a_planted_library_is_never_loaded(fresh_cache, monkeypatch, tmp_path, c
            else f"has no sha256 recorded beside it ({target.name}.sha256): rnnkit did not build it")
     assert status == f"ready (rebuilt the cached library: {target.name} {why})"
     assert not marker.exists()
-    assert textgen_native._sha256(target) == (fresh_cache / (target.name + ".sha256")).read_text().strip()
+    assert native_build._sha256(target) == (fresh_cache / (target.name + ".sha256")).read_text().strip()
     gen = random_generator(TEXT, hidden=32)
     assert gen.generate("the ", 40, seed=3) == gen.generate("the ", 40, seed=3, fast=False)
     assert calls == [1]                                               # the rebuilt library runs
@@ -243,13 +244,13 @@ def test_a_folder_others_may_write_to_is_not_used(fresh_cache, monkeypatch, tmp_
     marker = tmp_path / "planted-code-ran"
     planted = compile_library(tmp_path, PLANTED % marker, "planted")
     # Whoever may write to the folder may write the record too: a matching sha256 proves nothing there.
-    target = plant(fresh_cache, real.name, planted, textgen_native._sha256(planted) + "\n")
+    target = plant(fresh_cache, real.name, planted, native_build._sha256(planted) + "\n")
     fresh_cache.chmod(0o777)
     status = kernel_status()
     assert status == (f"ready (other users may write to {fresh_cache} (mode 777; 'chmod go-w {fresh_cache}' makes "
                       f"it private): built in a private temporary folder instead)")
     assert not marker.exists()
-    assert textgen_native._sha256(target) == textgen_native._sha256(planted)   # left alone, never loaded
+    assert native_build._sha256(target) == native_build._sha256(planted)   # left alone, never loaded
     random_generator(TEXT, hidden=32).generate("the ", 20, seed=1)
     assert calls == [1]
 
@@ -258,7 +259,7 @@ def test_a_folder_others_may_write_to_is_not_used(fresh_cache, monkeypatch, tmp_
 def test_a_folder_of_another_user_is_not_used(fresh_cache, monkeypatch):
     fresh_cache.mkdir(mode=0o700, parents=True)
     owner = fresh_cache.stat().st_uid
-    monkeypatch.setattr(textgen_native.os, "getuid", lambda: owner + 1)
+    monkeypatch.setattr(native_build.os, "getuid", lambda: owner + 1)
     assert kernel_status() == (f"ready ({fresh_cache} belongs to user id {owner}, not to you (user id {owner + 1}): "
                                f"built in a private temporary folder instead)")
     assert list(fresh_cache.iterdir()) == []
@@ -269,7 +270,7 @@ def test_a_cached_library_without_its_function_falls_back(fresh_cache, monkeypat
     real, _ = real_build(tmp_path, monkeypatch)
     # As if rnnkit had built it from another C file: the record matches, the function is missing.
     other = compile_library(tmp_path, NO_SYMBOL, "nosymbol")
-    target = plant(fresh_cache, real.name, other, textgen_native._sha256(other) + "\n")
+    target = plant(fresh_cache, real.name, other, native_build._sha256(other) + "\n")
     assert kernel_status() == (f"the cached library {target} has no function rnnkit_lstm_sample: removed it "
                                f"(the next run builds it again)")
     assert list(fresh_cache.iterdir()) == []

@@ -9,17 +9,23 @@ same numbers with less work per step:
   per step, and the gradients of ``U``, ``W`` and ``x`` are one large product each over all steps
   at the end instead of one small product per step;
 * **few, large operations**: the input projection of all steps is one product, written into the
-  buffer that each step then completes in place with its recurrent product; all buffers are
-  allocated once and every per-step view is made before the loop; ``U`` is transposed once into
-  the layout a matrix product reads fastest; the gates' local derivatives take one ``addcmul`` per
-  kind (sigmoid, tanh).
+  buffer that each step then completes with its recurrent product; all buffers are allocated once
+  and every per-step view is made before the loop;
+* **oneDNN's matrix products** (:func:`linear`): torch's float32 ``mm`` goes to MKL, which on AMD
+  CPUs takes a path 2-2.5x slower than oneDNN's (the library torch's own fused LSTM uses);
+* **tanh through sigmoid**: ``tanh(a) = 2 σ(2a) - 1``. torch's ``tanh`` costs about eight times its
+  ``sigmoid`` per element on the CPUs measured, so the candidate gate's rows of ``W``, ``U`` and the
+  bias are doubled once per call and one ``sigmoid`` covers all four gates;
+* **bf16 products under bf16 autocast**, as torch's fused LSTM does: the matrix products read
+  bfloat16 (with float32 accumulation) while the gates, the cell state and every element-wise step
+  stay in float32.
 
-On the benchmark's 2-layer LSTM-256 this trains at 0.86x raw ``torch.nn.LSTM`` (the generic loop:
-0.66x); see docs/benchmarks.md. It computes in float32, also under bf16 autocast.
+On the benchmark's 2-layer LSTM-256 this trains at 0.9x raw ``torch.nn.LSTM`` or better in float32
+and in bf16 (the generic loop: 0.6x); see docs/benchmarks.md.
 
 Shapes: T steps, B rows, H units. The gates are ordered (i, f, o, g), not torch's (i, f, g, o): the
-three sigmoid gates side by side take one ``sigmoid`` per step. :func:`gate_order` gives the row
-order that turns torch's weights into this one.
+three sigmoid gates side by side. :func:`gate_order` gives the row order that turns torch's weights
+into this one.
 
 Forward, per step (``m`` the row's mask, all ones without dropout)::
 
@@ -35,14 +41,78 @@ Backward, per step from the last (``dh``, ``dc`` carry the gradient from step t+
     dc ← dc ⊙ f;  dh ← m ⊙ (da U)
     then dU = Σ_t da_tᵀ (m ⊙ h_{t-1}), dW = Σ_t da_tᵀ x_t and dx = da W, one product each.
 
-The tests check it against the generic loop (outputs, final states and every gradient) and with
-``torch.autograd.gradcheck`` in float64.
+The tests check it against the generic loop (outputs, final states and every gradient, in float32
+and under bf16 autocast) and with ``torch.autograd.gradcheck`` in float64.
 """
 
 from __future__ import annotations
 
+import ctypes
+from pathlib import Path
+
 import torch
 from torch import Tensor
+
+from rnnkit import native
+
+
+def _onednn_linear():
+    """torch's oneDNN product ``(a, w, bias) -> a @ wᵀ + bias``, or None where this torch lacks it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    try:                                                 # a build may list the op and still refuse it
+        op(torch.ones(2, 3), torch.ones(4, 3), None, "none", [], "")
+    except (RuntimeError, TypeError, AttributeError):
+        return None
+    return op
+
+
+_ONEDNN = _onednn_linear()
+
+
+def linear(a: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
+    """a (M, K), w (N, K), bias (N,) or None -> a @ wᵀ + bias (M, N), in a's dtype.
+
+    Through oneDNN where torch has it (float32 and bfloat16), else ``torch.mm`` (float64, for gradcheck)."""
+    if _ONEDNN is not None and a.dtype in (torch.float32, torch.bfloat16):
+        return _ONEDNN(a, w, bias, "none", [], "")
+    return a.mm(w.t()) if bias is None else torch.addmm(bias, a, w.t())
+
+
+STEPS_SOURCE = Path(__file__).with_name("lstm_steps.c")
+_step_functions: dict[int, tuple] = {}        # id of the loaded library -> its two step functions
+
+
+def _load_steps():
+    """The library built from lstm_steps.c, or why there is none. -ffast-math lets the compiler
+    vectorise expf (glibc's vector maths) and the loops."""
+    return native.load(STEPS_SOURCE, ("rnnkit_lstm_forward_step", "rnnkit_lstm_backward_step"),
+                       "LSTM step kernel", "torch operations run each step", extra_flags=("-ffast-math",))
+
+
+def _c_steps(x: Tensor):
+    """The C step functions (forward, backward) of ``lstm_steps.c`` for float32 CPU tensors, or None
+    (float64, no C compiler, ``RNNKIT_NATIVE=0``: then the loop runs the same step as torch operations)."""
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        return None
+    lib = _load_steps()
+    if isinstance(lib, str):
+        return None
+    if id(lib) not in _step_functions:
+        i, p = ctypes.c_int, ctypes.c_void_p
+        forward, backward = lib.rnnkit_lstm_forward_step, lib.rnnkit_lstm_backward_step
+        forward.argtypes = [i, i, p, p, p, p, p, p, p]
+        backward.argtypes = [i, i, p, p, p, p, p, p]
+        forward.restype = backward.restype = None
+        _step_functions[id(lib)] = (forward, backward)
+    return _step_functions[id(lib)]
+
+
+def steps_status() -> str:
+    """'C' when the element-wise steps run in C, else why they run as torch operations."""
+    lib = _load_steps()
+    return lib if isinstance(lib, str) else "C"
 
 
 def _blocks(x: Tensor, H: int) -> list[tuple[Tensor, ...]]:
@@ -50,14 +120,19 @@ def _blocks(x: Tensor, H: int) -> list[tuple[Tensor, ...]]:
     return list(zip(*(x[..., k * H:(k + 1) * H].unbind(0) for k in range(4))))
 
 
-def _forward(acts: Tensor, h: Tensor, c: Tensor, mask: Tensor | None, u_t: Tensor):
-    """The forward loop. acts (T, b, 4H) holds the input projections W x_t + b on entry and the gate
-    activations i, f, o, g on return (each step adds its recurrent product in place, so the
-    projections are never copied); h, c (b, H); mask (b, H) or None; u_t (H, 4H) = Uᵀ.
+def _tanh_via_sigmoid(x: Tensor, out: Tensor) -> Tensor:
+    """out = tanh(x) = 2 σ(2x) - 1, four cheap operations instead of one slow ``tanh``."""
+    return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
+
+
+def _forward(acts: Tensor, h: Tensor, c: Tensor, mask: Tensor | None, u: Tensor):
+    """The forward loop. acts (T, b, 4H) float32 holds the input projections W x_t + b (candidate
+    rows doubled) on entry and the gate activations i, f, o, g on return; h, c (b, H); mask (b, H) or
+    None; u (4H, H) = U with its candidate rows doubled, in the products' dtype.
 
     Returns the outputs hs (T, b, H) and what the backward loop needs: h_in (T, b, H) = m ⊙ h_{t-1},
-    cs (T + 1, b, H) = c_0 .. c_T, taus (T, b, H) = tanh(c_t). Every per-step view is made before
-    the loop: inside it, each line is one operation.
+    cs (T + 1, b, H) = c_0 .. c_T, taus (T, b, H) = tanh(c_t). Each step is one matrix product and
+    one element-wise step, in C or as torch operations (the same numbers).
     """
     T, b, G = acts.shape
     H = G // 4
@@ -65,108 +140,169 @@ def _forward(acts: Tensor, h: Tensor, c: Tensor, mask: Tensor | None, u_t: Tenso
     taus = acts.new_empty(T, b, H)
     h_in = acts.new_empty(T, b, H)
     hs = acts.new_empty(T, b, H)
+    low = _low_buffer(u, b, H)                                      # bf16 copy of h_in_t for the product
     cs[0] = c
+    h_in[0] = h if mask is None else h * mask
     a_t, h_in_t, c_t, tau_t, h_t = (x.unbind(0) for x in (acts, h_in, cs, taus, hs))
-    sig_t = acts[..., :3 * H].unbind(0)                             # i, f, o side by side
-    gates = _blocks(acts, H)
+    c_functions = _c_steps(acts)
+    if c_functions is not None:
+        m = 0 if mask is None else mask.data_ptr()
+
+        def step(t: int) -> None:
+            c_functions[0](b, H, a_t[t].data_ptr(), c_t[t].data_ptr(), c_t[t + 1].data_ptr(), tau_t[t].data_ptr(),
+                           h_t[t].data_ptr(), m, h_in_t[t + 1].data_ptr() if t + 1 < T else 0)
+    else:
+        gates = _blocks(acts, H)                                    # every per-step view made once
+
+        def step(t: int) -> None:
+            i, f, o, g = gates[t]
+            a_t[t].sigmoid_()                                       # i, f, o; the candidate block: σ(2 a_g)
+            g.mul_(2).sub_(1)                                       # g = 2 σ(2 a_g) - 1 = tanh(a_g)
+            torch.mul(f, c_t[t], out=c_t[t + 1])
+            c_t[t + 1].addcmul_(i, g)
+            _tanh_via_sigmoid(c_t[t + 1], out=tau_t[t])
+            torch.mul(o, tau_t[t], out=h_t[t])
+            if t + 1 < T and mask is not None:
+                torch.mul(h_t[t], mask, out=h_in_t[t + 1])
+            elif t + 1 < T:
+                h_in_t[t + 1].copy_(h_t[t])
+
     for t in range(T):
-        i, f, o, g = gates[t]
-        if mask is None:
-            h_in_t[t].copy_(h)
-        else:
-            torch.mul(h, mask, out=h_in_t[t])
-        a_t[t].addmm_(h_in_t[t], u_t)                               # (b, 4H) pre-activations
-        sig_t[t].sigmoid_()
-        g.tanh_()
-        torch.mul(f, c_t[t], out=c_t[t + 1])
-        c_t[t + 1].addcmul_(i, g)
-        torch.tanh(c_t[t + 1], out=tau_t[t])
-        h = torch.mul(o, tau_t[t], out=h_t[t])
+        a_t[t].add_(linear(_operand(h_in_t[t], low), u))           # (b, 4H) pre-activations
+        step(t)                                                     # activations, c_t, τ_t, h_t, h_in_{t+1}
     return hs, h_in, cs, taus
 
 
 def _backward(d_hs: Tensor, d_h: Tensor, d_c: Tensor, acts: Tensor, cs: Tensor, taus: Tensor,
-              mask: Tensor | None, u: Tensor):
-    """The backward loop; returns (da (T, b, 4H), dh_0, dc_0). u is U (4H, H).
+              mask: Tensor | None, u_t: Tensor):
+    """The backward loop; returns (da (T, b, 4H), dh_0, dc_0). u_t is Uᵀ (H, 4H) in the products' dtype.
 
-    Few, large operations: the local derivatives s - s² of the three sigmoid gates and 1 - g² of
-    the candidate take one ``addcmul`` each, and the four products that feed them are written into
-    one (b, 4H) row block that one more multiplication finishes.
+    Each step is one element-wise step (in C, or as torch operations) and one matrix product. As
+    torch operations: the local derivatives s - s² of the three sigmoid gates and 1 - g² of the
+    candidate take one ``addcmul`` each, and the four products that feed them are written into one
+    (b, 4H) row block that one more multiplication finishes.
     """
     T, b, G = acts.shape
     H = G // 4
     da = torch.empty_like(acts)                                     # (T, b, 4H): dL/d(pre-activations)
-    deriv = acts.new_empty(b, G)
-    deriv_s, deriv_g = deriv[:, :3 * H], deriv[:, 3 * H:]
-    ones = acts.new_ones(b, H)
-    tmp, rec = acts.new_empty(b, H), acts.new_empty(b, H)
-    dh, dc = d_h + d_hs[T - 1], d_c.clone()                         # written in place from here on
+    low = _low_buffer(u_t, b, G)
+    dh = (d_h + d_hs[T - 1]).contiguous()                           # written in place from here on
+    dc = d_c.clone(memory_format=torch.contiguous_format)
     a_t, da_t, c_t, tau_t, d_hs_t = (x.unbind(0) for x in (acts, da, cs, taus, d_hs))
-    sig_t = acts[..., :3 * H].unbind(0)
-    gates, d_gates = _blocks(acts, H), _blocks(da, H)
+    c_functions = _c_steps(acts)
+    if c_functions is not None:
+        def step(t: int) -> None:
+            c_functions[1](b, H, a_t[t].data_ptr(), c_t[t].data_ptr(), tau_t[t].data_ptr(), dh.data_ptr(),
+                           dc.data_ptr(), da_t[t].data_ptr())
+    else:
+        deriv, pre = acts.new_empty(b, G), acts.new_empty(b, G)
+        deriv_s, deriv_g = deriv[:, :3 * H], deriv[:, 3 * H:]
+        pre_i, pre_f, pre_o, pre_g = (pre[:, k * H:(k + 1) * H] for k in range(4))
+        ones, tmp = acts.new_ones(b, H), acts.new_empty(b, H)
+        sig_t = acts[..., :3 * H].unbind(0)
+        gates = _blocks(acts, H)
+
+        def step(t: int) -> None:
+            i, f, o, g = gates[t]
+            tau = tau_t[t]
+            torch.addcmul(sig_t[t], sig_t[t], sig_t[t], value=-1, out=deriv_s)   # s - s²
+            torch.addcmul(ones, g, g, value=-1, out=deriv_g)                    # 1 - g²
+            torch.addcmul(ones, tau, tau, value=-1, out=tmp).mul_(o)            # dc += dh ⊙ o ⊙ (1 - τ²)
+            dc.addcmul_(dh, tmp)
+            torch.mul(dc, g, out=pre_i)
+            torch.mul(dc, c_t[t], out=pre_f)
+            torch.mul(dh, tau, out=pre_o)
+            torch.mul(dc, i, out=pre_g)
+            torch.mul(pre, deriv, out=da_t[t])
+            dc.mul_(f)
+
     for t in range(T - 1, -1, -1):
-        i, f, o, g = gates[t]
-        da_i, da_f, da_o, da_g = d_gates[t]
-        tau = tau_t[t]
-        torch.addcmul(sig_t[t], sig_t[t], sig_t[t], value=-1, out=deriv_s)   # s - s²
-        torch.addcmul(ones, g, g, value=-1, out=deriv_g)                    # 1 - g²
-        # dc += dh ⊙ o ⊙ (1 - τ²)
-        torch.addcmul(ones, tau, tau, value=-1, out=tmp).mul_(o)
-        dc.addcmul_(dh, tmp)
-        torch.mul(dc, g, out=da_i)
-        torch.mul(dc, c_t[t], out=da_f)
-        torch.mul(dh, tau, out=da_o)
-        torch.mul(dc, i, out=da_g)
-        da_t[t].mul_(deriv)
-        dc.mul_(f)
-        if t > 0:
-            # dh_{t-1} = m ⊙ (da_t U) + dL/dh_{t-1} from the outputs
-            torch.mm(da_t[t], u, out=rec)                           # (b, 4H) @ (4H, H)
-            if mask is not None:
-                torch.addcmul(d_hs_t[t - 1], rec, mask, out=dh)
-            else:
-                torch.add(d_hs_t[t - 1], rec, out=dh)
-    dh0 = da_t[0].mm(u)
-    if mask is not None:
-        dh0.mul_(mask)
-    return da, dh0, dc
+        step(t)                                                     # da_t; dc <- dc_t ⊙ f
+        rec = linear(_operand(da_t[t], low), u_t)                   # (b, 4H) @ (4H, H) = da_t U
+        if t == 0:
+            dh0 = rec.float() if mask is None else rec * mask
+            return da, dh0, dc
+        # dh_{t-1} = m ⊙ (da_t U) + dL/dh_{t-1} from the outputs
+        if mask is not None:
+            torch.addcmul(d_hs_t[t - 1], rec, mask, out=dh)
+        else:
+            torch.add(d_hs_t[t - 1], rec, out=dh)
+
+
+def _low_buffer(weight: Tensor, b: int, n: int) -> Tensor | None:
+    """A (b, n) buffer in the products' dtype when it is not float32 (bf16 autocast), else None."""
+    return None if weight.dtype in (torch.float32, torch.float64) else weight.new_empty(b, n)
+
+
+def _operand(x: Tensor, low: Tensor | None) -> Tensor:
+    """x, or x copied into the bf16 buffer ``low`` (a copy is cheaper than an operation writing bf16)."""
+    return x if low is None else low.copy_(x)
+
+
+def _double_candidate(x: Tensor) -> Tensor:
+    """A copy of x (4H, ...) or (4H,) with its last quarter (the candidate gate's rows) doubled."""
+    H = x.shape[0] // 4
+    scale = x.new_ones(4 * H)
+    scale[3 * H:] = 2
+    return x * (scale.view(-1, *([1] * (x.dim() - 1))))
+
+
+def _weight_grads(da2: Tensor, inputs: list[Tensor]) -> list[Tensor]:
+    """da2 (N, 4H) float32, inputs (N, K) each -> da2ᵀ @ input (4H, K) each, float32: the weight
+    gradients, all steps in one product each.
+
+    In float32 the products are oneDNN's on transposed copies: MKL's transposed product (what
+    ``torch.mm`` runs) took 3.6x as long on an AMD EPYC, and the copies cost less than the difference.
+    In bf16, ``torch.mm`` is oneDNN's already and reads the transposes in place.
+    """
+    if da2.dtype == torch.float32 and _ONEDNN is not None:
+        da_t = da2.t().contiguous()                                  # (4H, N)
+        return [linear(da_t, x.t().contiguous()) for x in inputs]
+    return [x.t().mm(da2).t().float() for x in inputs]
 
 
 class _LSTMSequence(torch.autograd.Function):
-    """x (T, B, I), W (4H, I), bias (4H,) or None, h0, c0 (B, H), mask (B, H) or None, U (4H, H)
-    -> hs (T, B, H), h_T, c_T. The input projection is computed here too, into the buffer that the
-    forward loop then completes in place."""
+    """x (T, B, I), W (4H, I), bias (4H,) or None, h0, c0 (B, H), mask (B, H) or None, U (4H, H), the
+    products' dtype -> hs (T, B, H), h_T, c_T. The input projection is computed here too, into the
+    buffer that the forward loop then completes in place."""
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)   # float32 inside, also under autocast
-    def forward(ctx, x, w, bias, h0, c0, mask, u):
+    def forward(ctx, x, w, bias, h0, c0, mask, u, product_dtype):
         T, B, I = x.shape
-        x2 = x.reshape(T * B, I)
-        acts = (torch.addmm(bias, x2, w.t()) if bias is not None else x2.mm(w.t())).view(T, B, -1)
-        u_t = u.t().contiguous()                       # (H, 4H): h @ u_t reads U row by row
-        hs, h_in, cs, taus = _forward(acts, h0, c0, mask, u_t)
-        ctx.has_bias = bias is not None
-        ctx.save_for_backward(x, w, u, mask, h_in, acts, cs, taus)
+        x2 = x.reshape(T * B, I).to(product_dtype)                   # what the products read
+        w2, u2 = (_double_candidate(p).to(product_dtype) for p in (w, u))
+        b2 = None if bias is None else _double_candidate(bias)
+        if product_dtype == x.dtype:
+            acts = linear(x2, w2, b2)
+        else:                                                        # bf16 product, float32 activations
+            acts = linear(x2, w2).to(x.dtype)
+            if b2 is not None:
+                acts.add_(b2)
+        hs, h_in, cs, taus = _forward(acts.view(T, B, -1), h0, c0, mask, u2)
+        ctx.has_bias, ctx.shape = bias is not None, (T, B, I)
+        ctx.save_for_backward(x2, w, u, mask, h_in, acts, cs, taus)
         return hs, hs[-1].clone(), cs[-1].clone()
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, d_hs, d_h, d_c):
-        x, w, u, mask, h_in, acts, cs, taus = ctx.saved_tensors
+        x2, w, u, mask, h_in, acts, cs, taus = ctx.saved_tensors
+        T, B, I = ctx.shape
+        low = x2.dtype                                               # the products' dtype
         d_hs = d_hs if d_hs is not None else torch.zeros_like(h_in)
         d_h = d_h if d_h is not None else torch.zeros_like(h_in[0])
         d_c = d_c if d_c is not None else torch.zeros_like(h_in[0])
-        da, dh0, dc0 = _backward(d_hs, d_h, d_c, acts, cs, taus, mask, u)
-        T, B, I = x.shape
-        da2 = da.view(T * B, -1)                                        # (T*B, 4H)
+        u_t = u.t().contiguous().to(low)                             # (H, 4H): the dh product's weight
+        da, dh0, dc0 = _backward(d_hs, d_h, d_c, acts.view(T, B, -1), cs, taus, mask, u_t)
+        da2 = da.view(T * B, -1)                                     # (T*B, 4H) float32
         need = ctx.needs_input_grad
-        dx = da2.mm(w).view(T, B, I) if need[0] else None
-        # Weight gradients: all steps in one product each, computed as their transposes
-        # ((I or H, T*B) @ (T*B, 4H)), the faster layout here.
-        dw = x.reshape(T * B, I).t().mm(da2).t() if need[1] else None
+        da_low = da2.to(low)
+        dx = linear(da_low, w.t().contiguous().to(low)).view(T, B, I).to(h_in.dtype) if need[0] else None
         dbias = da2.sum(0) if ctx.has_bias and need[2] else None
-        du = h_in.view(T * B, -1).t().mm(da2).t() if need[6] else None
-        return dx, dw, dbias, dh0, dc0, None, du
+        inputs = [x2] * need[1] + [h_in.view(T * B, -1).to(low)] * need[6]
+        grads = _weight_grads(da_low, inputs)
+        dw = grads.pop(0) if need[1] else None
+        du = grads.pop(0) if need[6] else None
+        return dx, dw, dbias, dh0, dc0, None, du, None
 
 
 def gate_order(hidden_size: int, device=None) -> Tensor:
@@ -182,10 +318,15 @@ def lstm_sequence(x: Tensor, weight_ih: Tensor, bias: Tensor | None, h0: Tensor,
     The gate blocks of W, bias and U are in the order (i, f, o, g): index torch's weights with
     :func:`gate_order` first.
 
-    Returns hs (T, B, H), h_T, c_T. Computes in float32 (under bf16 autocast too: at these sizes its
-    products gain little from bf16), or in float64 when x is float64 (for gradcheck).
+    Returns hs (T, B, H), h_T, c_T in float32 (float64 when x is float64, for gradcheck). Under CPU
+    bf16 autocast the matrix products read bfloat16, as torch's fused LSTM's do; everything else
+    stays in float32.
     """
     dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    product_dtype = dt
+    if dt == torch.float32 and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+        product_dtype = torch.bfloat16
     cast = (lambda t: None if t is None else t.to(dt))
-    return _LSTMSequence.apply(cast(x), cast(weight_ih), cast(bias), cast(h0), cast(c0), cast(mask),
-                               cast(weight_hh))
+    with torch.autocast("cpu", enabled=False):
+        return _LSTMSequence.apply(cast(x), cast(weight_ih), cast(bias), cast(h0), cast(c0), cast(mask),
+                                   cast(weight_hh), product_dtype)
