@@ -11,10 +11,12 @@ cosine decay, clipping 5, truncated BPTT with carried state) on the same split, 
     python bench/textgen.py --minutes 15 --baseline --baseline-hidden 512
     python bench/textgen.py --throughput      # training chars/s: rnnkit textgen vs a raw nn.LSTM loop
     python bench/textgen.py --throughput --hidden 512 --precisions fp32 bf16
+    python bench/textgen.py --curves 600      # held-out loss every 50 steps, fp32 against bf16 (CSV, PNG)
 
 Threads are the CLI's choice (one per CPU other processes leave free, looked at again while training)
 unless ``--threads`` sets them. Training shows the Trainer's progress (a bar on a terminal, a line every
-30 s in a log); the plain script a line at each evaluation; ``--throughput`` a line per timed turn.
+30 s in a log); the plain script a line at each evaluation; ``--throughput`` a line per timed turn;
+``--curves`` the Trainer's progress and a line per evaluation.
 """
 
 from __future__ import annotations
@@ -194,6 +196,94 @@ def throughput(hidden: int, rounds: int, steps: int, precisions: list[str], thre
         print(f"| {name} | {rate:,.0f} | {rate / base:.2f} | {rate / same:.3f} |")
 
 
+def curves(steps: int, every: int, hidden: int, eval_chars: int, precisions: list[str], noise_seed: int | None,
+           threads: int | None, out: str) -> None:
+    """Held-out loss against optimizer steps in each precision: the same model, seed and batches, so the curves
+    differ only by the arithmetic of the forward pass (bf16: bfloat16 autocast, as ``precision="bf16"`` trains).
+
+    The model and training are textgen's defaults (Shakespeare, embedding 64, 2 layers, batch 64, sequence 100,
+    lr 3e-3 with 50 warmup steps, clipping 5, truncated BPTT with carried state) at a fixed width ``hidden``,
+    with the cosine schedule over ``steps`` instead of a time budget (so both precisions take the same steps).
+    Every ``every`` steps the weights are evaluated in float32 (as the Trainer evaluates) on the first
+    ``eval_chars`` characters of the held-out last 10%. ``noise_seed``: also train fp32 from that seed, to show
+    how far two float32 runs end apart.
+    """
+    import csv
+    from pathlib import Path
+
+    from rnnkit.report.plots import new_figure, save_png
+    from rnnkit.tasks.textgen.data import make_tokenizer
+    from rnnkit.tasks.textgen.model import LanguageModel
+    from rnnkit.training.trainer import Trainer, seed_everything
+
+    cfg = TextGenConfig(hidden_size=hidden)
+    text, _ = load_corpus(cfg)
+    tok = make_tokenizer(cfg).fit_on_texts([text])
+    ids = torch.tensor(tok.texts_to_sequences([text])[0])                   # (n,)
+    split = int(len(ids) * (1 - cfg.val_frac))
+    batches = stream_batches(ids[:split], cfg.train.batch_size, cfg.seq_len)   # [(x, y)], each (64, 100)
+    held_out = ids[split:split + eval_chars]
+    train = dataclasses.replace(cfg.train, max_minutes=None, max_steps=steps, schedule="cosine",
+                                early_stop_patience=None, restore_best=False, threads=threads)
+
+    def compute_loss(model, batch, state):                                  # TextGenerator's loss
+        x, y = batch
+        logits, state = model(x, state)                                     # (B, T, V)
+        return nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()), state, x.numel()
+
+    runs = [(p, train.seed) for p in precisions] + ([("fp32", noise_seed)] if noise_seed is not None else [])
+    losses: dict[str, list[float]] = {}
+    minutes: dict[str, float] = {}                                          # wall time, evaluations included
+    for precision, seed in runs:
+        name = precision if seed == train.seed else f"{precision}, seed {seed}"
+        seed_everything(seed)                                               # the same initial weights
+        model = LanguageModel(tok.vocab_size, cfg.embedding_size, hidden, cfg.num_layers)
+        curve = losses[name] = [stream_loss(model, held_out, batch_size=16, seq_len=cfg.seq_len)[0]]
+
+        def evaluate(trainer, curve=curve, name=name):
+            if trainer.step % every == 0 or trainer.step == steps:
+                with torch.no_grad():                                       # outside autocast: float32
+                    curve.append(stream_loss(trainer.model, held_out, batch_size=16, seq_len=cfg.seq_len)[0])
+                print(f"# {name}: step {trainer.step}, held-out loss {curve[-1]:.4f}", file=sys.stderr, flush=True)
+
+        tcfg = dataclasses.replace(train, precision=precision, seed=seed)
+        began = time.monotonic()
+        Trainer(model, tcfg, callbacks={"on_step_end": evaluate}).fit(batches, compute_loss)
+        minutes[name] = (time.monotonic() - began) / 60
+    at = [0, *range(every, steps + 1, every)] + ([steps] if steps % every else [])
+
+    print(f"held-out loss (nats/char, first {len(held_out):,} characters of the held-out 10% of Shakespeare), "
+          f"2-layer LSTM-{hidden}, the same seed and batches, {torch.get_num_threads()} thread(s):")
+    names = list(losses)
+    print("| step | " + " | ".join(names) + " | bf16 - fp32 |\n|---:|" + "---:|" * (len(names) + 1))
+    for i, step in enumerate(at):
+        diff = losses["bf16"][i] - losses["fp32"][i] if {"bf16", "fp32"} <= set(losses) else math.nan
+        print(f"| {step} | " + " | ".join(f"{losses[n][i]:.4f}" for n in names) + f" | {diff:+.4f} |")
+    for n in names[1:]:
+        print(f"after {steps} steps: {n} - {names[0]} = {losses[n][-1] - losses[names[0]][-1]:+.4f} nats/char")
+    print("wall minutes (training and evaluations): " + ", ".join(f"{n} {m:.1f}" for n, m in minutes.items()))
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / "curves.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", *names])
+        w.writerows([step, *(f"{losses[n][i]:.5f}" for n in names)] for i, step in enumerate(at))
+    fig = new_figure(7, 4)
+    ax = fig.add_subplot()
+    for n in names:
+        # bf16 dashed over fp32 solid, so that one curve lying on the other still shows; step 0 (about ln V)
+        # is left out, it would squash the scale.
+        ax.plot(at[1:], losses[n][1:], ls="--" if n.startswith("bf16") else "-",
+                marker="x" if n.startswith("bf16") else "o", ms=4, label=n)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("held-out loss (nats/char)")
+    ax.set_title(f"Shakespeare, 2-layer LSTM-{hidden}, batch 64 x 100: held-out loss by step")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    save_png(fig, Path(out) / "curves.png")
+    print(f"wrote {Path(out) / 'curves.csv'} and {Path(out) / 'curves.png'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget (wall minutes)")
@@ -206,16 +296,30 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--throughput", action="store_true", help="measure training chars/s against a raw "
                                                                    "nn.LSTM loop instead of quality")
-    parser.add_argument("--hidden", type=int, default=256, help="--throughput: LSTM units per layer")
+    parser.add_argument("--hidden", type=int, default=256, help="--throughput, --curves: LSTM units per layer")
     parser.add_argument("--rounds", type=int, default=5, help="--throughput: interleaved rounds")
     parser.add_argument("--steps", type=int, default=10, help="--throughput: steps per round")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
-                        help="--throughput: precisions to time (default: fp32 bf16)")
+                        help="--throughput, --curves: precisions to time or train (default: fp32 bf16)")
+    parser.add_argument("--curves", type=int, default=None, metavar="STEPS",
+                        help="train STEPS optimizer steps in each of --precisions from the same seed and batches "
+                             "(width --hidden) and print the held-out loss curves; writes curves.csv and "
+                             "curves.png to --out")
+    parser.add_argument("--every", type=int, default=50, help="--curves: steps between evaluations (default: 50)")
+    parser.add_argument("--eval-chars", type=int, default=100_000,
+                        help="--curves: held-out characters each evaluation reads (default: 100,000)")
+    parser.add_argument("--noise-seed", type=int, default=None,
+                        help="--curves: also train fp32 from this seed, to show the spread between two fp32 runs")
+    parser.add_argument("--out", default="bench-out/textgen-curves", help="--curves: output folder")
     add_threads_argument(parser)
     args = parser.parse_args()
     start(args.threads)
     if args.throughput:
         throughput(args.hidden, args.rounds, args.steps, args.precisions, args.threads)
+        return
+    if args.curves:
+        curves(args.curves, args.every, args.hidden, args.eval_chars, args.precisions, args.noise_seed, args.threads,
+               args.out)
         return
 
     results = {}
