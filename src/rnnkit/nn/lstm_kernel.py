@@ -102,8 +102,8 @@ def _c_steps(x: Tensor):
     if id(lib) not in _step_functions:
         i, p = ctypes.c_int, ctypes.c_void_p
         forward, backward = lib.rnnkit_lstm_forward_step, lib.rnnkit_lstm_backward_step
-        forward.argtypes = [i, i, p, p, p, p, p, p, p]
-        backward.argtypes = [i, i, p, p, p, p, p, p]
+        forward.argtypes = [i, i, p, p, i, p, p, p, p, p, p, p]
+        backward.argtypes = [i, i, p, p, p, p, p, p, p, p, p, i, p]
         forward.restype = backward.restype = None
         _step_functions[id(lib)] = (forward, backward)
     return _step_functions[id(lib)]
@@ -130,52 +130,61 @@ def _forward(acts: Tensor, h: Tensor, c: Tensor, mask: Tensor | None, u: Tensor)
     rows doubled) on entry and the gate activations i, f, o, g on return; h, c (b, H); mask (b, H) or
     None; u (4H, H) = U with its candidate rows doubled, in the products' dtype.
 
-    Returns the outputs hs (T, b, H) and what the backward loop needs: h_in (T, b, H) = m ⊙ h_{t-1},
-    cs (T + 1, b, H) = c_0 .. c_T, taus (T, b, H) = tanh(c_t). Each step is one matrix product and
-    one element-wise step, in C or as torch operations (the same numbers).
+    Returns the outputs hs (T, b, H) and what the backward loop needs: h_in (T, b, H) = m ⊙ h_{t-1}
+    in the products' dtype (the dU product reads it), cs (T + 1, b, H) = c_0 .. c_T, taus (T, b, H) =
+    tanh(c_t). Each step is one matrix product and one element-wise step, in C or as torch
+    operations (the same numbers).
     """
     T, b, G = acts.shape
     H = G // 4
     cs = acts.new_empty(T + 1, b, H)
     taus = acts.new_empty(T, b, H)
     h_in = acts.new_empty(T, b, H)
+    h_low = _low_copy(h_in, u.dtype)                                # what the products read: h_in or its bf16 copy
     hs = acts.new_empty(T, b, H)
-    low = _low_buffer(u, b, H)                                      # bf16 copy of h_in_t for the product
     cs[0] = c
     h_in[0] = h if mask is None else h * mask
-    a_t, h_in_t, c_t, tau_t, h_t = (x.unbind(0) for x in (acts, h_in, cs, taus, hs))
+    h_low[0] = h_in[0]
+    a_t, h_in_t, h_low_t, c_t, tau_t, h_t = (x.unbind(0) for x in (acts, h_in, h_low, cs, taus, hs))
     c_functions = _c_steps(acts)
     if c_functions is not None:
-        m = 0 if mask is None else mask.data_ptr()
+        m, bf16 = 0 if mask is None else mask.data_ptr(), int(h_low is not h_in)
 
-        def step(t: int) -> None:
-            c_functions[0](b, H, a_t[t].data_ptr(), c_t[t].data_ptr(), c_t[t + 1].data_ptr(), tau_t[t].data_ptr(),
-                           h_t[t].data_ptr(), m, h_in_t[t + 1].data_ptr() if t + 1 < T else 0)
+        def step(t: int, rec: Tensor) -> None:
+            last = t + 1 == T
+            c_functions[0](b, H, a_t[t].data_ptr(), rec.data_ptr(), bf16, c_t[t].data_ptr(), c_t[t + 1].data_ptr(),
+                           tau_t[t].data_ptr(), h_t[t].data_ptr(), m, 0 if last else h_in_t[t + 1].data_ptr(),
+                           0 if last or not bf16 else h_low_t[t + 1].data_ptr())
     else:
         gates = _blocks(acts, H)                                    # every per-step view made once
 
-        def step(t: int) -> None:
+        def step(t: int, rec: Tensor) -> None:
             i, f, o, g = gates[t]
+            a_t[t].add_(rec)                                        # (b, 4H) pre-activations
             a_t[t].sigmoid_()                                       # i, f, o; the candidate block: σ(2 a_g)
             g.mul_(2).sub_(1)                                       # g = 2 σ(2 a_g) - 1 = tanh(a_g)
             torch.mul(f, c_t[t], out=c_t[t + 1])
             c_t[t + 1].addcmul_(i, g)
             _tanh_via_sigmoid(c_t[t + 1], out=tau_t[t])
             torch.mul(o, tau_t[t], out=h_t[t])
-            if t + 1 < T and mask is not None:
-                torch.mul(h_t[t], mask, out=h_in_t[t + 1])
-            elif t + 1 < T:
-                h_in_t[t + 1].copy_(h_t[t])
+            if t + 1 < T:
+                if mask is not None:
+                    torch.mul(h_t[t], mask, out=h_in_t[t + 1])
+                else:
+                    h_in_t[t + 1].copy_(h_t[t])
+                if h_low is not h_in:
+                    h_low_t[t + 1].copy_(h_in_t[t + 1])             # a copy is cheaper than an operation writing bf16
 
     for t in range(T):
-        a_t[t].add_(linear(_operand(h_in_t[t], low), u))           # (b, 4H) pre-activations
-        step(t)                                                     # activations, c_t, τ_t, h_t, h_in_{t+1}
-    return hs, h_in, cs, taus
+        rec = linear(h_low_t[t], u)                                 # (b, 4H): (m ⊙ h_{t-1}) Uᵀ
+        step(t, rec)                                                # activations, c_t, τ_t, h_t, h_in_{t+1}
+    return hs, h_low, cs, taus
 
 
 def _backward(d_hs: Tensor, d_h: Tensor, d_c: Tensor, acts: Tensor, cs: Tensor, taus: Tensor,
               mask: Tensor | None, u_t: Tensor):
-    """The backward loop; returns (da (T, b, 4H), dh_0, dc_0). u_t is Uᵀ (H, 4H) in the products' dtype.
+    """The backward loop; returns (da (T, b, 4H) float32, da in the products' dtype, dh_0, dc_0). u_t is
+    Uᵀ (H, 4H) in the products' dtype.
 
     Each step is one element-wise step (in C, or as torch operations) and one matrix product. As
     torch operations: the local derivatives s - s² of the three sigmoid gates and 1 - g² of the
@@ -185,15 +194,19 @@ def _backward(d_hs: Tensor, d_h: Tensor, d_c: Tensor, acts: Tensor, cs: Tensor, 
     T, b, G = acts.shape
     H = G // 4
     da = torch.empty_like(acts)                                     # (T, b, 4H): dL/d(pre-activations)
-    low = _low_buffer(u_t, b, G)
+    da_low = _low_copy(da, u_t.dtype)
+    d_hs = d_hs.contiguous()                                        # (a sum's gradient may be a broadcast view)
     dh = (d_h + d_hs[T - 1]).contiguous()                           # written in place from here on
     dc = d_c.clone(memory_format=torch.contiguous_format)
-    a_t, da_t, c_t, tau_t, d_hs_t = (x.unbind(0) for x in (acts, da, cs, taus, d_hs))
+    a_t, da_t, da_low_t, c_t, tau_t, d_hs_t = (x.unbind(0) for x in (acts, da, da_low, cs, taus, d_hs))
     c_functions = _c_steps(acts)
     if c_functions is not None:
-        def step(t: int) -> None:
+        m, bf16 = 0 if mask is None else mask.data_ptr(), int(da_low is not da)
+
+        def step(t: int, rec: Tensor | None) -> None:
             c_functions[1](b, H, a_t[t].data_ptr(), c_t[t].data_ptr(), tau_t[t].data_ptr(), dh.data_ptr(),
-                           dc.data_ptr(), da_t[t].data_ptr())
+                           dc.data_ptr(), da_t[t].data_ptr(), da_low_t[t].data_ptr() if bf16 else 0,
+                           d_hs_t[t].data_ptr(), 0 if rec is None else rec.data_ptr(), bf16, m)
     else:
         deriv, pre = acts.new_empty(b, G), acts.new_empty(b, G)
         deriv_s, deriv_g = deriv[:, :3 * H], deriv[:, 3 * H:]
@@ -202,9 +215,13 @@ def _backward(d_hs: Tensor, d_h: Tensor, d_c: Tensor, acts: Tensor, cs: Tensor, 
         sig_t = acts[..., :3 * H].unbind(0)
         gates = _blocks(acts, H)
 
-        def step(t: int) -> None:
+        def step(t: int, rec: Tensor | None) -> None:
             i, f, o, g = gates[t]
             tau = tau_t[t]
+            if rec is not None and mask is not None:                # dh_t = dL/dh_t + m ⊙ (da_{t+1} U)
+                torch.addcmul(d_hs_t[t], rec, mask, out=dh)
+            elif rec is not None:
+                torch.add(d_hs_t[t], rec, out=dh)
             torch.addcmul(sig_t[t], sig_t[t], sig_t[t], value=-1, out=deriv_s)   # s - s²
             torch.addcmul(ones, g, g, value=-1, out=deriv_g)                    # 1 - g²
             torch.addcmul(ones, tau, tau, value=-1, out=tmp).mul_(o)            # dc += dh ⊙ o ⊙ (1 - τ²)
@@ -215,28 +232,20 @@ def _backward(d_hs: Tensor, d_h: Tensor, d_c: Tensor, acts: Tensor, cs: Tensor, 
             torch.mul(dc, i, out=pre_g)
             torch.mul(pre, deriv, out=da_t[t])
             dc.mul_(f)
+            if da_low is not da:
+                da_low_t[t].copy_(da_t[t])
 
+    rec = None                                                      # at the last step, dh is set above
     for t in range(T - 1, -1, -1):
-        step(t)                                                     # da_t; dc <- dc_t ⊙ f
-        rec = linear(_operand(da_t[t], low), u_t)                   # (b, 4H) @ (4H, H) = da_t U
-        if t == 0:
-            dh0 = rec.float() if mask is None else rec * mask
-            return da, dh0, dc
-        # dh_{t-1} = m ⊙ (da_t U) + dL/dh_{t-1} from the outputs
-        if mask is not None:
-            torch.addcmul(d_hs_t[t - 1], rec, mask, out=dh)
-        else:
-            torch.add(d_hs_t[t - 1], rec, out=dh)
+        step(t, rec)                                                # dh_t, da_t; dc <- dc_t ⊙ f
+        rec = linear(da_low_t[t], u_t)                              # (b, 4H) @ (4H, H) = da_t U
+    dh0 = rec.float() if mask is None else rec * mask
+    return da, da_low, dh0, dc
 
 
-def _low_buffer(weight: Tensor, b: int, n: int) -> Tensor | None:
-    """A (b, n) buffer in the products' dtype when it is not float32 (bf16 autocast), else None."""
-    return None if weight.dtype in (torch.float32, torch.float64) else weight.new_empty(b, n)
-
-
-def _operand(x: Tensor, low: Tensor | None) -> Tensor:
-    """x, or x copied into the bf16 buffer ``low`` (a copy is cheaper than an operation writing bf16)."""
-    return x if low is None else low.copy_(x)
+def _low_copy(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """x itself when the products read its dtype, else an empty buffer of its shape in ``dtype`` (bf16)."""
+    return x if dtype == x.dtype else torch.empty_like(x, dtype=dtype)
 
 
 def _double_candidate(x: Tensor) -> Tensor:
@@ -278,7 +287,7 @@ class _LSTMSequence(torch.autograd.Function):
             acts = linear(x2, w2).to(x.dtype)
             if b2 is not None:
                 acts.add_(b2)
-        hs, h_in, cs, taus = _forward(acts.view(T, B, -1), h0, c0, mask, u2)
+        hs, h_in, cs, taus = _forward(acts.view(T, B, -1), h0, c0, mask, u2)   # h_in in the products' dtype
         ctx.has_bias, ctx.shape = bias is not None, (T, B, I)
         ctx.save_for_backward(x2, w, u, mask, h_in, acts, cs, taus)
         return hs, hs[-1].clone(), cs[-1].clone()
@@ -288,17 +297,16 @@ class _LSTMSequence(torch.autograd.Function):
         x2, w, u, mask, h_in, acts, cs, taus = ctx.saved_tensors
         T, B, I = ctx.shape
         low = x2.dtype                                               # the products' dtype
-        d_hs = d_hs if d_hs is not None else torch.zeros_like(h_in)
-        d_h = d_h if d_h is not None else torch.zeros_like(h_in[0])
-        d_c = d_c if d_c is not None else torch.zeros_like(h_in[0])
+        d_hs = d_hs if d_hs is not None else torch.zeros_like(cs[1:])
+        d_h = d_h if d_h is not None else torch.zeros_like(cs[0])
+        d_c = d_c if d_c is not None else torch.zeros_like(cs[0])
         u_t = u.t().contiguous().to(low)                             # (H, 4H): the dh product's weight
-        da, dh0, dc0 = _backward(d_hs, d_h, d_c, acts.view(T, B, -1), cs, taus, mask, u_t)
-        da2 = da.view(T * B, -1)                                     # (T*B, 4H) float32
+        da, da_low, dh0, dc0 = _backward(d_hs, d_h, d_c, acts.view(T, B, -1), cs, taus, mask, u_t)
+        da2, da_low = da.view(T * B, -1), da_low.view(T * B, -1)      # (T*B, 4H)
         need = ctx.needs_input_grad
-        da_low = da2.to(low)
-        dx = linear(da_low, w.t().contiguous().to(low)).view(T, B, I).to(h_in.dtype) if need[0] else None
+        dx = linear(da_low, w.t().contiguous().to(low)).view(T, B, I).to(da.dtype) if need[0] else None
         dbias = da2.sum(0) if ctx.has_bias and need[2] else None
-        inputs = [x2] * need[1] + [h_in.view(T * B, -1).to(low)] * need[6]
+        inputs = [x2] * need[1] + [h_in.view(T * B, -1)] * need[6]
         grads = _weight_grads(da_low, inputs)
         dw = grads.pop(0) if need[1] else None
         du = grads.pop(0) if need[6] else None
