@@ -8,7 +8,8 @@ process.
 
     python bench/layers.py                    # defaults: 5 rounds of 6 timed steps each
     python bench/layers.py --rounds 9 --steps 10 --threads 2
-    python bench/layers.py --precision bf16   # every variant under bfloat16 autocast (CPUs with AMX)
+    python bench/layers.py --precision bf16   # every variant under bfloat16 autocast (CPUs with AMX or AVX-512 BF16)
+    RNNKIT_NATIVE=0 python bench/layers.py    # the LSTM kernel's steps as torch operations (as without a C compiler)
 
 Threads are the CLI's choice (one per CPU other processes leave free) unless ``--threads`` sets them; each
 variant's turn is shown as it starts (a bar on a terminal, a line in a log).
@@ -26,6 +27,7 @@ from common import add_threads_argument, progress, start
 from torch import nn
 
 from rnnkit.nn.layers import RNN
+from rnnkit.nn.lstm_kernel import steps_status
 
 VOCAB, EMB, HID, LAYERS, SEQ, BATCH = 65, 64, 256, 2, 100, 64
 
@@ -119,7 +121,8 @@ def main() -> None:
 
     base = statistics.median(rates["raw torch.nn.LSTM"])
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; {args.precision}; {args.rounds} rounds x {args.steps} steps")
+          f"torch {torch.__version__}; {args.precision}; {args.rounds} rounds x {args.steps} steps; "
+          f"the kernel's element-wise steps: {steps_status()}")
     print(f"{'variant':36s} {'chars/s (median)':>17s} {'min':>8s} {'max':>8s} {'vs raw':>7s}")
     for k, r in rates.items():
         med = statistics.median(r)

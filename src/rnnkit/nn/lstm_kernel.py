@@ -74,8 +74,9 @@ _ONEDNN = _onednn_linear()
 def linear(a: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
     """a (M, K), w (N, K), bias (N,) or None -> a @ wᵀ + bias (M, N), in a's dtype.
 
-    Through oneDNN where torch has it (float32 and bfloat16), else ``torch.mm`` (float64, for gradcheck)."""
-    if _ONEDNN is not None and a.dtype in (torch.float32, torch.bfloat16):
+    Through oneDNN where torch has it (float32 and bfloat16 on the CPU), else ``torch.mm`` (float64, for
+    gradcheck)."""
+    if _ONEDNN is not None and a.dtype in (torch.float32, torch.bfloat16) and a.device.type == "cpu":
         return _ONEDNN(a, w, bias, "none", [], "")
     return a.mm(w.t()) if bias is None else torch.addmm(bias, a, w.t())
 
