@@ -284,6 +284,7 @@ def test_an_old_run_directory_still_loads(tmp_path):
     assert cfg.train.early_stop_patience == 5 and cfg.train.epochs == 2 and cfg.train.optimizer == "rmsprop"
     assert cfg.train.device == "cpu" and cfg.train.clip_grad_norm == 1.0
     assert (cfg.val_frac, cfg.test_frac) == (0.2, 0.3)
+    assert cfg.calendar is False                     # no calendar then: not the calendar check of today
     assert old.series_.report == ["a line of the old report"]
     assert isinstance(rnnkit.load(str(run)), Forecaster)
     assert old.evaluate()["mae"] == pytest.approx(fc.metrics_["test_mae"], rel=1e-6)

@@ -244,9 +244,10 @@ def test_calendar_flag_and_its_earlier_name(tmp_path, capsys):
     fc = Forecaster(csv=str(csv), time_col="date", target=["y"], lookback=14, model="naive", calendar=True,
                     exclude=["week_sin", "week_cos"]).fit(verbose=False)
     assert fc.columns_ == ["y", "year_sin", "year_cos"]
+    # without the calendar a calendar column is not there to leave out (with auto, it may be)
     with pytest.raises(ValueError, match=r"^exclude='week_sin': expected a column of the data; its columns are: "
                                          r"date, y$"):
-        Forecaster(csv=str(csv), time_col="date", target=["y"], lookback=14, model="naive",
+        Forecaster(csv=str(csv), time_col="date", target=["y"], lookback=14, model="naive", calendar=False,
                    exclude=["week_sin"]).fit(verbose=False)
     # the earlier option (kept for run directories and scripts that used it): time of day and year only
     old = Forecaster(csv=str(csv), time_col="date", target=["y"], lookback=14, model="naive",
@@ -265,8 +266,9 @@ def test_features_all_and_exclude(tmp_path, capsys):
     assert Forecaster(features=["all"], exclude=["b"], **common).fit(verbose=False).columns_ == ["y", "a"]
     with pytest.raises(ValueError, match=r"^exclude='y': expected input columns only, not a target \(y\)$"):
         Forecaster(features=["all"], exclude=["y"], **common).fit(verbose=False)
-    with pytest.raises(ValueError, match=r"^exclude='zz': expected a column of the data; its columns are: time, y, "
-                                         r"a, b, site, blank$"):
+    with pytest.raises(ValueError, match=r"^exclude='zz': expected a column of the data or a calendar column; its "
+                                         r"columns are: time, y, a, b, site, blank, day_sin, day_cos, week_sin, "
+                                         r"week_cos, year_sin, year_cos$"):
         Forecaster(features=["all"], exclude=["zz"], **common).fit(verbose=False)
     with pytest.raises(ValueError, match=r"features=\['all', 'a'\]: expected either 'all' alone"):
         ForecastConfig(features=["all", "a"])
@@ -355,7 +357,8 @@ def write_with_columns(path, n=360):
 
 def test_features_that_make_validation_worse_are_said_and_auto_keeps_the_better_inputs(tmp_path, capsys):
     csv = write_with_columns(tmp_path / "s.csv")
-    common = dict(csv=str(csv), time_col="time", target=["y"], lookback=24, delay=6, model="ridge")
+    # calendar=False: the other columns alone are in question here (the calendar's check is in section 5)
+    common = dict(csv=str(csv), time_col="time", target=["y"], lookback=24, delay=6, model="ridge", calendar=False)
     # noise as an input: one line with both figures, the target alone the lower
     Forecaster(**common, features=["junk"]).fit()
     line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("features: "))
@@ -535,3 +538,91 @@ def test_compare_ranks_by_the_mean_and_marks_ties(tmp_path, capsys):
     assert "best by mean validation MAE: ridge (" in out
     header = next(csv_rows(tmp_path / "cmp" / "compare.csv"))
     assert {"val_mae_sd", "test_mae_sd", "seeds", "rank", "vs_best"} <= set(header)
+
+
+# -- 5. the calendar on evidence: --calendar auto (the default) ------------------------------------------------
+
+def write_noisy_cycle(path, cycle_size, days=40, seed=0):
+    """Hourly ``y``: a daily cycle of amplitude ``cycle_size`` plus a random walk (which the calendar cannot
+    explain) and noise; the last values show the phase of the day only through the noise."""
+    t = np.arange(24 * days)
+    rng = np.random.default_rng(seed)
+    times = np.datetime64("2022-05-02T00") + t.astype("timedelta64[h]")
+    y = cycle_size * np.sin(2 * np.pi * t / 24) + np.cumsum(rng.normal(0, 0.3, len(t))) + rng.normal(0, 2, len(t))
+    path.write_text("time,y\n" + "".join(f"{s}:00:00Z,{v:.5f}\n" for s, v in zip(times, y)))
+    return path
+
+
+CHECK_LINE = (r"^features: validation MAE of a ridge model on these windows: ([\d.]+) with the target alone, "
+              r"([\d.]+) with the target and the calendar cycles \(day, week, year\): --calendar auto (adds the "
+              r"calendar cycles|leaves the calendar cycles out) \(a linear model's verdict, standing in for the "
+              r"model's own(?:; the calendar lowers it by (-?[\d.]+), (more than|within) the noise of the "
+              r"windows, ±([\d.]+))?\)$")
+
+
+def check_line(err):
+    line = next(x for x in err.splitlines() if x.startswith("features: "))
+    return re.match(CHECK_LINE, line).groups()
+
+
+def test_calendar_auto_adds_a_cycle_the_calendar_explains_and_says_so(tmp_path, capsys):
+    csv = write_noisy_cycle(tmp_path / "cycle.csv", cycle_size=6)
+    run = tmp_path / "run"
+    fc = Forecaster(csv=str(csv), time_col="time", target=["y"], lookback=6, delay=6, model="ridge").fit(
+        run_dir=str(run))
+    alone, with_calendar, verdict, gain, word, noise = check_line(capsys.readouterr().err)
+    assert verdict == "adds the calendar cycles" and word == "more than"
+    assert float(with_calendar) < 0.8 * float(alone)
+    assert float(gain) == pytest.approx(float(alone) - float(with_calendar), abs=0.01) and float(gain) > float(noise)
+    assert fc.columns_ == ["y", "day_sin", "day_cos", "week_sin", "week_cos", "year_sin", "year_cos"]
+    # the ridge trained is the check's on the same inputs: the same validation MAE
+    assert fc.metrics_["val_mae"] == pytest.approx(float(with_calendar), rel=1e-3)
+    # the run keeps the decision: its columns and the check's figures; loaded, it reads the same inputs
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["config"]["calendar"] == "auto" and doc["fitted"]["columns"] == fc.columns_
+    assert doc["data"]["features_check"]["kept"] == "targets+calendar"
+    again = Forecaster.load(str(run))
+    assert again.columns_ == fc.columns_ and again.predict() == fc.predict()
+    assert again.evaluate()["mae"] == pytest.approx(fc.metrics_["test_mae"], rel=1e-6)
+
+
+def test_calendar_auto_leaves_out_a_calendar_that_explains_nothing(tmp_path, capsys):
+    csv = write_noisy_cycle(tmp_path / "walk.csv", cycle_size=0)
+    run = tmp_path / "run"
+    fc = Forecaster(csv=str(csv), time_col="time", target=["y"], lookback=6, delay=6, model="ridge").fit(
+        run_dir=str(run))
+    alone, with_calendar, verdict, gain, word, noise = check_line(capsys.readouterr().err)
+    assert verdict == "leaves the calendar cycles out"
+    # the calendar's MAE higher (no margin to state), or lower by less than the noise
+    assert float(with_calendar) >= float(alone) and gain is None or word == "within" and float(gain) < float(noise)
+    assert fc.columns_ == ["y"] and fc.metrics_["val_mae"] == pytest.approx(float(alone), rel=1e-3)
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["data"]["features_check"]["kept"] == "targets" and doc["fitted"]["columns"] == ["y"]
+    # loaded, the run reads only y from a table that prepares the calendar columns too
+    again = Forecaster.load(str(run))
+    assert again.columns_ == ["y"] and again.predict() == fc.predict()
+
+
+def test_calendar_takes_auto_true_and_false_and_old_runs_keep_theirs(tmp_path, capsys):
+    assert ForecastConfig().calendar == "auto"
+    assert [ForecastConfig(calendar=v).calendar for v in ("true", "off", "AUTO", 1, False)] == [True, False, "auto",
+                                                                                                 True, False]
+    with pytest.raises(ValueError, match=r"^calendar='sometimes': expected true, false or auto$"):
+        ForecastConfig(calendar="sometimes")
+    # the earlier option (time_features) keeps its own inputs: no calendar check
+    assert ForecastConfig(time_features=True).calendar is False
+    csv = write_daily(tmp_path / "d.csv")
+    data = ["--csv", str(csv), "--time-col", "date", "--target", "y", "--lookback", "14", "--model", "naive"]
+    for flags, calendar, columns in ((["--calendar"], True, 5), (["--calendar", "false"], False, 1),
+                                     (["--no-calendar"], False, 1), (["--calendar", "true"], True, 5)):
+        run = tmp_path / f"run-{'-'.join(flags)}"
+        assert main(["forecast", "train", *data, *flags, "--run-dir", str(run)]) == 0
+        assert f"{columns} input column" in capsys.readouterr().err
+        doc = json.loads((run / "config.json").read_text())
+        assert doc["config"]["calendar"] is calendar
+        # a run saved with calendar false (as every run before auto) loads with it, and its inputs
+        loaded = Forecaster.load(str(run))
+        assert loaded.config.calendar is calendar and len(loaded.columns_) == columns
+    with pytest.raises(SystemExit):
+        main(["forecast", "train", *data, "--calendar", "maybe", "--run-dir", str(tmp_path / "bad")])
+    assert "--calendar: invalid" in capsys.readouterr().err

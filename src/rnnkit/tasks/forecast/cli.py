@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnnkit import _checks
-from rnnkit.config import (add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args,
-                           given_fields)
+from rnnkit.config import (_StoreGiven, add_checkpoint_argument, add_config_arguments, add_train_arguments,
+                           config_from_args, given_fields)
 from rnnkit.runs.io import atomic_write_json
 from rnnkit.tasks.forecast.config import COMPARE_SEEDS, DEFAULT_MODELS, MODELS, ForecastConfig
 
@@ -242,6 +242,25 @@ def _compare_cmd(args) -> int:
     return 0
 
 
+class _NoCalendar(_StoreGiven):
+    """``--no-calendar``: calendar=False (noted as given, as every flag is)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, False, option_string)
+
+
+def _calendar_flag(parser: argparse.ArgumentParser) -> None:
+    """``--calendar`` takes auto, true or false, and alone means true (as when it was an on/off flag);
+    ``--no-calendar`` is false."""
+    action = next(a for a in parser._actions if a.dest == "calendar")
+    action.nargs, action.const, action.metavar = "?", True, "{auto,true,false}"
+    group = next(g for g in parser._action_groups if action in g._group_actions)
+    group.add_argument("--no-calendar", dest="calendar", action=_NoCalendar, help="the same as --calendar false")
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("forecast", help="time-series forecasting: windows, baselines, GRU/LSTM/Conv1D",
                        description=__doc__.split("\n\n")[0])
@@ -251,6 +270,7 @@ def add_commands(sub) -> None:
     t = verbs.add_parser("train", help="train one model and report validation and test MAE",
                          description="Train one model and report validation and test MAE.")
     add_train_arguments(t, ForecastConfig, default_run_dir="runs/forecast")
+    _calendar_flag(t)
     t.set_defaults(func=_train_cmd)
 
     e = verbs.add_parser("eval", help="MAE of a trained run on a file, or on its own data's test part",
@@ -275,6 +295,7 @@ def add_commands(sub) -> None:
                          description="Train every model on the same windows; one table of results, plots, and "
                                      "each model's run in RUN_DIR/<model>.")
     add_config_arguments(c, ForecastConfig, skip=("model",), defaults=ForecastConfig(seeds=COMPARE_SEEDS))
+    _calendar_flag(c)
     c.add_argument("--models", nargs="*", choices=MODELS, default=None,
                    help=f"models to compare (default: {' '.join(DEFAULT_MODELS)})")
     group = c.add_argument_group("run")

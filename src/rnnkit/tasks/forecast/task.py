@@ -19,6 +19,7 @@ the last value (naive) and, where the series has a season, the value one season 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,9 @@ from rnnkit.runs.schema import FORMAT_VERSION
 from rnnkit.tasks.base import Prepared, Task, refuse_export, replace_config, resume_command
 # The config lives in config.py (no torch: --help reads it); imported here too for the name it had.
 from rnnkit.tasks.forecast.config import AUTO_MODELS, ForecastConfig, ForecastRequest  # noqa: F401
-from rnnkit.tasks.forecast.data import (default_season, freq_from_json, freq_to_json, load_source,
-                                        load_test_source, make_windows, no_validation, prepare, split_points,
-                                        valid_windows, window_rows, with_window_defaults)
+from rnnkit.tasks.forecast.data import (CALENDAR_COLUMNS, default_season, freq_from_json, freq_to_json,
+                                        load_source, load_test_source, make_windows, no_validation, prepare,
+                                        split_points, valid_windows, window_rows, with_window_defaults)
 from rnnkit.tasks.forecast.model import BASELINES, build_model, seasonal_positions
 from rnnkit.training.progress import track
 
@@ -61,59 +62,156 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+# The input sets feature_check compares, simplest first: (label, other columns?, calendar?).
+INPUT_SETS = (("targets", False, False), ("all", True, False), ("targets+calendar", False, True),
+              ("all+calendar", True, True))
+# Checks already made in this process (a comparison fits every model and seed on the same series): few, small.
+_CHECKS: dict[tuple, dict[str, Any]] = {}
+
+
 def feature_check(cfg: ForecastConfig, values: np.ndarray, columns: list[str], n_targets: int, val_start: int,
                   test_start: int) -> dict[str, Any]:
-    """Whether the input columns beyond the targets help, measured on validation: a ridge model (closed form,
-    seconds; the penalty picked from a grid on the validation windows) fitted on the same training windows
-    with every input column and with the targets alone. Returns both validation MAEs (in the targets' units),
-    ``kept`` ("all" or "targets", the lower) and a line that says it.
+    """Which inputs to keep, measured on validation: a ridge model (closed form, seconds; the penalty picked
+    from a grid on the validation windows) fitted on the same training windows with each input set of
+    ``INPUT_SETS`` the columns allow: the targets alone, with the other columns, with the calendar cycles,
+    with both. ``--features auto`` chooses whether the other columns are kept, ``--calendar auto`` whether the
+    calendar is; what is not auto stays as given.
 
-    A linear model stands in for the model being trained so the check costs seconds, not a second training;
-    the line says so.
+    Returns each set's validation MAE (``maes``, in the targets' units), ``kept`` (the label of the lowest
+    among the sets the config lets it choose; on a tie the simpler), ``columns`` (its columns, in ``columns``'
+    order) and a line that says it (``text``). A linear model stands in for the model being trained so the
+    check costs seconds, not a second training; the line says so.
     """
-    from sklearn.linear_model import Ridge
+    calendar = [c for c in columns[n_targets:] if c in CALENDAR_COLUMNS] if cfg.calendar else []
+    others = [c for c in columns[n_targets:] if c not in calendar]
+    key = (hashlib.sha1(np.ascontiguousarray(values).tobytes()).hexdigest(), tuple(columns), n_targets,
+           val_start, test_start, cfg.lookback, cfg.step, cfg.delay, cfg.horizon, cfg.residual,
+           tuple(cfg.features), cfg.calendar)
+    if key in _CHECKS:
+        return _CHECKS[key]
+    sets = {label: [*columns[:n_targets], *(others if o else []), *(calendar if c else [])]
+            for label, o, c in INPUT_SETS if (others or not o) and (calendar or not c)}
+    choose_others = [True, False] if cfg.features == ["auto"] else [bool(others)]
+    choose_calendar = [True, False] if cfg.calendar == "auto" else [bool(calendar)]
+    choices = [label for label, o, c in INPUT_SETS if label in sets
+               and o in choose_others and c in choose_calendar]
+    measured = _ridge_maes(cfg, values, columns, n_targets, val_start, test_start, sets)
+    if measured is None:
+        # nothing to measure on: what the flags give, the calendar left out where it was auto
+        kept = next(label for label, o, c in reversed(INPUT_SETS) if label in choices
+                    and not (c and cfg.calendar == "auto"))
+        out = {"maes": None, "kept": kept, "columns": sets[kept], "text": "no windows to compare the inputs on"}
+    else:
+        maes = {label: mae for label, (mae, _) in measured.items()}
+        kept = min(choices, key=lambda label: maes[label])        # min keeps the first (simplest) of ties
+        margin = None
+        if cfg.calendar == "auto" and kept.endswith("+calendar"):
+            # Added unasked, the calendar must clearly help: lower by more than the windows' noise. (A merely
+            # lower validation MAE came with a higher test MAE on airline, nyc-weather and its daily means.)
+            without = kept.replace("+calendar", "")
+            clear, gain, two_se = clearly_lower(measured[kept][1], measured[without][1])
+            margin = {"gain": gain, "two_se": two_se}
+            if not clear:
+                kept = min((c for c in choices if not c.endswith("+calendar")), key=lambda label: maes[label])
+        out = {"maes": maes, "kept": kept, "columns": sets[kept], "calendar_margin": margin,
+               "text": _check_text(cfg, maes, kept, others, calendar, n_targets, margin)}
+    if len(_CHECKS) >= 8:
+        _CHECKS.clear()
+    _CHECKS[key] = out
+    return out
 
+
+def _ridge_maes(cfg: ForecastConfig, values: np.ndarray, columns: list[str], n_targets: int, val_start: int,
+                test_start: int, sets: dict[str, list[str]]) -> dict[str, tuple[float, np.ndarray]] | None:
+    """The validation MAE (targets' units) of ridge on each input set (label -> columns) and its error on each
+    validation window: one Gram matrix of the widest windows, each set's penalties solved on its rows and
+    columns of it (sklearn's Ridge, intercept included, in closed form). None without training or validation
+    windows."""
     norm = S.Normalizer.fit(values[:val_start])
     normed = norm.transform(values).astype(np.float32)                          # (N, F)
     windows = make_windows(cfg, normed, n_targets)
     valid = valid_windows(cfg, normed)
     train, val = window_rows(cfg, valid, 0, val_start), window_rows(cfg, valid, val_start, test_start)
-    if len(train) > 20_000:        # the closed form holds (windows x L*F) in memory: a sample suffices
-        train = np.random.default_rng(cfg.train.seed).choice(train, 20_000, replace=False)
-    scale = norm.std[:n_targets]
-
-    def val_mae(width: int) -> float:
-        def flat(rows):
-            x, y = windows.batch(rows)                                          # (n, L, F), (n, H, K)
-            x = x[:, :, :width]
-            last = np.tile(x[:, -1, :n_targets], cfg.horizon) if cfg.residual else 0.0
-            return x.reshape(len(rows), -1).astype(np.float64), y.reshape(len(rows), -1), last
-        X, Y, last = flat(train)
-        Xv, Yv, last_v = flat(val)
-        best = np.inf
-        for alpha in RIDGE_ALPHAS:
-            pred = Ridge(alpha=alpha).fit(X, Y - last).predict(Xv).reshape(Yv.shape) + last_v
-            err = mae_per_target(pred.reshape(len(val), cfg.horizon, n_targets),
-                                 Yv.reshape(len(val), cfg.horizon, n_targets), scale).mean()
-            best = min(best, float(err))
-        return best
-
     if len(train) == 0 or len(val) == 0:
-        return {"all": None, "targets": None, "kept": "all", "text": "no windows to compare the inputs on"}
-    with_all, alone = val_mae(len(columns)), val_mae(n_targets)
-    kept = "targets" if alone < with_all else "all"
-    others = columns[n_targets:]
+        return None
+    if len(train) > 20_000:        # the closed form holds (windows x L*F) in memory: a sample suffices
+        train = np.random.default_rng(0).choice(train, 20_000, replace=False)
+    scale, H, K, F = norm.std[:n_targets], cfg.horizon, n_targets, len(columns)
+
+    def flat(rows):
+        x, y = windows.batch(rows)                                              # (n, L, F), (n, H, K)
+        last = np.tile(x[:, -1, :K], H).astype(np.float64) if cfg.residual else 0.0
+        return x.reshape(len(rows), -1).astype(np.float64), y.reshape(len(rows), -1) - last, last
+
+    X, Y, _ = flat(train)
+    Xv, Yv, _ = flat(val)                       # Yv: the change from the last value (residual), as Y
+    mean_x, mean_y = X.mean(axis=0), Y.mean(axis=0)
+    X -= mean_x
+    gram, xty = X.T @ X, X.T @ (Y - mean_y)
+    steps = X.shape[1] // F
+    out = {}
+    for label, names in sets.items():
+        idx = np.array([t * F + columns.index(c) for t in range(steps) for c in names])
+        g, b = gram[np.ix_(idx, idx)], xty[idx]
+        best, errors = np.inf, None
+        for alpha in RIDGE_ALPHAS:
+            w = np.linalg.solve(g + alpha * np.eye(len(idx)), b)
+            per_window = (np.abs((Xv[:, idx] - mean_x[idx]) @ w + mean_y - Yv).reshape(len(val), H, K).mean(axis=1)
+                          * scale).mean(axis=1)                                # (n,) in the targets' units
+            if per_window.mean() < best:
+                best, errors = float(per_window.mean()), per_window
+        out[label] = (best, errors)
+    return out
+
+
+def clearly_lower(errors: np.ndarray, simpler: np.ndarray) -> tuple[bool, float, float]:
+    """Whether ``errors`` (per validation window) are lower than ``simpler``'s on the same windows by more than
+    two standard errors of the mean difference; the standard error allows for neighbouring windows' errors
+    being alike (an AR(1) correction by the lag-1 correlation of the differences). Also returns the mean
+    difference and the two standard errors."""
+    diff = simpler - errors
+    n = len(diff)
+    if n < 3 or not np.std(diff) > 0:
+        return bool(diff.mean() > 0 and n >= 3), float(diff.mean()), 0.0
+    r = float(np.clip(np.corrcoef(diff[:-1], diff[1:])[0, 1], 0.0, 0.99)) if np.std(diff[:-1]) > 0 else 0.0
+    two_se = 2 * float(np.std(diff, ddof=1) / np.sqrt(n) * np.sqrt((1 + r) / (1 - r)))
+    return bool(diff.mean() > two_se), float(diff.mean()), two_se
+
+
+def _check_text(cfg: ForecastConfig, maes: dict[str, float], kept: str, others: list[str], calendar: list[str],
+                n_targets: int, margin: dict[str, float] | None) -> str:
+    """The check's line: each input set's validation MAE, then what auto kept or what made it worse."""
+    s = "s" if n_targets > 1 else ""
     shown = ", ".join(others[:6]) + (", ..." if len(others) > 6 else "")
-    text = (f"validation MAE of a ridge model on these windows: {alone:.4g} with the target"
-            f"{'s' if n_targets > 1 else ''} alone, {with_all:.4g} with the {len(others)} other input column"
-            f"{'s' if len(others) != 1 else ''} too ({shown})")
-    if cfg.features == ["auto"]:
-        text += (": --features auto keeps " + ("the targets alone" if kept == "targets" else "every column")
-                 + " (a linear model's verdict, standing in for the model's own)")
-    elif kept == "targets":
-        text += (": the other columns made it worse here; --features auto keeps the better of the two, "
-                 "--features none the targets alone")
-    return {"all": with_all, "targets": alone, "kept": kept, "text": text}
+    cycles = sorted({c.rsplit("_", 1)[0] for c in calendar}, key=["day", "week", "year"].index)
+    words = {"targets": f"with the target{s} alone",
+             "all": f"with the {len(others)} other input column{'s' if len(others) != 1 else ''} too ({shown})",
+             "targets+calendar": f"with the target{s} and the calendar cycles ({', '.join(cycles)})",
+             "all+calendar": "with the other columns and the calendar cycles"}
+    text = ("validation MAE of a ridge model on these windows: "
+            + ", ".join(f"{maes[label]:.4g} {words[label]}" for label in maes))
+    verdicts, worse = [], []
+    if cfg.features == ["auto"] and others:
+        verdicts.append("--features auto keeps " + ("every column" if kept.startswith("all") else
+                                                    "the targets alone"))
+    elif others and maes[kept.replace("all", "targets")] < maes[kept]:
+        worse.append("the other columns made it worse here; --features auto keeps the better of the two, "
+                     "--features none the targets alone")
+    if cfg.calendar == "auto" and calendar:
+        verdicts.append("--calendar auto " + ("adds the calendar cycles" if kept.endswith("calendar") else
+                                              "leaves the calendar cycles out"))
+    elif calendar and maes[kept.replace("+calendar", "")] < maes[kept]:
+        worse.append("the calendar cycles made it worse here; --calendar auto adds them only where they help")
+    if verdicts:
+        noise = "" if margin is None else (
+            f"; the calendar lowers it by {margin['gain']:.3g}, " + ("more than" if kept.endswith("calendar")
+                                                                    else "within") +
+            f" the noise of the windows, ±{margin['two_se']:.3g}")
+        text += (": " + " and ".join(verdicts) + f" (a linear model's verdict, standing in for the model's own"
+                 f"{noise})")
+    if worse:
+        text += ("; " if verdicts else ": ") + "; ".join(worse)
+    return text
 
 
 class Forecaster(Task, name="forecast"):
@@ -268,16 +366,22 @@ class Forecaster(Task, name="forecast"):
         self.n_targets_, self.best_epoch_ = len(series.targets), None
         if cfg.model == "seasonal_naive":
             self._season_positions()        # no season to use: refused before anything is written
-        check = None
-        if len(columns) > self.n_targets_ and not dry_run and not no_validation(cfg) \
-                and (cfg.features == ["auto"] or prepared.verbose):
-            # Do the other columns help? Said when they do not; --features auto keeps the better inputs.
+        # what auto decides here: the other columns (--features auto), the calendar (--calendar auto, where the
+        # step has calendar cycles)
+        has_calendar = any(c in CALENDAR_COLUMNS for c in columns[self.n_targets_:])
+        check, auto = None, cfg.features == ["auto"] or (cfg.calendar == "auto" and has_calendar)
+        if len(columns) > self.n_targets_ and not dry_run and not no_validation(cfg) and (auto or prepared.verbose):
+            # Do the other columns / the calendar help? Said when they do not; auto keeps the better inputs.
             check = feature_check(cfg, values, columns, self.n_targets_, val_start, test_start)
-            if cfg.features == ["auto"] and check["kept"] == "targets":
-                values, columns = values[:, :self.n_targets_], columns[:self.n_targets_]
-                self.columns_ = columns
-            if prepared.verbose and (cfg.features == ["auto"] or check["kept"] == "targets"):
+            if prepared.verbose and (auto or "worse here" in check["text"]):
                 print(f"features: {check['text']}", file=sys.stderr)
+        elif cfg.calendar == "auto" and has_calendar:
+            # nothing to decide on (a dry run, no validation part): the calendar stays out, as it was by default
+            check = {"columns": [c for c in columns if c not in CALENDAR_COLUMNS]}
+        if check is not None and auto:
+            keep = [columns.index(c) for c in check["columns"]]
+            values, columns = values[:, keep], list(check["columns"])
+            self.columns_ = columns
         self.normalizer_ = S.Normalizer.fit(values[:val_start])
         self.values_ = self.normalizer_.transform(values).astype(np.float32)   # (N, F)
         self.windows_ = make_windows(cfg, self.values_, self.n_targets_)
@@ -296,7 +400,7 @@ class Forecaster(Task, name="forecast"):
                          "start": str(series.times[0]), "end": str(series.times[-1]), "input_columns": columns,
                          "window": window_note, "windows": {k: len(v) for k, v in self.rows_.items()},
                          "report": series.report}
-        if check is not None:
+        if check is not None and "maes" in check:
             prepared.info["features_check"] = {k: v for k, v in check.items() if k != "text"}
         if prepared.verbose:
             self._print_data(window_note)
@@ -596,6 +700,7 @@ class Forecaster(Task, name="forecast"):
         config = dict(raw["forecast"])
         config.pop("dry_run", None)
         config.setdefault("residual", False)             # those runs learned the value (the default then)
+        config.setdefault("calendar", False)             # and had no calendar but time_features
         train = {k: config.pop(k) for k in ("epochs", "batch_size", "lr", "optimizer", "max_minutes", "seed")
                  if k in config}
         if "patience" in config:
