@@ -8,20 +8,24 @@ same numbers with less work per step:
 * **the backward pass is written out** (the LSTM's gradient through time, below): no autograd graph
   per step, and the gradients of ``U``, ``W`` and ``x`` are one large product each over all steps
   at the end instead of one small product per step;
-* **few, large operations**: the input projection of all steps is one product, written into the
-  buffer that each step then completes with its recurrent product; all buffers are allocated once
-  and every per-step view is made before the loop;
-* **oneDNN's matrix products** (:func:`linear`): torch's float32 ``mm`` goes to MKL, which on AMD
-  CPUs takes a path 2-2.5x slower than oneDNN's (the library torch's own fused LSTM uses);
-* **tanh through sigmoid**: ``tanh(a) = 2 σ(2a) - 1``. torch's ``tanh`` costs about eight times its
-  ``sigmoid`` per element on the CPUs measured, so the candidate gate's rows of ``W``, ``U`` and the
-  bias are doubled once per call and one ``sigmoid`` covers all four gates;
+* **each step is one matrix product and one element-wise step**: the input projection of all
+  steps is one product, written into the buffer that each step then completes with its recurrent
+  product; the element-wise rest of a step (gates, cell, output, mask; backwards the local
+  derivatives) is one call of a C function (``lstm_steps.c``, built on first use by
+  :mod:`rnnkit.native`), one pass over the step's numbers instead of ten torch operations, each
+  reading and writing all of them again. Without a C compiler the same step runs as torch
+  operations on buffers allocated once, with every per-step view made before the loop;
+* **oneDNN's matrix products** (:func:`linear`): torch's float32 ``mm`` goes to MKL, which on an
+  AMD EPYC took 2-3.6x as long as oneDNN (the library torch's own fused LSTM uses);
+* **tanh through sigmoid**: ``tanh(a) = 2 σ(2a) - 1``. torch's ``tanh`` cost about eight times its
+  ``sigmoid`` per element there, so the candidate gate's rows of ``W``, ``U`` and the bias are
+  doubled once per call and one ``sigmoid`` covers all four gates (the C step computes the same);
 * **bf16 products under bf16 autocast**, as torch's fused LSTM does: the matrix products read
   bfloat16 (with float32 accumulation) while the gates, the cell state and every element-wise step
   stay in float32.
 
-On the benchmark's 2-layer LSTM-256 this trains at 0.9x raw ``torch.nn.LSTM`` or better in float32
-and in bf16 (the generic loop: 0.6x); see docs/benchmarks.md.
+Its speed against raw ``torch.nn.LSTM`` (and the generic loop's), per CPU and precision, is in
+docs/benchmarks.md (``python bench/layers.py``).
 
 Shapes: T steps, B rows, H units. The gates are ordered (i, f, o, g), not torch's (i, f, g, o): the
 three sigmoid gates side by side. :func:`gate_order` gives the row order that turns torch's weights
