@@ -304,6 +304,16 @@ def test_variational_lstm_kernel_reads_bf16_products_under_bf16_autocast(kernel_
         assert (a - b).norm() < 0.03 * b.norm()
 
 
+def test_loading_the_c_steps_leaves_the_process_floating_point_alone():
+    """A library built with -ffast-math would switch the process to flushing denormals to zero on load."""
+    from rnnkit.nn.lstm_kernel import steps_status
+    if steps_status() != "C":
+        pytest.skip(f"the C steps cannot be built here: {steps_status()}")
+    tiny = 5e-324                                   # the smallest denormal double
+    assert tiny * 1.0 > 0 and tiny / 1.0 == tiny
+    assert torch.tensor(1e-40) * 1.0 > 0            # a float32 denormal survives too
+
+
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 def test_c_steps_give_the_numbers_of_the_torch_steps(bf16, monkeypatch):
     """The two implementations of the kernel's element-wise step: the same outputs and gradients."""

@@ -90,10 +90,11 @@ _step_functions: dict[int, tuple] = {}        # id of the loaded library -> its 
 
 
 def _load_steps():
-    """The library built from lstm_steps.c, or why there is none. -ffast-math lets the compiler
-    vectorise expf (glibc's vector maths) and the loops."""
+    """The library built from lstm_steps.c, or why there is none. -fno-math-errno lets the compiler
+    vectorise expf (glibc's vector maths) and the loops; never -ffast-math, whose library would set
+    the whole process to flush denormals to zero when loaded."""
     return native.load(STEPS_SOURCE, ("rnnkit_lstm_forward_step", "rnnkit_lstm_backward_step"),
-                       "LSTM step kernel", "torch operations run each step", extra_flags=("-ffast-math",))
+                       "LSTM step kernel", "torch operations run each step", extra_flags=("-fno-math-errno",))
 
 
 def _c_steps(x: Tensor):
