@@ -21,7 +21,7 @@ from rnnkit import _checks
 from rnnkit.config import (add_checkpoint_argument, add_config_arguments, add_train_arguments, config_from_args,
                            given_fields)
 from rnnkit.runs.io import atomic_write_json
-from rnnkit.tasks.seq2seq.config import DecodeConfig, Seq2SeqConfig
+from rnnkit.tasks.seq2seq.config import MAX_GNMT_PENALTY, DecodeConfig, Seq2SeqConfig
 from rnnkit.training.phases import phase
 
 DEFAULT_RUN_DIR = "runs/seq2seq"
@@ -69,6 +69,15 @@ def add_commands(sub) -> None:
     e.add_argument("--split", default="test", choices=("test", "val"),
                    help="without --tsv: which held-out part of the run's data (default: %(default)s)")
     e.add_argument("-o", "--output", default=None, help="write the report here instead of RUN/eval.json")
+    e.add_argument("--tune", action="store_true",
+                   help="first choose --beam and --length-penalty on the validation part of the run's data: each "
+                        "pair of --tune-beams x --tune-length-penalties decodes it, the highest exact match (the "
+                        "lowest WER) wins, ties to the earlier pair; then score with the pick (the grid is in "
+                        "the report)")
+    e.add_argument("--tune-beams", type=int, nargs="+", default=[5, 10], metavar="N",
+                   help="--tune: beam widths to try (default: %(default)s)")
+    e.add_argument("--tune-length-penalties", type=float, nargs="+", default=[0.0, 0.5, 1.0], metavar="ALPHA",
+                   help="--tune: length penalties (GNMT alpha) to try (default: %(default)s)")
     add_config_arguments(e, DecodeConfig, skip=EVAL_SKIPS)
     add_checkpoint_argument(e)
     e.set_defaults(func=cmd_eval)
@@ -205,28 +214,57 @@ def plot_attention(item: dict, path: str | Path, level: str = "char") -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rnnkit.tasks.seq2seq.data import load_pairs, read_tsv
+    from rnnkit.tasks.seq2seq.data import read_tsv
     from rnnkit.tasks.seq2seq.task import Seq2Seq
 
     cfg = config_from_args(DecodeConfig, args)
+    if args.tune:
+        for beam in args.tune_beams:
+            _checks.check_int("--tune-beams", beam, min=1, cap=_checks.MAX_BEAM)
+        for alpha in args.tune_length_penalties:
+            _checks.check_float("--tune-length-penalties", alpha, min=0, max=MAX_GNMT_PENALTY)
     s2s = Seq2Seq.load(args.run, checkpoint=args.checkpoint)
     phase("loaded")
     if args.tsv is not None:
         pairs, source = read_tsv(args.tsv), args.tsv
     else:
-        if s2s.config.tsv is None and s2s.data_.get("dataset") is None:
-            _checks.fail("--tsv", None, "a TSV of pairs to score (this run was trained on pairs passed in Python, "
-                                        "so it has no held-out part to rebuild)")
-        splits = load_pairs(s2s.config)
-        pairs = splits.test if args.split == "test" else splits.val
-        source = f"the {args.split} part of {splits.source}"
-        if not pairs:
-            _checks.fail("--split", args.split, f"a held-out part with pairs ({source} is empty: the run has "
-                                                f"test_frac=0); pass --split val or --tsv FILE")
+        pairs, source = _held_out(s2s, args.split, "--tsv")
     options = {k: v for k, v in _decode_options(cfg).items() if k not in EVAL_SKIPS}
+    tuned = {}
+    if args.tune:
+        # Chosen on the validation words, never on the pairs being scored (unless --split val asks for that).
+        val, _ = _held_out(s2s, "val", "--tune")
+        grid = [(beam, alpha) for beam in args.tune_beams for alpha in args.tune_length_penalties]
+        scores = [s2s.evaluate(val, **{**options, "beam": beam, "length_penalty": alpha})["exact_match"]
+                  for beam, alpha in grid]
+        options["beam"], options["length_penalty"] = grid[scores.index(max(scores))]     # max: the first best
+        tuned = {"tuned": {"on": "validation", "picked": {"beam": options["beam"],
+                                                          "length_penalty": options["length_penalty"]},
+                           "grid": [{"beam": b, "length_penalty": a, "exact_match": e}
+                                    for (b, a), e in zip(grid, scores)]}}
+        print(f"tuned on the validation part: beam {options['beam']}, length penalty "
+              f"{options['length_penalty']:g} (exact match {max(scores):.4f})", file=sys.stderr)
     m = s2s.evaluate(pairs, **options)
     out = Path(args.output) if args.output else Path(args.run) / "eval.json"
-    atomic_write_json(out, {"source": source, **m})
-    print(json.dumps({"source": source, **{k: v for k, v in m.items() if k not in ("skipped",)}}))
+    atomic_write_json(out, {"source": source, **m, **tuned})
+    print(json.dumps({"source": source, **{k: v for k, v in m.items() if k not in ("skipped",)}, **tuned}))
     print(f"{source} ({m['decoding']}): {_summary(m)}; report written to {out}", file=sys.stderr)
     return 0
+
+
+def _held_out(s2s: Any, split: str, flag: str) -> tuple[list, str]:
+    """The run's own held-out part ``split`` (test or val) and its description; ``flag``: the option that asked
+    for it, named in the error when the run has no such part."""
+    from rnnkit.tasks.seq2seq.data import load_pairs
+
+    if s2s.config.tsv is None and s2s.data_.get("dataset") is None:
+        expected = ("a TSV of pairs to score" if flag == "--tsv" else "a run with a validation part to tune on")
+        _checks.fail(flag, None, f"{expected} (this run was trained on pairs passed in Python, so it has no "
+                                 f"held-out part to rebuild)")
+    splits = load_pairs(s2s.config)
+    pairs = splits.test if split == "test" else splits.val
+    source = f"the {split} part of {splits.source}"
+    if not pairs:
+        _checks.fail("--split", split, f"a held-out part with pairs ({source} is empty: the run has "
+                                       f"test_frac=0); pass --split val or --tsv FILE")
+    return pairs, source

@@ -100,6 +100,10 @@ class Seq2SeqConfig:
     teacher_forcing: float = field(1.0, "share of decoder inputs taken from the target while training; below 1 "
                                         "the decoder sometimes reads its own previous prediction (scheduled "
                                         "sampling, run step by step: slower)", group="training")
+    label_smoothing: float = field(0.0, "share of each target token's probability the training loss spreads "
+                                        "evenly over the target vocabulary (0: plain cross-entropy); the "
+                                        "validation loss stays plain, so the best epoch is picked as before "
+                                        "(below 1)", group="training")
     val_decode: int = field(1000, "validation sources decoded greedily after each epoch for val_exact_match "
                                   f"(0: none; at most {_checks.MAX_COUNT:,})", group="output")
     train: TrainConfig = field(TRAIN_DEFAULTS, "training options, flat flags --lr, --epochs, ...")
@@ -128,6 +132,7 @@ class Seq2SeqConfig:
                                                           "the units in each direction)")
         _checks.check_float("dropout", self.dropout, min=0, max=1, max_open=True)
         _checks.check_float("teacher_forcing", self.teacher_forcing, min=0, max=1)
+        _checks.check_float("label_smoothing", self.label_smoothing, min=0, max=1, max_open=True)
         _checks.check_int("val_decode", self.val_decode, min=0, cap=_checks.MAX_COUNT)
         h, gates = self.hidden_size, 4 if self.cell == "lstm" else 3    # each layer ~ gates x h x 2h
         _checks.check_size("hidden_size, encoder_layers, decoder_layers",

@@ -316,8 +316,10 @@ class Seq2Seq(Task, name="seq2seq"):
     def _loss(self, prepared: Prepared, model: Seq2SeqModel, batch: Any, state: Any) -> tuple:
         src, lengths, tgt_in, tgt_out = batch
         logits = model(src, lengths, tgt_in, self.config.teacher_forcing)          # (B, T, V)
-        # Mean over the target tokens; <pad> (id 0) positions never count.
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=0)
+        # Mean over the target tokens; <pad> (id 0) positions never count. With label smoothing each token's
+        # loss is (1 - eps) x its cross-entropy + eps x the mean over the vocabulary of -log p (torch's rule).
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=0,
+                               label_smoothing=self.config.label_smoothing)
         return loss, None, len(lengths)
 
     def _validation_metrics(self, prepared: Prepared, model: Seq2SeqModel) -> dict[str, float]:
