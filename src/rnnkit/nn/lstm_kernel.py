@@ -284,6 +284,7 @@ class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, bias, h0, c0, mask, u, product_dtype):
         T, B, I = x.shape
+        mask = None if mask is None else mask.contiguous()            # the C steps read it row by row
         x2 = x.reshape(T * B, I).to(product_dtype)                   # what the products read
         w2, u2 = (_double_candidate(p).to(product_dtype) for p in (w, u))
         b2 = None if bias is None else _double_candidate(bias)
