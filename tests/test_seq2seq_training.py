@@ -151,6 +151,6 @@ def test_eval_tune_picks_beam_and_length_penalty_on_validation(tmp_path, capsys)
     assert report["decoding"] == f"beam {first['beam']}" and report["exact_match"] == test["exact_match"]
 
     assert main(["seq2seq", "eval", str(run), "--tune", "--tune-beams", "0"]) == 2
-    assert "--tune-beams=0: expected" in capsys.readouterr().err
+    assert "tune_beams=0: expected" in capsys.readouterr().err
     assert main(["seq2seq", "eval", str(run), "--tune", "--tune-length-penalties", "-1"]) == 2
-    assert "--tune-length-penalties=-1.0: expected" in capsys.readouterr().err
+    assert "tune_length_penalties=-1.0: expected" in capsys.readouterr().err

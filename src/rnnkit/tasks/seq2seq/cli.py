@@ -218,11 +218,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rnnkit.tasks.seq2seq.task import Seq2Seq
 
     cfg = config_from_args(DecodeConfig, args)
-    if args.tune:
-        for beam in args.tune_beams:
-            _checks.check_int("--tune-beams", beam, min=1, cap=_checks.MAX_BEAM)
-        for alpha in args.tune_length_penalties:
-            _checks.check_float("--tune-length-penalties", alpha, min=0, max=MAX_GNMT_PENALTY)
+    for beam in args.tune_beams:                  # checked with or without --tune: bad input is said at once
+        _checks.check_int("tune_beams", beam, min=1, cap=_checks.MAX_BEAM)
+    for alpha in args.tune_length_penalties:
+        _checks.check_float("tune_length_penalties", alpha, min=0, max=MAX_GNMT_PENALTY)
     s2s = Seq2Seq.load(args.run, checkpoint=args.checkpoint)
     phase("loaded")
     if args.tsv is not None:
