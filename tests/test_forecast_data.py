@@ -565,12 +565,18 @@ def check_line(err):
     return re.match(CHECK_LINE, line).groups()
 
 
-def test_calendar_auto_adds_a_cycle_the_calendar_explains_and_says_so(tmp_path, capsys):
-    csv = write_noisy_cycle(tmp_path / "cycle.csv", cycle_size=6)
+def fit_with_calendar_auto(tmp_path, capsys, cycle_size):
+    """A ridge run on a noisy cycle (cycle_size 0: a random walk) with the default --calendar auto: the
+    fitted task, its run directory and the check line's figures."""
+    csv = write_noisy_cycle(tmp_path / "series.csv", cycle_size=cycle_size)
     run = tmp_path / "run"
     fc = Forecaster(csv=str(csv), time_col="time", target=["y"], lookback=6, delay=6, model="ridge").fit(
         run_dir=str(run))
-    alone, with_calendar, verdict, gain, word, noise = check_line(capsys.readouterr().err)
+    return fc, run, check_line(capsys.readouterr().err)
+
+
+def test_calendar_auto_adds_a_cycle_the_calendar_explains_and_says_so(tmp_path, capsys):
+    fc, run, (alone, with_calendar, verdict, gain, word, noise) = fit_with_calendar_auto(tmp_path, capsys, 6)
     assert verdict == "adds the calendar cycles" and word == "more than"
     assert float(with_calendar) < 0.8 * float(alone)
     assert float(gain) == pytest.approx(float(alone) - float(with_calendar), abs=0.01) and float(gain) > float(noise)
@@ -587,11 +593,7 @@ def test_calendar_auto_adds_a_cycle_the_calendar_explains_and_says_so(tmp_path, 
 
 
 def test_calendar_auto_leaves_out_a_calendar_that_explains_nothing(tmp_path, capsys):
-    csv = write_noisy_cycle(tmp_path / "walk.csv", cycle_size=0)
-    run = tmp_path / "run"
-    fc = Forecaster(csv=str(csv), time_col="time", target=["y"], lookback=6, delay=6, model="ridge").fit(
-        run_dir=str(run))
-    alone, with_calendar, verdict, gain, word, noise = check_line(capsys.readouterr().err)
+    fc, run, (alone, with_calendar, verdict, gain, word, noise) = fit_with_calendar_auto(tmp_path, capsys, 0)
     assert verdict == "leaves the calendar cycles out"
     # the calendar's MAE higher (no margin to state), or lower by less than the noise
     assert float(with_calendar) >= float(alone) and gain is None or word == "within" and float(gain) < float(noise)
