@@ -253,6 +253,8 @@ def kernel_steps(request, monkeypatch):
         monkeypatch.setenv("RNNKIT_NATIVE", "0")
         assert steps_status() == "turned off by RNNKIT_NATIVE=0"
     elif steps_status() != "C":
+        # Only where no C compiler builds lstm_steps.c (then the torch steps, tested above, run instead);
+        # CI installs gcc, so there this runs.
         pytest.skip(f"the C steps cannot be built here: {steps_status()}")
     return request.param
 
@@ -308,6 +310,8 @@ def test_loading_the_c_steps_leaves_the_process_floating_point_alone():
     """A library built with -ffast-math would switch the process to flushing denormals to zero on load."""
     from rnnkit.nn.lstm_kernel import steps_status
     if steps_status() != "C":
+        # Only where no C compiler builds lstm_steps.c (then the torch steps, tested above, run instead);
+        # CI installs gcc, so there this runs.
         pytest.skip(f"the C steps cannot be built here: {steps_status()}")
     tiny = 5e-324                                   # the smallest denormal double
     assert tiny * 1.0 > 0 and tiny / 1.0 == tiny
@@ -319,6 +323,8 @@ def test_c_steps_give_the_numbers_of_the_torch_steps(bf16, monkeypatch):
     """The two implementations of the kernel's element-wise step: the same outputs and gradients."""
     from rnnkit.nn.lstm_kernel import steps_status
     if steps_status() != "C":
+        # Only where no C compiler builds lstm_steps.c (then the torch steps, tested above, run instead);
+        # CI installs gcc, so there this runs.
         pytest.skip(f"the C steps cannot be built here: {steps_status()}")
     torch.manual_seed(0)
     layer = RNN("lstm", I, 16, num_layers=2, recurrent_dropout=0.3, return_state=True).train()
