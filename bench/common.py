@@ -37,6 +37,20 @@ def add_threads_argument(ap: argparse.ArgumentParser) -> None:
                     help="torch threads (default: what the rnnkit CLI picks, one per CPU other processes leave free)")
 
 
+def cpu_name() -> str:
+    """This machine's CPU in words, for the machine line of a result: "2-core AMD EPYC (AVX-512 BF16, no
+    AMX)". Read from /proc/cpuinfo (Linux); elsewhere the platform's processor name."""
+    try:
+        info = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return f"{os.cpu_count()}-core {platform.processor() or platform.machine()}"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    bf16 = ("AMX" if "amx_bf16" in flags else "no AMX") + (", AVX-512 BF16" if "avx512_bf16" in flags else "")
+    return f"{os.cpu_count()}-core {model} ({bf16})"
+
+
 def start(threads: int | None = None) -> int:
     """Set torch's thread count as the CLI does (``threads`` wins when given); print the machine line; return
     the count."""
@@ -47,7 +61,7 @@ def start(threads: int | None = None) -> int:
     choice = rnnkit_threads.use_threads(threads)
     import torch
     n = torch.get_num_threads()
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    print(f"# {cpu_name()}, torch {torch.__version__}, "
           f"{n} thread{'s' if n != 1 else ''} ({choice.source})", file=sys.stderr, flush=True)
     return n
 

