@@ -15,7 +15,7 @@ from rnnkit.config import field
 from rnnkit.training.config import TrainConfig
 
 CELLS = ("lstm", "gru")
-MERGES = ("none", "concat", "attention", "relation")
+MERGES = ("film", "none", "concat", "attention", "relation")
 ENCODERS = ("small-cnn", "efficientnet-lite0")
 DATASETS = ("sort-of-clevr",)
 MAX_IMAGE_SIZE = 512           # pixels a side an image is resized to
@@ -24,20 +24,23 @@ MAX_GRID = 64                  # cells a side of the encoder's grid
 
 @dataclass
 class VQAConfig:
-    merge: str = field("attention", "how image and question meet: attention (two hops over the image's grid "
-                                    "guided by the question: find the object it names, then relate every cell to "
-                                    "it), relation (a relation network over every pair of cells, Santoro et al. "
-                                    "2017; quadratic in the cells), concat (the grid flattened next to the "
-                                    "question, CNN+MLP), or none (the question alone: a baseline that shows how "
-                                    "much the image is used)", choices=MERGES, group="model")
+    merge: str = field("film", "how image and question meet: film (the question scales and shifts the grid's "
+                               "channels in --film-blocks convolution blocks, then a max over the cells), "
+                               "attention (two hops over the image's grid guided by the question: find the object "
+                               "it names, then relate every cell to it), relation (a relation network over every "
+                               "pair of cells, Santoro et al. 2017; quadratic in the cells), concat (the grid "
+                               "flattened next to the question, CNN+MLP), or none (the question alone: a baseline "
+                               "that shows how much the image is used)", choices=MERGES, group="model")
     encoder: str = field("small-cnn", "image encoder: small-cnn (trained from scratch; suits small images) or "
                                       "efficientnet-lite0 (ImageNet-pretrained, frozen unless --fine-tune)",
                          choices=ENCODERS, group="model")
     fine_tune: bool = field(False, "train the pretrained encoder's weights too (small-cnn always trains)",
                             group="model")
     channels: int = field(32, f"small-cnn: channels of each block (at most {_checks.MAX_WIDTH:,})", group="model")
-    blocks: int = field(4, "small-cnn: blocks, each halving the image: 75x75 becomes a 5x5 grid with 4 (at most "
-                           "8)", group="model")
+    blocks: int = field(3, "small-cnn: blocks, each halving the image: 75x75 becomes a 10x10 grid with 3 (at "
+                           "most 8)", group="model")
+    film_blocks: int = field(3, "film: question-modulated convolution blocks over the grid (at most 8)",
+                             group="model")
     image_size: int = field(75, "images are resized to this many pixels a side (short side, then centre crop; the "
                                 "pretrained encoder takes 224 whatever this says; at most "
                                 f"{MAX_IMAGE_SIZE})", group="data")
@@ -58,9 +61,9 @@ class VQAConfig:
         _checks.check_choice("merge", self.merge, MERGES)
         _checks.check_choice("encoder", self.encoder, ENCODERS)
         _checks.check_choice("cell", self.cell, CELLS)
-        for name, cap in (("channels", _checks.MAX_WIDTH), ("blocks", 8), ("image_size", MAX_IMAGE_SIZE),
-                          ("embedding_size", _checks.MAX_WIDTH), ("question_size", _checks.MAX_WIDTH),
-                          ("hidden_size", _checks.MAX_WIDTH)):
+        for name, cap in (("channels", _checks.MAX_WIDTH), ("blocks", 8), ("film_blocks", 8),
+                          ("image_size", MAX_IMAGE_SIZE), ("embedding_size", _checks.MAX_WIDTH),
+                          ("question_size", _checks.MAX_WIDTH), ("hidden_size", _checks.MAX_WIDTH)):
             _checks.check_int(name, getattr(self, name), min=1, cap=cap)
         if self.image_size < 8:
             _checks.fail("image_size", self.image_size, "at least 8 pixels a side")

@@ -140,7 +140,8 @@ class VisualQA(Task, name="vqa"):
         self.grid_cells_ = self._grid_cells(encoder, size)
         return VQANet(encoder, merge=cfg.merge, num_answers=len(self.answers_), vocab=self.tokenizer_.vocab_size,
                       embedding_size=cfg.embedding_size, question_size=cfg.question_size, cell=cfg.cell,
-                      hidden_size=cfg.hidden_size, grid_cells=self.grid_cells_, dropout=cfg.dropout)
+                      hidden_size=cfg.hidden_size, grid_cells=self.grid_cells_, dropout=cfg.dropout,
+                      film_blocks=cfg.film_blocks, film_channels=cfg.channels)
 
     @staticmethod
     def _grid_cells(encoder, size: int) -> int:
