@@ -18,9 +18,10 @@ from rnnkit.training.phases import phase
 MAX_EVAL_SCENES = 100_000      # eval renders its test scenes again: 100,000 is about 30 s of drawing
 
 DESCRIPTION = ("Visual question answering (two inputs to one): a CNN reads the image, a recurrent layer the "
-               "question, a merge (attention over the image's grid guided by the question, a relation network, "
-               "concatenation, or none) and an MLP give a one-word answer. Trains on Sort-of-CLEVR scenes that "
-               "rnnkit renders (synthetic), or on your CSV of image,question,answer rows.")
+               "question, a merge (the question modulating the image's features (FiLM), attention over the "
+               "image's grid guided by the question, a relation network, concatenation, or none) and an MLP give a "
+               "one-word answer. Trains on Sort-of-CLEVR scenes that rnnkit renders (synthetic), or on your CSV of "
+               "image,question,answer rows.")
 HELP = "visual question answering (image + question -> answer): train, ask, eval"
 
 
