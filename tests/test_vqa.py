@@ -99,6 +99,35 @@ def test_relation_network_first_layer_split_matches_the_pairs_written_out():
     assert torch.equal(none(None, idx, words, lengths), none(torch.rand(2, 3, 8, 8), idx, words, lengths))
 
 
+def test_film_runs_the_image_once_and_each_question_picks_its_own_answer():
+    torch.manual_seed(0)
+    calls = []
+
+    class Wide(torch.nn.Module):               # a pretrained encoder's wide grid: narrowed to film_channels first
+        out_channels, image_size = 12, None
+
+        def forward(self, x):
+            calls.append(len(x))
+            return torch.nn.functional.avg_pool2d(x, 4).repeat(1, 4, 1, 1)               # (B, 12, 2, 2)
+
+    net = VQANet(Wide(), merge="film", num_answers=4, vocab=10, hidden_size=6, question_size=5, grid_cells=4,
+                 film_blocks=2, film_channels=3).double()
+    assert net.narrow.in_channels == 12 and net.narrow.out_channels == 3
+    images = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    idx, lengths = torch.tensor([1, 0, 1]), torch.tensor([2, 1, 2])
+    words = torch.tensor([[3, 4], [5, 0], [3, 4]])
+    got = net.eval()(images, idx, words, lengths)
+    assert calls == [2]                                                  # the CNN once per image, not per question
+    assert torch.equal(got[0], got[2])                                   # same image, same question, same answer
+    # another question about the same image moves the answer (the question modulates the image's features)
+    other = net(images, idx, torch.tensor([[6, 7], [5, 0], [3, 4]]), lengths)
+    assert not torch.allclose(other[0], got[0]) and torch.equal(other[2], got[2])
+    # the question reaches the answer only through gamma and beta: with their map zeroed, it no longer matters
+    torch.nn.init.zeros_(net.film.film.weight), torch.nn.init.zeros_(net.film.film.bias)
+    assert torch.equal(net(images, idx, words, lengths), net(images, idx, torch.tensor([[6, 7], [8, 0], [9, 4]]),
+                                                               lengths))
+
+
 def test_batches_group_an_images_questions():
     image_index = np.array([0, 1, 0, 2, 1, 0])
     got = batches(np.array([2, 0, 1]), image_index, 4)
