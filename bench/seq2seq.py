@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -37,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common import cpu_name
 from rnnkit.tasks.seq2seq import Seq2Seq
 from rnnkit.tasks.seq2seq.data import batches, encode_pairs, load_pairs
 
@@ -45,7 +45,7 @@ ATTENTIONS = ("none", "additive", "dot", "general")
 
 def machine() -> str:
     load = os.getloadavg()
-    return (f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
+    return (f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} "
             f"thread(s); load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)")
 
 
@@ -261,10 +261,8 @@ def run_cmudict(args) -> None:
     # Beam width and length penalty are chosen on the validation words (never on the test words): the pick
     # with the lowest validation WER (ties: the earlier, cheaper one) is then measured once on the test words.
     start = time.monotonic()
-    grid = {(beam, alpha): s2s.evaluate(splits.val, beam=beam, length_penalty=alpha, batch_size=256)
-            for beam in args.beams for alpha in args.alphas}
+    (beam, alpha), grid = s2s.tune_decoding(splits.val, args.beams, args.alphas, batch_size=256)
     tune_seconds = time.monotonic() - start
-    beam, alpha = min(grid, key=lambda k: grid[k]["wer"])
     test = splits.test
     results = {"greedy": s2s.evaluate(test, batch_size=256),
                "beam 5": s2s.evaluate(test, beam=5, batch_size=256)}

@@ -233,16 +233,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.tune:
         # Chosen on the validation words, never on the pairs being scored (unless --split val asks for that).
         val, _ = _held_out(s2s, "val", "--tune")
-        grid = [(beam, alpha) for beam in args.tune_beams for alpha in args.tune_length_penalties]
-        scores = [s2s.evaluate(val, **{**options, "beam": beam, "length_penalty": alpha})["exact_match"]
-                  for beam, alpha in grid]
-        options["beam"], options["length_penalty"] = grid[scores.index(max(scores))]     # max: the first best
-        tuned = {"tuned": {"on": "validation", "picked": {"beam": options["beam"],
-                                                          "length_penalty": options["length_penalty"]},
-                           "grid": [{"beam": b, "length_penalty": a, "exact_match": e}
-                                    for (b, a), e in zip(grid, scores)]}}
-        print(f"tuned on the validation part: beam {options['beam']}, length penalty "
-              f"{options['length_penalty']:g} (exact match {max(scores):.4f})", file=sys.stderr)
+        best, grid = s2s.tune_decoding(val, args.tune_beams, args.tune_length_penalties, **options)
+        options["beam"], options["length_penalty"] = best
+        tuned = {"tuned": {"on": "validation", "picked": {"beam": best[0], "length_penalty": best[1]},
+                           "grid": [{"beam": b, "length_penalty": a, "exact_match": m["exact_match"]}
+                                    for (b, a), m in grid.items()]}}
+        print(f"tuned on the validation part: beam {best[0]}, length penalty {best[1]:g} (exact match "
+              f"{grid[best]['exact_match']:.4f})", file=sys.stderr)
     m = s2s.evaluate(pairs, **options)
     out = Path(args.output) if args.output else Path(args.run) / "eval.json"
     atomic_write_json(out, {"source": source, **m, **tuned})

@@ -639,6 +639,16 @@ class Seq2Seq(Task, name="seq2seq"):
             result["wer"] = 1.0 - exact                       # word error rate: words with any phoneme wrong
         return result
 
+    def tune_decoding(self, pairs: Sequence[tuple[str, str]], beams: Sequence[int],
+                      length_penalties: Sequence[float], **options: Any) -> tuple[tuple[int, float], dict]:
+        """Decode ``pairs`` (validation pairs: never the ones to be scored) with every beam width x length
+        penalty; return the pair with the highest exact match (the lowest WER; ties to the earlier pair) and
+        every pair's ``evaluate`` figures, keyed by (beam, length_penalty). ``options``: evaluate's others."""
+        grid = {(beam, alpha): self.evaluate(pairs, **{**options, "beam": beam, "length_penalty": alpha})
+                for beam in beams for alpha in length_penalties}
+        best = max(grid, key=lambda k: grid[k]["exact_match"])         # max keeps the first of equals
+        return best, grid
+
     # -- saving and loading (config.json itself is the Task base's) -------------------------------------
 
     def fitted_values(self) -> dict[str, Any]:

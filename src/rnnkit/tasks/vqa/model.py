@@ -55,9 +55,9 @@ class QuestionEncoder(nn.Module):
 
     def forward(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out = self.rnn(self.embed(words), lengths=lengths)                       # (B, T, H)
-        rows = torch.arange(len(out), device=out.device)
-        last = out[rows, lengths.to(out.device) - 1]                             # (B, H)
-        valid = torch.arange(out.shape[1], device=out.device) < lengths.to(out.device).unsqueeze(1)   # (B, T)
+        lengths = lengths.to(out.device)
+        last = out[torch.arange(len(out), device=out.device), lengths - 1]      # (B, H)
+        valid = torch.arange(out.shape[1], device=out.device) < lengths.unsqueeze(1)   # (B, T)
         most = out.masked_fill(~valid.unsqueeze(2), float("-inf")).amax(1)       # (B, H)
         return self.project(torch.cat([last, most], 1))
 
